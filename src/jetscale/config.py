@@ -1,0 +1,226 @@
+"""Load and validate a study configuration; the one place defaults live.
+
+``load_config`` reads YAML, validates it against ``schemas/config.schema.yaml`` (filling schema defaults), then
+runs the semantic checks a schema cannot express (known models, widths per model, axes that exist, ...).
+Every problem raises :class:`ConfigError` naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .models.catalog import DEFAULT_LR, MODEL_NAMES, width_problem
+
+BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
+# Where an extra axis may write: per-run training settings or the cell's model options.
+SETTABLE_PREFIXES: tuple[str, ...] = ("training.", "model.")
+
+
+def schema() -> dict:
+    text = resources.files("jetscale").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
+    """Return the validated config (a new dict, defaults filled in) from a YAML path or a dict."""
+    if isinstance(source, dict):
+        raw, where = copy.deepcopy(source), where or "config"
+    else:
+        path = Path(source)
+        where = where or str(path)
+        if not path.is_file():
+            raise ConfigError(f"{where}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    validate_schema(raw, where)
+    check_semantics(raw, where)
+    return raw
+
+
+def validate_schema(cfg: dict, where: str = "config") -> None:
+    """jsonschema validation that also fills in defaults; the first error names its key path."""
+    import jsonschema
+
+    validator_cls = _defaults_filling(jsonschema.Draft202012Validator)
+    validator = validator_cls(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"{where}: {describe_schema_error(err)}")
+
+
+def describe_schema_error(err) -> str:
+    key = _key_path(err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        return f"{key}: unknown key(s) {extra}; allowed: {allowed}"
+    if err.validator == "enum":
+        return f"{key}: {err.instance!r} is not allowed; allowed values: {err.validator_value}"
+    if err.validator == "required":
+        return f"{key}: {err.message}"
+    return f"{key}: bad value {err.instance!r}: {err.message}"
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _defaults_filling(base):
+    import jsonschema
+
+    validate_props = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def check_semantics(cfg: dict, where: str = "config") -> None:
+    axes = cfg["grid"]["axes"]
+    extra = cfg["grid"].get("extra_axes", {})
+    for i, model in enumerate(axes["model"]):
+        if model not in MODEL_NAMES:
+            raise ConfigError(f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(MODEL_NAMES)}")
+    for name in extra:
+        if name in BUILTIN_AXES:
+            raise ConfigError(f"{where}: grid.extra_axes.{name}: {name!r} is a built-in axis; add values under grid.axes.{name}")
+        sets = extra[name]["sets"]
+        if not sets.startswith(SETTABLE_PREFIXES):
+            raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: {sets!r} must start with one of {list(SETTABLE_PREFIXES)}")
+        if sets.startswith("training.") and sets.split(".")[1] not in schema()["properties"]["training"]["properties"]:
+            allowed = sorted(schema()["properties"]["training"]["properties"])
+            raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: unknown training setting {sets!r}; allowed: {allowed}")
+    all_axes = set(BUILTIN_AXES) | set(extra)
+    for model, overrides in cfg["grid"].get("per_model", {}).items():
+        if model not in MODEL_NAMES:
+            raise ConfigError(f"{where}: grid.per_model.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+        for axis, values in overrides.items():
+            if axis not in all_axes or axis == "model":
+                raise ConfigError(
+                    f"{where}: grid.per_model.{model}.{axis}: unknown axis; axes: {sorted(all_axes - {'model'})}"
+                )
+    for model in axes["model"]:
+        for width in axis_values(cfg, "width", model):
+            if not isinstance(width, int) or (problem := width_problem(model, width)):
+                raise ConfigError(f"{where}: grid width {width!r} for model {model!r}: {problem or 'must be an integer'}")
+    for key in ("color_by", "facet_by"):
+        axis = cfg["report"].get(key)
+        if axis is not None and axis not in all_axes:
+            raise ConfigError(f"{where}: report.{key}: {axis!r} is not a grid axis; axes: {sorted(all_axes)}")
+    classes = cfg["classes"]
+    for flavor, pair in cfg.get("flavor_pairs", {}).items():
+        for name in pair:
+            if name not in classes:
+                raise ConfigError(f"{where}: flavor_pairs.{flavor}: class {name!r} is not in classes {classes}")
+    for model in cfg.get("models", {}):
+        if model not in MODEL_NAMES:
+            raise ConfigError(f"{where}: models.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+    for model in cfg.get("resources", {}).get("train", {}):
+        if model not in MODEL_NAMES:
+            raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+    data = cfg["data"]
+    if data["source"] == "ingest" and not data.get("ingest", {}).get("paths"):
+        raise ConfigError(f"{where}: data.ingest.paths: source is 'ingest' but no input files are listed")
+    if data["source"] == "generate":
+        gen = data.setdefault("generate", {})
+        pool = train_pool_per_class(cfg) * len(classes)
+        largest = max(max(axis_values(cfg, "n_train", m)) for m in axes["model"])
+        if pool <= 0:
+            raise ConfigError(
+                f"{where}: data.generate.jets_per_class ({gen['jets_per_class']}) must exceed "
+                f"val_per_class + test_per_class ({data['val_per_class']} + {data['test_per_class']})"
+            )
+        if largest > pool:
+            raise ConfigError(
+                f"{where}: grid.axes.n_train: {largest} is larger than the training pool of {pool} jets "
+                f"(data.generate.jets_per_class - val_per_class - test_per_class = {train_pool_per_class(cfg)} per class "
+                f"x {len(classes)} classes); raise data.generate.jets_per_class"
+            )
+
+
+def train_pool_per_class(cfg: dict) -> int:
+    data = cfg["data"]
+    return data["generate"]["jets_per_class"] - data["val_per_class"] - data["test_per_class"]
+
+
+def axis_values(cfg: dict, axis: str, model: str) -> list:
+    """Values of ``axis`` for cells of ``model`` (per-model overrides win)."""
+    override = cfg["grid"].get("per_model", {}).get(model, {})
+    if axis in override:
+        return list(override[axis])
+    if axis in BUILTIN_AXES:
+        return list(cfg["grid"]["axes"][axis])
+    return list(cfg["grid"]["extra_axes"][axis]["values"])
+
+
+def resolve_settings(cfg: dict, cell: dict) -> dict:
+    """Everything that determines one training run's result, as plain JSON-able data.
+
+    Two runs with equal resolved settings are interchangeable, so this (and its hash) decides reuse.
+    Timing/hardware knobs that do not change results (threads, device) are left out.
+    """
+    model = cell["model"]
+    training = copy.deepcopy(cfg["training"])
+    for knob in ("threads", "device", "checkpoint_every_steps"):
+        training.pop(knob, None)
+    model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
+    for axis, spec in cfg["grid"].get("extra_axes", {}).items():
+        value = cell.get(axis, spec["default"])
+        root, *keys = spec["sets"].split(".")
+        _set_nested(training if root == "training" else model_options, keys, value)
+    if training.get("lr") is None:
+        training["lr"] = DEFAULT_LR[model]
+    return {
+        "model": model,
+        "width": cell["width"],
+        "n_train": cell["n_train"],
+        "compute": cell["compute"],
+        "seed": cell["seed"],
+        "classes": list(cfg["classes"]),
+        "n_particles": cfg["data"]["n_particles"],
+        "model_options": model_options,
+        "training": training,
+    }
+
+
+def settings_hash(settings: dict) -> str:
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def data_fingerprint(cfg: dict) -> str:
+    """Hash of everything that determines the data set and splits (a results dir belongs to one)."""
+    data = copy.deepcopy(cfg["data"])
+    if data["source"] == "generate":
+        data.pop("ingest", None)
+    else:
+        data.pop("generate", None)
+    blob = json.dumps({"data": data, "classes": cfg["classes"]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _set_nested(target: dict, keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    target[keys[-1]] = value

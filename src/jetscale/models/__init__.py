@@ -1,0 +1,1 @@
+"""Jet classifiers: BBT-Neutron, ParticleNet, Particle Transformer (see registry.py)."""
