@@ -187,6 +187,10 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
     for axis, spec in cfg["grid"].get("extra_axes", {}).items():
         value = cell.get(axis, spec["default"])
+        if value == spec["default"]:
+            # By declaration the default is what runs without this axis used: leave settings untouched so
+            # adding an axis never changes (and so never retrains) an existing cell.
+            continue
         root, *keys = spec["sets"].split(".")
         _set_nested(training if root == "training" else model_options, keys, value)
     if training.get("lr") is None:

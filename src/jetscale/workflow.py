@@ -1,0 +1,136 @@
+"""What the Snakefile needs from a config: paths, cells, per-cell settings hashes and resources.
+
+Kept out of the .smk files so the rules stay thin and this logic is unit-tested. Everything is computed once
+per Snakemake invocation and cached, so planning a 50k-cell grid stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from . import paths
+from .config import data_fingerprint, load_config, resolve_settings, settings_hash
+from .errors import ConfigError
+from .grid import SEP, axis_names, cell_id, cells
+from .io import write_json, write_text
+
+STUDY_STAMP = "study.json"
+
+
+class StudyPlan:
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.root = paths.results_root(cfg)
+        self.cells = {cell_id(cfg, c): c for c in cells(cfg)}
+        if len(self.cells) != sum(1 for _ in cells(cfg)):
+            raise ConfigError("grid: two cells map to the same id (a value listed twice?)")
+        self.check_results_dir()
+
+    @classmethod
+    def from_snakemake(cls, config: dict) -> "StudyPlan":
+        try:
+            return cls(load_config(dict(config), where="config (config.yaml + --configfile/--config)"))
+        except ConfigError as exc:
+            from snakemake.exceptions import WorkflowError
+
+            raise WorkflowError(f"jetscale: invalid study configuration: {exc}") from None
+
+    # ---- data -------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self.cfg["data"]["source"]
+
+    @property
+    def shard_inputs(self) -> list[str]:
+        if self.source == "generate":
+            n = self.cfg["data"]["generate"]["n_shards"]
+            return [str(paths.shard_path(self.root, i)) for i in range(n)]
+        return [str(self.root / "data" / "ingested")]
+
+    @property
+    def ingest_inputs(self) -> list[str]:
+        files: list[str] = []
+        for pattern in self.cfg["data"]["ingest"]["paths"]:
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise ConfigError(f"data.ingest.paths: {pattern!r} matches no file")
+            files += matched
+        return files
+
+    # ---- cells ------------------------------------------------------------------------------
+    @property
+    def cell_regex(self) -> str:
+        names = "|".join(re.escape(a) for a in axis_names(self.cfg))
+        return rf"(?:{names}){SEP}[^/]+(?:/(?:{names}){SEP}[^/]+)*"
+
+    @property
+    def all_eval_files(self) -> list[str]:
+        return [str(paths.run_dir(self.root, cid) / "eval.json") for cid in self.cells]
+
+    def cell(self, cid: str) -> dict:
+        try:
+            return self.cells[cid]
+        except KeyError:
+            raise ConfigError(f"cell {cid!r} is not in this study's grid") from None
+
+    @functools.lru_cache(maxsize=None)
+    def settings_hash(self, cid: str) -> str:
+        return settings_hash(resolve_settings(self.cfg, self.cell(cid)))
+
+    def resources(self, stage: str) -> dict:
+        res = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
+        res.update(self.cfg.get("resources", {}).get("default", {}))
+        if stage != "default":
+            res.update(self.cfg.get("resources", {}).get(stage, {}))
+        res.pop("widths", None)
+        return res
+
+    @functools.lru_cache(maxsize=None)
+    def train_resources(self, cid: str) -> dict:
+        cell = self.cell(cid)
+        res = self.resources("default")
+        per_model = dict(self.cfg.get("resources", {}).get("train", {}).get(cell["model"], {}))
+        per_width = per_model.pop("widths", {}).get(str(cell["width"]), {})
+        res.update(per_model)
+        res.update(per_width)
+        return res
+
+    # ---- results directory ----------------------------------------------------------------
+    def stamp(self) -> dict:
+        return {"study": self.cfg["study"], "data_fingerprint": data_fingerprint(self.cfg)}
+
+    def check_results_dir(self) -> None:
+        """Refuse a results dir written by a different study or data configuration."""
+        path = self.root / STUDY_STAMP
+        if not path.exists():
+            return
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: unreadable study stamp ({exc}); fix or remove it") from None
+        want = self.stamp()
+        for key in ("study", "data_fingerprint"):
+            if found.get(key) != want[key]:
+                raise ConfigError(
+                    f"results: {str(self.root)!r} was written by a different configuration ({key} "
+                    f"{found.get(key)!r}, this config has {want[key]!r}). Point `results:` at a new directory, "
+                    f"or remove {path} (and {self.root / 'data'}) to regenerate the data for this config."
+                )
+
+    def on_start(self) -> None:
+        if not (self.root / STUDY_STAMP).exists():
+            write_json(self.root / STUDY_STAMP, self.stamp())
+
+    def write_effective_config(self) -> str:
+        """The merged, validated config every job reads (rewritten only when it changes)."""
+        path = self.root / ".jetscale" / "config.yaml"
+        text = yaml.safe_dump(self.cfg, sort_keys=False)
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+        return str(path)

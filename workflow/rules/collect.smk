@@ -1,0 +1,16 @@
+# All finished runs -> one tidy table.
+
+
+rule collect:
+    input:
+        PLAN.all_eval_files,
+    output:
+        ROOT / "tables/runs.csv",
+    log:
+        ROOT / "logs/collect.log",
+    conda:
+        CONDA_ENV
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "jetscale collect --config {params.config} 2> {log}"

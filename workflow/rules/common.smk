@@ -1,0 +1,17 @@
+# Grid and path helpers shared by all rules. The heavy lifting is in jetscale.workflow.
+from jetscale.workflow import StudyPlan
+
+PLAN = StudyPlan.from_snakemake(config)
+ROOT = PLAN.root
+CONFIG_FILE = PLAN.write_effective_config()
+REPORT = str(ROOT / "report.html")
+CONDA_ENV = "../../envs/jetscale.yaml"
+
+
+wildcard_constraints:
+    cell=PLAN.cell_regex,
+    shard=r"\d{4}",
+
+
+onstart:
+    PLAN.on_start()

@@ -1,0 +1,24 @@
+# One training job per grid cell. `settings` is the cell's resolved settings hash: Snakemake's params
+# rerun-trigger retrains exactly the cells whose settings changed, and nothing else.
+
+
+rule train:
+    input:
+        ROOT / "data/splits",
+    output:
+        ROOT / "runs/{cell}/metrics.json",
+    log:
+        ROOT / "logs/train/{cell}.log",
+    conda:
+        CONDA_ENV
+    threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
+    resources:
+        mem_mb=lambda wildcards: PLAN.train_resources(wildcards.cell)["mem_mb"],
+        runtime=lambda wildcards: PLAN.train_resources(wildcards.cell)["runtime"],
+        gpu=lambda wildcards: PLAN.train_resources(wildcards.cell)["gpus"],
+    params:
+        config=CONFIG_FILE,
+        settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
+    shell:
+        "jetscale train --config {params.config} --cell {wildcards.cell}"
+        " --splits {input} --out $(dirname {output}) 2> {log}"
