@@ -1,0 +1,118 @@
+"""Config validation: defaults are filled, and every bad input names its key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from jetscale.config import data_fingerprint, load_config, resolve_settings, settings_hash
+from jetscale.errors import ConfigError
+
+
+def test_default_config_is_valid(repo_root):
+    cfg = load_config(repo_root / "config.yaml")
+    assert cfg["training"]["batch_size"] == 128
+    assert cfg["fits"]["bootstrap"] >= 0  # schema default filled
+    assert cfg["grid"]["extra_axes"] == {}
+
+
+def test_schema_defaults_fill_missing_sections(default_config_dict):
+    raw = copy.deepcopy(default_config_dict)
+    del raw["fits"], raw["report"]
+    cfg = load_config(raw)
+    assert cfg["fits"]["forms"] == ["powerlaw", "scurve", "bnsl"]
+    assert cfg["report"]["color_by"] == "model"
+
+
+def _err(raw) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(raw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["grid"]["axes"].update(model=["particlenet", "resnet"]), "grid.axes.model[1]: unknown model 'resnet'"),
+        (lambda c: c["grid"]["axes"].update(n_train=[]), "grid.axes.n_train"),
+        (lambda c: c["grid"]["axes"].update(colour=[1]), "unknown key(s) ['colour']"),
+        (lambda c: c["grid"]["per_model"].update(part={"depth": [2]}), "grid.per_model.part.depth: unknown axis"),
+        (lambda c: c["grid"]["per_model"].update(part={"width": [12]}), "width 12 for model 'part'"),
+        (lambda c: c["grid"]["axes"].update(n_train=[100, 10**7]), "larger than the training pool"),
+        (lambda c: c["data"].update(source="download"), "data.source: 'download' is not allowed"),
+        (lambda c: c["training"].update(batch_size=0), "training.batch_size: bad value 0"),
+        (lambda c: c["report"].update(color_by="lr"), "report.color_by: 'lr' is not a grid axis"),
+        (lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "optimizer.lr"}), "must start with"),
+        (lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "training.lrate"}), "unknown training setting"),
+        (lambda c: c["grid"]["extra_axes"].update(seed={"values": [1], "default": 0, "sets": "training.lr"}), "built-in axis"),
+        (lambda c: c["flavor_pairs"].update(t=["t", "tbar"]), "flavor_pairs.t: class 't'"),
+    ],
+)
+def test_bad_config_names_the_key(default_config_dict, mutate, expected):
+    raw = copy.deepcopy(default_config_dict)
+    mutate(raw)
+    assert expected in _err(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
+
+
+def test_extra_axis_default_leaves_existing_settings_unchanged(default_config_dict):
+    base = load_config(default_config_dict)
+    cell = {"model": "part", "width": 16, "n_train": 100, "compute": "auto", "seed": 0}
+    before = settings_hash(resolve_settings(base, cell))
+    raw = copy.deepcopy(default_config_dict)
+    raw["grid"]["extra_axes"] = {"lr": {"values": [1e-3, 3e-3], "default": 1e-3, "sets": "training.lr"}}
+    cfg = load_config(raw)
+    assert settings_hash(resolve_settings(cfg, {**cell, "lr": 1e-3})) == before
+    changed = resolve_settings(cfg, {**cell, "lr": 3e-3})
+    assert changed["training"]["lr"] == 3e-3
+    assert settings_hash(changed) != before
+
+
+def test_model_default_lr_and_model_axis_settings(default_config_dict):
+    raw = copy.deepcopy(default_config_dict)
+    raw["grid"]["extra_axes"] = {"patch": {"values": [1, 16], "default": 16, "sets": "model.tokenizer.patch_size"}}
+    cfg = load_config(raw)
+    s = resolve_settings(cfg, {"model": "bbt_neutron", "width": 32, "n_train": 100, "compute": "auto", "seed": 0, "patch": 1})
+    assert s["model_options"]["tokenizer"]["patch_size"] == 1
+    assert s["training"]["lr"] == 1e-4  # the paper's BBT-Neutron learning rate
+
+
+def test_training_default_change_changes_every_hash(default_config_dict):
+    a = load_config(default_config_dict)
+    raw = copy.deepcopy(default_config_dict)
+    raw["training"]["weight_decay"] = 0.05
+    b = load_config(raw)
+    cell = {"model": "particlenet", "width": 16, "n_train": 300, "compute": "auto", "seed": 1}
+    assert settings_hash(resolve_settings(a, cell)) != settings_hash(resolve_settings(b, cell))
+    # Threads/device change speed, not results: same hash.
+    raw["training"]["weight_decay"] = default_config_dict["training"]["weight_decay"]
+    raw["training"]["threads"] = 2
+    assert settings_hash(resolve_settings(load_config(raw), cell)) == settings_hash(resolve_settings(a, cell))
+
+
+def test_data_fingerprint_tracks_data_only(default_config_dict):
+    a = data_fingerprint(load_config(default_config_dict))
+    raw = copy.deepcopy(default_config_dict)
+    raw["training"]["batch_size"] = 64
+    assert data_fingerprint(load_config(raw)) == a
+    raw["data"]["generate"]["seed"] = 7
+    assert data_fingerprint(load_config(raw)) != a
+
+
+def test_schema_file_is_shared_with_workflow(repo_root):
+    wf = yaml.safe_load((repo_root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    pkg = yaml.safe_load((repo_root / "src" / "jetscale" / "schemas" / "config.schema.yaml").read_text())
+    assert wf == pkg
