@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# A real single-node Slurm cluster on this machine (for tests, CI and `snakemake --profile slurm`).
+#
+#   bash scripts/slurm-cluster.sh start    # idempotent: installs what is missing, starts what is not running
+#   bash scripts/slurm-cluster.sh status   # one line; exit 0 when the cluster accepts jobs
+#   bash scripts/slurm-cluster.sh stop     # stops the daemons by their pid files
+#
+# Daemons: munged, MariaDB (unix socket only) + slurmdbd (accounting, so `sacct` answers), slurmctld, slurmd.
+# Node `localhost` (127.0.0.1) with all CPUs and 80% of RAM, one partition `debug` (default, no time limit).
+# Needs root and Debian/Ubuntu apt (packages: munge slurm-wlm slurmdbd mariadb-server). No systemd needed.
+# Facts this is built on: shared/notes/slurm-local.md. Timing: ~20 s from nothing (+ apt), ~1 s when healthy.
+set -uo pipefail
+
+CLUSTER=${JETSCALE_SLURM_CLUSTER:-jetscale}
+PARTITION=debug
+CONF_DIR=/etc/slurm
+LOG_DIR=/var/log/slurm
+STATE_DIR=/var/lib/slurm
+DB_PASS=jetscale-slurmdbd          # MariaDB listens on a unix socket only (--skip-networking)
+LOCK=/run/jetscale-slurm-cluster.lock
+PACKAGES="munge slurm-wlm slurmdbd mariadb-server"
+
+PID_MUNGE=/run/munge/munged.pid
+PID_MARIADB=/run/mysqld/mysqld.pid
+PID_SLURMDBD=/run/slurmdbd.pid
+PID_SLURMCTLD=/run/slurmctld.pid
+PID_SLURMD=/run/slurmd.pid
+
+log() { echo "[slurm-cluster] $*" >&2; }
+die() { echo "[slurm-cluster] ERROR: $*" >&2; exit 1; }
+
+# --- process helpers -------------------------------------------------------------------------------------
+# alive PIDFILE NAME: the pid file names a live (not zombie) process whose command name starts with NAME.
+alive() {
+  local pidfile=$1 name=$2 pid comm state
+  [ -r "$pidfile" ] || return 1
+  pid=$(tr -dc '0-9' <"$pidfile")
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  [ "$state" != Z ] && [[ "$comm" == "$name"* ]]
+}
+
+# wait_for SECONDS CMD...: run CMD until it succeeds or the wall-clock deadline passes.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.3
+  done
+}
+
+# stop_daemon PIDFILE NAME: SIGTERM by pid file, wait until gone (or zombie), then remove the pid file.
+stop_daemon() {
+  local pidfile=$1 name=$2 pid
+  if alive "$pidfile" "$name"; then
+    pid=$(tr -dc '0-9' <"$pidfile")
+    kill -TERM "$pid" 2>/dev/null
+    if ! wait_for 20 bash -c "! [ -r /proc/$pid/stat ] || [ \"\$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f1)\" = Z ]"; then
+      log "$name (pid $pid) ignored SIGTERM for 20 s: sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null
+      sleep 0.5
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+# spawn LOGFILE CMD...: start a foreground daemon fully detached (no inherited stdout: CI capture won't hang).
+# Every daemon start closes fd 9 (the lock), or the daemon would hold the lock for its lifetime.
+spawn() {
+  local logfile=$1; shift
+  setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+}
+
+# --- install + configure ----------------------------------------------------------------------------------
+ensure_packages() {
+  local missing=0 bin
+  for bin in munged slurmctld slurmd slurmdbd mariadbd sinfo sacctmgr; do
+    command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing=1
+  done
+  [ $missing = 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "Slurm packages missing and not root: install $PACKAGES (needs root)"
+  command -v apt-get >/dev/null 2>&1 || die "Slurm packages missing and apt-get unavailable: install $PACKAGES yourself"
+  log "installing $PACKAGES (about 30 s)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         $PACKAGES; } >/tmp/jetscale-slurm-apt.log 2>&1; then
+    tail -5 /tmp/jetscale-slurm-apt.log >&2
+    die "apt-get could not install $PACKAGES (no network/mirror?); full log: /tmp/jetscale-slurm-apt.log"
+  fi
+}
+
+# write_if_changed PATH MODE OWNER: stdin -> PATH when the content differs; returns 0 when it changed.
+write_if_changed() {
+  local path=$1 mode=$2 owner=$3 tmp
+  tmp=$(mktemp)
+  cat >"$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path"; then rm -f "$tmp"; return 1; fi
+  install -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$path"
+  rm -f "$tmp"
+  return 0
+}
+
+CONF_CHANGED=0
+write_configs() {
+  local cpus mem_mb def_mem
+  cpus=$(nproc)
+  mem_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.8}' /proc/meminfo)
+  def_mem=$((mem_mb / cpus / 4))          # a job without --mem takes a quarter of a CPU's share
+  [ $def_mem -gt 2048 ] && def_mem=2048
+  mkdir -p "$CONF_DIR" "$LOG_DIR" "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd"
+  chown slurm:slurm "$LOG_DIR" "$STATE_DIR" "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd"
+  write_if_changed "$CONF_DIR/slurm.conf" 0644 root:root <<EOF && CONF_CHANGED=1
+# Generated by jetscale scripts/slurm-cluster.sh: single-node test cluster. Edits are overwritten.
+ClusterName=$CLUSTER
+SlurmctldHost=localhost
+AuthType=auth/munge
+AuthInfo=cred_expire=30
+SlurmUser=slurm
+StateSaveLocation=$STATE_DIR/slurmctld
+SlurmdSpoolDir=$STATE_DIR/slurmd
+SlurmctldPidFile=$PID_SLURMCTLD
+SlurmdPidFile=$PID_SLURMD
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$def_mem
+ReturnToService=2
+MinJobAge=300
+MailProg=/bin/true
+InactiveLimit=0
+KillWait=30
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=30
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+JobCompType=jobcomp/none
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+  write_if_changed "$CONF_DIR/slurmdbd.conf" 0600 slurm:slurm <<EOF && CONF_CHANGED=1
+# Generated by jetscale scripts/slurm-cluster.sh. Edits are overwritten.
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=slurm
+PidFile=$PID_SLURMDBD
+LogFile=$LOG_DIR/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=$DB_PASS
+StorageLoc=slurm_acct_db
+EOF
+}
+
+# --- daemons ----------------------------------------------------------------------------------------------
+munge_ok() { munge -n </dev/null | unmunge >/dev/null 2>&1; }
+start_munge() {
+  alive $PID_MUNGE munged && return 0
+  install -d -m 0755 -o munge -g munge /run/munge
+  [ -s /etc/munge/munge.key ] || runuser -u munge -- mungekey --create >/dev/null 2>&1 || true
+  rm -f $PID_MUNGE
+  runuser -u munge -- munged --force 9>&- || die "munged did not start (see /var/log/munge/munged.log)"
+  wait_for 15 munge_ok || die "munge does not answer (see /var/log/munge/munged.log)"
+}
+
+mariadb_ok() { mariadb --protocol=socket -uroot -e 'SELECT 1'; }
+start_mariadb() {
+  alive $PID_MARIADB mariadbd && return 0
+  install -d -m 0755 -o mysql -g mysql /run/mysqld
+  if [ ! -d /var/lib/mysql/mysql ]; then
+    mariadb-install-db --user=mysql --datadir=/var/lib/mysql >>$LOG_DIR/mariadb.log 2>&1 \
+      || die "mariadb-install-db failed (see $LOG_DIR/mariadb.log)"
+  fi
+  rm -f $PID_MARIADB
+  spawn $LOG_DIR/mariadb.log /usr/sbin/mariadbd --user=mysql --skip-networking --datadir=/var/lib/mysql \
+    --socket=/run/mysqld/mysqld.sock --pid-file=$PID_MARIADB
+  wait_for 30 mariadb_ok || die "MariaDB does not answer (see $LOG_DIR/mariadb.log)"
+  mariadb --protocol=socket -uroot -e "
+    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';" || die "could not create the slurm DB user"
+}
+
+slurmdbd_ok() { sacctmgr -n -P list cluster format=cluster; }
+start_slurmdbd() {
+  if alive $PID_SLURMDBD slurmdbd; then
+    [ $CONF_CHANGED = 1 ] || return 0
+    stop_daemon $PID_SLURMDBD slurmdbd
+  fi
+  rm -f $PID_SLURMDBD
+  slurmdbd 9>&- || die "slurmdbd did not start (see $LOG_DIR/slurmdbd.log)"
+  wait_for 30 slurmdbd_ok || die "slurmdbd does not answer (see $LOG_DIR/slurmdbd.log)"
+  if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
+    sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr could not add cluster $CLUSTER"
+  fi
+}
+
+slurmctld_ok() { scontrol ping | grep -q 'is UP'; }
+start_slurmctld() {
+  if alive $PID_SLURMCTLD slurmctld; then
+    [ $CONF_CHANGED = 1 ] || return 0
+    stop_daemon $PID_SLURMCTLD slurmctld
+  fi
+  rm -f $PID_SLURMCTLD
+  slurmctld 9>&- || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
+  wait_for 30 slurmctld_ok || die "slurmctld does not answer (see $LOG_DIR/slurmctld.log)"
+}
+
+node_state() { sinfo -h -n localhost -o %t 2>/dev/null | head -1; }
+node_ready() { case "$(node_state)" in idle*|mix*|alloc*|comp*) return 0 ;; *) return 1 ;; esac; }
+start_slurmd() {
+  if alive $PID_SLURMD slurmd; then
+    [ $CONF_CHANGED = 1 ] && stop_daemon $PID_SLURMD slurmd
+  fi
+  if ! alive $PID_SLURMD slurmd; then
+    rm -f $PID_SLURMD
+    slurmd -N localhost 9>&- || die "slurmd did not start (see $LOG_DIR/slurmd.log)"
+  fi
+  if ! wait_for 20 node_ready; then
+    # drained/down (e.g. after a crash or a memory change): give it back to service once
+    scontrol update nodename=localhost state=resume >/dev/null 2>&1
+    wait_for 15 node_ready || die "node localhost is '$(node_state)', not idle (see $LOG_DIR/slurmd.log; sinfo -R)"
+  fi
+}
+
+# --- commands ---------------------------------------------------------------------------------------------
+status_line() {
+  local parts=() d ok=0
+  for d in "munged:$PID_MUNGE" "mariadbd:$PID_MARIADB" "slurmdbd:$PID_SLURMDBD" \
+           "slurmctld:$PID_SLURMCTLD" "slurmd:$PID_SLURMD"; do
+    if alive "${d#*:}" "${d%%:*}"; then parts+=("${d%%:*}=up"); else parts+=("${d%%:*}=down"); ok=1; fi
+  done
+  local state=""
+  command -v sinfo >/dev/null 2>&1 && state=$(timeout 10 sinfo -h -n localhost -o %t 2>/dev/null | head -1)
+  case "$state" in idle*|mix*|alloc*|comp*) ;; *) ok=1 ;; esac
+  if [ $ok = 0 ]; then
+    echo "slurm: UP cluster=$CLUSTER partition=$PARTITION node=localhost state=$state cpus=$(nproc) (${parts[*]})"
+  else
+    echo "slurm: DOWN node_state=${state:-unknown} (${parts[*]})"
+  fi
+  return $ok
+}
+
+cmd_start() {
+  local t0=$SECONDS
+  ensure_packages
+  write_configs
+  start_munge
+  start_mariadb
+  start_slurmdbd
+  start_slurmctld
+  start_slurmd
+  status_line && log "ready in $((SECONDS - t0)) s"
+}
+
+cmd_stop() {
+  stop_daemon $PID_SLURMD slurmd
+  stop_daemon $PID_SLURMCTLD slurmctld
+  stop_daemon $PID_SLURMDBD slurmdbd
+  stop_daemon $PID_MARIADB mariadbd
+  stop_daemon $PID_MUNGE munged
+  echo "slurm: stopped"
+}
+
+main() {
+  local cmd=${1:-status}
+  case "$cmd" in
+    start|stop) [ "$(id -u)" = 0 ] || die "'$cmd' needs root (daemons run as slurm/munge/mysql users)" ;;
+    status) status_line; return ;;
+    *) echo "usage: $0 start|stop|status" >&2; return 2 ;;
+  esac
+  # one start/stop at a time (test.sh, pytest workers and users may call it together)
+  exec 9>"$LOCK"
+  flock -w 180 9 || die "another slurm-cluster.sh holds $LOCK for over 180 s"
+  "cmd_$cmd"
+}
+
+main "$@"
