@@ -1,0 +1,128 @@
+"""Data subcommands: ``generate``, ``ingest``, ``split``, ``data-summary``.
+
+Heavy imports (pythia8mc, fastjet, pyarrow, matplotlib) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate labelled jets with the built-in Pythia8 JoI generator",
+                       description="Either one config shard (--config --shard --out FILE) or a standalone run "
+                                   "(--events-per-class N --out DIR --seed S).")
+    p.add_argument("--config", help="study config: generate shard --shard of data.generate")
+    p.add_argument("--shard", type=int, help="shard index in [0, data.generate.n_shards) (with --config)")
+    p.add_argument("--events-per-class", type=int, metavar="N",
+                   help="standalone: N events per Higgs decay mode (H->qq gives one q and one qbar jet, H->gg two g)")
+    p.add_argument("--seed", type=int, default=1, help="standalone: base seed (default 1)")
+    p.add_argument("--classes", nargs="+", help="standalone: classes (default: b bbar c cbar s sbar u ubar d dbar g)")
+    p.add_argument("--jets-per-shard", type=int, default=200_000, help="standalone: jets per output shard")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (distinct seeds per task)")
+    p.add_argument("--out", required=True, help="shard file (with --config) or output directory (standalone)")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("ingest", help="convert ROOT/parquet jet files to shards through a mapping YAML")
+    p.add_argument("--config", help="study config (classes, data.ingest.paths, data.ingest.mapping)")
+    p.add_argument("--input", nargs="+", help="input files or globs (overrides data.ingest.paths)")
+    p.add_argument("--mapping", help="shipped mapping name (e.g. jetclass) or path to a mapping YAML")
+    p.add_argument("--out", required=True, help="output directory for shard-NNNN.parquet files")
+    p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("split", help="class-balanced nested train pool + fixed val/test as padded arrays")
+    p.add_argument("--config", required=True)
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="splits directory (e.g. results/data/splits)")
+    p.set_defaults(func=_split)
+
+    p = sub.add_parser("data-summary", help="per-class physics summary figure of the splits")
+    p.add_argument("--splits", required=True, help="splits directory")
+    p.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
+    p.add_argument("--max-jets", type=int, default=200_000, help="jets read per split (default 200000)")
+    p.set_defaults(func=_summary)
+
+
+def _generate(args) -> int:
+    from ..errors import ConfigError
+    from .store import JetTable, write_shard
+
+    if args.config is not None:
+        from ..config import load_config
+        from .generate import generate_shard
+
+        if args.shard is None:
+            raise ConfigError("generate --config needs --shard I")
+        cfg = load_config(args.config)
+        table = generate_shard(cfg, args.shard, workers=args.workers)
+        write_shard(table, args.out)
+        print(f"wrote {len(table)} jets to {args.out}", file=sys.stderr)
+        return 0
+    if args.events_per_class is None:
+        raise ConfigError("generate: give either --config FILE --shard I, or --events-per-class N")
+    from .generate import DEFAULT_CLASSES, generate_events
+
+    out = Path(args.out)
+    buffer, n_shard, total = [], 0, 0
+    classes = tuple(args.classes or DEFAULT_CLASSES)
+    for table in generate_events(args.events_per_class, args.seed, classes=classes, workers=args.workers):
+        buffer.append(table)
+        if sum(len(t) for t in buffer) >= args.jets_per_shard:
+            write_shard(JetTable.concat(buffer), out / f"shard-{n_shard:04d}.parquet")
+            total += sum(len(t) for t in buffer)
+            buffer, n_shard = [], n_shard + 1
+    if buffer or n_shard == 0:
+        write_shard(JetTable.concat(buffer), out / f"shard-{n_shard:04d}.parquet")
+        total += sum(len(t) for t in buffer)
+        n_shard += 1
+    print(f"wrote {total} jets in {n_shard} shard(s) to {out}", file=sys.stderr)
+    return 0
+
+
+def _ingest(args) -> int:
+    from .ingest import ingest_files, resolve_inputs
+
+    classes = None
+    paths = args.input
+    mapping = args.mapping
+    if args.config is not None:
+        from ..config import load_config
+
+        cfg = load_config(args.config)
+        classes = list(cfg["classes"])
+        paths = paths or cfg["data"].get("ingest", {}).get("paths")
+        mapping = mapping or cfg["data"].get("ingest", {}).get("mapping")
+    from ..errors import ConfigError
+
+    if not paths:
+        raise ConfigError("ingest: no input files (give --input or data.ingest.paths)")
+    written = ingest_files(resolve_inputs(paths), mapping or "jetclass", args.out, classes=classes)
+    print(f"wrote {len(written)} shard(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _split(args) -> int:
+    from ..config import axis_values, data_fingerprint, load_config
+    from .splits import build_splits
+
+    cfg = load_config(args.config)
+    data = cfg["data"]
+    largest = max(max(axis_values(cfg, "n_train", m)) for m in cfg["grid"]["axes"]["model"])
+    meta = build_splits(args.shards, args.out, classes=cfg["classes"], val_per_class=data["val_per_class"],
+                        test_per_class=data["test_per_class"], n_particles=data["n_particles"],
+                        seed=data.get("split_seed", 0), n_train_max=largest, data_fingerprint=data_fingerprint(cfg))
+    sizes, trunc = meta["sizes"], meta["truncated_jets"]
+    print(f"splits in {args.out}: " + ", ".join(f"{s} {sizes[s]} jets" for s in sizes), file=sys.stderr)
+    print(f"cap n_particles={meta['n_particles']} truncates {sum(trunc.values())} jets "
+          f"({100 * meta['truncated_fraction']:.2f}%): " + ", ".join(f"{s} {trunc[s]}" for s in trunc), file=sys.stderr)
+    return 0
+
+
+def _summary(args) -> int:
+    from .summary import data_summary
+
+    paths = data_summary(args.splits, args.out, max_jets=args.max_jets)
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0

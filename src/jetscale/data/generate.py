@@ -1,0 +1,309 @@
+"""Built-in JoI generator: e+e- -> νν̄H at √s = 240 GeV with Pythia 8, H forced to one flavour per task.
+
+Chain per batch of events (vectorised, no per-particle Python loop): ``Pythia.nextBatch`` -> true final state ->
+parametric detector (:mod:`.detector`) -> Durham exclusive-2 jets (:mod:`.jets`) -> truth labels from the Higgs
+daughters -> Table-1 features (:mod:`.features`) -> :class:`~.store.JetTable`, particles energy-ordered.
+
+Work is cut into *tasks* (one Higgs decay mode, a number of events, a seed). A task's output depends only on its
+seed, and tasks are combined in a fixed order, so results are identical for any number of worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import detector as det_mod
+from .features import energy_order, jet_kinematics, particle_features
+from .store import JetTable, PARTICLE_NAMES, empty_table
+
+# Parton PDG id of each generator class; the Higgs decay mode is |id| (g -> H -> gg).
+CLASS_PDG: dict[str, int] = {"b": 5, "bbar": -5, "c": 4, "cbar": -4, "s": 3, "sbar": -3,
+                             "u": 2, "ubar": -2, "d": 1, "dbar": -1, "g": 21}
+DECAY_MODES: dict[str, str] = {"b": "5 -5", "c": "4 -4", "s": "3 -3", "u": "2 -2", "d": "1 -1", "g": "21 21"}
+MAX_SEED = 900_000_000
+NEUTRINOS = (12, 14, 16)
+EVENTS_PER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of generation: ``n_events`` events of Higgs decay ``mode`` (b c s u d g) from Pythia seed ``seed``."""
+
+    mode: str
+    n_events: int
+    seed: int
+    classes: tuple[str, ...]
+    detector: tuple  # detector settings as sorted (key, value) pairs (hashable)
+    sqrt_s: float = 240.0
+
+
+def derive_seed(*keys: int) -> int:
+    """A Pythia/numpy seed in [1, 9e8] derived deterministically from integer keys (base seed, shard, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] % (MAX_SEED - 1)) + 1
+
+
+def decay_modes(classes) -> list[str]:
+    """Higgs decay modes needed for ``classes`` (in b c s u d g order); ConfigError for a class we cannot make."""
+    unknown = [c for c in classes if c not in CLASS_PDG]
+    if unknown:
+        raise ConfigError(f"classes: {unknown} cannot be generated; the generator knows {list(CLASS_PDG)} "
+                          "(use data.source: ingest for other classes)")
+    wanted = {abs(CLASS_PDG[c]) for c in classes}
+    return [m for m in DECAY_MODES if abs(CLASS_PDG[m]) in wanted]
+
+
+def jets_per_event(mode: str, classes) -> int:
+    """Jets of *each* wanted class one event of ``mode`` yields (2 for gg, else 1)."""
+    return 2 if mode == "g" else 1
+
+
+def pythia_settings(mode: str, seed: int, sqrt_s: float = 240.0) -> list[str]:
+    return [
+        "Print:quiet = on", "Next:numberCount = 0",
+        "Beams:idA = 11", "Beams:idB = -11", f"Beams:eCM = {sqrt_s}",
+        "HiggsSM:ffbar2HZ = on", "23:onMode = off", "23:onIfAny = 12 14 16",
+        "HiggsSM:ff2Hff(t:WW) = on",
+        "25:onMode = off", f"25:onIfMatch = {DECAY_MODES[mode]}",
+        "ParticleDecays:limitCylinder = on", "ParticleDecays:xyMax = 1000.", "ParticleDecays:zMax = 2000.",
+        "Random:setSeed = on", f"Random:seed = {seed}",
+    ]
+
+
+def make_pythia(mode: str, seed: int, sqrt_s: float = 240.0):
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in pythia_settings(mode, seed, sqrt_s):
+        if not pythia.readString(line):
+            raise RuntimeError(f"Pythia rejected setting {line!r}")
+    if not pythia.init():
+        raise RuntimeError(f"Pythia failed to initialise for H -> {mode} at sqrt(s) = {sqrt_s}")
+    return pythia
+
+
+class ChargeTable:
+    """Vectorised PDG id -> electric charge (units of e) through Pythia's particle data, cached per id."""
+
+    def __init__(self, particle_data):
+        self._pd = particle_data
+        self._ids = np.zeros(0, np.int64)
+        self._charges = np.zeros(0, np.float64)
+
+    def __call__(self, pid: np.ndarray) -> np.ndarray:
+        new = np.setdiff1d(np.unique(pid), self._ids)
+        if len(new):
+            ids = np.concatenate([self._ids, new])
+            charges = np.concatenate([self._charges, [self._pd.charge(int(i)) for i in new]])
+            order = np.argsort(ids)
+            self._ids, self._charges = ids[order], charges[order]
+        return self._charges[np.searchsorted(self._ids, pid)]
+
+
+def process_batch(events, charge_of: ChargeTable, task: Task, rng: np.random.Generator, event_offset: int) -> JetTable:
+    """Turn one ``nextBatch`` awkward record of events into labelled jets (see module docstring)."""
+    import awkward as ak
+
+    from .jets import cluster_two_jets, match_partons
+
+    prt = events.prt
+    n_ev = len(prt)
+    n_all = ak.to_numpy(ak.num(prt, axis=1))
+    event_all = np.repeat(np.arange(n_ev), n_all)
+    pid_all = ak.to_numpy(ak.flatten(prt.id)).astype(np.int64)
+    status = ak.to_numpy(ak.flatten(prt.status))
+    p = {c: ak.to_numpy(ak.flatten(getattr(prt.p, c))) for c in ("px", "py", "pz", "e")}
+    # Truth: the two Higgs daughters (|status| 23, quark or gluon).
+    is_parton = (np.abs(status) == 23) & ((np.abs(pid_all) <= 5) | (pid_all == 21))
+    good = np.bincount(event_all[is_parton], minlength=n_ev) == 2
+
+    # True visible final state -> detector.
+    fs = (status > 0) & ~np.isin(np.abs(pid_all), NEUTRINOS)
+    vtx = ak.flatten(prt.vProd)
+    vx, vy, vz = (ak.to_numpy(ak.fill_none(getattr(vtx, c), 0.0))[fs] for c in ("px", "py", "pz"))
+    pid = pid_all[fs]
+    meas = det_mod.measure(pid, p["px"][fs], p["py"][fs], p["pz"][fs], p["e"][fs], vx, vy, vz, charge_of(pid),
+                           dict(task.detector), rng)
+    event_of = event_all[fs]
+    n_meas = np.bincount(event_of[meas.keep], minlength=n_ev)
+    good &= n_meas >= 2
+
+    # Keep good events only (flat arrays are event-major).
+    keep_particle = good[event_of[meas.keep]]
+    n_meas = n_meas[good]
+    p4 = {k: getattr(meas, k)[keep_particle] for k in ("px", "py", "pz", "e")}
+    track = {k: getattr(meas, k)[keep_particle] for k in ("d0", "d0_err", "z0", "z0_err", "charge")}
+    track.update({k: v[keep_particle] for k, v in meas.pid.items()})
+    if not good.any():
+        return empty_table()
+
+    evs = ak.unflatten(ak.zip({"px": p4["px"], "py": p4["py"], "pz": p4["pz"], "E": p4["e"]}), n_meas)
+    idx = cluster_two_jets(evs)
+    counts = ak.to_numpy(ak.flatten(ak.num(idx, axis=2)))
+    ev_start = np.concatenate([[0], np.cumsum(n_meas)[:-1]])
+    jet_event = np.repeat(np.arange(len(n_meas)), 2)
+    order_in = ak.to_numpy(ak.flatten(idx, axis=None)).astype(np.int64) + np.repeat(ev_start[jet_event], counts)
+
+    # Constituents grouped by jet, then energy-ordered within each jet.
+    cols = {k: v[order_in] for k, v in {**p4, **track}.items()}
+    perm = energy_order(counts, cols["e"])
+    cols = {k: v[perm] for k, v in cols.items()}
+    jet = jet_kinematics(counts, cols["px"], cols["py"], cols["pz"], cols["e"])
+
+    # Truth labels.
+    sel = is_parton & good[event_all]
+    parton_p3 = np.stack([p["px"][sel], p["py"][sel], p["pz"][sel]], axis=-1).reshape(-1, 2, 3)
+    parton_id = pid_all[sel].reshape(-1, 2)
+    jet_p3 = np.stack([jet["jet_px"], jet["jet_py"], jet["jet_pz"]], axis=-1).reshape(-1, 2, 3)
+    ids, angles = match_partons(jet_p3, parton_p3, parton_id)
+    label = label_of_pdg(ids.reshape(-1), task.classes)
+
+    feats = particle_features(counts, cols["px"], cols["py"], cols["pz"], cols["e"], jet, cols)
+    particles = {**feats, **{k: cols[k].astype(np.float32) for k in ("px", "py", "pz", "e")}}
+    event_id = event_offset + np.flatnonzero(good)[jet_event]
+    jets = {
+        "jet_id": 2 * event_id + np.tile([0, 1], len(n_meas)),
+        "label": label, "event_id": event_id,
+        "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"], "jet_phi": jet["jet_phi"],
+        "match_angle": angles.reshape(-1), "n_particles": counts.astype(np.int64),
+    }
+    table = JetTable(jets, {k: particles[k] for k in PARTICLE_NAMES})
+    wanted = np.flatnonzero(label >= 0)
+    return table if len(wanted) == len(table) else table.take(wanted)
+
+
+def label_of_pdg(pdg: np.ndarray, classes) -> np.ndarray:
+    """Label index (position in ``classes``) for matched parton ids; -1 where the class is not wanted."""
+    lut = np.full(2 * 21 + 1, -1, dtype=np.int64)
+    for i, name in enumerate(classes):
+        lut[CLASS_PDG[name] + 21] = i
+    return lut[np.asarray(pdg, dtype=np.int64) + 21]
+
+
+def run_task(task: Task, event_offset: int = 0, progress=None) -> JetTable:
+    """Generate and process one task's events; deterministic in ``task.seed``."""
+    pythia = make_pythia(task.mode, task.seed, task.sqrt_s)
+    charge_of = ChargeTable(pythia.particleData)
+    rng = np.random.default_rng(task.seed)
+    tables, done = [], 0
+    while done < task.n_events:
+        n = min(EVENTS_PER_BATCH, task.n_events - done)
+        events = pythia.nextBatch(n, errorMode="skip")
+        tables.append(process_batch(events, charge_of, task, rng, event_offset + done))
+        done += n
+        if progress is not None:
+            progress(n)
+    return JetTable.concat(tables)
+
+
+def _run_task_star(args) -> JetTable:
+    task, offset = args
+    return run_task(task, offset)
+
+
+def run_tasks(tasks: list[Task], *, workers: int = 1, event_base: int = 0, desc: str = "generate"):
+    """Yield each task's JetTable in task order, using ``workers`` processes, with a tqdm bar over events.
+
+    Event ids are ``event_base`` + a running count over tasks (so they are unique and worker-independent).
+    """
+    from tqdm import tqdm
+
+    offsets = np.concatenate([[0], np.cumsum([t.n_events for t in tasks])]) + event_base
+    jobs = [(t, int(o)) for t, o in zip(tasks, offsets[:-1])]
+    with tqdm(total=int(sum(t.n_events for t in tasks)), desc=desc, unit="ev", smoothing=0.1,
+              disable=os.environ.get("JETSCALE_NO_PROGRESS") == "1") as bar:
+        if workers <= 1:
+            for task, offset in jobs:
+                yield run_task(task, offset, progress=bar.update)
+            return
+        import multiprocessing as mp
+
+        with mp.get_context("spawn" if os.environ.get("JETSCALE_SPAWN") else "fork").Pool(workers) as pool:
+            for task, table in zip(tasks, pool.imap(_run_task_star, jobs)):
+                bar.update(task.n_events)
+                yield table
+
+
+def detector_key(cfg_detector: dict | None) -> tuple:
+    """Detector settings as a sorted tuple of (key, value) with lists made tuples (for a frozen Task)."""
+    items = det_mod.detector_settings(cfg_detector).items()
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+def make_tasks(modes: list[str], events_per_mode: dict[str, int], seed_keys: tuple[int, ...], classes,
+               detector: tuple, sqrt_s: float, chunk: int = 5000, first_chunk: int = 0) -> list[Task]:
+    """Tasks of at most ``chunk`` events, interleaved over modes (so any run of tasks mixes classes).
+
+    The seed of the c-th chunk of mode m is ``derive_seed(*seed_keys, index of m in DECAY_MODES, c)``.
+    """
+    per_mode = {}
+    for m in modes:
+        n, sizes = events_per_mode[m], []
+        while n > 0:
+            sizes.append(min(chunk, n))
+            n -= sizes[-1]
+        per_mode[m] = sizes
+    tasks = []
+    for c in range(max((len(v) for v in per_mode.values()), default=0)):
+        for m in modes:
+            if c < len(per_mode[m]):
+                seed = derive_seed(*seed_keys, list(DECAY_MODES).index(m), first_chunk + c)
+                tasks.append(Task(m, per_mode[m][c], seed, tuple(classes), detector, float(sqrt_s)))
+    return tasks
+
+
+def shard_jets_per_class(jets_per_class: int, n_shards: int, shard: int) -> int:
+    """Jets of each class in shard ``shard`` (the remainder goes to the first shards)."""
+    base, rest = divmod(jets_per_class, n_shards)
+    return base + (1 if shard < rest else 0)
+
+
+def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000) -> JetTable:
+    """Jets of config shard ``shard``: exactly jets_per_class/n_shards jets of every class, all classes mixed.
+
+    Seeds derive from ``data.generate.seed`` and ``shard``; more events are generated (new seeds) until every
+    class has enough jets, then each class is cut to its count in generation order.
+    """
+    gen = cfg["data"]["generate"]
+    classes = list(cfg["classes"])
+    if not 0 <= shard < gen["n_shards"]:
+        raise ConfigError(f"--shard {shard}: must be in [0, {gen['n_shards']}) (data.generate.n_shards)")
+    n_jets = shard_jets_per_class(gen["jets_per_class"], gen["n_shards"], shard)
+    modes = decay_modes(classes)
+    detector = detector_key(gen.get("detector"))
+    need = {m: -(-n_jets // jets_per_event(m, classes)) for m in modes}
+    tables, first_chunk, event_base = [], 0, shard * 1_000_000_000
+    while need:
+        ask = {m: int(n * 1.03) + 10 for m, n in need.items()}
+        tasks = make_tasks(list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk,
+                           first_chunk)
+        for table in run_tasks(tasks, workers=workers, event_base=event_base, desc=f"shard {shard}"):
+            tables.append(table)
+        event_base += sum(t.n_events for t in tasks)
+        first_chunk += 1000
+        have = np.bincount(JetTable.concat(tables).jets["label"], minlength=len(classes))
+        short = {m: n_jets - min(have[i] for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m]))
+                 for m in modes}
+        need = {m: -(-n // jets_per_event(m, classes)) for m, n in short.items() if n > 0}
+    table = JetTable.concat(tables)
+    keep = np.concatenate([np.flatnonzero(table.jets["label"] == i)[:n_jets] for i in range(len(classes))])
+    return table.take(np.sort(keep))
+
+
+DEFAULT_CLASSES: tuple[str, ...] = tuple(CLASS_PDG)
+
+
+def generate_events(events_per_mode: int, seed: int, *, classes=DEFAULT_CLASSES, workers: int = 1,
+                    detector: dict | None = None, sqrt_s: float = 240.0, chunk: int = 5000):
+    """Standalone generation: ``events_per_mode`` events of every Higgs decay mode needed by ``classes``.
+
+    Yields JetTables task by task (interleaved over modes); H -> qq̄ events give one q and one q̄ jet, H -> gg two
+    g jets. Deterministic in ``seed`` for any ``workers``.
+    """
+    modes = decay_modes(classes)
+    tasks = make_tasks(modes, {m: events_per_mode for m in modes}, (seed,), classes, detector_key(detector),
+                       sqrt_s, chunk)
+    yield from run_tasks(tasks, workers=workers)

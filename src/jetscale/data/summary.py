@@ -1,0 +1,141 @@
+"""Per-class physics summary of the splits: the numbers and the figure `jetscale data-summary` draws.
+
+Per class: constituent multiplicity, tracks with |d0|/σ(d0) > 3 per jet, K± share of charged particles, and how
+often the leading (highest-energy) charged particle's charge has the sign of the quark's charge.
+All statistics work on padded arrays (features (n, P, 19), mask (n, P), labels (n,)) as written by
+:mod:`jetscale.data.splits`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .schema import FEATURE_NAMES
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# Electric charge of the quark that starts each generator class (g: none).
+QUARK_CHARGE = {"b": -1 / 3, "bbar": 1 / 3, "c": 2 / 3, "cbar": -2 / 3, "s": -1 / 3, "sbar": 1 / 3,
+                "u": 2 / 3, "ubar": -2 / 3, "d": -1 / 3, "dbar": 1 / 3}
+IP_SIGNIFICANCE = 3.0
+
+
+def multiplicity(mask: np.ndarray) -> np.ndarray:
+    """Constituents per jet, (n,)."""
+    return mask.sum(axis=1)
+
+
+def displaced_tracks(features: np.ndarray, mask: np.ndarray, cut: float = IP_SIGNIFICANCE) -> np.ndarray:
+    """Tracks per jet with |d0| / σ(d0) > ``cut``, (n,)."""
+    d0, err = features[..., F["d0"]], features[..., F["d0_err"]]
+    sig = np.abs(d0) / np.where(err > 0, err, np.inf)
+    return ((sig > cut) & mask & (features[..., F["charge"]] != 0)).sum(axis=1)
+
+
+def kaon_share(features: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of charged particles identified as K± (pooled over jets)."""
+    charged = (features[..., F["charge"]] != 0) & mask
+    kaons = (features[..., F["is_charged_kaon"]] > 0.5) & charged
+    return float(kaons.sum() / max(charged.sum(), 1))
+
+
+def leading_charge(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Charge of each jet's highest-energy charged particle (particles are energy-ordered); 0 if none."""
+    charge = np.where(mask, features[..., F["charge"]], 0.0)
+    first = np.argmax(charge != 0, axis=1)
+    return charge[np.arange(len(charge)), first]
+
+
+def class_statistics(features, mask, labels, classes) -> dict[str, dict]:
+    """Per-class summary numbers: mean multiplicity, mean displaced tracks, K± share, charge agreement."""
+    out = {}
+    for i, name in enumerate(classes):
+        sel = labels == i
+        if not sel.any():
+            continue
+        f, m = np.asarray(features[sel]), np.asarray(mask[sel])
+        lead = leading_charge(f, m)
+        q = QUARK_CHARGE.get(name)
+        agree = float(np.mean(np.sign(lead[lead != 0]) == np.sign(q))) if q is not None and (lead != 0).any() else None
+        out[name] = {"n_jets": int(sel.sum()), "multiplicity": multiplicity(m), "displaced": displaced_tracks(f, m),
+                     "kaon_share": kaon_share(f, m), "charge_agreement": agree}
+    return out
+
+
+def load_for_summary(splits_dir, max_jets: int):
+    """Concatenate the first ``max_jets`` jets of each split (features, mask, labels) and the class list."""
+    from .splits import SPLITS, load_split
+
+    feats, masks, labels, classes = [], [], [], None
+    for split in SPLITS:
+        arrays = load_split(splits_dir, split)
+        n = min(len(arrays), max_jets)
+        feats.append(np.asarray(arrays.features[:n]))
+        masks.append(np.asarray(arrays.mask[:n]))
+        labels.append(np.asarray(arrays.labels[:n]))
+        classes = arrays.meta["classes"]
+    return np.concatenate(feats), np.concatenate(masks), np.concatenate(labels), classes
+
+
+def data_summary(splits_dir, out, *, max_jets: int = 200_000) -> list[Path]:
+    """Draw the 2x2 per-class summary figure; writes ``out`` (PNG) and the same name with .pdf."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    from ..io import atomic_path
+
+    features, mask, labels, classes = load_for_summary(splits_dir, max_jets)
+    stats = class_statistics(features, mask, labels, classes)
+    mplhep.style.use("CMS")
+    fig, axes = plt.subplots(2, 2, figsize=(16, 13))
+    names = list(stats)
+    colors = dict(zip(names, plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))))
+    _multiplicity_panel(axes[0, 0], stats, colors)
+    _bar_panel(axes[0, 1], stats, colors, lambda s: s["displaced"].mean(),
+               lambda s: s["displaced"].std() / np.sqrt(len(s["displaced"])),
+               rf"Tracks with $|d_0|/\sigma_{{d_0}} > {IP_SIGNIFICANCE:g}$ per jet")
+    _bar_panel(axes[1, 0], stats, colors, lambda s: 100 * s["kaon_share"], None, r"$K^\pm$ share of charged particles [%]")
+    charged_classes = {k: v for k, v in stats.items() if v["charge_agreement"] is not None}
+    _bar_panel(axes[1, 1], charged_classes, colors, lambda s: 100 * s["charge_agreement"], None,
+               "Leading charged particle: sign = quark charge [%]", reference=50.0)
+    n_total = sum(s["n_jets"] for s in stats.values())
+    fig.suptitle(rf"$e^+e^- \to \nu\bar\nu H$, $\sqrt{{s}}$ = 240 GeV, parametric detector  ({n_total:,} jets)",
+                 fontsize=20)
+    fig.tight_layout()
+    out = Path(out)
+    paths = [out, out.with_suffix(".pdf")]
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _multiplicity_panel(ax, stats, colors) -> None:
+    top = max(int(s["multiplicity"].max()) for s in stats.values())
+    bins = np.arange(0, top + 3, 2) - 0.5
+    for name, s in stats.items():
+        ax.hist(s["multiplicity"], bins=bins, histtype="step", density=True, lw=1.8, color=colors[name],
+                ls="--" if name.endswith("bar") else "-", label=f"{name} (mean {s['multiplicity'].mean():.1f})")
+    ax.set_xlabel("Constituents per jet")
+    ax.set_ylabel("Fraction of jets / 2")
+    ax.legend(fontsize=12, ncol=2)
+
+
+def _bar_panel(ax, stats, colors, value, error, ylabel, reference=None) -> None:
+    names = list(stats)
+    vals = [value(stats[n]) for n in names]
+    errs = [error(stats[n]) for n in names] if error else None
+    ax.bar(names, vals, yerr=errs, color=[colors[n] for n in names], edgecolor="black", capsize=3)
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:.2g}" if v < 10 else f"{v:.0f}", ha="center", va="bottom", fontsize=12)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls=":", lw=1.5)
+        ax.text(len(names) - 0.5, reference, " random", va="bottom", ha="right", color="gray", fontsize=12)
+    ax.set_ylabel(ylabel, fontsize=17)
+    ax.set_xlabel("Jet class")
+    ax.tick_params(axis="x", labelsize=14)
