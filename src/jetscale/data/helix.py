@@ -49,11 +49,13 @@ def _helix(x0, y0, z0, px, py, pz, q, charged, b_field):
     cx, cy = x0 + py / k, y0 - px / k
     dist = np.hypot(cx, cy)
     # |c| - R without cancellation: (|c|^2 - R^2) / (|c| + R), |c|^2 - R^2 = 2 (x0 py - y0 px) / k + r0^2.
-    d0 = np.sign(k) * (2.0 * (x0 * py - y0 * px) / k + x0 * x0 + y0 * y0) / (dist + radius)
-    # Rotation from the vertex (seen from the centre) to the closest point; the particle turns clockwise for k>0.
+    gap = (2.0 * (x0 * py - y0 * px) / k + x0 * x0 + y0 * y0) / (dist + radius)
+    d0 = np.sign(k) * gap
+    # Closest point P = c (|c| - R) / |c|. Turning angle from the vertex to P seen from the centre, computed
+    # from a = vertex - c and the small step u = P - vertex (stable when R is huge): angle(a, a + u).
+    ux, uy = cx / dist * gap - x0, cy / dist * gap - y0
     ax, ay = x0 - cx, y0 - cy
-    bx, by = -cx / dist * radius, -cy / dist * radius
-    turn = np.arctan2(ax * by - ay * bx, ax * bx + ay * by)
+    turn = np.arctan2(ax * uy - ay * ux, ax * ax + ay * ay + ax * ux + ay * uy)
     s = -np.sign(k) * turn * radius
     zz = z0 + s * pz / pt
     return np.where(charged, d0, 0.0), np.where(charged, zz, 0.0)

@@ -140,7 +140,7 @@ def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
     then streams shard by shard into memory-mapped outputs (memory ~ one shard).
     """
-    shards = [Path(s) for s in shards]
+    shards = expand_shards(shards)
     if not shards:
         raise DataError("split: no shard files given")
     labels, n_parts, starts = [], [], [0]
@@ -176,6 +176,14 @@ def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def expand_shards(paths) -> list[Path]:
+    """Shard files from files and directories (a directory contributes its ``*.parquet``, sorted)."""
+    out = []
+    for p in map(Path, paths):
+        out.extend(sorted(p.glob("*.parquet")) if p.is_dir() else [p])
+    return out
 
 
 def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict, n_particles: int) -> dict:

@@ -1,0 +1,258 @@
+"""Ingest user jet files (ROOT via uproot, or parquet) into shards through a mapping YAML.
+
+A mapping (see ``mappings/jetclass.yaml``) names, for each Table-1 feature and four-vector component, the
+jagged branch that holds it (``particles``), which features to compute from the four-vectors (``derive``), which
+to fill with 0 (``fill_zero``), the per-jet branches (``jet``) and how the file's labels become the config's
+classes (``labels``: ``onehot: {branch: class}`` or ``branch: NAME`` + ``values: {int: class}``).
+Every feature must be covered exactly once. Files are checked (readable, tree and every mapped branch present)
+before any shard is written; each shard is validated (no NaN/inf, no empty jets) and written atomically.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import DataError
+from .features import energy_order, jet_kinematics, particle_features
+from .schema import FEATURE_NAMES, VECTOR_NAMES
+from .store import PARTICLE_NAMES, JetTable, validate_table, write_shard
+
+DERIVABLE = ("deta", "dphi", "log_pt", "log_e", "log_pt_rel", "log_e_rel", "delta_r")
+JET_KEYS = ("jet_pt", "jet_eta", "jet_phi", "jet_energy")
+
+
+def load_mapping(name_or_path: str | Path) -> dict:
+    """A shipped mapping by name (``jetclass``) or a mapping YAML path, checked for completeness."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise DataError(f"{path}: mapping file not found")
+        text, where = path.read_text(), str(path)
+    else:
+        res = resources.files("jetscale.data").joinpath(f"mappings/{name_or_path}.yaml")
+        if not res.is_file():
+            shipped = sorted(p.name[:-5] for p in resources.files("jetscale.data").joinpath("mappings").iterdir()
+                             if p.name.endswith(".yaml"))
+            raise DataError(f"mapping {name_or_path!r}: not a file and not a shipped mapping; shipped: {shipped}")
+        text, where = res.read_text(), f"mapping {name_or_path!r}"
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"{where}: not valid YAML: {exc}") from None
+    check_mapping(mapping, where)
+    mapping["_where"] = where
+    return mapping
+
+
+def check_mapping(mapping: dict, where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise DataError(f"{where}: a mapping must be a YAML mapping")
+    particles = mapping.get("particles") or {}
+    derive, zero = list(mapping.get("derive") or []), list(mapping.get("fill_zero") or [])
+    for name in list(particles) + derive + zero:
+        if name not in PARTICLE_NAMES:
+            raise DataError(f"{where}: unknown feature {name!r}; features are {list(PARTICLE_NAMES)}")
+    for name in derive:
+        if name not in DERIVABLE:
+            raise DataError(f"{where}: derive: {name!r} cannot be derived; derivable: {list(DERIVABLE)}")
+    for name in VECTOR_NAMES:
+        if name not in particles:
+            raise DataError(f"{where}: particles.{name}: the four-vector component must come from a branch")
+    for name in FEATURE_NAMES:
+        sources = (name in particles) + (name in derive) + (name in zero)
+        if sources != 1:
+            raise DataError(f"{where}: feature {name!r} must appear in exactly one of particles/derive/fill_zero "
+                            f"(found {sources})")
+    for key in mapping.get("jet") or {}:
+        if key not in JET_KEYS:
+            raise DataError(f"{where}: jet.{key}: unknown jet column; allowed: {list(JET_KEYS)}")
+    labels = mapping.get("labels") or {}
+    if not (isinstance(labels.get("onehot"), dict) or ("branch" in labels and isinstance(labels.get("values"), dict))):
+        raise DataError(f"{where}: labels: give either onehot: {{branch: class}} or branch: NAME with values: "
+                        "{integer: class}")
+
+
+def mapping_classes(mapping: dict) -> list[str]:
+    """Class names the mapping produces, in mapping order (the class list when no config is given)."""
+    labels = mapping["labels"]
+    names = list(labels["onehot"].values()) if "onehot" in labels else list(labels["values"].values())
+    return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def needed_branches(mapping: dict) -> list[str]:
+    labels = mapping["labels"]
+    label_branches = list(labels["onehot"]) if "onehot" in labels else [labels["branch"]]
+    return list(dict.fromkeys(list(mapping["particles"].values()) + list((mapping.get("jet") or {}).values())
+                              + label_branches))
+
+
+def resolve_inputs(patterns) -> list[Path]:
+    """Expand globs (sorted); a pattern that matches nothing is an error naming it."""
+    out = []
+    for pattern in patterns:
+        hits = sorted(glob.glob(str(pattern))) if any(c in str(pattern) for c in "*?[") else [str(pattern)]
+        if not hits:
+            raise DataError(f"{pattern}: no input file matches")
+        out.extend(Path(h) for h in hits)
+    return out
+
+
+def file_format(path: Path, mapping: dict) -> str:
+    fmt = mapping.get("format", "auto")
+    if fmt != "auto":
+        return fmt
+    if path.suffix == ".root":
+        return "root"
+    if path.suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise DataError(f"{path}: cannot tell the format from the suffix (.root or .parquet); set format in the mapping")
+
+
+def check_input(path: Path, mapping: dict) -> None:
+    """Cheap structural check: the file opens and holds every branch the mapping names."""
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found")
+    fmt = file_format(path, mapping)
+    try:
+        if fmt == "root":
+            import uproot
+
+            with uproot.open(path) as f:
+                tree_name = mapping.get("tree", "tree")
+                if tree_name not in f:
+                    raise DataError(f"{path}: no tree {tree_name!r} (has {sorted(f.keys(cycle=False))})")
+                names = set(f[tree_name].keys())
+        else:
+            import pyarrow.parquet as pq
+
+            names = set(pq.ParquetFile(path).schema_arrow.names)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
+    missing = [b for b in needed_branches(mapping) if b not in names]
+    if missing:
+        raise DataError(f"{path}: branch(es) {missing} named by {mapping.get('_where', 'the mapping')} are missing "
+                        "from the file")
+
+
+def read_branches(path: Path, mapping: dict) -> dict:
+    """Awkward arrays of every needed branch."""
+    branches = needed_branches(mapping)
+    try:
+        if file_format(path, mapping) == "root":
+            import uproot
+
+            with uproot.open(path) as f:
+                arrays = f[mapping.get("tree", "tree")].arrays(branches, library="ak")
+        else:
+            import awkward as ak
+
+            arrays = ak.from_parquet(path, columns=branches)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read branches ({type(exc).__name__}: {exc})") from None
+    return {b: arrays[b] for b in branches}
+
+
+def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_jet_id: int = 0) -> tuple[JetTable, int]:
+    """One file's branches -> JetTable (energy-ordered particles); returns it and the number of dropped jets."""
+    import awkward as ak
+
+    labels, keep = file_labels(arrays, mapping, classes, where)
+    particles, counts = {}, None
+    for name, branch in mapping["particles"].items():
+        arr = arrays[branch]
+        if arr.ndim != 2:
+            raise DataError(f"{where}: branch {branch!r} (for {name}) is not a per-particle (jagged) branch")
+        n = ak.to_numpy(ak.num(arr, axis=1))
+        if counts is None:
+            counts = n
+        elif not np.array_equal(n, counts):
+            raise DataError(f"{where}: branch {branch!r} has different particle counts from the other particle branches")
+        particles[name] = ak.to_numpy(ak.flatten(arr)).astype(np.float64)
+    table = JetTable({"n_particles": counts.astype(np.int64)}, particles)
+    table = table.take(np.flatnonzero(keep))
+    counts, particles = table.counts, table.particles
+    if len(counts) and counts.min() == 0:
+        bad = int(np.flatnonzero(keep)[np.flatnonzero(counts == 0)[0]])
+        raise DataError(f"{where}: jet (entry {bad}) has no particles")
+    perm = energy_order(counts, particles["e"])
+    particles = {k: v[perm] for k, v in particles.items()}
+    jet = jet_kinematics(counts, particles["px"], particles["py"], particles["pz"], particles["e"])
+    for key, branch in (mapping.get("jet") or {}).items():
+        jet[key] = ak.to_numpy(arrays[branch]).astype(np.float64)[keep]
+    derived = particle_features(counts, particles["px"], particles["py"], particles["pz"], particles["e"], jet,
+                                {n: np.zeros(len(particles["e"])) for n in FEATURE_NAMES[7:]})
+    for name in mapping.get("derive") or []:
+        particles[name] = derived[name]
+    for name in mapping.get("fill_zero") or []:
+        particles[name] = np.zeros(len(particles["e"]))
+    n = len(counts)
+    jet_id = first_jet_id + np.arange(n, dtype=np.int64)
+    jets = {"jet_id": jet_id, "label": labels[keep], "event_id": np.flatnonzero(keep).astype(np.int64),
+            "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"],
+            "jet_phi": jet["jet_phi"], "match_angle": np.full(n, np.nan), "n_particles": counts}
+    table = JetTable(jets, {k: np.asarray(particles[k], dtype=np.float32) for k in PARTICLE_NAMES}, where)
+    validate_table(table, where)
+    return table, int((~keep).sum())
+
+
+def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(label index into ``classes`` (-1 = not wanted), keep mask) per jet."""
+    import awkward as ak
+
+    spec = mapping["labels"]
+    index = {c: i for i, c in enumerate(classes)}
+    if "onehot" in spec:
+        branches = list(spec["onehot"])
+        onehot = np.stack([ak.to_numpy(arrays[b]).astype(np.float64) for b in branches], axis=1)
+        hot = (onehot > 0.5).sum(axis=1)
+        if (hot != 1).any():
+            row = int(np.flatnonzero(hot != 1)[0])
+            raise DataError(f"{where}: entry {row} has {int(hot[row])} of the one-hot label branches {branches} set "
+                            "(need exactly one)")
+        lut = np.array([index.get(spec["onehot"][b], -1) for b in branches])
+        labels = lut[onehot.argmax(axis=1)]
+    else:
+        raw = ak.to_numpy(arrays[spec["branch"]]).astype(np.int64)
+        values = {int(k): v for k, v in spec["values"].items()}
+        unknown = sorted(set(np.unique(raw).tolist()) - set(values))
+        if unknown:
+            raise DataError(f"{where}: label branch {spec['branch']!r} has values {unknown} not in the mapping's values")
+        labels = np.array([index.get(values[int(v)], -1) for v in raw], dtype=np.int64) if len(raw) else raw
+    return labels.astype(np.int64), labels >= 0
+
+
+def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None) -> list[Path]:
+    """Convert ``paths`` to ``out_dir/shard-NNNN.parquet`` (one shard per input file).
+
+    ``classes`` (the config's list) defines label indices; jets of file classes not in it are dropped, and a class
+    in it that the mapping cannot produce is an error. Without ``classes`` the mapping's class order is used.
+    """
+    mapping = load_mapping(mapping) if not isinstance(mapping, dict) else mapping
+    produced = mapping_classes(mapping)
+    classes = list(classes) if classes is not None else produced
+    absent = [c for c in classes if c not in produced]
+    if absent:
+        raise DataError(f"{mapping.get('_where', 'mapping')}: config classes {absent} are not produced by the mapping's "
+                        f"labels (it produces {produced})")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DataError("ingest: no input files")
+    for path in paths:  # fail before any work is done
+        check_input(path, mapping)
+    out_dir, written, next_id = Path(out_dir), [], 0
+    for i, path in enumerate(paths):
+        table, dropped = convert(read_branches(path, mapping), mapping, classes, str(path), next_id)
+        next_id += 1_000_000_000
+        written.append(write_shard(table, out_dir / f"shard-{i:04d}.parquet"))
+        zero = mapping.get("fill_zero") or []
+        print(f"{path}: {len(table)} jets -> {written[-1]}" + (f" ({dropped} jets of other classes dropped)" if dropped
+              else "") + (f"; filled with 0: {zero}" if zero else ""), file=sys.stderr)
+    return written
