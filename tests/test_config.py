@@ -116,3 +116,10 @@ def test_schema_file_is_shared_with_workflow(repo_root):
     wf = yaml.safe_load((repo_root / "workflow" / "schemas" / "config.schema.yaml").read_text())
     pkg = yaml.safe_load((repo_root / "src" / "jetscale" / "schemas" / "config.schema.yaml").read_text())
     assert wf == pkg
+
+
+def test_shipped_study_configs_are_valid(repo_root):
+    from jetscale.grid import cell_ids
+
+    for path in sorted((repo_root / "config").glob("*.yaml")):
+        assert cell_ids(load_config(path)), path
