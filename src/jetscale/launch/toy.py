@@ -1,0 +1,52 @@
+"""A toy 'training' with the ``train_cell`` signature: counts steps, checkpoints, resumes.
+
+Used by the Slurm tests and ``jetscale launch --toy-steps N`` (smoke-test a cluster in a minute). It follows the
+same contract as :func:`jetscale.train.loop.train_cell`: resume from ``out_dir/checkpoint.*`` when present,
+poll :func:`jetscale.launch.preempt.stop_requested` at step boundaries, save and raise ``StopForCheckpoint``.
+Its result is checkable: ``total`` must equal 1 + 2 + ... + steps whatever the number of interruptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from . import preempt
+
+
+def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
+    toy = (cfg or {}).get("toy", {})
+    steps, step_s = int(toy.get("steps", 20)), float(toy.get("step_s", 0.5))
+    every = int(toy.get("checkpoint_every", 5))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.json"
+    state = json.loads(ckpt.read_text()) if ckpt.exists() else {"step": 0, "total": 0, "resumed_at": []}
+    if state["step"]:
+        state["resumed_at"].append(state["step"])
+    attempt = os.environ.get("SLURM_RESTART_COUNT", "0")
+    with open(out / "steps.log", "a") as log:
+        log.write(f"start cell={cell_id} step={state['step']} job={os.environ.get('SLURM_JOB_ID', '-')} "
+                  f"restart={attempt} rank={os.environ.get('RANK', '-')}/{os.environ.get('WORLD_SIZE', '-')}\n")
+    while state["step"] < steps:
+        time.sleep(step_s)
+        state["step"] += 1
+        state["total"] += state["step"]
+        if state["step"] % every == 0 or preempt.stop_requested():
+            _save(ckpt, state)
+        if preempt.stop_requested():
+            with open(out / "steps.log", "a") as log:
+                log.write(f"stop at step={state['step']} signal={preempt.stop_signal()}\n")
+            raise preempt.StopForCheckpoint(state["step"])
+    metrics = {"cell": cell_id, "steps": state["step"], "total": state["total"],
+               "resumed_at": state["resumed_at"], "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
