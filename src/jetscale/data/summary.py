@@ -78,6 +78,19 @@ def load_for_summary(splits_dir, max_jets: int):
     return np.concatenate(feats), np.concatenate(masks), np.concatenate(labels), classes
 
 
+FLAVOR_COLORS = {"b": "#1f77b4", "c": "#2ca02c", "s": "#9467bd", "u": "#ff7f0e", "d": "#d62728", "g": "#555555"}
+
+
+def class_style(name: str, index: int) -> dict:
+    """Colour by flavour (q and q̄ share it); antiquarks dashed/hatched. Unknown classes cycle through tab10."""
+    flavor = name[:-3] if name.endswith("bar") else name
+    import matplotlib.pyplot as plt
+
+    color = FLAVOR_COLORS.get(flavor, plt.get_cmap("tab10")(index % 10))
+    anti = name.endswith("bar")
+    return {"color": color, "ls": "--" if anti else "-", "hatch": "//" if anti else None}
+
+
 def data_summary(splits_dir, out, *, max_jets: int = 200_000) -> list[Path]:
     """Draw the 2x2 per-class summary figure; writes ``out`` (PNG) and the same name with .pdf."""
     import matplotlib
@@ -89,22 +102,26 @@ def data_summary(splits_dir, out, *, max_jets: int = 200_000) -> list[Path]:
     from ..io import atomic_path
 
     features, mask, labels, classes = load_for_summary(splits_dir, max_jets)
+    cap = mask.shape[1]
     stats = class_statistics(features, mask, labels, classes)
     mplhep.style.use("CMS")
-    fig, axes = plt.subplots(2, 2, figsize=(16, 13))
-    names = list(stats)
-    colors = dict(zip(names, plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))))
-    _multiplicity_panel(axes[0, 0], stats, colors)
-    _bar_panel(axes[0, 1], stats, colors, lambda s: s["displaced"].mean(),
+    plt.rcParams.update({"axes.labelsize": 20, "xtick.labelsize": 16, "ytick.labelsize": 16})
+    fig, axes = plt.subplots(2, 2, figsize=(17, 13))
+    styles = {name: class_style(name, i) for i, name in enumerate(stats)}
+    _multiplicity_panel(axes[0, 0], stats, styles, cap)
+    _bar_panel(axes[0, 1], stats, styles, lambda s: s["displaced"].mean(),
                lambda s: s["displaced"].std() / np.sqrt(len(s["displaced"])),
-               rf"Tracks with $|d_0|/\sigma_{{d_0}} > {IP_SIGNIFICANCE:g}$ per jet")
-    _bar_panel(axes[1, 0], stats, colors, lambda s: 100 * s["kaon_share"], None, r"$K^\pm$ share of charged particles [%]")
+               rf"Tracks with $|d_0|/\sigma(d_0) > {IP_SIGNIFICANCE:g}$ per jet", fmt="{:.2f}")
+    _bar_panel(axes[1, 0], stats, styles, lambda s: 100 * s["kaon_share"], None,
+               r"$K^\pm$ share of charged particles [%]", fmt="{:.1f}")
     charged_classes = {k: v for k, v in stats.items() if v["charge_agreement"] is not None}
-    _bar_panel(axes[1, 1], charged_classes, colors, lambda s: 100 * s["charge_agreement"], None,
-               "Leading charged particle: sign = quark charge [%]", reference=50.0)
+    _bar_panel(axes[1, 1], charged_classes, styles, lambda s: 100 * s["charge_agreement"], None,
+               "Leading charged particle has the\nsign of the quark charge [%]", fmt="{:.0f}", reference=50.0)
     n_total = sum(s["n_jets"] for s in stats.values())
-    fig.suptitle(rf"$e^+e^- \to \nu\bar\nu H$, $\sqrt{{s}}$ = 240 GeV, parametric detector  ({n_total:,} jets)",
-                 fontsize=20)
+    for ax, letter in zip(axes.flat, "abcd"):
+        ax.text(0.02, 0.97, f"({letter})", transform=ax.transAxes, va="top", fontsize=18, weight="bold")
+    fig.suptitle(r"$e^+e^- \to \nu\bar{\nu}H$, " f"√s = 240 GeV, H → qq̄/gg, parametric CEPC-like detector — {n_total:,} jets "
+                 f"({len(stats)} classes)", fontsize=20)
     fig.tight_layout()
     out = Path(out)
     paths = [out, out.with_suffix(".pdf")]
@@ -115,27 +132,33 @@ def data_summary(splits_dir, out, *, max_jets: int = 200_000) -> list[Path]:
     return paths
 
 
-def _multiplicity_panel(ax, stats, colors) -> None:
-    top = max(int(s["multiplicity"].max()) for s in stats.values())
-    bins = np.arange(0, top + 3, 2) - 0.5
+def _multiplicity_panel(ax, stats, styles, cap: int) -> None:
+    bins = np.arange(0, cap + 3, 2) - 0.5
     for name, s in stats.items():
-        ax.hist(s["multiplicity"], bins=bins, histtype="step", density=True, lw=1.8, color=colors[name],
-                ls="--" if name.endswith("bar") else "-", label=f"{name} (mean {s['multiplicity'].mean():.1f})")
-    ax.set_xlabel("Constituents per jet")
+        ax.hist(s["multiplicity"], bins=bins, histtype="step", density=True, lw=2, color=styles[name]["color"],
+                ls=styles[name]["ls"], label=f"{name} ({s['multiplicity'].mean():.1f})")
+    ax.axvline(cap, color="black", ls=":", lw=1.5)
+    ax.text(cap - 0.5, ax.get_ylim()[1] * 0.55, f"padding cap {cap}\n(overflow piles up here)", ha="right",
+            fontsize=13, color="black")
+    ax.set_xlabel("Constituents per jet (after detector)")
     ax.set_ylabel("Fraction of jets / 2")
-    ax.legend(fontsize=12, ncol=2)
+    ax.legend(fontsize=13, ncol=2, title="class (mean)", title_fontsize=13, loc="upper right")
 
 
-def _bar_panel(ax, stats, colors, value, error, ylabel, reference=None) -> None:
+def _bar_panel(ax, stats, styles, value, error, ylabel, *, fmt: str, reference=None) -> None:
     names = list(stats)
     vals = [value(stats[n]) for n in names]
     errs = [error(stats[n]) for n in names] if error else None
-    ax.bar(names, vals, yerr=errs, color=[colors[n] for n in names], edgecolor="black", capsize=3)
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.2g}" if v < 10 else f"{v:.0f}", ha="center", va="bottom", fontsize=12)
+    bars = ax.bar(names, vals, yerr=errs, color=[styles[n]["color"] for n in names], alpha=0.85,
+                  edgecolor="black", capsize=4)
+    for bar, name in zip(bars, names):
+        if styles[name]["hatch"]:
+            bar.set_hatch(styles[name]["hatch"])
+    ax.bar_label(bars, labels=[fmt.format(v) for v in vals], padding=6 if errs else 2, fontsize=13)
+    ax.set_ylim(0, max(max(vals), 1e-6) * 1.18)
     if reference is not None:
-        ax.axhline(reference, color="gray", ls=":", lw=1.5)
-        ax.text(len(names) - 0.5, reference, " random", va="bottom", ha="right", color="gray", fontsize=12)
-    ax.set_ylabel(ylabel, fontsize=17)
+        ax.axhline(reference, color="black", ls=":", lw=1.5, label="no charge information")
+        ax.set_ylim(0, max(vals) * 1.3)
+        ax.legend(loc="upper right", fontsize=13)
+    ax.set_ylabel(ylabel)
     ax.set_xlabel("Jet class")
-    ax.tick_params(axis="x", labelsize=14)

@@ -1,0 +1,121 @@
+"""Splits: nested, class-balanced train prefixes; fixed val/test; padded memmaps; clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jetscale.data.splits import SPLITS, build_splits, interleave, load_split, plan_splits
+from jetscale.data.store import read_shard, write_shard
+from jetscale.data.testing import synthetic_table
+from jetscale.errors import DataError
+
+CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
+
+
+@pytest.fixture
+def shards(tmp_path):
+    n = len(CLASSES)
+    # unbalanced: the second shard has extra jets of the first classes
+    return [write_shard(synthetic_table(60 * n, n, seed=1, first_jet_id=0), tmp_path / "s0.parquet"),
+            write_shard(synthetic_table(30 * n + 7, n, seed=2, first_jet_id=10**9), tmp_path / "s1.parquet")]
+
+
+def build(shards, out, **kw):
+    args = dict(classes=CLASSES, val_per_class=10, test_per_class=20, n_particles=24, seed=3, data_fingerprint="fp")
+    return build_splits(shards, out, **{**args, **kw})
+
+
+def test_every_train_prefix_is_class_balanced_and_nested(shards, tmp_path):
+    meta = build(shards, tmp_path / "splits")
+    n_classes = len(CLASSES)
+    assert meta["sizes"] == {"train": 60 * n_classes, "val": 10 * n_classes, "test": 20 * n_classes}
+    train = load_split(tmp_path / "splits", "train")
+    labels = np.asarray(train.labels)
+    for n in range(1, len(labels) + 1, 7):
+        counts = np.bincount(labels[:n], minlength=n_classes)
+        assert counts.max() - counts.min() <= 1, n
+    small = load_split(tmp_path / "splits", "train", n=110)
+    np.testing.assert_array_equal(small.jet_id, train.jet_id[:110])
+    ids = {s: set(np.asarray(load_split(tmp_path / "splits", s).jet_id).tolist()) for s in SPLITS}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    for s in ("val", "test"):
+        assert np.bincount(load_split(tmp_path / "splits", s).labels).min() == meta["sizes_per_class"][s]
+
+
+def test_val_test_fixed_and_pool_order_deterministic(shards, tmp_path):
+    build(shards, tmp_path / "a")
+    build(shards, tmp_path / "b")
+    for s in SPLITS:
+        np.testing.assert_array_equal(load_split(tmp_path / "a", s).jet_id, load_split(tmp_path / "b", s).jet_id)
+
+
+def test_arrays_are_padded_energy_ordered_and_match_shards(shards, tmp_path):
+    meta = build(shards, tmp_path / "splits")
+    split = load_split(tmp_path / "splits", "val")
+    assert isinstance(split.features, np.memmap)
+    n, cap = len(split), meta["n_particles"]
+    assert split.features.shape == (n, cap, 19) and split.features.dtype == np.float32
+    assert split.vectors.shape == (n, cap, 4) and split.mask.shape == (n, cap) and split.mask.dtype == bool
+    assert split.labels.dtype == np.int64 and split.jet_id.dtype == np.int64
+    source = read_shard(shards[0])
+    row = {int(j): i for i, j in enumerate(source.jets["jet_id"])}
+    k = next(i for i, j in enumerate(split.jet_id) if int(j) in row)
+    jet = source.take([row[int(split.jet_id[k])]])
+    m = min(cap, int(jet.counts[0]))
+    assert split.mask[k].sum() == m and split.mask[k, :m].all()
+    np.testing.assert_array_equal(split.vectors[k, :m, 3], jet.particles["e"][:m])
+    np.testing.assert_array_equal(split.features[k, :m, 0], jet.particles["deta"][:m])
+    assert not split.features[k, m:].any()
+    assert (np.diff(split.vectors[k, :m, 3]) <= 0).all()
+    # truncation is counted (synthetic jets have ~20-30 particles, cap 24)
+    n_parts = np.concatenate([read_shard(s).counts for s in shards])
+    assert 0 < meta["truncated_jets"]["train"] and meta["truncated_fraction"] <= (n_parts > cap).mean() + 0.1
+    assert json.loads((tmp_path / "splits" / "meta.json").read_text())["data_fingerprint"] == "fp"
+
+
+def test_n_train_larger_than_pool_is_a_clear_error(shards, tmp_path):
+    with pytest.raises(DataError, match="n_train = 10000 is larger than the training pool of 660 jets"):
+        build(shards, tmp_path / "splits", n_train_max=10000)
+    assert not (tmp_path / "splits").exists()
+    build(shards, tmp_path / "splits")
+    with pytest.raises(DataError, match="asked for the first 700 jets but the split has 660"):
+        load_split(tmp_path / "splits", "train", n=700)
+
+
+def test_too_few_jets_for_val_and_test(shards, tmp_path):
+    with pytest.raises(DataError, match="has 90 jets, not more than val_per_class"):
+        build(shards, tmp_path / "splits", val_per_class=50, test_per_class=40)
+
+
+def test_rebuild_replaces_directory_atomically(shards, tmp_path):
+    build(shards, tmp_path / "splits")
+    build(shards, tmp_path / "splits", n_particles=8)
+    assert load_split(tmp_path / "splits", "test").features.shape[1] == 8
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_bad_shard_inputs(shards, tmp_path):
+    with pytest.raises(DataError, match="missing.parquet: shard not found"):
+        build([shards[0], tmp_path / "missing.parquet"], tmp_path / "splits")
+    table = synthetic_table(50, len(CLASSES), seed=4)
+    table.particles["log_pt"][3] = np.inf
+    with pytest.raises(DataError, match="column part_log_pt has non-finite"):
+        write_shard(table, tmp_path / "inf.parquet")
+    assert not (tmp_path / "inf.parquet").exists()
+    labels = synthetic_table(50, len(CLASSES) + 2, seed=4)
+    write_shard(labels, tmp_path / "labels.parquet")
+    with pytest.raises(DataError, match=r"labels must be in \[0, 11\)"):
+        build([tmp_path / "labels.parquet"], tmp_path / "splits")
+
+
+def test_interleave_rounds_hold_one_of_each_class():
+    rng = np.random.default_rng(0)
+    groups = np.arange(4 * 5).reshape(4, 5)
+    out = interleave(groups, rng)
+    assert sorted(out.tolist()) == list(range(20))
+    assert all(sorted(out[i * 4:(i + 1) * 4] // 5) == [0, 1, 2, 3] for i in range(5))
+    plan = plan_splits(np.repeat(np.arange(3), 10), ["a", "b", "c"], 2, 3, seed=1)
+    assert [len(plan[s]) for s in SPLITS] == [15, 6, 9]
