@@ -105,6 +105,16 @@ def test_bad_shard_inputs(shards, tmp_path):
     with pytest.raises(DataError, match="column part_log_pt has non-finite"):
         write_shard(table, tmp_path / "inf.parquet")
     assert not (tmp_path / "inf.parquet").exists()
+    import pyarrow.parquet as pq
+
+    from jetscale.data.store import to_arrow
+
+    nan = synthetic_table(50, len(CLASSES), seed=5)
+    nan.particles["d0"][10] = np.nan
+    pq.write_table(to_arrow(nan), tmp_path / "nan.parquet")  # bypasses write_shard's validation
+    with pytest.raises(DataError, match="nan.parquet: column part_d0 has non-finite values"):
+        build([shards[0], tmp_path / "nan.parquet"], tmp_path / "splits")
+    assert not (tmp_path / "splits").exists() and not list(tmp_path.glob(".splits*"))
     labels = synthetic_table(50, len(CLASSES) + 2, seed=4)
     write_shard(labels, tmp_path / "labels.parquet")
     with pytest.raises(DataError, match=r"labels must be in \[0, 11\)"):

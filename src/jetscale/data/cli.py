@@ -20,7 +20,7 @@ def register(sub) -> None:
                    help="standalone: N events per Higgs decay mode (H->qq gives one q and one qbar jet, H->gg two g)")
     p.add_argument("--seed", type=int, default=1, help="standalone: base seed (default 1)")
     p.add_argument("--classes", nargs="+", help="standalone: classes (default: b bbar c cbar s sbar u ubar d dbar g)")
-    p.add_argument("--jets-per-shard", type=int, default=200_000, help="standalone: jets per output shard")
+    p.add_argument("--jets-per-shard", type=int, default=100_000, help="standalone: jets per output shard")
     p.add_argument("--workers", type=int, default=1, help="worker processes (distinct seeds per task)")
     p.add_argument("--out", required=True, help="shard file (with --config) or output directory (standalone)")
     p.set_defaults(func=_generate)
@@ -41,7 +41,7 @@ def register(sub) -> None:
     p = sub.add_parser("data-summary", help="per-class physics summary figure of the splits")
     p.add_argument("--splits", required=True, help="splits directory")
     p.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
-    p.add_argument("--max-jets", type=int, default=200_000, help="jets read per split (default 200000)")
+    p.add_argument("--max-jets", type=int, default=20_000, help="jets read per split (default 20000)")
     p.set_defaults(func=_summary)
 
 

@@ -149,6 +149,9 @@ def read_shard(path: str | Path, *, columns: list[str] | None = None, validate: 
     for c in wanted:
         if c.startswith(PARTICLE_PREFIX):
             col = arrow.column(c).combine_chunks()
+            if "n_particles" in jets and not np.array_equal(col.value_lengths().to_numpy(zero_copy_only=False),
+                                                             jets["n_particles"]):
+                raise DataError(f"{path}: column {c} list lengths disagree with n_particles")
             parts[c[len(PARTICLE_PREFIX):]] = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     table = JetTable(jets, parts, str(path))
     if validate and columns is None:

@@ -91,7 +91,7 @@ def class_style(name: str, index: int) -> dict:
     return {"color": color, "ls": "--" if anti else "-", "hatch": "//" if anti else None}
 
 
-def data_summary(splits_dir, out, *, max_jets: int = 200_000) -> list[Path]:
+def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
     """Draw the 2x2 per-class summary figure; writes ``out`` (PNG) and the same name with .pdf."""
     import matplotlib
 
