@@ -29,7 +29,7 @@ def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
     attempt = os.environ.get("SLURM_RESTART_COUNT", "0")
     with open(out / "steps.log", "a") as log:
         log.write(f"start cell={cell_id} step={state['step']} job={os.environ.get('SLURM_JOB_ID', '-')} "
-                  f"restart={attempt} rank={os.environ.get('RANK', '-')}/{os.environ.get('WORLD_SIZE', '-')}\n")
+                  f"restart={attempt} pid={os.getpid()} rank={os.environ.get('RANK', '-')}/{os.environ.get('WORLD_SIZE', '-')}\n")
     while state["step"] < steps:
         time.sleep(step_s)
         state["step"] += 1
@@ -50,3 +50,34 @@ def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    """``python -m jetscale.launch.toy --cell ID --out DIR [--steps N --step-s S]``: the process-side protocol.
+
+    This is what ``jetscale train`` does when a Slurm job runs it directly: SIGUSR1/SIGTERM request a stop, the
+    loop checkpoints at a step boundary, and the process exits with ``preempt.EXIT_REQUEUE`` (75) so that the
+    attempt counts as failed and is retried (Snakemake ``retries``) -- the retry resumes from the checkpoint.
+    """
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m jetscale.launch.toy")
+    p.add_argument("--cell", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--step-s", type=float, default=1.0)
+    p.add_argument("--checkpoint-every", type=int, default=5)
+    a = p.parse_args(argv)
+    cfg = {"toy": {"steps": a.steps, "step_s": a.step_s, "checkpoint_every": a.checkpoint_every}}
+    with preempt.stop_on_signals():
+        try:
+            toy_train_cell(cfg, a.cell, None, a.out)
+        except preempt.StopForCheckpoint as stop:
+            print(f"stopped for checkpoint at step {stop}", file=sys.stderr)
+            return preempt.EXIT_REQUEUE
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
