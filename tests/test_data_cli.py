@@ -10,7 +10,7 @@ import yaml
 
 from jetscale.cli import main
 from jetscale.data.splits import load_split
-from jetscale.data.store import read_shard
+from jetscale.data.store import read_shard, shard_metadata
 from jetscale.data.summary import class_statistics
 from jetscale.data.testing import write_synthetic_splits
 
@@ -42,11 +42,13 @@ def test_generate_shards_then_split_from_config(tmp_path, capsys):
     for i, shard in enumerate(shards):
         assert main(["generate", "--config", config, "--shard", f"{i:04d}", "--out", shard]) == 0
         assert np.bincount(read_shard(shard).jets["label"]).tolist() == [12] * 11
+        assert shard_metadata(shard)["seed"] == 4 and shard_metadata(shard)["detector"]["b_field"] == 3.0
     assert main(["split", "--config", config, "--shards", *shards, "--out", str(tmp_path / "splits")]) == 0
     err = capsys.readouterr().err
     assert "train 176 jets" in err and "truncates" in err
     meta = json.loads((tmp_path / "splits" / "meta.json").read_text())
     assert meta["sizes"] == {"train": 176, "val": 33, "test": 55} and len(meta["data_fingerprint"]) == 16
+    assert meta["source"] == ["generate"] and meta["filled_zero"] == []
     assert load_split(tmp_path / "splits", "train", 88).features.shape == (88, 32, 19)
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from jetscale.data.ingest import ingest_files, load_mapping
 from jetscale.data.schema import FEATURE_NAMES
-from jetscale.data.store import read_shard
+from jetscale.data.store import read_shard, shard_metadata
 from jetscale.errors import DataError
 
 JETCLASS_LABELS = ["label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q", "label_Hqql", "label_Zqq",
@@ -80,6 +80,8 @@ def test_jetclass_root_round_trip(root_file, tmp_path):
     assert not table.particles["is_charged_kaon"].any() and not table.particles["is_proton"].any()
     np.testing.assert_array_equal(table.particles["is_charged_pion"], table.particles["charge"] != 0)
     assert np.isnan(table.jets["match_angle"]).all()
+    meta = shard_metadata(shard)
+    assert meta["source"] == "ingest" and meta["filled_zero"] == ["is_charged_kaon", "is_proton"]
 
 
 def test_parquet_input_and_class_subset(root_file, tmp_path):

@@ -56,8 +56,8 @@ def decay_modes(classes) -> list[str]:
     return [m for m in DECAY_MODES if abs(CLASS_PDG[m]) in wanted]
 
 
-def jets_per_event(mode: str, classes) -> int:
-    """Jets of *each* wanted class one event of ``mode`` yields (2 for gg, else 1)."""
+def jets_per_event(mode: str) -> int:
+    """Jets of *each* class one event of ``mode`` yields (H -> gg: 2 g jets; H -> qq̄: one q and one q̄ jet)."""
     return 2 if mode == "g" else 1
 
 
@@ -105,74 +105,93 @@ class ChargeTable:
 
 def process_batch(events, charge_of: ChargeTable, task: Task, rng: np.random.Generator, event_offset: int) -> JetTable:
     """Turn one ``nextBatch`` awkward record of events into labelled jets (see module docstring)."""
-    import awkward as ak
-
-    from .jets import cluster_two_jets, match_partons
-
-    prt = events.prt
-    n_ev = len(prt)
-    n_all = ak.to_numpy(ak.num(prt, axis=1))
-    event_all = np.repeat(np.arange(n_ev), n_all)
-    pid_all = ak.to_numpy(ak.flatten(prt.id)).astype(np.int64)
-    status = ak.to_numpy(ak.flatten(prt.status))
-    p = {c: ak.to_numpy(ak.flatten(getattr(prt.p, c))) for c in ("px", "py", "pz", "e")}
-    # Truth: the two Higgs daughters (|status| 23, quark or gluon).
-    is_parton = (np.abs(status) == 23) & ((np.abs(pid_all) <= 5) | (pid_all == 21))
-    good = np.bincount(event_all[is_parton], minlength=n_ev) == 2
-
-    # True visible final state -> detector.
-    fs = (status > 0) & ~np.isin(np.abs(pid_all), NEUTRINOS)
-    vtx = ak.flatten(prt.vProd)
-    vx, vy, vz = (ak.to_numpy(ak.fill_none(getattr(vtx, c), 0.0))[fs] for c in ("px", "py", "pz"))
-    pid = pid_all[fs]
-    meas = det_mod.measure(pid, p["px"][fs], p["py"][fs], p["pz"][fs], p["e"][fs], vx, vy, vz, charge_of(pid),
-                           dict(task.detector), rng)
-    event_of = event_all[fs]
-    n_meas = np.bincount(event_of[meas.keep], minlength=n_ev)
-    good &= n_meas >= 2
-
-    # Keep good events only (flat arrays are event-major).
-    keep_particle = good[event_of[meas.keep]]
-    n_meas = n_meas[good]
-    p4 = {k: getattr(meas, k)[keep_particle] for k in ("px", "py", "pz", "e")}
-    track = {k: getattr(meas, k)[keep_particle] for k in ("d0", "d0_err", "z0", "z0_err", "charge")}
-    track.update({k: v[keep_particle] for k, v in meas.pid.items()})
+    truth = flatten_record(events)
+    good, particles = detector_level(truth, charge_of, task, rng)
     if not good.any():
         return empty_table()
-
-    evs = ak.unflatten(ak.zip({"px": p4["px"], "py": p4["py"], "pz": p4["pz"], "E": p4["e"]}), n_meas)
-    idx = cluster_two_jets(evs)
-    counts = ak.to_numpy(ak.flatten(ak.num(idx, axis=2)))
-    ev_start = np.concatenate([[0], np.cumsum(n_meas)[:-1]])
-    jet_event = np.repeat(np.arange(len(n_meas)), 2)
-    order_in = ak.to_numpy(ak.flatten(idx, axis=None)).astype(np.int64) + np.repeat(ev_start[jet_event], counts)
-
-    # Constituents grouped by jet, then energy-ordered within each jet.
-    cols = {k: v[order_in] for k, v in {**p4, **track}.items()}
-    perm = energy_order(counts, cols["e"])
-    cols = {k: v[perm] for k, v in cols.items()}
+    counts, cols = cluster_jets(particles)
     jet = jet_kinematics(counts, cols["px"], cols["py"], cols["pz"], cols["e"])
-
-    # Truth labels.
-    sel = is_parton & good[event_all]
-    parton_p3 = np.stack([p["px"][sel], p["py"][sel], p["pz"][sel]], axis=-1).reshape(-1, 2, 3)
-    parton_id = pid_all[sel].reshape(-1, 2)
-    jet_p3 = np.stack([jet["jet_px"], jet["jet_py"], jet["jet_pz"]], axis=-1).reshape(-1, 2, 3)
-    ids, angles = match_partons(jet_p3, parton_p3, parton_id)
-    label = label_of_pdg(ids.reshape(-1), task.classes)
-
+    label, angles = truth_labels(truth, good, jet, task.classes)
     feats = particle_features(counts, cols["px"], cols["py"], cols["pz"], cols["e"], jet, cols)
-    particles = {**feats, **{k: cols[k].astype(np.float32) for k in ("px", "py", "pz", "e")}}
-    event_id = event_offset + np.flatnonzero(good)[jet_event]
+    vectors = {k: cols[k].astype(np.float32) for k in ("px", "py", "pz", "e")}
+    jet_event = np.repeat(np.flatnonzero(good), 2)
+    event_id = event_offset + jet_event
     jets = {
-        "jet_id": 2 * event_id + np.tile([0, 1], len(n_meas)),
+        "jet_id": 2 * event_id + np.tile([0, 1], int(good.sum())),
         "label": label, "event_id": event_id,
         "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"], "jet_phi": jet["jet_phi"],
-        "match_angle": angles.reshape(-1), "n_particles": counts.astype(np.int64),
+        "match_angle": angles, "n_particles": counts.astype(np.int64),
     }
-    table = JetTable(jets, {k: particles[k] for k in PARTICLE_NAMES})
+    table = JetTable(jets, {k: {**feats, **vectors}[k] for k in PARTICLE_NAMES})
     wanted = np.flatnonzero(label >= 0)
     return table if len(wanted) == len(table) else table.take(wanted)
+
+
+def flatten_record(events) -> dict[str, np.ndarray]:
+    """Flat numpy arrays over every particle of the batch: event index, id, status, momentum, production vertex."""
+    import awkward as ak
+
+    prt = events.prt
+    n_all = ak.to_numpy(ak.num(prt, axis=1))
+    out = {"n_events": len(prt), "event": np.repeat(np.arange(len(prt)), n_all),
+           "id": ak.to_numpy(ak.flatten(prt.id)).astype(np.int64), "status": ak.to_numpy(ak.flatten(prt.status))}
+    for c in ("px", "py", "pz", "e"):
+        out[c] = ak.to_numpy(ak.flatten(getattr(prt.p, c)))
+    vtx = ak.flatten(prt.vProd)  # None = produced at the origin
+    for c, name in (("px", "vx"), ("py", "vy"), ("pz", "vz")):
+        out[name] = ak.to_numpy(ak.fill_none(getattr(vtx, c), 0.0))
+    # Truth: the two Higgs daughters (|status| 23, quark or gluon).
+    out["is_parton"] = (np.abs(out["status"]) == 23) & ((np.abs(out["id"]) <= 5) | (out["id"] == 21))
+    return out
+
+
+def detector_level(truth: dict, charge_of: ChargeTable, task: Task, rng: np.random.Generator):
+    """Measured visible particles of usable events (two Higgs partons, >= 2 measured particles).
+
+    Returns (good: bool per event, particles: flat dict incl. ``n_per_event`` for the good events).
+    """
+    fs = (truth["status"] > 0) & ~np.isin(np.abs(truth["id"]), NEUTRINOS)
+    pid = truth["id"][fs]
+    meas = det_mod.measure(pid, *(truth[c][fs] for c in ("px", "py", "pz", "e", "vx", "vy", "vz")), charge_of(pid),
+                           dict(task.detector), rng)
+    n_ev = truth["n_events"]
+    event_of = truth["event"][fs][meas.keep]
+    n_meas = np.bincount(event_of, minlength=n_ev)
+    good = (np.bincount(truth["event"][truth["is_parton"]], minlength=n_ev) == 2) & (n_meas >= 2)
+    keep = good[event_of]  # flat arrays are event-major, so masking keeps events contiguous
+    cols = {k: getattr(meas, k)[keep] for k in ("px", "py", "pz", "e", "d0", "d0_err", "z0", "z0_err", "charge")}
+    cols.update({k: v[keep] for k, v in meas.pid.items()})
+    cols["n_per_event"] = n_meas[good]
+    return good, cols
+
+
+def cluster_jets(particles: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Durham exclusive-2 jets per event: (constituents per jet, particle columns grouped by jet, energy-ordered)."""
+    import awkward as ak
+
+    from .jets import cluster_two_jets
+
+    n_per_event = particles["n_per_event"]
+    evs = ak.unflatten(ak.zip({"px": particles["px"], "py": particles["py"], "pz": particles["pz"],
+                               "E": particles["e"]}), n_per_event)
+    idx = cluster_two_jets(evs)
+    counts = ak.to_numpy(ak.flatten(ak.num(idx, axis=2)))
+    ev_start = np.concatenate([[0], np.cumsum(n_per_event)[:-1]])
+    jet_event = np.repeat(np.arange(len(n_per_event)), 2)
+    flat_index = ak.to_numpy(ak.flatten(idx, axis=None)).astype(np.int64) + np.repeat(ev_start[jet_event], counts)
+    flat_index = flat_index[energy_order(counts, particles["e"][flat_index])]
+    return counts, {k: v[flat_index] for k, v in particles.items() if k != "n_per_event"}
+
+
+def truth_labels(truth: dict, good: np.ndarray, jet: dict, classes) -> tuple[np.ndarray, np.ndarray]:
+    """(label index, match angle) per jet, matching each good event's two jets to its two Higgs daughters."""
+    from .jets import match_partons
+
+    sel = truth["is_parton"] & good[truth["event"]]
+    parton_p3 = np.stack([truth["px"][sel], truth["py"][sel], truth["pz"][sel]], axis=-1).reshape(-1, 2, 3)
+    jet_p3 = np.stack([jet["jet_px"], jet["jet_py"], jet["jet_pz"]], axis=-1).reshape(-1, 2, 3)
+    ids, angles = match_partons(jet_p3, parton_p3, truth["id"][sel].reshape(-1, 2))
+    return label_of_pdg(ids.reshape(-1), classes), angles.reshape(-1)
 
 
 def label_of_pdg(pdg: np.ndarray, classes) -> np.ndarray:
@@ -255,6 +274,14 @@ def make_tasks(modes: list[str], events_per_mode: dict[str, int], seed_keys: tup
     return tasks
 
 
+def provenance(**extra) -> dict:
+    """Shard metadata for generated data: generator, versions and settings."""
+    from importlib.metadata import version
+
+    return {"source": "generate", "process": "e+e- -> nu nubar H (ZH, Z->nunu + WW fusion)",
+            "pythia8mc": version("pythia8mc"), "fastjet": version("fastjet"), "jets": "Durham exclusive-2", **extra}
+
+
 def shard_jets_per_class(jets_per_class: int, n_shards: int, shard: int) -> int:
     """Jets of each class in shard ``shard`` (the remainder goes to the first shards)."""
     base, rest = divmod(jets_per_class, n_shards)
@@ -274,7 +301,7 @@ def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000
     n_jets = shard_jets_per_class(gen["jets_per_class"], gen["n_shards"], shard)
     modes = decay_modes(classes)
     detector = detector_key(gen.get("detector"))
-    need = {m: -(-n_jets // jets_per_event(m, classes)) for m in modes}
+    need = {m: -(-n_jets // jets_per_event(m)) for m in modes}
     tables, first_chunk, event_base = [], 0, shard * 1_000_000_000
     while need:
         ask = {m: int(n * 1.03) + 10 for m, n in need.items()}
@@ -287,7 +314,7 @@ def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000
         have = np.bincount(JetTable.concat(tables).jets["label"], minlength=len(classes))
         short = {m: n_jets - min(have[i] for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m]))
                  for m in modes}
-        need = {m: -(-n // jets_per_event(m, classes)) for m, n in short.items() if n > 0}
+        need = {m: -(-n // jets_per_event(m)) for m, n in short.items() if n > 0}
     table = JetTable.concat(tables)
     keep = np.concatenate([np.flatnonzero(table.jets["label"] == i)[:n_jets] for i in range(len(classes))])
     return table.take(np.sort(keep))

@@ -251,8 +251,10 @@ def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | No
     for i, path in enumerate(paths):
         table, dropped = convert(read_branches(path, mapping), mapping, classes, str(path), next_id)
         next_id += 1_000_000_000
-        written.append(write_shard(table, out_dir / f"shard-{i:04d}.parquet"))
         zero = mapping.get("fill_zero") or []
+        meta = {"source": "ingest", "input": str(path), "mapping": mapping.get("_where"), "classes": classes,
+                "filled_zero": list(zero), "derived": list(mapping.get("derive") or []), "dropped_jets": dropped}
+        written.append(write_shard(table, out_dir / f"shard-{i:04d}.parquet", metadata=meta))
         print(f"{path}: {len(table)} jets -> {written[-1]}" + (f" ({dropped} jets of other classes dropped)" if dropped
               else "") + (f"; filled with 0: {zero}" if zero else ""), file=sys.stderr)
     return written

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import DataError
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .store import JetTable, read_shard, shard_labels
+from .store import JetTable, read_shard, shard_labels, shard_metadata
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id")
@@ -170,6 +170,8 @@ def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_
             "sizes_per_class": {s: len(plan[s]) // len(classes) for s in SPLITS},
             "truncated_jets": truncated, "truncated_fraction": sum(truncated.values()) / total,
             "data_fingerprint": data_fingerprint, "seed": seed, "shards": [str(s) for s in shards],
+            "filled_zero": sorted({f for s in shards for f in shard_metadata(s).get("filled_zero", [])}),
+            "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
         })
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out_dir)

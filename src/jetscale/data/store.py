@@ -105,13 +105,22 @@ def to_arrow(table: JetTable):
     return pa.table(cols)
 
 
-def write_shard(table: JetTable, path: str | Path, *, row_group_size: int = 50_000) -> Path:
-    """Validate ``table`` and write it as a zstd parquet shard at ``path`` atomically."""
+def write_shard(table: JetTable, path: str | Path, *, row_group_size: int = 50_000,
+                metadata: dict | None = None) -> Path:
+    """Validate ``table`` and write it as a zstd parquet shard at ``path`` atomically.
+
+    ``metadata`` (JSON-able provenance: generator settings, ingest mapping, zero-filled features) is stored in
+    the parquet schema metadata under ``jetscale``; read it back with :func:`shard_metadata`.
+    """
+    import json
+
     import pyarrow.parquet as pq
 
     path = Path(path)
     validate_table(table, str(path))
     arrow = to_arrow(table)
+    if metadata:
+        arrow = arrow.replace_schema_metadata({"jetscale": json.dumps(metadata, sort_keys=True)})
     with atomic_path(path) as tmp:
         # Byte-stream-split float lists compress ~30% better than dictionary+zstd and write faster.
         encodings = {PARTICLE_PREFIX + n: "BYTE_STREAM_SPLIT" for n in PARTICLE_NAMES}
@@ -157,6 +166,19 @@ def read_shard(path: str | Path, *, columns: list[str] | None = None, validate: 
     if validate and columns is None:
         validate_table(table, str(path))
     return table
+
+
+def shard_metadata(path: str | Path) -> dict:
+    """The provenance dict stored by :func:`write_shard` ({} if none)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable parquet file ({exc})") from None
+    return json.loads(meta[b"jetscale"]) if b"jetscale" in meta else {}
 
 
 def shard_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
