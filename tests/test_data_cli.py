@@ -60,14 +60,15 @@ def test_split_rejects_n_train_beyond_pool(tmp_path, capsys):
     assert "n_train = 88 is larger than the training pool of 55 jets" in capsys.readouterr().err
 
 
-def test_standalone_generate_writes_shards(tmp_path):
+def test_standalone_generate_writes_rolling_shards(tmp_path):
     out = tmp_path / "gen"
     assert main(["generate", "--events-per-class", "40", "--seed", "3", "--workers", "1", "--classes", "u", "ubar",
-                 "--jets-per-shard", "50", "--out", str(out)]) == 0
+                 "g", "--jets-per-shard", "50", "--out", str(out)]) == 0
     shards = sorted(out.glob("shard-*.parquet"))
-    assert len(shards) == 1
-    labels = read_shard(shards[0]).jets["label"]
-    assert set(labels.tolist()) == {0, 1} and len(labels) >= 76
+    assert len(shards) == 2  # one task per decay mode, a new shard once 50 jets are written
+    labels = np.concatenate([read_shard(s).jets["label"] for s in shards])
+    assert set(labels.tolist()) == {0, 1, 2} and len(labels) >= 150
+    assert shard_metadata(shards[0])["events_per_mode"] == 40
 
 
 def test_data_summary_figure(tmp_path):

@@ -129,3 +129,16 @@ def test_interleave_rounds_hold_one_of_each_class():
     assert all(sorted(out[i * 4:(i + 1) * 4] // 5) == [0, 1, 2, 3] for i in range(5))
     plan = plan_splits(np.repeat(np.arange(3), 10), ["a", "b", "c"], 2, 3, seed=1)
     assert [len(plan[s]) for s in SPLITS] == [15, 6, 9]
+
+
+def test_a_failing_shard_write_leaves_no_file(tmp_path):
+    from jetscale.data.store import ShardWriter
+
+    good = synthetic_table(30, len(CLASSES), seed=1)
+    bad = synthetic_table(30, len(CLASSES), seed=2)
+    bad.particles["e"][0] = np.nan
+    with pytest.raises(DataError, match="part_e has non-finite"):
+        with ShardWriter(tmp_path / "shard-0000.parquet") as writer:
+            writer.write(good)
+            writer.write(bad)
+    assert list(tmp_path.iterdir()) == []

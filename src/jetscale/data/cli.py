@@ -6,7 +6,6 @@ Heavy imports (pythia8mc, fastjet, pyarrow, matplotlib) happen inside the comman
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -46,44 +45,34 @@ def register(sub) -> None:
 
 def _generate(args) -> int:
     from ..errors import ConfigError
-    from .store import JetTable, write_shard
+    from .detector import detector_settings
+    from .store import ShardWriter, write_rolling
 
     if args.config is not None:
         from ..config import load_config
-        from .detector import detector_settings
-        from .generate import generate_shard, provenance
+        from .generate import provenance, shard_tables
 
         if args.shard is None:
             raise ConfigError("generate --config needs --shard I")
         cfg = load_config(args.config)
         gen = cfg["data"]["generate"]
-        table = generate_shard(cfg, args.shard, workers=args.workers)
-        write_shard(table, args.out, metadata=provenance(
-            seed=gen["seed"], shard=args.shard, n_shards=gen["n_shards"], sqrt_s=gen["sqrt_s"],
-            classes=cfg["classes"], detector=detector_settings(gen.get("detector"))))
-        print(f"wrote {len(table)} jets to {args.out}", file=sys.stderr)
+        meta = provenance(seed=gen["seed"], shard=args.shard, n_shards=gen["n_shards"], sqrt_s=gen["sqrt_s"],
+                          classes=cfg["classes"], detector=detector_settings(gen.get("detector")))
+        with ShardWriter(args.out, metadata=meta) as writer:
+            for table in shard_tables(cfg, args.shard, workers=args.workers):
+                writer.write(table)
+        print(f"wrote {writer.n_jets} jets to {args.out}", file=sys.stderr)
         return 0
     if args.events_per_class is None:
         raise ConfigError("generate: give either --config FILE --shard I, or --events-per-class N")
-    from .detector import detector_settings
     from .generate import DEFAULT_CLASSES, generate_events, provenance
 
-    out = Path(args.out)
-    buffer, n_shard, total = [], 0, 0
     classes = tuple(args.classes or DEFAULT_CLASSES)
     meta = provenance(seed=args.seed, events_per_mode=args.events_per_class, classes=list(classes),
                       detector=detector_settings(None))
-    for table in generate_events(args.events_per_class, args.seed, classes=classes, workers=args.workers):
-        buffer.append(table)
-        if sum(len(t) for t in buffer) >= args.jets_per_shard:
-            write_shard(JetTable.concat(buffer), out / f"shard-{n_shard:04d}.parquet", metadata=meta)
-            total += sum(len(t) for t in buffer)
-            buffer, n_shard = [], n_shard + 1
-    if buffer or n_shard == 0:
-        write_shard(JetTable.concat(buffer), out / f"shard-{n_shard:04d}.parquet", metadata=meta)
-        total += sum(len(t) for t in buffer)
-        n_shard += 1
-    print(f"wrote {total} jets in {n_shard} shard(s) to {out}", file=sys.stderr)
+    tables = generate_events(args.events_per_class, args.seed, classes=classes, workers=args.workers)
+    paths = write_rolling(tables, args.out, args.jets_per_shard, metadata=meta)
+    print(f"wrote {len(paths)} shard(s) to {args.out}", file=sys.stderr)
     return 0
 
 

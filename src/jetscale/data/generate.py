@@ -288,11 +288,11 @@ def shard_jets_per_class(jets_per_class: int, n_shards: int, shard: int) -> int:
     return base + (1 if shard < rest else 0)
 
 
-def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000) -> JetTable:
-    """Jets of config shard ``shard``: exactly jets_per_class/n_shards jets of every class, all classes mixed.
+def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
+    """Yield the jets of config shard ``shard`` task by task: exactly jets_per_class/n_shards jets of every class.
 
-    Seeds derive from ``data.generate.seed`` and ``shard``; more events are generated (new seeds) until every
-    class has enough jets, then each class is cut to its count in generation order.
+    Seeds derive from ``data.generate.seed`` and ``shard``; each class keeps its first jets in generation order,
+    and more events are generated (new seeds) while any class is short. Memory stays at one task's jets.
     """
     gen = cfg["data"]["generate"]
     classes = list(cfg["classes"])
@@ -301,24 +301,35 @@ def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000
     n_jets = shard_jets_per_class(gen["jets_per_class"], gen["n_shards"], shard)
     modes = decay_modes(classes)
     detector = detector_key(gen.get("detector"))
-    need = {m: -(-n_jets // jets_per_event(m)) for m in modes}
-    tables, first_chunk, event_base = [], 0, shard * 1_000_000_000
-    while need:
-        ask = {m: int(n * 1.03) + 10 for m, n in need.items()}
+    remaining = np.full(len(classes), n_jets)
+    classes_of = {m: [i for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m])] for m in modes}
+    first_chunk, event_base = 0, shard * 1_000_000_000
+    while (need := {m: -(-int(remaining[classes_of[m]].max()) // jets_per_event(m)) for m in modes
+                    if remaining[classes_of[m]].max() > 0}):
+        ask = {m: int(n * 1.03) + 10 for m, n in need.items()}  # a few events fail (no two partons, ...)
         tasks = make_tasks(list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk,
                            first_chunk)
         for table in run_tasks(tasks, workers=workers, event_base=event_base, desc=f"shard {shard}"):
-            tables.append(table)
+            yield take_needed(table, remaining)
         event_base += sum(t.n_events for t in tasks)
         first_chunk += 1000
-        have = np.bincount(JetTable.concat(tables).jets["label"], minlength=len(classes))
-        short = {m: n_jets - min(have[i] for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m]))
-                 for m in modes}
-        need = {m: -(-n // jets_per_event(m)) for m, n in short.items() if n > 0}
-    table = JetTable.concat(tables)
-    keep = np.concatenate([np.flatnonzero(table.jets["label"] == i)[:n_jets] for i in range(len(classes))])
-    return table.take(np.sort(keep))
 
+
+def take_needed(table: JetTable, remaining: np.ndarray) -> JetTable:
+    """The first ``remaining[c]`` jets of each class c of ``table`` (order kept); decrements ``remaining``."""
+    label = table.jets["label"]
+    rows = []
+    for c in np.unique(label):
+        idx = np.flatnonzero(label == c)[: max(int(remaining[c]), 0)]
+        remaining[c] -= len(idx)
+        rows.append(idx)
+    rows = np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+    return table if len(rows) == len(table) else table.take(rows)
+
+
+def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000) -> JetTable:
+    """All jets of config shard ``shard`` in memory (see :func:`shard_tables`)."""
+    return JetTable.concat(list(shard_tables(cfg, shard, workers=workers, chunk=chunk)))
 
 DEFAULT_CLASSES: tuple[str, ...] = tuple(CLASS_PDG)
 
