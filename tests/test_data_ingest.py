@@ -84,6 +84,17 @@ def test_jetclass_root_round_trip(root_file, tmp_path):
     assert meta["source"] == "ingest" and meta["filled_zero"] == ["is_charged_kaon", "is_proton"]
 
 
+def test_chunked_reading_gives_the_same_shard(root_file, tmp_path):
+    path = root_file[0]
+    [whole] = ingest_files([path], "jetclass", tmp_path / "a", classes=CLASSES)
+    [chunked] = ingest_files([path], "jetclass", tmp_path / "b", classes=CLASSES, step=7)
+    a, b = read_shard(whole), read_shard(chunked)
+    for k in a.jets:
+        np.testing.assert_array_equal(a.jets[k], b.jets[k])
+    for k in a.particles:
+        np.testing.assert_array_equal(a.particles[k], b.particles[k])
+
+
 def test_parquet_input_and_class_subset(root_file, tmp_path):
     _, arrays, labels, _ = root_file
     pq_path = tmp_path / "jets.parquet"

@@ -21,7 +21,7 @@ import yaml
 from ..errors import DataError
 from .features import energy_order, jet_kinematics, particle_features
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .store import PARTICLE_NAMES, JetTable, validate_table, write_shard
+from .store import PARTICLE_NAMES, JetTable, ShardWriter, validate_table
 
 DERIVABLE = ("deta", "dphi", "log_pt", "log_e", "log_pt_rel", "log_e_rel", "delta_r")
 JET_KEYS = ("jet_pt", "jet_eta", "jet_phi", "jet_energy")
@@ -142,26 +142,39 @@ def check_input(path: Path, mapping: dict) -> None:
                         "from the file")
 
 
-def read_branches(path: Path, mapping: dict) -> dict:
-    """Awkward arrays of every needed branch."""
+def iter_branches(path: Path, mapping: dict, step: int = 100_000):
+    """Yield (first entry, {branch: awkward array}) in chunks of ``step`` jets, reading only the needed branches."""
     branches = needed_branches(mapping)
     try:
         if file_format(path, mapping) == "root":
             import uproot
 
             with uproot.open(path) as f:
-                arrays = f[mapping.get("tree", "tree")].arrays(branches, library="ak")
+                tree = f[mapping.get("tree", "tree")]
+                for start in range(0, max(tree.num_entries, 1), step):
+                    arrays = tree.arrays(branches, entry_start=start, entry_stop=start + step, library="ak")
+                    yield start, {b: arrays[b] for b in branches}
         else:
             import awkward as ak
+            import pyarrow.parquet as pq
 
-            arrays = ak.from_parquet(path, columns=branches)
+            start = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=step, columns=branches):
+                arrays = ak.from_arrow(batch)
+                yield start, {b: arrays[b] for b in branches}
+                start += len(arrays)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read branches ({type(exc).__name__}: {exc})") from None
-    return {b: arrays[b] for b in branches}
 
 
-def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_jet_id: int = 0) -> tuple[JetTable, int]:
-    """One file's branches -> JetTable (energy-ordered particles); returns it and the number of dropped jets."""
+def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_entry: int = 0,
+            id_base: int = 0) -> tuple[JetTable, int]:
+    """Branches of entries ``first_entry``... -> JetTable (energy-ordered particles) and the number of dropped jets.
+
+    ``event_id`` is the entry number in the file and ``jet_id = id_base + event_id``.
+    """
     import awkward as ak
 
     labels, keep = file_labels(arrays, mapping, classes, where)
@@ -180,7 +193,7 @@ def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_j
     table = table.take(np.flatnonzero(keep))
     counts, particles = table.counts, table.particles
     if len(counts) and counts.min() == 0:
-        bad = int(np.flatnonzero(keep)[np.flatnonzero(counts == 0)[0]])
+        bad = first_entry + int(np.flatnonzero(keep)[np.flatnonzero(counts == 0)[0]])
         raise DataError(f"{where}: jet (entry {bad}) has no particles")
     perm = energy_order(counts, particles["e"])
     particles = {k: v[perm] for k, v in particles.items()}
@@ -194,8 +207,8 @@ def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_j
     for name in mapping.get("fill_zero") or []:
         particles[name] = np.zeros(len(particles["e"]))
     n = len(counts)
-    jet_id = first_jet_id + np.arange(n, dtype=np.int64)
-    jets = {"jet_id": jet_id, "label": labels[keep], "event_id": np.flatnonzero(keep).astype(np.int64),
+    entry = first_entry + np.flatnonzero(keep).astype(np.int64)
+    jets = {"jet_id": id_base + entry, "label": labels[keep], "event_id": entry,
             "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"],
             "jet_phi": jet["jet_phi"], "match_angle": np.full(n, np.nan), "n_particles": counts}
     table = JetTable(jets, {k: np.asarray(particles[k], dtype=np.float32) for k in PARTICLE_NAMES}, where)
@@ -229,10 +242,11 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
     return labels.astype(np.int64), labels >= 0
 
 
-def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None) -> list[Path]:
+def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None,
+                 step: int = 100_000) -> list[Path]:
     """Convert ``paths`` to ``out_dir/shard-NNNN.parquet`` (one shard per input file).
 
-    ``classes`` (the config's list) defines label indices; jets of file classes not in it are dropped, and a class
+    Files are read ``step`` jets at a time (memory ~ one chunk). ``classes`` (the config's list) defines label indices; jets of file classes not in it are dropped, and a class
     in it that the mapping cannot produce is an error. Without ``classes`` the mapping's class order is used.
     """
     mapping = load_mapping(mapping) if not isinstance(mapping, dict) else mapping
@@ -247,14 +261,18 @@ def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | No
         raise DataError("ingest: no input files")
     for path in paths:  # fail before any work is done
         check_input(path, mapping)
-    out_dir, written, next_id = Path(out_dir), [], 0
+    out_dir, written = Path(out_dir), []
+    zero = list(mapping.get("fill_zero") or [])
     for i, path in enumerate(paths):
-        table, dropped = convert(read_branches(path, mapping), mapping, classes, str(path), next_id)
-        next_id += 1_000_000_000
-        zero = mapping.get("fill_zero") or []
         meta = {"source": "ingest", "input": str(path), "mapping": mapping.get("_where"), "classes": classes,
-                "filled_zero": list(zero), "derived": list(mapping.get("derive") or []), "dropped_jets": dropped}
-        written.append(write_shard(table, out_dir / f"shard-{i:04d}.parquet", metadata=meta))
-        print(f"{path}: {len(table)} jets -> {written[-1]}" + (f" ({dropped} jets of other classes dropped)" if dropped
-              else "") + (f"; filled with 0: {zero}" if zero else ""), file=sys.stderr)
+                "filled_zero": zero, "derived": list(mapping.get("derive") or [])}
+        dropped = 0
+        with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
+            for start, arrays in iter_branches(path, mapping, step):
+                table, n_dropped = convert(arrays, mapping, classes, str(path), start, i * 1_000_000_000)
+                writer.write(table)
+                dropped += n_dropped
+        written.append(writer.path)
+        print(f"{path}: {writer.n_jets} jets -> {writer.path}" + (f" ({dropped} jets of other classes dropped)"
+              if dropped else "") + (f"; filled with 0: {zero}" if zero else ""), file=sys.stderr)
     return written
