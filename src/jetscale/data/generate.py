@@ -265,11 +265,14 @@ def make_tasks(modes: list[str], events_per_mode: dict[str, int], seed_keys: tup
             sizes.append(min(chunk, n))
             n -= sizes[-1]
         per_mode[m] = sizes
-    tasks = []
+    tasks, used = [], set()
     for c in range(max((len(v) for v in per_mode.values()), default=0)):
         for m in modes:
             if c < len(per_mode[m]):
                 seed = derive_seed(*seed_keys, list(DECAY_MODES).index(m), first_chunk + c)
+                while seed in used:  # never run two tasks of one call on the same random stream
+                    seed = seed % (MAX_SEED - 1) + 1
+                used.add(seed)
                 tasks.append(Task(m, per_mode[m][c], seed, tuple(classes), detector, float(sqrt_s)))
     return tasks
 
