@@ -1,0 +1,1 @@
+"""Per-run evaluation (metrics.py) and the study-wide tidy table (collect.py)."""

@@ -1,0 +1,116 @@
+"""`jetscale metrics | evaluate | collect` (heavy imports happen inside the command functions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("metrics", help="print the metrics JSON of a predictions file or a raw confusion-count table")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", help="parquet: label (class index) + score_<class> columns")
+    src.add_argument("--confusion", help="CSV of raw counts: header = class names, index column = class names, rows = truth")
+    p.add_argument("--config", help="study config (classes, flavor pairs); default: the 11 JoI classes")
+    p.set_defaults(func=_metrics)
+
+    p = sub.add_parser("evaluate", help="write <run>/eval.json from <run>/predictions.parquet")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--run", required=True, help="a run directory, results/runs/<cell id>")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("collect", help="all evaluated cells -> results/tables/runs.csv (+ missing.csv)")
+    p.add_argument("--config", default="config.yaml")
+    p.set_defaults(func=_collect)
+
+
+def _classes(config: str | None) -> tuple[list[str], dict]:
+    from .metrics import JOI_CLASSES, JOI_FLAVOR_PAIRS
+
+    if not config:
+        return list(JOI_CLASSES), dict(JOI_FLAVOR_PAIRS)
+    from ..config import load_config
+
+    cfg = load_config(config)
+    return list(cfg["classes"]), dict(cfg["flavor_pairs"])
+
+
+def _metrics(args) -> int:
+    from .metrics import json_safe, metrics_from_counts
+
+    classes, pairs = _classes(args.config)
+    if args.predictions:
+        doc = _predictions_metrics(Path(args.predictions), classes, pairs)
+        keep = ("classes", "n_jets", "accuracy", "log_loss", "confusion", "flavors", "auc")
+    else:
+        counts = read_confusion_csv(Path(args.confusion), classes)
+        doc = metrics_from_counts(counts, classes, pairs)
+        keep = ("classes", "n_jets", "accuracy", "log_loss", "confusion", "flavors")
+    print(json.dumps(json_safe({k: doc[k] for k in keep if k in doc})))
+    return 0
+
+
+def _predictions_metrics(path: Path, classes: list[str], pairs: dict) -> dict:
+    import pandas as pd
+
+    from .metrics import metrics_from_predictions
+
+    if not path.is_file():
+        raise DataError(f"{path}: predictions file not found")
+    try:
+        df = pd.read_parquet(path)
+        return metrics_from_predictions(df, classes, pairs)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def read_confusion_csv(path: Path, classes: list[str]):
+    """Raw count table -> (n, n) int array in ``classes`` order (rows = truth, columns = prediction)."""
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{path}: confusion table not found")
+    df = pd.read_csv(path, index_col=0)
+    df.index = df.index.astype(str).str.strip()
+    df.columns = df.columns.astype(str).str.strip()
+    for what, names in (("row (truth) labels", list(df.index)), ("column (prediction) labels", list(df.columns))):
+        if sorted(names) != sorted(classes):
+            raise DataError(f"{path}: {what} {names} do not match the classes {classes}")
+    values = df.loc[classes, classes].to_numpy(dtype=float)
+    if np.any(values < 0) or np.any(values != np.round(values)):
+        raise DataError(f"{path}: counts must be non-negative integers")
+    return values.astype(np.int64)
+
+
+def _evaluate(args) -> int:
+    from ..config import load_config
+    from ..io import write_json
+    from .metrics import json_safe
+
+    cfg = load_config(args.config)
+    run = Path(args.run)
+    if (run / "failure.json").is_file():
+        raise DataError(f"{run}: the run failed (failure.json present); nothing to evaluate")
+    doc = _predictions_metrics(run / "predictions.parquet", list(cfg["classes"]), dict(cfg["flavor_pairs"]))
+    metrics_file = run / "metrics.json"
+    if metrics_file.is_file():
+        meta = json.loads(metrics_file.read_text())
+        doc = {"cell_id": meta.get("cell_id"), **doc}
+    write_json(run / "eval.json", json_safe(doc))
+    return 0
+
+
+def _collect(args) -> int:
+    from ..config import load_config
+    from .collect import collect
+
+    cfg = load_config(args.config)
+    path, missing = collect(cfg)
+    print(path)
+    return 0
+
+
+__all__ = ["register", "read_confusion_csv", "ConfigError"]

@@ -1,0 +1,136 @@
+"""Every evaluated cell of the study grid -> one tidy table (``results/tables/runs.csv``).
+
+One row per cell × metric × flavor. Columns (in this order):
+    cell_id, <every grid axis>, n_params, flops_per_jet, train_flops, samples_seen, wall_time_s, hardware,
+    metric, flavor, value, error
+``flavor`` is empty for global metrics (accuracy, log_loss, ...), the quark species for tag_efficiency and
+charge_flip, and the class name for auc. ``error`` is the test-set counting uncertainty where one exists (empty
+otherwise). Rows follow the config grid order, then a fixed metric order, so two runs of the same study give
+byte-identical tables apart from the timing/hardware columns.
+
+Cells that are not usable (``failure.json`` present, or metrics.json / eval.json absent) go to
+``results/tables/missing.csv`` with the reason, and are printed, never silently dropped.
+Also written: ``results/tables/confusion.csv`` (cell_id, axes, truth, predicted, fraction, count), which the
+report reads so it never has to open a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from ..grid import axis_names, cell_id, cells
+from ..io import atomic_path
+from ..paths import results_root, run_dir, runs_table
+
+RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "wall_time_s", "hardware")
+GLOBAL_METRICS = ("accuracy", "log_loss", "val_loss", "val_accuracy", "mean_auc")
+FLAVOR_METRICS = ("tag_efficiency", "charge_flip")
+
+
+def tidy_columns(cfg: dict) -> list[str]:
+    return ["cell_id", *axis_names(cfg), *RUN_COLUMNS, "metric", "flavor", "value", "error"]
+
+
+def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
+    """Write runs.csv, confusion.csv and missing.csv; return (runs.csv path, missing rows)."""
+    import pandas as pd
+
+    root = results_root(cfg)
+    axes = axis_names(cfg)
+    rows, confusion_rows, missing = [], [], []
+    for cell in cells(cfg):
+        cid = cell_id(cfg, cell)
+        run = run_dir(root, cid)
+        reason = missing_reason(run)
+        if reason:
+            missing.append({"cell_id": cid, **cell, "reason": reason})
+            continue
+        metrics = json.loads((run / "metrics.json").read_text())
+        evaluation = json.loads((run / "eval.json").read_text())
+        base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
+        rows += [{**base, **r} for r in metric_rows(metrics, evaluation)]
+        confusion_rows += confusion_long(base, axes, evaluation)
+    columns = tidy_columns(cfg)
+    write_csv(pd.DataFrame(rows, columns=columns), runs_table(root))
+    write_csv(pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
+              runs_table(root).with_name("confusion.csv"))
+    write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), runs_table(root).with_name("missing.csv"))
+    if missing and not quiet:
+        print(f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
+              f"(listed in {runs_table(root).with_name('missing.csv')}):", file=sys.stderr)
+        for m in missing:
+            print(f"  {m['cell_id']}: {m['reason']}", file=sys.stderr)
+    return runs_table(root), missing
+
+
+def missing_reason(run: Path) -> str | None:
+    failure = run / "failure.json"
+    if failure.is_file():
+        try:
+            info = json.loads(failure.read_text())
+            detail = next((str(info[k]) for k in ("reason", "error", "message") if isinstance(info, dict) and k in info),
+                          json.dumps(info))
+        except (OSError, ValueError):
+            detail = "failure.json unreadable"
+        return f"failed: {detail}"
+    if not (run / "metrics.json").is_file():
+        return "not trained (no metrics.json)"
+    if not (run / "eval.json").is_file():
+        return "not evaluated (no eval.json)"
+    return None
+
+
+def run_info(metrics: dict) -> dict:
+    hardware = metrics.get("hardware")
+    if isinstance(hardware, dict):
+        hardware = "; ".join(f"{k}={v}" for k, v in sorted(hardware.items()))
+    info = {k: metrics.get(k) for k in RUN_COLUMNS}
+    info["hardware"] = hardware
+    return info
+
+
+def metric_rows(metrics: dict, evaluation: dict) -> list[dict]:
+    """The (metric, flavor, value, error) rows of one cell, in fixed order."""
+    unc = evaluation.get("uncertainties", {})
+    n = evaluation.get("n_jets") or 0
+    acc = _num(evaluation.get("accuracy"))
+    acc_err = _num(unc.get("accuracy")) if "accuracy" in unc else (math.sqrt(acc * (1 - acc) / n) if n else math.nan)
+    auc = {k: _num(v) for k, v in (evaluation.get("auc") or {}).items()}
+    finite_auc = [v for v in auc.values() if math.isfinite(v)]
+    values = {
+        "accuracy": (acc, acc_err),
+        "log_loss": (_num(evaluation.get("log_loss")), _num(unc.get("log_loss"))),
+        "val_loss": (_num(metrics.get("val_loss")), math.nan),
+        "val_accuracy": (_num(metrics.get("val_accuracy")), math.nan),
+        "mean_auc": (sum(finite_auc) / len(finite_auc) if finite_auc else math.nan, math.nan),
+    }
+    rows = [{"metric": m, "flavor": "", "value": v, "error": e} for m, (v, e) in values.items()]
+    for metric in FLAVOR_METRICS:
+        for flavor, fm in evaluation.get("flavors", {}).items():
+            rows.append({"metric": metric, "flavor": flavor, "value": _num(fm.get(metric)), "error": _num(fm.get(f"{metric}_err"))})
+    rows += [{"metric": "auc", "flavor": cls, "value": v, "error": math.nan} for cls, v in auc.items()]
+    return rows
+
+
+def confusion_long(base: dict, axes: list[str], evaluation: dict) -> list[dict]:
+    classes = evaluation["classes"]
+    frac = evaluation["confusion"]
+    counts = evaluation.get("counts")
+    out = []
+    for i, truth in enumerate(classes):
+        for j, pred in enumerate(classes):
+            out.append({"cell_id": base["cell_id"], **{a: base[a] for a in axes}, "truth": truth, "predicted": pred,
+                        "fraction": _num(frac[i][j]), "count": counts[i][j] if counts else None})
+    return out
+
+
+def _num(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def write_csv(df, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")

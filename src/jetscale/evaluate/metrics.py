@@ -1,0 +1,184 @@
+"""Test-set metrics of one trained classifier (paper definitions, see design.md "Metrics").
+
+Shapes: ``labels`` (n_jets,) integer class indices into ``classes``; ``scores`` (n_jets, n_classes) softmax
+probabilities in the same class order. ``counts`` is the raw (n_classes, n_classes) confusion table, rows =
+truth, columns = argmax prediction. ``M`` is ``counts`` row-normalised (each row sums to 1).
+
+Flavor metrics for a quark species q with antiquark q̄ (indices i, j):
+    B_q = M[i,i] + M[i,j] + M[j,i] + M[j,j]
+    flavor-tag efficiency  ε_q = B_q / 2
+    charge-flip rate       f_q = (M[i,j] + M[j,i]) / B_q
+
+Statistical uncertainties come from the test-set counts only (the model is held fixed): each truth row of the
+confusion table is a multinomial sample of that row's jets, rows are independent, and the errors are the
+first-order (delta-method) propagation of the multinomial covariance Cov(M[r,a], M[r,b]) = (δ_ab M[r,a] −
+M[r,a] M[r,b]) / n_r. For ε_q this reduces to the binomial error of the two "predicted within the pair"
+fractions. A count of 0 or n_r gives a zero error (no continuity correction).
+
+A class with no test jets has a row of NaN in M (0/0); every quantity that needs that row is NaN, and the
+JSON output renders NaN as ``null``. Accuracy and log-loss are per-jet averages and are unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+LOG_EPS = 1e-15  # probabilities are clipped to [LOG_EPS, 1] before taking the log in the log-loss
+
+JOI_CLASSES: tuple[str, ...] = ("b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g")
+JOI_FLAVOR_PAIRS: dict[str, list[str]] = {q: [q, f"{q}bar"] for q in ("b", "c", "s", "u", "d")}
+
+UNCERTAINTY_METHOD = (
+    "test-set counting only: multinomial covariance per truth row, rows independent, first-order (delta-method) "
+    "propagation; accuracy binomial; log-loss = standard error of the per-jet mean"
+)
+
+
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) integer counts; rows = truth label, columns = predicted label."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    flat = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+def row_normalise(counts: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum; a row with no jets becomes NaN."""
+    counts = np.asarray(counts, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / np.where(totals > 0, totals, 1), np.nan)
+
+
+def accuracy(counts: np.ndarray) -> tuple[float, float]:
+    """Fraction of jets on the diagonal and its binomial standard error."""
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum()
+    if n == 0:
+        return math.nan, math.nan
+    acc = float(np.trace(counts) / n)
+    return acc, math.sqrt(acc * (1 - acc) / n)
+
+
+def log_loss(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Mean −ln p(true class) over jets (nats) and the standard error of that mean."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=float)
+    if labels.size == 0:
+        return math.nan, math.nan
+    p_true = np.clip(scores[np.arange(labels.size), labels], LOG_EPS, 1.0)
+    per_jet = -np.log(p_true)
+    err = float(per_jet.std(ddof=1) / math.sqrt(labels.size)) if labels.size > 1 else math.nan
+    return float(per_jet.mean()), err
+
+
+def one_vs_rest_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-class ROC AUC of score_k separating class k from all others (Mann–Whitney U, ties get half credit).
+
+    NaN for a class with no positive or no negative jets.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=float)
+    out = np.full(scores.shape[1], np.nan)
+    for k in range(scores.shape[1]):
+        positive = labels == k
+        n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = rankdata(scores[:, k])  # average ranks for ties
+        u_stat = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
+        out[k] = u_stat / (n_pos * n_neg)
+    return out
+
+
+def flavor_metrics(counts: np.ndarray, i: int, j: int) -> dict[str, float]:
+    """ε_q, f_q and their counting errors from the quark (row/column i) and antiquark (j) entries."""
+    counts = np.asarray(counts, dtype=float)
+    n_i, n_j = counts[i].sum(), counts[j].sum()
+    if n_i == 0 or n_j == 0:
+        nan = math.nan
+        return {"tag_efficiency": nan, "tag_efficiency_err": nan, "charge_flip": nan, "charge_flip_err": nan}
+    m = row_normalise(counts)
+    x, y, u, v = m[i, i], m[i, j], m[j, i], m[j, j]
+    block = x + y + u + v
+    eff = block / 2
+    p_i, p_j = x + y, u + v  # fraction of each truth row predicted inside the pair (binomial)
+    eff_err = 0.5 * math.sqrt(p_i * (1 - p_i) / n_i + p_j * (1 - p_j) / n_j)
+    if block == 0:
+        return {"tag_efficiency": eff, "tag_efficiency_err": eff_err, "charge_flip": math.nan, "charge_flip_err": math.nan}
+    flip = (y + u) / block
+    # gradient of f wrt (x, y) of row i and (u, v) of row j
+    g_i = np.array([-flip, 1 - flip]) / block
+    g_j = np.array([1 - flip, -flip]) / block
+    var = _multinomial_quadratic(g_i, np.array([x, y]), n_i) + _multinomial_quadratic(g_j, np.array([u, v]), n_j)
+    return {"tag_efficiency": eff, "tag_efficiency_err": eff_err, "charge_flip": flip, "charge_flip_err": math.sqrt(max(var, 0.0))}
+
+
+def _multinomial_quadratic(grad: np.ndarray, probs: np.ndarray, n: float) -> float:
+    """gᵀ Σ g for Σ = (diag(p) − p pᵀ)/n, the covariance of multinomial cell fractions."""
+    cov = (np.diag(probs) - np.outer(probs, probs)) / n
+    return float(grad @ cov @ grad)
+
+
+def metrics_from_counts(
+    counts: np.ndarray,
+    classes: Sequence[str],
+    flavor_pairs: dict[str, Sequence[str]],
+    *,
+    labels: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+) -> dict:
+    """The metrics JSON document (see ``jetscale metrics``); log-loss and AUC need per-jet ``labels``/``scores``."""
+    counts = np.asarray(counts)
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"confusion table has shape {counts.shape}, expected {(len(classes),) * 2} for classes {list(classes)}")
+    index = {name: k for k, name in enumerate(classes)}
+    acc, acc_err = accuracy(counts)
+    doc: dict = {
+        "classes": list(classes),
+        "n_jets": int(counts.sum()),
+        "accuracy": acc,
+        "log_loss": None,
+        "confusion": row_normalise(counts).tolist(),
+        "flavors": {q: flavor_metrics(counts, index[pair[0]], index[pair[1]]) for q, pair in flavor_pairs.items()},
+    }
+    uncertainties = {"accuracy": acc_err, "method": UNCERTAINTY_METHOD}
+    if labels is not None and scores is not None:
+        doc["log_loss"], uncertainties["log_loss"] = log_loss(labels, scores)
+        doc["auc"] = dict(zip(classes, one_vs_rest_auc(labels, scores).tolist()))
+    doc["n_per_class"] = dict(zip(classes, counts.sum(axis=1).astype(int).tolist()))
+    doc["counts"] = counts.astype(int).tolist()
+    doc["uncertainties"] = uncertainties
+    return doc
+
+
+def metrics_from_predictions(predictions, classes: Sequence[str], flavor_pairs: dict[str, Sequence[str]]) -> dict:
+    """Metrics of a predictions table (columns ``label`` and ``score_<class>`` per class)."""
+    missing = [f"score_{c}" for c in classes if f"score_{c}" not in predictions.columns]
+    if "label" not in predictions.columns or missing:
+        raise ValueError(f"predictions lack columns {(['label'] if 'label' not in predictions.columns else []) + missing}")
+    labels = predictions["label"].to_numpy(dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"label values must lie in 0..{len(classes) - 1} (indices into {list(classes)})")
+    scores = predictions[[f"score_{c}" for c in classes]].to_numpy(dtype=float)
+    predicted = scores.argmax(axis=1) if labels.size else np.zeros(0, dtype=np.int64)
+    counts = confusion_counts(labels, predicted, len(classes))
+    return metrics_from_counts(counts, classes, flavor_pairs, labels=labels, scores=scores)
+
+
+def json_safe(obj):
+    """Replace NaN/inf floats by None (strict JSON has no NaN) recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj

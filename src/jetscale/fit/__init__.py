@@ -1,0 +1,1 @@
+"""Scaling-law fits: functional forms (forms.py), fitters (fitting.py), model comparison (compare.py), study mode (study.py)."""

@@ -1,0 +1,257 @@
+"""Study mode: ``results/tables/runs.csv`` -> ``results/fits/*.json`` + ``results/fits/fit_summary.csv``.
+
+Targets (each seed is one point; a "series" is one combination of the grid axes other than n_train and seed,
+e.g. one model at one width):
+- scaling: for every metric in ``fits.metrics`` × flavor × series, the error-type quantity vs n_train
+  (1 − value for higher-is-better metrics such as tag_efficiency, the value itself for charge_flip / losses),
+  fitted with every form in ``fits.forms``; power law vs S-curve decided by :mod:`jetscale.fit.compare`.
+- loss_vs_data: test log-loss vs n_train per series (power law).
+- loss_vs_params: test log-loss vs n_params per n_train across series (power law; needs ≥ 4 distinct sizes).
+- chinchilla: L(N, D) with N = n_params and D = n_train (unique training jets) over all evaluated cells.
+- loss_vs_compute: the compute-optimal frontier (lowest test log-loss reached at or below each measured
+  training compute, train_flops) and a power law with floor fitted to the frontier points.
+
+Every record keeps converged=false with a reason instead of failing, so the report always builds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..grid import axis_names
+from ..io import atomic_path, write_json
+from ..paths import fits_dir, results_root, runs_table
+from .compare import fit_and_compare
+from .fitting import fit
+
+HIGHER_IS_BETTER = {"tag_efficiency", "accuracy", "val_accuracy", "mean_auc", "auc"}
+LOSS_METRIC = "log_loss"
+SUMMARY_COLUMNS = ["kind", "metric", "flavor", "series", "form", "converged", "n_points", "aic", "bic", "exponent",
+                   "exponent_err", "n_c", "n_c_lo", "n_c_hi", "delta_aic", "delta_bic", "bootstrap_fraction_scurve",
+                   "verdict", "params", "message", "file"]
+
+
+def error_quantity(metric: str) -> str:
+    """The name of the fitted (error-type) quantity for a metric."""
+    return f"1 - {metric}" if metric in HIGHER_IS_BETTER else metric
+
+
+def to_error(metric: str, values):
+    values = np.asarray(values, dtype=float)
+    return 1.0 - values if metric in HIGHER_IS_BETTER else values
+
+
+def series_axes(cfg: dict, table) -> list[str]:
+    return [a for a in axis_names(cfg) if a not in ("n_train", "seed") and a in table.columns]
+
+
+def series_label(series: dict, varying: list[str]) -> str:
+    parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in varying]
+    return ", ".join(parts) or "all"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_") or "all"
+
+
+def read_runs_table(cfg: dict):
+    import pandas as pd
+
+    from ..errors import DataError
+
+    path = runs_table(results_root(cfg))
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run `jetscale collect --config ...` first")
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table["flavor"] = table["flavor"].fillna("")
+    return table
+
+
+def run_study_fits(cfg: dict, *, quiet: bool = False) -> Path:
+    """Fit every target of the study; write the JSON records and fit_summary.csv; return the summary path."""
+    import pandas as pd
+
+    table = read_runs_table(cfg)
+    out_dir = fits_dir(results_root(cfg))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    opts = cfg["fits"]
+    s_axes = series_axes(cfg, table)
+    varying = [a for a in s_axes if table[a].nunique() > 1] or (["model"] if "model" in s_axes else [])
+    docs = []
+    docs += scaling_targets(table, s_axes, varying, opts)
+    docs += loss_targets(table, s_axes, varying, opts)
+    written, rows = set(), []
+    for doc in docs:
+        name = doc.pop("_file")
+        write_json(out_dir / name, doc)
+        written.add(name)
+        rows += summary_rows(doc, name)
+    for stale in out_dir.glob("*.json"):
+        if stale.name not in written:
+            stale.unlink()
+    summary = out_dir / "fit_summary.csv"
+    with atomic_path(summary) as tmp:
+        pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False, lineterminator="\n")
+    return summary
+
+
+def _groups(table, s_axes):
+    if not s_axes:
+        yield {}, table
+        return
+    for key, sub in table.groupby(s_axes, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(s_axes, [_plain(k) for k in key])), sub
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def scaling_targets(table, s_axes, varying, opts) -> list[dict]:
+    jobs = []
+    for metric in opts["metrics"]:
+        rows = table[table["metric"] == metric]
+        if rows.empty:
+            continue
+        for flavor in list(dict.fromkeys(rows["flavor"])):
+            for series, sub in _groups(rows[rows["flavor"] == flavor], s_axes):
+                sub = sub.sort_values(["n_train", "seed"])
+                x, y = sub["n_train"].to_numpy(float), to_error(metric, sub["value"])
+                jobs.append({"metric": metric, "flavor": flavor, "series": series,
+                             "label": series_label(series, varying), "x": x, "y": y, "seed": sub["seed"].tolist(),
+                             "opts": opts})
+    return parallel_map(_scaling_doc, jobs)
+
+
+def _scaling_doc(job: dict) -> dict:
+    opts, x, y, metric, label = job["opts"], job["x"], job["y"], job["metric"], job["label"]
+    fits, comparison = fit_and_compare(x, y, opts["forms"], bootstrap=opts["bootstrap"], seed=0,
+                                       min_points=opts["min_points"])
+    return {
+        "_file": f"scaling__{metric}__{job['flavor'] or 'all'}__{slug(label)}.json",
+        "kind": "scaling", "metric": metric, "flavor": job["flavor"], "series": job["series"], "label": label,
+        "x": "n_train", "y": error_quantity(metric),
+        "points": {"x": x.tolist(), "y": y.tolist(), "seed": job["seed"]},
+        "fits": {f: r.record() for f, r in fits.items()}, "comparison": comparison,
+    }
+
+
+def parallel_map(func, jobs: list) -> list:
+    """``[func(j) for j in jobs]`` on up to os.cpu_count() forked processes (JETSCALE_FIT_WORKERS overrides).
+
+    Results are identical to the serial loop (every fit is deterministic); falls back to serial where fork is
+    unavailable or for a handful of jobs.
+    """
+    import multiprocessing as mp
+    import os
+
+    workers = int(os.environ.get("JETSCALE_FIT_WORKERS", os.cpu_count() or 1))
+    if workers <= 1 or len(jobs) < 4 or "fork" not in mp.get_all_start_methods():
+        return [func(j) for j in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(func, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
+def loss_targets(table, s_axes, varying, opts) -> list[dict]:
+    loss = table[table["metric"] == LOSS_METRIC].dropna(subset=["value"])
+    if loss.empty:
+        return []
+    docs = []
+    boot, min_points = opts["bootstrap"], opts["min_points"]
+    for series, sub in _groups(loss, s_axes):
+        label = series_label(series, varying)
+        docs.append(_single("loss_vs_data", f"loss_vs_data__{slug(label)}.json", series, label, "n_train",
+                            sub["n_train"], sub["value"], boot, min_points))
+    for n_train, sub in loss.groupby("n_train", sort=True):
+        docs.append(_single("loss_vs_params", f"loss_vs_params__n_train={int(n_train)}.json", {"n_train": int(n_train)},
+                            f"n_train={int(n_train)}", "n_params", sub["n_params"], sub["value"], boot, min_points))
+    docs.append(chinchilla_target(loss, boot, min_points))
+    docs.append(compute_target(loss, s_axes, boot, min_points))
+    return docs
+
+
+def _single(kind, name, series, label, xcol, x, y, boot, min_points) -> dict:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    result = fit("powerlaw", x, y, bootstrap=boot, min_points=min_points)
+    return {"_file": name, "kind": kind, "metric": LOSS_METRIC, "flavor": "", "series": series, "label": label,
+            "x": xcol, "y": LOSS_METRIC, "points": {"x": x.tolist(), "y": y.tolist()},
+            "fits": {"powerlaw": result.record()}, "comparison": None}
+
+
+def chinchilla_target(loss, boot, min_points) -> dict:
+    n, d, y = (loss[c].to_numpy(float) for c in ("n_params", "n_train", "value"))
+    result = fit("chinchilla", n, y, d, bootstrap=boot, min_points=min_points)
+    return {"_file": "chinchilla.json", "kind": "chinchilla", "metric": LOSS_METRIC, "flavor": "", "series": {},
+            "label": "all cells", "x": "n_params", "x2": "n_train", "y": LOSS_METRIC,
+            "points": {"x": n.tolist(), "x2": d.tolist(), "y": y.tolist()},
+            "fits": {"chinchilla": result.record()}, "comparison": None}
+
+
+def compute_frontier(compute, loss):
+    """Indices of the compute-optimal frontier: points whose loss is below every point of smaller compute."""
+    order = np.lexsort((loss, compute))
+    best, keep = math.inf, []
+    for i in order:
+        if loss[i] < best:
+            best = loss[i]
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def compute_target(loss, s_axes, boot, min_points) -> dict:
+    sub = loss.dropna(subset=["train_flops"])
+    c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
+    front = compute_frontier(c, y) if len(c) else np.array([], dtype=int)
+    result = fit("powerlaw", c[front], y[front], bootstrap=boot, min_points=min_points)
+    return {"_file": "loss_vs_compute.json", "kind": "loss_vs_compute", "metric": LOSS_METRIC, "flavor": "",
+            "series": {}, "label": "compute-optimal frontier", "x": "train_flops", "y": LOSS_METRIC,
+            "points": {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(),
+                       "frontier": front.tolist()},
+            "fits": {"powerlaw": result.record()}, "comparison": None}
+
+
+def summary_rows(doc: dict, name: str) -> list[dict]:
+    rows = []
+    comp = doc.get("comparison") or {}
+    for form, rec in doc["fits"].items():
+        params, err = rec["params"], rec["stderr"] or {}
+        exponent = "alpha" if "alpha" in params else ("c0" if form == "bnsl" else None)
+        show_nc = form == "scurve" and comp.get("verdict") == "threshold"
+        nc_ci = comp.get("n_c_ci95") or [None, None]
+        rows.append({
+            "kind": doc["kind"], "metric": doc["metric"], "flavor": doc["flavor"], "series": doc["label"],
+            "form": form, "converged": rec["converged"], "n_points": rec["n_points"], "aic": rec["aic"],
+            "bic": rec["bic"], "exponent": params.get(exponent) if exponent else None,
+            "exponent_err": err.get(exponent) if exponent else None,
+            "n_c": comp.get("n_c") if show_nc else None, "n_c_lo": nc_ci[0] if show_nc else None,
+            "n_c_hi": nc_ci[1] if show_nc else None, "delta_aic": comp.get("delta_aic"),
+            "delta_bic": comp.get("delta_bic"), "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
+            "verdict": comp.get("verdict", ""), "params": format_params(params, err), "message": rec["message"],
+            "file": name,
+        })
+    return rows
+
+
+def format_params(params: dict, err: dict) -> str:
+    parts = []
+    for k, v in params.items():
+        e = err.get(k)
+        parts.append(f"{k}={v:.4g}" + (f"±{e:.2g}" if e is not None else ""))
+    return "; ".join(parts)
+
+
+def load_fit_docs(cfg: dict) -> list[dict]:
+    out = []
+    for path in sorted(fits_dir(results_root(cfg)).glob("*.json")):
+        doc = json.loads(path.read_text())
+        doc["_file"] = path.name
+        out.append(doc)
+    return out

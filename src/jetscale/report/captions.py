@@ -1,0 +1,50 @@
+"""Figure captions: used in results/report.html and mirrored in workflow/report/*.rst (for snakemake --report)."""
+
+CAPTIONS = {
+    "confusion": (
+        "Row-normalised confusion matrices (rows: true class, columns: argmax prediction; entries in %) of each "
+        "model at the n_train set by report.confusion_n_train ('max' = the largest trained size), averaged over "
+        "seeds. The 2×2 quark/antiquark blocks on the diagonal define the flavor-tag efficiency ε_q = B_q/2 and "
+        "the charge-flip rate f_q = (M[q,q̄] + M[q̄,q])/B_q. A class without test jets would show an empty row."
+    ),
+    "flavor_metrics": (
+        "Flavor-tag efficiency ε_q (left) and charge-flip rate f_q (right) per quark flavor, grouped by model, at "
+        "the same n_train as the confusion matrices. Bars: mean over seeds; error bars: σ² = s²/n_seeds + "
+        "mean σ_stat², with s the spread over seeds and σ_stat the test-set counting error (multinomial rows, "
+        "delta method). f_q = 0.5 (dotted) means no charge information."
+    ),
+    "scaling_tag_efficiency": (
+        "Flavor-tag efficiency vs number of training jets, one panel per quark flavor. Points: mean over seeds "
+        "± uncertainty (as in the per-flavor figure). Curves: fits to 1 − ε on the individual seeds — power law "
+        "with floor (dashed) and logistic S-curve in log10 n (solid); the form preferred by the comparison is "
+        "drawn bold. Stars: critical data size n_c with its bootstrap 95% interval, shown only where the "
+        "S-curve wins clearly (ΔAIC ≥ 6, ΔBIC ≥ 6, ≥ 90% of bootstrap-over-seeds replicates, n_c inside the range)."
+    ),
+    "scaling_charge_flip": (
+        "Charge-flip rate vs number of training jets, one panel per quark flavor, with the same conventions as "
+        "the tag-efficiency scaling figure (fits on f directly). The dotted line at 0.5 is a classifier with no "
+        "charge information."
+    ),
+    "loss_scaling": (
+        "Test log-loss (nats per jet) on log-log axes. Left: vs parameter count N, coloured by training-set size, "
+        "with the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training jets). "
+        "Middle: vs training jets per model, with power-law-with-floor fits (dashed) and L(N, D) at each model's N "
+        "(dotted). Right: vs measured training compute (FLOP counted per run, ×3 for training), with the "
+        "compute-optimal frontier (lowest loss reached at or below each compute) and a power law fitted to it."
+    ),
+    "fit_summary": (
+        "All fits: one row per fitted quantity and form. exponent = α of the power law (c0 for BNSL); "
+        "Δ = AIC/BIC(power law) − AIC/BIC(S-curve); bootstrap_fraction_scurve = share of bootstrap-over-seeds "
+        "replicates in which the S-curve has the lower AIC; n_c and its 95% CI appear only for a 'threshold' "
+        "verdict. Fits that could not be made (too few points, flat data, no convergence) say why."
+    ),
+}
+
+
+def caption_for(figure_name: str) -> str:
+    if figure_name in CAPTIONS:
+        return CAPTIONS[figure_name]
+    for key in sorted(CAPTIONS, key=len, reverse=True):
+        if figure_name.startswith(key):
+            return CAPTIONS[key]
+    return ""

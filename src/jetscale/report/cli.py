@@ -1,0 +1,49 @@
+"""`jetscale report`: figures + results/report.html from results/tables/ and results/fits/ (never a run dir)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="paper figures + self-contained results/report.html")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--refit", action="store_true",
+                   help="re-run every fit from results/tables/runs.csv first (regenerate the figures in seconds)")
+    p.set_defaults(func=_report)
+
+
+def build_report(cfg: dict, *, refit: bool = False) -> dict:
+    """Fits (if asked or absent) -> figures -> report.html; returns paths and timings."""
+    from ..fit.study import load_fit_docs, run_study_fits
+    from ..io import write_text
+    from ..paths import figures_dir, fits_dir, report_path, results_root
+    from .figures import make_figures
+    from .html import build_html
+    from .tables import load_tables
+
+    root = results_root(cfg)
+    t0 = time.perf_counter()
+    if refit or not (fits_dir(root) / "fit_summary.csv").is_file():
+        run_study_fits(cfg)
+    t_fit = time.perf_counter()
+    tables = load_tables(cfg)
+    figures = make_figures(cfg, tables, load_fit_docs(cfg), figures_dir(root))
+    t_fig = time.perf_counter()
+    data_summary = root / "data" / "summary.png"
+    write_text(report_path(root), build_html(cfg, tables, figures, [data_summary] if data_summary.is_file() else []))
+    t_end = time.perf_counter()
+    return {"report": report_path(root), "figures": figures,
+            "seconds": {"fit": t_fit - t0, "figures": t_fig - t_fit, "html": t_end - t_fig, "total": t_end - t0}}
+
+
+def _report(args) -> int:
+    from ..config import load_config
+
+    out = build_report(load_config(args.config), refit=args.refit)
+    s = out["seconds"]
+    print(f"jetscale report: {len(out['figures'])} figure files; fits {s['fit']:.1f} s, figures {s['figures']:.1f} s, "
+          f"html {s['html']:.1f} s", file=sys.stderr)
+    print(out["report"])
+    return 0

@@ -1,0 +1,428 @@
+"""Paper figures from the study tables and fit records (PNG + PDF under results/figures/).
+
+confusion      row-normalised confusion matrices side by side, one per series, at report.confusion_n_train
+flavor_metrics flavor-tag efficiency and charge-flip rate per quark flavor, grouped by series (same n_train)
+scaling_<m>    metric m vs n_train, one panel per quark flavor: seed means ± error, fitted curves, n_c markers
+loss_scaling   test log-loss vs parameters, vs training jets and vs measured training compute (with frontier)
+Every function returns the list of files it wrote and never raises on missing fits (it draws what exists).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..fit.forms import evaluate as evaluate_form
+from ..fit.study import HIGHER_IS_BETTER, compute_frontier
+from .tables import chosen_n_train, seed_means, series_axes
+
+METRIC_LABELS = {
+    "tag_efficiency": r"Flavor-tag efficiency $\varepsilon_q$",
+    "charge_flip": r"Charge-flip rate $f_q$",
+    "log_loss": "Test log-loss [nats]",
+    "accuracy": "Accuracy",
+}
+FORM_LABELS = {"powerlaw": "power law", "scurve": "S-curve", "bnsl": "BNSL", "chinchilla": "Chinchilla"}
+FORM_STYLES = {"powerlaw": "--", "scurve": "-", "bnsl": ":"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+
+
+def class_label(name: str) -> str:
+    if name.endswith("bar"):
+        return rf"$\bar{{{name[:-3]}}}$"
+    return f"${name}$"
+
+
+class Figures:
+    """Holds the study tables, fit records and style; one method per figure."""
+
+    def __init__(self, cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path):
+        self.cfg, self.tables, self.fit_docs, self.out_dir = cfg, tables, fit_docs, Path(out_dir)
+        self.runs = tables["runs"]
+        self.axes = series_axes(cfg, self.runs)
+        self.varying = [a for a in self.axes if self.runs[a].nunique() > 1] or self.axes[:1]
+        self.color_by = cfg["report"].get("color_by") or "model"
+        self.facet_by = cfg["report"].get("facet_by")
+        self.series = self._series_list()
+        self.colors = self._colors()
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _series_list(self) -> list[dict]:
+        if not self.axes:
+            return [{}]
+        uniq = self.runs[self.axes].drop_duplicates()
+        return [{a: _plain(v) for a, v in row.items()} for _, row in uniq.iterrows()]
+
+    def label(self, series: dict) -> str:
+        parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in self.varying if a in series]
+        return ", ".join(parts) or "all"
+
+    def _colors(self) -> dict:
+        import matplotlib.pyplot as plt
+
+        palette = plt.get_cmap("tab10").colors if self._style_cycle() is None else self._style_cycle()
+        if self.color_by in ("n_train", "seed"):
+            values = sorted(self.runs[self.color_by].unique())
+        else:
+            values = list(dict.fromkeys(s.get(self.color_by) for s in self.series))
+        return {v: palette[i % len(palette)] for i, v in enumerate(values)}
+
+    def _style_cycle(self):
+        try:
+            import mplhep as hep
+
+            style = getattr(hep.style, self.cfg["report"].get("style") or "CMS", None)
+            cycle = (style or {}).get("axes.prop_cycle") if isinstance(style, dict) else None
+            return [c["color"] for c in cycle] if cycle is not None else None
+        except Exception:  # noqa: BLE001 - cosmetic only
+            return None
+
+    def color(self, series: dict):
+        return self.colors.get(series.get(self.color_by), "black")
+
+    def marker(self, series: dict) -> str:
+        same = [s for s in self.series if s.get(self.color_by) == series.get(self.color_by)]
+        return MARKERS[same.index(series) % len(MARKERS)] if series in same else "o"
+
+    def style(self):
+        import matplotlib.pyplot as plt
+        import mplhep as hep
+
+        name = self.cfg["report"].get("style") or "CMS"
+        style = getattr(hep.style, name, None)
+        base = style if style is not None else "default"
+        overrides = {"font.size": 16, "axes.labelsize": 17, "legend.fontsize": 12, "xtick.labelsize": 14,
+                     "ytick.labelsize": 14, "figure.dpi": 100, "savefig.bbox": "tight"}
+        return plt.style.context([base, overrides])
+
+    def save(self, fig, name: str) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for ext in ("png", "pdf"):
+            path = self.out_dir / f"{name}.{ext}"
+            fig.savefig(path, dpi=150 if ext == "png" else None)
+            paths.append(path)
+        plt.close(fig)
+        return paths
+
+    def _facets(self):
+        if not self.facet_by or self.facet_by not in self.runs.columns:
+            return [(None, self.series)]
+        values = list(dict.fromkeys(s.get(self.facet_by) for s in self.series))
+        return [(v, [s for s in self.series if s.get(self.facet_by) == v]) for v in values]
+
+    def fit_doc(self, kind: str, **match):
+        for doc in self.fit_docs:
+            if doc["kind"] == kind and all(_same(doc.get(k), v) for k, v in match.items()):
+                return doc
+        return None
+
+    # ------------------------------------------------------------------------------------------ figures
+    def all(self) -> list[Path]:
+        out = []
+        for make in (self.confusion, self.flavor_metrics, self.scaling, self.loss_scaling):
+            out += make()
+        return out
+
+    def confusion(self) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        conf = self.tables.get("confusion")
+        n_train = chosen_n_train(self.cfg, self.runs)
+        if conf is None or conf.empty or n_train is None:
+            return []
+        conf = conf[conf["n_train"] == n_train]
+        classes = list(dict.fromkeys(conf["truth"]))
+        panels = []
+        for series in self.series:
+            sub = _select(conf, series)
+            if sub.empty:
+                continue
+            mean = sub.groupby(["truth", "predicted"], sort=False)["fraction"].mean()
+            matrix = np.array([[mean.get((t, p), np.nan) for p in classes] for t in classes])
+            panels.append((series, matrix, sub["seed"].nunique()))
+        if not panels:
+            return []
+        with self.style():
+            ncols = len(panels)
+            fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols + 1.2, 6.6), squeeze=False,
+                                     gridspec_kw={"wspace": 0.08})
+            image = None
+            for ax, (series, matrix, n_seeds) in zip(axes[0], panels):
+                image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1, origin="upper")
+                for i in range(len(classes)):
+                    for j in range(len(classes)):
+                        v = matrix[i, j]
+                        if np.isfinite(v) and v >= 0.005:
+                            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=8,
+                                    color="white" if v > 0.55 else "black")
+                ticks = np.arange(len(classes))
+                ax.set_xticks(ticks, [class_label(c) for c in classes], fontsize=12)
+                ax.set_yticks(ticks, [class_label(c) for c in classes] if ax is axes[0][0] else [], fontsize=12)
+                ax.tick_params(which="minor", length=0)
+                ax.tick_params(which="major", length=0, top=False, right=False)
+                ax.set_xlabel("Predicted class", fontsize=15)
+                ax.set_title(f"{self.label(series)}  ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=15)
+            axes[0][0].set_ylabel("True class", fontsize=15)
+            cbar = fig.colorbar(image, ax=list(axes[0]), fraction=0.025, pad=0.015)
+            cbar.set_label("Fraction of true-class jets")
+            fig.suptitle(f"Confusion matrices at $n_{{train}}$ = {n_train:,} jets (entries in %)", fontsize=16, y=0.98)
+            return self.save(fig, "confusion")
+
+    def flavor_metrics(self) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        n_train = chosen_n_train(self.cfg, self.runs)
+        flavors = list(self.cfg["flavor_pairs"])
+        if n_train is None:
+            return []
+        with self.style():
+            fig, axes = plt.subplots(1, 2, figsize=(14, 5.6))
+            width = 0.8 / max(1, len(self.series))
+            for ax, metric in zip(axes, ("tag_efficiency", "charge_flip")):
+                for k, series in enumerate(self.series):
+                    vals, errs = [], []
+                    for q in flavors:
+                        m = _select(seed_means(self.runs, self.axes, metric, q), series)
+                        m = m[m["n_train"] == n_train]
+                        vals.append(m["mean"].iloc[0] if len(m) else np.nan)
+                        errs.append(m["err"].iloc[0] if len(m) else np.nan)
+                    xpos = np.arange(len(flavors)) + (k - (len(self.series) - 1) / 2) * width
+                    ax.bar(xpos, vals, width=width * 0.92, yerr=errs, capsize=3, color=self.color(series),
+                           label=self.label(series), alpha=0.9, error_kw={"elinewidth": 1.2})
+                ax.set_xticks(np.arange(len(flavors)), [f"${q}$" for q in flavors])
+                ax.tick_params(axis="x", which="minor", bottom=False, top=False)
+                ax.set_xlabel("Quark flavor $q$")
+                ax.set_ylabel(METRIC_LABELS[metric])
+                ax.set_ylim(0, 1.05 if metric == "tag_efficiency" else max(0.6, ax.get_ylim()[1]))
+                if metric == "charge_flip":
+                    ax.axhline(0.5, color="grey", ls=":", lw=1)
+                    ax.text(len(flavors) - 0.5, 0.51, "no charge information", ha="right", va="bottom", fontsize=11,
+                            color="grey")
+            for ax in axes:
+                ax.tick_params(axis="x", which="both", top=False, length=0)
+            handles, labels = axes[0].get_legend_handles_labels()
+            fig.suptitle(f"Per-flavor metrics at $n_{{train}}$ = {n_train:,} jets (seed mean ± unc.)", fontsize=16)
+            fig.tight_layout(rect=(0, 0, 1, 0.91))
+            fig.legend(handles, labels, ncol=min(4, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 0.93),
+                       frameon=False)
+            return self.save(fig, "flavor_metrics")
+
+    def scaling(self) -> list[Path]:
+        out = []
+        for metric in self.cfg["fits"]["metrics"]:
+            flavors = [f for f in self.cfg["flavor_pairs"] if not self.runs[(self.runs["metric"] == metric)
+                                                                            & (self.runs["flavor"] == f)].empty]
+            if not flavors:
+                flavors = [""] if not self.runs[self.runs["metric"] == metric].empty else []
+            if not flavors:
+                continue
+            for facet, series_list in self._facets():
+                name = f"scaling_{metric}" + (f"_{self.facet_by}-{facet}" if facet is not None else "")
+                out += self._scaling_figure(metric, flavors, series_list, name, facet)
+        return out
+
+    def _scaling_figure(self, metric, flavors, series_list, name, facet) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        ncols = min(3, len(flavors))
+        nrows = math.ceil(len(flavors) / ncols)
+        higher = metric in HIGHER_IS_BETTER
+        with self.style():
+            fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.9 * nrows), squeeze=False, sharex=True)
+            handles = {}
+            for ax, flavor in zip(axes.flat, flavors):
+                means = seed_means(self.runs, self.axes, metric, flavor)
+                for series in series_list:
+                    m = _select(means, series)
+                    if m.empty:
+                        continue
+                    color = self.color(series)
+                    h = ax.errorbar(m["n_train"], m["mean"], yerr=m["err"], fmt=self.marker(series), color=color,
+                                    ms=6, capsize=2.5, lw=1.2, label=self.label(series))
+                    handles.setdefault(self.label(series), h)
+                    doc = self.fit_doc("scaling", metric=metric, flavor=flavor, series=series)
+                    if doc:
+                        self._draw_fits(ax, doc, color, higher, handles)
+                ax.set_xscale("log")
+                ax.set_title(f"${flavor}$ jets" if flavor else metric, fontsize=15)
+                if metric == "charge_flip":
+                    ax.axhline(0.5, color="grey", ls=":", lw=1)
+                    ax.set_ylim(-0.02, 0.62)
+                if higher:
+                    ax.set_ylim(top=min(1.02, ax.get_ylim()[1]))
+            for ax in axes.flat[len(flavors):]:
+                ax.axis("off")
+            for ax in axes[-1]:
+                ax.set_xlabel("Training jets $n_{train}$")
+            for row in axes:
+                row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+            spare = axes.flat[len(flavors)] if len(flavors) < axes.size else None
+            legend_target = spare if spare is not None else fig
+            kwargs = {"loc": "center"} if spare is not None else {"loc": "lower center", "ncol": 4,
+                                                                   "bbox_to_anchor": (0.5, -0.04)}
+            series_keys = [k for k in handles if k in {self.label(s) for s in series_list}]
+            ordered = series_keys + [k for k in handles if k not in series_keys]
+            legend_target.legend([handles[k] for k in ordered], ordered, frameon=False, fontsize=13, **kwargs)
+            title = f"{METRIC_LABELS.get(metric, metric)} vs training-set size"
+            fig.suptitle(title + (f" ({self.facet_by} = {facet})" if facet is not None else ""), fontsize=17)
+            fig.tight_layout()
+            return self.save(fig, name)
+
+    def _draw_fits(self, ax, doc, color, higher, handles) -> None:
+        xs = np.asarray(doc["points"]["x"], dtype=float)
+        if xs.size == 0:
+            return
+        grid = np.geomspace(xs.min() / 1.5, xs.max() * 1.5, 200)
+        verdict = (doc.get("comparison") or {}).get("verdict")
+        for form, rec in doc["fits"].items():
+            if not rec["converged"] or form not in FORM_STYLES:
+                continue
+            preferred = (form == "scurve") == (verdict == "threshold")
+            if form == "bnsl" and not preferred:
+                continue
+            curve = evaluate_form(form, rec["params"], grid)
+            curve = 1 - curve if higher else curve
+            ax.plot(grid, curve, FORM_STYLES[form], color=color, lw=1.8 if preferred else 1.0,
+                    alpha=1.0 if preferred else 0.55)
+            key = f"{FORM_LABELS[form]} fit"
+            if key not in handles:
+                handles[key] = ax.plot([], [], FORM_STYLES[form], color="grey", lw=1.5)[0]
+        comp = doc.get("comparison") or {}
+        if comp.get("verdict") == "threshold" and comp.get("n_c"):
+            n_c, ci = comp["n_c"], comp.get("n_c_ci95")
+            y_c = evaluate_form("scurve", doc["fits"]["scurve"]["params"], np.array([n_c]))[0]
+            y_c = 1 - y_c if higher else y_c
+            xerr = None if not ci else [[n_c - ci[0]], [ci[1] - n_c]]
+            h = ax.errorbar([n_c], [y_c], xerr=xerr, fmt="*", ms=14, color=color, mec="black", mew=0.8, capsize=4,
+                            elinewidth=2)
+            handles.setdefault("$n_c$ (95% CI)", h)
+
+    def loss_scaling(self) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        loss = self.runs[self.runs["metric"] == "log_loss"].dropna(subset=["value"])
+        if loss.empty:
+            return []
+        chin = self.fit_doc("chinchilla")
+        chin_ok = chin is not None and chin["fits"]["chinchilla"]["converged"]
+        with self.style():
+            fig, axes = plt.subplots(1, 3, figsize=(20, 6.2))
+            self._loss_vs_params(axes[0], loss, chin if chin_ok else None)
+            self._loss_vs_data(axes[1], loss, chin if chin_ok else None)
+            self._loss_vs_compute(axes[2], loss)
+            for ax in axes:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_ylabel(METRIC_LABELS["log_loss"])
+                _plain_log_labels(ax.yaxis)
+            fig.tight_layout()
+            return self.save(fig, "loss_scaling")
+
+    def _loss_vs_params(self, ax, loss, chin) -> None:
+        import matplotlib as mpl
+
+        sizes = sorted(loss["n_train"].unique())
+        cmap = mpl.colormaps["viridis"]
+        norm = mpl.colors.LogNorm(vmin=min(sizes), vmax=max(sizes) * 1.0001)
+        means = loss.groupby(["n_params", "n_train"])["value"].agg(["mean", "std", "count"]).reset_index()
+        for n_train, sub in means.groupby("n_train"):
+            err = (sub["std"].fillna(0) / np.sqrt(sub["count"])).to_numpy()
+            ax.errorbar(sub["n_params"], sub["mean"], yerr=err, fmt="o", color=cmap(norm(n_train)), ms=6, capsize=2)
+            if chin is not None:
+                grid = np.geomspace(loss["n_params"].min() / 2, loss["n_params"].max() * 2, 100)
+                ax.plot(grid, evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], grid, n_train),
+                        color=cmap(norm(n_train)), lw=1.2, alpha=0.8)
+        sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+        cbar = ax.figure.colorbar(sm, ax=ax, pad=0.01)
+        cbar.set_label("$n_{train}$ [jets]")
+        ax.set_xlabel("Parameters $N$")
+        ax.set_title("vs model size" + (" (lines: $L(N,D)$ fit)" if chin is not None else ""), fontsize=15)
+
+    def _loss_vs_data(self, ax, loss, chin) -> None:
+        for series in self.series:
+            sub = _select(loss, series)
+            if sub.empty:
+                continue
+            means = sub.groupby("n_train")["value"].agg(["mean", "std", "count"]).reset_index()
+            err = (means["std"].fillna(0) / np.sqrt(means["count"])).to_numpy()
+            color = self.color(series)
+            ax.errorbar(means["n_train"], means["mean"], yerr=err, fmt=self.marker(series), color=color, ms=6,
+                        capsize=2, label=self.label(series))
+            grid = np.geomspace(means["n_train"].min() / 1.5, means["n_train"].max() * 1.5, 100)
+            doc = self.fit_doc("loss_vs_data", series=series)
+            if doc and doc["fits"]["powerlaw"]["converged"]:
+                rec = doc["fits"]["powerlaw"]
+                alpha = rec["params"]["alpha"]
+                ax.plot(grid, evaluate_form("powerlaw", rec["params"], grid), "--", color=color, lw=1.3,
+                        label=rf"  power law, $\alpha$={alpha:.2f}")
+            if chin is not None and "n_params" in sub:
+                n_params = float(sub["n_params"].median())
+                ax.plot(grid, evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], n_params, grid), ":",
+                        color=color, lw=1.3)
+        ax.set_xlabel("Training jets $D = n_{train}$")
+        ax.set_title("vs data" + (" (dotted: $L(N,D)$)" if chin is not None else ""), fontsize=15)
+        ax.legend(frameon=False, fontsize=10)
+
+    def _loss_vs_compute(self, ax, loss) -> None:
+        sub = loss.dropna(subset=["train_flops"])
+        for series in self.series:
+            s = _select(sub, series)
+            if not s.empty:
+                ax.scatter(s["train_flops"], s["value"], s=22, color=self.color(series), marker=self.marker(series),
+                           alpha=0.75, label=self.label(series))
+        if sub.empty:
+            return
+        c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
+        front = compute_frontier(c, y)
+        ax.step(c[front], y[front], where="post", color="black", lw=1.6, label="compute-optimal frontier")
+        doc = self.fit_doc("loss_vs_compute")
+        if doc and doc["fits"]["powerlaw"]["converged"]:
+            rec = doc["fits"]["powerlaw"]
+            grid = np.geomspace(c.min() / 1.5, c.max() * 1.5, 100)
+            ax.plot(grid, evaluate_form("powerlaw", rec["params"], grid), "--", color="black", lw=1.2,
+                    label=rf"frontier fit, $\alpha_C$={rec['params']['alpha']:.2f}")
+        ax.set_xlabel("Measured training compute $C$ [FLOP]")
+        ax.set_title("vs compute", fontsize=15)
+        ax.legend(frameon=False, fontsize=10)
+
+
+def _plain_log_labels(axis) -> None:
+    """Label a log axis spanning < 2 decades with plain numbers (0.4, 0.6, 1, 2) instead of 4×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return str(a) == str(b) if a is not None and b is not None else a is b
+
+
+def _select(df, series: dict):
+    mask = np.ones(len(df), dtype=bool)
+    for axis, value in series.items():
+        if axis in df.columns:
+            mask &= np.array([_same(_plain(v), value) for v in df[axis]])
+    return df[mask]
+
+
+def make_figures(cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return Figures(cfg, tables, fit_docs, out_dir).all()
