@@ -66,6 +66,8 @@ def test_arrays_are_padded_energy_ordered_and_match_shards(shards, tmp_path):
     jet = source.take([row[int(split.jet_id[k])]])
     m = min(cap, int(jet.counts[0]))
     assert split.mask[k].sum() == m and split.mask[k, :m].all()
+    assert split.n_particles[k] == jet.counts[0]
+    np.testing.assert_array_equal(split.mask.sum(axis=1), np.minimum(split.n_particles, cap))
     np.testing.assert_array_equal(split.vectors[k, :m, 3], jet.particles["e"][:m])
     np.testing.assert_array_equal(split.features[k, :m, 0], jet.particles["deta"][:m])
     assert not split.features[k, m:].any()

@@ -15,6 +15,7 @@ Layout of ``splits_dir`` (written atomically: built in a temporary directory, th
     {train,val,test}/vectors.npy   float32 (n, P, 4)   px, py, pz, e in GeV, zero padded
     {train,val,test}/labels.npy    int64   (n,)        index into meta["classes"]
     {train,val,test}/jet_id.npy    int64   (n,)        jet_id of the shard row (traceable to its event)
+    {train,val,test}/n_particles.npy int64 (n,)        true constituent count before the cap (> P: truncated)
 
 P = data.n_particles; particles beyond P (the lowest-energy ones) are dropped and counted in meta.
 Read with :func:`load_split`.
@@ -35,7 +36,7 @@ from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .store import JetTable, read_shard, shard_labels, shard_metadata
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id")
+ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id", "n_particles")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class SplitArrays:
 
     features: float32 (n, P, 19) in FEATURE_NAMES order; mask: bool (n, P); vectors: float32 (n, P, 4) as
     (px, py, pz, e) GeV; labels: int64 (n,) indices into ``meta["classes"]``; jet_id: int64 (n,);
+    n_particles: int64 (n,) constituents before the padding cap (``mask.sum(1)`` is min(n_particles, P));
     meta: the splits' meta.json (classes, features, vectors, n_particles, sizes, truncation, data_fingerprint).
     """
 
@@ -52,6 +54,7 @@ class SplitArrays:
     vectors: np.ndarray
     labels: np.ndarray
     jet_id: np.ndarray
+    n_particles: np.ndarray
     meta: dict
 
     def __len__(self) -> int:
@@ -192,8 +195,9 @@ def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict
     from numpy.lib.format import open_memmap
 
     shapes = {"features": (n_particles, len(FEATURE_NAMES)), "vectors": (n_particles, len(VECTOR_NAMES)),
-              "mask": (n_particles,), "labels": (), "jet_id": ()}
-    dtypes = {"features": np.float32, "vectors": np.float32, "mask": bool, "labels": np.int64, "jet_id": np.int64}
+              "mask": (n_particles,), "labels": (), "jet_id": (), "n_particles": ()}
+    dtypes = {"features": np.float32, "vectors": np.float32, "mask": bool, "labels": np.int64, "jet_id": np.int64,
+              "n_particles": np.int64}
     outs = {}
     for split in SPLITS:
         (root / split).mkdir(parents=True)
@@ -214,6 +218,7 @@ def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict
                 outs[split][name][pos] = dense[name]
             outs[split]["labels"][pos] = part.jets["label"]
             outs[split]["jet_id"][pos] = part.jets["jet_id"]
+            outs[split]["n_particles"][pos] = part.counts
     for split in SPLITS:
         for arr in outs[split].values():
             arr.flush()

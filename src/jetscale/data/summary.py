@@ -47,8 +47,11 @@ def leading_charge(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return charge[np.arange(len(charge)), first]
 
 
-def class_statistics(features, mask, labels, classes) -> dict[str, dict]:
-    """Per-class summary numbers: mean multiplicity, mean displaced tracks, K± share, charge agreement."""
+def class_statistics(features, mask, labels, classes, n_particles=None) -> dict[str, dict]:
+    """Per-class summary numbers: multiplicity, displaced tracks per jet, K± share, charge agreement.
+
+    ``n_particles`` (true multiplicity before the padding cap) is used for the multiplicity when given.
+    """
     out = {}
     for i, name in enumerate(classes):
         sel = labels == i
@@ -58,24 +61,25 @@ def class_statistics(features, mask, labels, classes) -> dict[str, dict]:
         lead = leading_charge(f, m)
         q = QUARK_CHARGE.get(name)
         agree = float(np.mean(np.sign(lead[lead != 0]) == np.sign(q))) if q is not None and (lead != 0).any() else None
-        out[name] = {"n_jets": int(sel.sum()), "multiplicity": multiplicity(m), "displaced": displaced_tracks(f, m),
+        out[name] = {"n_jets": int(sel.sum()), "multiplicity": multiplicity(m) if n_particles is None else np.asarray(n_particles[sel]), "displaced": displaced_tracks(f, m),
                      "kaon_share": kaon_share(f, m), "charge_agreement": agree}
     return out
 
 
 def load_for_summary(splits_dir, max_jets: int):
-    """Concatenate the first ``max_jets`` jets of each split (features, mask, labels) and the class list."""
+    """First ``max_jets`` jets of each split, concatenated: (features, mask, labels, n_particles, classes)."""
     from .splits import SPLITS, load_split
 
-    feats, masks, labels, classes = [], [], [], None
+    feats, masks, labels, counts, classes = [], [], [], [], None
     for split in SPLITS:
         arrays = load_split(splits_dir, split)
         n = min(len(arrays), max_jets)
         feats.append(np.asarray(arrays.features[:n]))
         masks.append(np.asarray(arrays.mask[:n]))
         labels.append(np.asarray(arrays.labels[:n]))
+        counts.append(np.asarray(arrays.n_particles[:n]))
         classes = arrays.meta["classes"]
-    return np.concatenate(feats), np.concatenate(masks), np.concatenate(labels), classes
+    return (np.concatenate(feats), np.concatenate(masks), np.concatenate(labels), np.concatenate(counts), classes)
 
 
 FLAVOR_COLORS = {"b": "#1f77b4", "c": "#2ca02c", "s": "#9467bd", "u": "#ff7f0e", "d": "#d62728", "g": "#555555"}
@@ -101,9 +105,9 @@ def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
 
     from ..io import atomic_path
 
-    features, mask, labels, classes = load_for_summary(splits_dir, max_jets)
+    features, mask, labels, n_particles, classes = load_for_summary(splits_dir, max_jets)
     cap = mask.shape[1]
-    stats = class_statistics(features, mask, labels, classes)
+    stats = class_statistics(features, mask, labels, classes, n_particles)
     mplhep.style.use("CMS")
     plt.rcParams.update({"axes.labelsize": 20, "xtick.labelsize": 16, "ytick.labelsize": 16})
     fig, axes = plt.subplots(2, 2, figsize=(17, 13))
@@ -133,15 +137,15 @@ def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
 
 
 def _multiplicity_panel(ax, stats, styles, cap: int) -> None:
-    bins = np.arange(0, cap + 3, 2) - 0.5
+    top = int(np.percentile(np.concatenate([s["multiplicity"] for s in stats.values()]), 99.9)) + 2
+    bins = np.arange(0, top + 2, 2) - 0.5
     for name, s in stats.items():
-        ax.hist(s["multiplicity"], bins=bins, histtype="step", density=True, lw=2, color=styles[name]["color"],
-                ls=styles[name]["ls"], label=f"{name} ({s['multiplicity'].mean():.1f})")
-    ax.axvline(cap, color="black", ls=":", lw=1.5)
-    ax.text(cap - 0.5, ax.get_ylim()[1] * 0.55, f"padding cap {cap}\n(overflow piles up here)", ha="right",
-            fontsize=13, color="black")
-    ax.set_xlabel("Constituents per jet (after detector)")
+        ax.hist(np.minimum(s["multiplicity"], bins[-1] - 1), bins=bins, histtype="step", density=True, lw=2,
+                color=styles[name]["color"], ls=styles[name]["ls"], label=f"{name} ({s['multiplicity'].mean():.1f})")
+    ax.axvline(cap + 0.5, color="black", ls=":", lw=1.5, label=f"padding cap ({cap})")
+    ax.set_xlabel("Constituents per jet (after detector; last bin = overflow)")
     ax.set_ylabel("Fraction of jets / 2")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
     ax.legend(fontsize=13, ncol=2, title="class (mean)", title_fontsize=13, loc="upper right")
 
 
