@@ -38,6 +38,8 @@ def test_every_train_prefix_is_class_balanced_and_nested(shards, tmp_path):
         counts = np.bincount(labels[:n], minlength=n_classes)
         assert counts.max() - counts.min() <= 1, n
     small = load_split(tmp_path / "splits", "train", n=110)
+    assert set(small) == {"features", "mask", "vectors", "labels", "jet_id", "n_particles"}
+    assert small["labels"] is small.labels and small.n_jets == 110 and small.meta["classes"] == CLASSES
     np.testing.assert_array_equal(small.jet_id, train.jet_id[:110])
     ids = {s: set(np.asarray(load_split(tmp_path / "splits", s).jet_id).tolist()) for s in SPLITS}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
@@ -56,7 +58,7 @@ def test_arrays_are_padded_energy_ordered_and_match_shards(shards, tmp_path):
     meta = build(shards, tmp_path / "splits")
     split = load_split(tmp_path / "splits", "val")
     assert isinstance(split.features, np.memmap)
-    n, cap = len(split), meta["n_particles"]
+    n, cap = split.n_jets, meta["n_particles"]
     assert split.features.shape == (n, cap, 19) and split.features.dtype == np.float32
     assert split.vectors.shape == (n, cap, 4) and split.mask.shape == (n, cap) and split.mask.dtype == bool
     assert split.labels.dtype == np.int64 and split.jet_id.dtype == np.int64

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,34 +38,43 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id", "n_particles")
 
 
-@dataclass(frozen=True)
-class SplitArrays:
-    """One split as read-only memory maps (rows are jets; ``n`` rows).
+class SplitArrays(dict):
+    """One split: a dict of read-only memory maps (rows are jets) that also allows attribute access.
 
-    features: float32 (n, P, 19) in FEATURE_NAMES order; mask: bool (n, P); vectors: float32 (n, P, 4) as
-    (px, py, pz, e) GeV; labels: int64 (n,) indices into ``meta["classes"]``; jet_id: int64 (n,);
-    n_particles: int64 (n,) constituents before the padding cap (``mask.sum(1)`` is min(n_particles, P));
-    meta: the splits' meta.json (classes, features, vectors, n_particles, sizes, truncation, data_fingerprint).
+    Keys/attributes: features float32 (n, P, 19) in FEATURE_NAMES order; mask bool (n, P); vectors float32
+    (n, P, 4) as (px, py, pz, e) GeV; labels int64 (n,) indices into ``meta["classes"]``; jet_id int64 (n,);
+    n_particles int64 (n,) constituents before the padding cap (``mask.sum(1) == min(n_particles, P)``).
+    ``.meta`` is the splits' meta.json (classes, features, vectors, n_particles, sizes, truncation,
+    data_fingerprint); ``.n_jets`` the number of rows.
     """
 
-    features: np.ndarray
-    mask: np.ndarray
-    vectors: np.ndarray
-    labels: np.ndarray
-    jet_id: np.ndarray
-    n_particles: np.ndarray
-    meta: dict
+    def __init__(self, meta: dict, **arrays: np.ndarray):
+        super().__init__(arrays)
+        self.meta = meta
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def n_jets(self) -> int:
+        return len(self["labels"])
 
 
 def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> SplitArrays:
     """Memory-map split ``split`` ("train", "val" or "test") of ``splits_dir``; with ``n``, only its first n jets.
 
     The first n training jets are the nested, class-balanced subset for ``n_train = n`` (every prefix is balanced
-    to within one jet per class). Arrays are read-only ``np.memmap`` views; slicing or fancy-indexing a
-    minibatch (``arrays.features[idx]``) reads only those rows from disk. Raises DataError if the directory or a
+    to within one jet per class). Returns :class:`SplitArrays` (a dict of arrays with attribute access and
+    ``.meta``). Arrays are read-only ``np.memmap`` views; slicing or fancy-indexing a minibatch
+    (``arrays.features[idx]``) reads only those rows from disk; ``np.asarray(arrays["features"])`` loads all.
+
+    Example::
+
+        train = load_split("results/data/splits", "train", n=cell["n_train"])
+        x, mask, y = train.features[idx], train.mask[idx], train.labels[idx] Raises DataError if the directory or a
     file is missing, or ``n`` exceeds the split's size.
     """
     root = Path(splits_dir)

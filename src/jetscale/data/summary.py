@@ -73,7 +73,7 @@ def load_for_summary(splits_dir, max_jets: int):
     feats, masks, labels, counts, classes = [], [], [], [], None
     for split in SPLITS:
         arrays = load_split(splits_dir, split)
-        n = min(len(arrays), max_jets)
+        n = min(arrays.n_jets, max_jets)
         feats.append(np.asarray(arrays.features[:n]))
         masks.append(np.asarray(arrays.mask[:n]))
         labels.append(np.asarray(arrays.labels[:n]))
