@@ -118,3 +118,15 @@ def test_config_shard_has_exact_jets_per_class():
     assert np.bincount(shard1.jets["label"]).tolist() == [30, 30, 30]
     assert not set(shard0.jets["jet_id"]) & set(shard1.jets["jet_id"])
     _tables_equal(shard0, generate_shard(cfg, 0))
+
+
+def test_generator_config_errors_name_the_key():
+    from jetscale.errors import ConfigError
+
+    gen = {"jets_per_class": 4, "n_shards": 2, "seed": 1, "sqrt_s": 240.0}
+    with pytest.raises(ConfigError, match=r"classes: \['QCD'\] cannot be generated"):
+        generate_shard({"classes": ["b", "QCD"], "data": {"generate": gen}}, 0)
+    with pytest.raises(ConfigError, match=r"--shard 2: must be in \[0, 2\)"):
+        generate_shard({"classes": ["b"], "data": {"generate": gen}}, 2)
+    with pytest.raises(ConfigError, match="data.source is 'ingest'"):
+        generate_shard({"classes": ["b"], "data": {"source": "ingest"}}, 0)

@@ -297,6 +297,8 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
     Seeds derive from ``data.generate.seed`` and ``shard``; each class keeps its first jets in generation order,
     and more events are generated (new seeds) while any class is short. Memory stays at one task's jets.
     """
+    if cfg["data"].get("source", "generate") != "generate":
+        raise ConfigError(f"data.source is {cfg['data']['source']!r}: nothing to generate (use `jetscale ingest`)")
     gen = cfg["data"]["generate"]
     classes = list(cfg["classes"])
     if not 0 <= shard < gen["n_shards"]:
