@@ -16,7 +16,7 @@ if PLAN.source == "generate":
             config=CONFIG_FILE,
         shell:
             "jetscale generate --config {params.config} --shard {wildcards.shard}"
-            " --out {output} 2> {log}"
+            " --workers {threads} --out {output} 2> {log}"
 
 else:
 
