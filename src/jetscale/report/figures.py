@@ -44,6 +44,8 @@ class Figures:
         self.axes = series_axes(cfg, self.runs)
         self.varying = [a for a in self.axes if self.runs[a].nunique() > 1] or self.axes[:1]
         self.color_by = cfg["report"].get("color_by") or "model"
+        if self.color_by not in self.axes:  # n_train is the x axis and seeds are averaged: colour by a series axis
+            self.color_by = (self.varying or self.axes or ["model"])[0]
         self.facet_by = cfg["report"].get("facet_by")
         self.series = self._series_list()
         self.colors = self._colors()
@@ -126,7 +128,16 @@ class Figures:
         out = []
         for make in (self.confusion, self.flavor_metrics, self.scaling, self.loss_scaling):
             out += make()
+        self._remove_stale(out)
         return out
+
+    def _remove_stale(self, produced: list[Path]) -> None:
+        """Delete figures of an earlier report (e.g. other facets) so the folder matches this report."""
+        keep = {p.name for p in produced}
+        for prefix in ("confusion", "flavor_metrics", "scaling_", "loss_scaling"):
+            for path in self.out_dir.glob(f"{prefix}*"):
+                if path.suffix in (".png", ".pdf") and path.name not in keep:
+                    path.unlink()
 
     def confusion(self) -> list[Path]:
         import matplotlib.pyplot as plt

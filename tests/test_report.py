@@ -1,0 +1,151 @@
+"""End to end on a synthetic study (3 models × 6 sizes × 2 seeds): run dirs -> evaluate -> collect -> fit -> report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from jetscale.cli import main
+from jetscale.config import load_config
+from jetscale.evaluate.collect import tidy_columns
+from jetscale.evaluate.synthetic import write_synthetic_study
+from jetscale.grid import cell_ids
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ["particlenet", "part", "bbt_neutron"]
+SIZES = [100, 300, 1000, 3000, 10000, 30000]
+
+
+def study_config(tmp_path: Path, *, models=MODELS, sizes=SIZES, seeds=(0, 1), bootstrap=20) -> Path:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw = copy.deepcopy(raw)
+    raw["results"] = str(tmp_path / "results")
+    raw["grid"]["axes"].update(model=list(models), n_train=list(sizes), seed=list(seeds))
+    raw["grid"]["per_model"] = {m: v for m, v in raw["grid"].get("per_model", {}).items() if m in models}
+    raw["grid"]["extra_axes"] = {}
+    raw["data"]["generate"]["jets_per_class"] = max(raw["data"]["generate"]["jets_per_class"], 5000)
+    raw["fits"] = {"metrics": ["tag_efficiency", "charge_flip"], "forms": ["powerlaw", "scurve", "bnsl"],
+                   "bootstrap": bootstrap, "min_points": 4}
+    raw["report"] = {"confusion_n_train": "max", "color_by": "model", "facet_by": None, "style": "CMS"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def evaluate_all(config: Path, ids) -> None:
+    root = Path(load_config(config)["results"])
+    for cid in ids:
+        assert main(["evaluate", "--config", str(config), "--run", str(root / "runs" / cid)]) == 0
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    config = study_config(tmp)
+    cfg = load_config(config)
+    ids = write_synthetic_study(cfg, jets_per_class=120)
+    assert len(ids) == 3 * 6 * 2
+    evaluate_all(config, ids)
+    assert main(["collect", "--config", str(config)]) == 0
+    assert main(["fit", "--config", str(config)]) == 0
+    assert main(["report", "--config", str(config)]) == 0
+    return config, cfg, Path(cfg["results"])
+
+
+def test_eval_json_has_metrics_and_auc(study):
+    _, cfg, root = study
+    doc = json.loads(next((root / "runs").rglob("eval.json")).read_text())
+    for key in ("classes", "n_jets", "accuracy", "log_loss", "confusion", "flavors", "auc"):
+        assert key in doc
+    assert doc["n_jets"] == 120 * 11 and len(doc["confusion"]) == 11
+
+
+def test_runs_table_is_tidy_and_complete(study):
+    _, cfg, root = study
+    table = pd.read_csv(root / "tables" / "runs.csv", keep_default_na=False)
+    assert list(table.columns) == tidy_columns(cfg)
+    assert table["cell_id"].nunique() == 36
+    flavored = table[table["metric"] == "tag_efficiency"]
+    assert sorted(flavored["flavor"].unique()) == sorted(cfg["flavor_pairs"])
+    assert (table[table["metric"] == "accuracy"]["flavor"] == "").all()
+    assert pd.read_csv(root / "tables" / "missing.csv").empty
+
+
+def test_collect_is_deterministic(study):
+    config, _, root = study
+    first = (root / "tables" / "runs.csv").read_bytes()
+    assert main(["collect", "--config", str(config)]) == 0
+    assert (root / "tables" / "runs.csv").read_bytes() == first
+
+
+def test_fit_records_and_summary(study):
+    _, cfg, root = study
+    summary = pd.read_csv(root / "fits" / "fit_summary.csv")
+    scaling = summary[summary["kind"] == "scaling"]
+    assert len(scaling[["metric", "flavor", "series"]].drop_duplicates()) == 2 * 5 * 3
+    assert set(scaling["form"]) == {"powerlaw", "scurve", "bnsl"}
+    assert {"loss_vs_data", "loss_vs_params", "chinchilla", "loss_vs_compute"} <= set(summary["kind"])
+    # bnsl has 6 parameters and only 6 distinct sizes: a recorded non-fit, not a crash
+    assert not scaling[scaling["form"] == "bnsl"]["converged"].any()
+    # n_c appears only with a threshold verdict
+    with_nc = summary[summary["n_c"].notna()]
+    assert (with_nc["verdict"] == "threshold").all() and (with_nc["form"] == "scurve").all()
+    doc = json.loads(next((root / "fits").glob("scaling__charge_flip__*part*.json")).read_text())
+    assert set(doc["fits"]["powerlaw"]) == {"form", "params", "stderr", "ci95", "aic", "bic", "n_points",
+                                            "converged", "message"}
+
+
+EXPECTED_FIGURES = ["confusion", "flavor_metrics", "scaling_tag_efficiency", "scaling_charge_flip", "loss_scaling"]
+
+
+def test_figures_and_report_exist(study):
+    _, _, root = study
+    for name in EXPECTED_FIGURES:
+        for ext, min_size in (("png", 20_000), ("pdf", 5_000)):
+            path = root / "figures" / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > min_size, path
+    html = (root / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(EXPECTED_FIGURES)
+    assert "snakemake --report" in html and "Fit summary" in html
+
+
+def test_refit_regenerates_from_tables_only(study):
+    config, _, root = study
+    runs_before = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()}
+    start = time.perf_counter()
+    assert main(["report", "--config", str(config), "--refit"]) == 0
+    elapsed = time.perf_counter() - start
+    assert elapsed < 90, f"report --refit took {elapsed:.1f} s"
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()} == runs_before
+
+
+def test_missing_and_failed_cells_are_listed(tmp_path, capsys):
+    config = study_config(tmp_path, models=["particlenet"], sizes=[100, 300, 1000], seeds=(0,))
+    cfg = load_config(config)
+    ids = cell_ids(cfg)
+    written = write_synthetic_study(cfg, jets_per_class=20, skip=(ids[0],), fail=(ids[1],))
+    evaluate_all(config, written)
+    assert main(["collect", "--config", str(config)]) == 0
+    missing = pd.read_csv(Path(cfg["results"]) / "tables" / "missing.csv")
+    assert missing["cell_id"].tolist() == ids[:2]
+    assert "not trained" in missing["reason"][0] and "failed: non-finite loss" in missing["reason"][1]
+    assert "2 of 3 cells missing" in capsys.readouterr().err
+    # too few cells for any fit: the fits and the report still build
+    assert main(["report", "--config", str(config), "--refit"]) == 0
+    summary = pd.read_csv(Path(cfg["results"]) / "fits" / "fit_summary.csv")
+    assert not summary["converged"].any()
+    assert (Path(cfg["results"]) / "report.html").is_file()
+
+
+def test_snakemake_captions_mirror_report_captions():
+    from jetscale.report.captions import CAPTIONS
+
+    for name, text in CAPTIONS.items():
+        rst = (REPO / "workflow" / "report" / f"{name}.rst").read_text()
+        assert " ".join(rst.split()) == " ".join(text.split()), name
