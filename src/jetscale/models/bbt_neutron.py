@@ -1,0 +1,124 @@
+"""BBT-Neutron (Wu et al. 2024, arXiv:2412.00129): a decoder-only transformer on binary-tokenized jets.
+
+Bytes (vocab 257 = 256 byte values + PAD) → per-byte embedding (width) → each patch of ``patch_size`` byte
+embeddings is flattened and mapped by Linear → ReLU → Linear (patch_size·w → 4w → w) to one position. Then a
+pre-norm decoder: RMSNorm → causal self-attention with rotary position embeddings (RoPE), via
+``F.scaled_dot_product_attention`` → RMSNorm → SwiGLU MLP (4w). The classification head reads the final
+RMSNorm'd state at the last valid patch (the one holding EOS, which under the causal mask has seen the whole
+jet). The optional LM head (Linear → ReLU → Linear, w → 2w → patch_size·257) predicts the next patch's bytes.
+Width = hidden size. Reference configuration (width 768): 12 layers, 12 heads of 64, patch 16, LM head on;
+≈160M parameters, the size the paper reports.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tokenize.bytes import PAD, VOCAB_SIZE
+
+
+def n_heads_for(width: int) -> int:
+    """Heads of 64 channels at widths that are multiples of 64 (≥ 128), otherwise two heads."""
+    return width // 64 if width >= 128 and width % 64 == 0 else 2
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * (x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + self.eps).to(x.dtype))
+
+
+def rope_tables(n_pos: int, head_dim: int, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    freqs = torch.outer(torch.arange(n_pos, device=device, dtype=torch.float32), inv)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = t.shape[-1] // 2
+    rotated = torch.cat([-t[..., half:], t[..., :half]], dim=-1)
+    return t * cos.to(t.dtype) + rotated * sin.to(t.dtype)
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, dim // n_heads
+        self.attn_norm = RMSNorm(dim)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.mlp_norm = RMSNorm(dim)
+        self.gate_proj = nn.Linear(dim, mlp_ratio * dim, bias=False)
+        self.up_proj = nn.Linear(dim, mlp_ratio * dim, bias=False)
+        self.down_proj = nn.Linear(mlp_ratio * dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        h = self.attn_norm(x)
+        q, k, v = (p(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.o_proj(a.transpose(1, 2).reshape(B, L, D))
+        h = self.mlp_norm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class BBTNeutron(nn.Module):
+    input_kind = "bytes"
+
+    def __init__(self, n_classes: int, width: int = 768, n_layers: int = 12, patch_size: int = 16,
+                 lm_head: bool = False, n_heads: int | None = None):
+        super().__init__()
+        self.patch_size = patch_size
+        self.embed_bytes = nn.Embedding(VOCAB_SIZE, width, padding_idx=PAD)
+        self.patch_embed = nn.Sequential(nn.Linear(patch_size * width, 4 * width), nn.ReLU(), nn.Linear(4 * width, width))
+        heads = n_heads or n_heads_for(width)
+        self.layers = nn.ModuleList(DecoderBlock(width, heads) for _ in range(n_layers))
+        self.norm = RMSNorm(width)
+        self.head = nn.Linear(width, n_classes)
+        self.lm_head = (
+            nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, patch_size * VOCAB_SIZE))
+            if lm_head else None
+        )
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            with torch.no_grad():
+                module.weight[PAD].zero_()
+
+    def hidden(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches (B, N, patch_size) int -> final hidden states (B, N, width)."""
+        B, N, S = patches.shape
+        h = self.patch_embed(self.embed_bytes(patches.long()).reshape(B, N, -1))
+        cos, sin = rope_tables(N, self.layers[0].head_dim, h.device)
+        for layer in self.layers:
+            h = layer(h, cos, sin)
+        return self.norm(h)
+
+    def forward(self, patches: torch.Tensor, patch_mask: torch.Tensor, return_lm: bool = False, **_):
+        """patches (B, N, S), patch_mask (B, N) bool -> logits (B, n_classes) [and LM logits (B, N, S, 257)]."""
+        h = self.hidden(patches)
+        last = (patch_mask.long().sum(dim=1) - 1).clamp(min=0)
+        logits = self.head(h[torch.arange(h.shape[0], device=h.device), last])
+        if not return_lm:
+            return logits
+        if self.lm_head is None:
+            raise ValueError("this BBT-Neutron was built without an LM head (model option lm_head: true)")
+        B, N, _ = h.shape
+        return logits, self.lm_head(h).view(B, N, self.patch_size, VOCAB_SIZE)

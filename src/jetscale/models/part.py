@@ -1,0 +1,130 @@
+"""Particle Transformer (Qu, Li & Qian 2022).
+
+Particle embedding: BatchNorm, then an MLP (LayerNorm → Linear → GELU) with dims (w, 4w, w). Pair embedding:
+the four interaction features (ln Δ, ln kT, ln z, ln m², from the four-vectors) → 1×1 convolutions (BN, GELU)
+with dims (w/2, w/2, w/2, n_heads) → a per-head additive attention bias. Then 8 particle-attention blocks and 2
+class-attention blocks (NormFormer-style blocks: extra LayerNorms after attention and in the MLP, per-head
+and residual scales), a final LayerNorm and a linear head on the class token. Width = embedding dimension;
+the reference configuration is width 128 (embed (128, 512, 128), pair (64, 64, 64), 8 heads, MLP 512), whose
+layer structure follows weaver-core's ``ParticleTransformer`` so parameter counts agree with it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tokenize.particles import pair_features
+
+NEG = -1e9  # additive bias on padded keys (finite: exp underflows to exactly 0, no NaN-guarding needed)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√d + bias)·v. Written out: on CPU it beats SDPA's masked math path for tiny heads."""
+    scores = torch.baddbmm(bias.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
+                           alpha=q.shape[-1] ** -0.5)
+    out = torch.bmm(scores.softmax(dim=-1), v.flatten(0, 1))
+    return out.view(q.shape[0], q.shape[1], q.shape[2], v.shape[-1])
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, n_heads: int, ffn_ratio: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, dim // n_heads
+        self.pre_attn_norm = nn.LayerNorm(dim)
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.post_attn_norm = nn.LayerNorm(dim)
+        self.pre_fc_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_ratio * dim)
+        self.post_fc_norm = nn.LayerNorm(ffn_ratio * dim)
+        self.fc2 = nn.Linear(ffn_ratio * dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.c_attn = nn.Parameter(torch.ones(n_heads))
+        self.w_resid = nn.Parameter(torch.ones(dim))
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        B, L, _ = t.shape
+        return t.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, x_cls: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, P, d); bias (B, H, Lq, Lk) additive (−inf on padded keys); x_cls (B, 1, d) for class attention."""
+        if x_cls is None:
+            residual, u = x, self.pre_attn_norm(x)
+            q_in = u
+        else:
+            residual = x_cls
+            u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
+            q_in = u[:, :1]
+        d = u.shape[-1]
+        w, b = self.in_proj.weight, self.in_proj.bias
+        q = F.linear(q_in, w[:d], b[:d])
+        k = F.linear(u, w[d : 2 * d], b[d : 2 * d])
+        v = F.linear(u, w[2 * d :], b[2 * d :])
+        h = attention(self._heads(q), self._heads(k), self._heads(v), bias)
+        B, H, L, hd = h.shape
+        h = self.out_proj(h.transpose(1, 2).reshape(B, L, H * hd))
+        h = (h.view(B, L, H, hd) * self.c_attn.view(1, 1, H, 1)).reshape(B, L, H * hd)
+        x = self.dropout(self.post_attn_norm(h)) + residual
+        residual = x
+        h = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
+        return self.dropout(h) + self.w_resid * residual
+
+
+class ParticleTransformer(nn.Module):
+    input_kind = "particles"
+
+    def __init__(self, n_features: int, n_classes: int, width: int = 128, n_heads: int = 8,
+                 n_layers: int = 8, n_cls_layers: int = 2, n_pair_features: int = 4, dropout: float = 0.1):
+        super().__init__()
+        dims = (width, 4 * width, width)
+        self.input_bn = nn.BatchNorm1d(n_features)
+        layers, d_in = [], n_features
+        for d in dims:
+            layers += [nn.LayerNorm(d_in), nn.Linear(d_in, d), nn.GELU()]
+            d_in = d
+        self.embed = nn.Sequential(*layers)
+        pair_dims = (width // 2,) * 3 + (n_heads,)
+        pair, c_in = [nn.BatchNorm1d(n_pair_features)], n_pair_features
+        for c in pair_dims:
+            pair += [nn.Conv1d(c_in, c, 1), nn.BatchNorm1d(c), nn.GELU()]
+            c_in = c
+        self.pair_embed = nn.Sequential(*pair)
+        self.n_heads = n_heads
+        self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
+        self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, n_classes)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Pair-feature bias (B, H, P, P) on the lower triangle (i > j) mirrored, −inf on padded keys."""
+        B, _, P = vectors.shape
+        i, j = torch.tril_indices(P, P, offset=-1, device=vectors.device)
+        u = pair_features(vectors)[:, :, i, j]  # (B, 4, n_pairs)
+        e = self.pair_embed(u)  # (B, H, n_pairs)
+        bias = vectors.new_zeros(B, self.n_heads, P, P)
+        bias[:, :, i, j] = e
+        bias[:, :, j, i] = e
+        pair_ok = valid[:, None, :, None] & valid[:, None, None, :]
+        bias = bias.masked_fill(~pair_ok, 0.0)
+        return bias.masked_fill(~valid[:, None, None, :], NEG)
+
+    def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+        """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
+        valid = mask[:, 0] > 0
+        valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
+        m = valid[:, None, :].to(x.dtype)
+        h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
+        bias = self.attention_bias(vectors * m, valid)
+        for block in self.blocks:
+            h = block(h, bias)
+        cls = self.cls_token.expand(h.shape[0], -1, -1)
+        cls_bias = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
+        cls_bias = torch.zeros(cls_bias.shape, dtype=h.dtype, device=h.device).masked_fill(~cls_bias, NEG)
+        cls_bias = cls_bias[:, None, None, :].expand(-1, self.n_heads, 1, -1)
+        for block in self.cls_blocks:
+            cls = block(h, cls_bias, x_cls=cls)
+        return self.fc(self.norm(cls).squeeze(1))

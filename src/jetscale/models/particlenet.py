@@ -1,0 +1,114 @@
+"""ParticleNet (Qu & Gouskos 2020): EdgeConv blocks on dynamic k-NN graphs.
+
+The first block's graph is built in (Δη, Δφ); later blocks rebuild it in the previous block's feature space.
+Each EdgeConv block: edge features (x_i, x_j − x_i) → three 1×1 convolutions (BN, ReLU) → mean over the k
+neighbours, plus a shortcut 1×1 convolution of x_i. Then channel-wise global average pooling over real
+particles, FC(4·width) + ReLU + dropout, and the class logits. Width = channels of the first block; the
+reference configuration is width 64: blocks (64,64,64)/(128,128,128)/(256,256,256), FC 256, k = 16.
+Layer structure follows weaver-core's ``ParticleNet`` (use_fusion=False, use_fts_bn=True, use_counts=True), so
+parameter counts agree with it exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def knn(points: torch.Tensor, k: int) -> torch.Tensor:
+    """points (B, P, C) -> indices (B, P, k) of each point's k nearest other points."""
+    inner = -2 * torch.matmul(points, points.transpose(1, 2))
+    sq = points.square().sum(dim=-1, keepdim=True)
+    neg_dist = -sq - inner - sq.transpose(1, 2)
+    k_eff = min(k + 1, points.shape[1])
+    return neg_dist.topk(k=k_eff, dim=-1)[1][:, :, 1:]
+
+
+def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """Apply a BatchNorm{1,2}d over the last (channel) axis of a channels-last tensor (same statistics)."""
+    shape = h.shape
+    flat = h.reshape(-1, shape[-1])
+    return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                        bn.training or not bn.track_running_stats, bn.momentum, bn.eps).view(shape)
+
+
+class EdgeConvBlock(nn.Module):
+    """EdgeConv with weaver-core's parameters (1×1 Conv2d weights, BatchNorm2d), computed channels-last.
+
+    The first 1×1 convolution acts on (x_i, x_j − x_i); it is linear, so it is evaluated per point as
+    (W_a − W_b)·x_i + W_b·x_j before gathering neighbours: the same result with k times fewer products.
+    """
+
+    def __init__(self, k: int, in_channels: int, channels: tuple[int, ...]):
+        super().__init__()
+        self.k = k
+        dims = [2 * in_channels, *channels]
+        self.convs = nn.ModuleList(nn.Conv2d(dims[i], dims[i + 1], 1, bias=False) for i in range(len(channels)))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
+        if in_channels == channels[-1]:
+            self.sc = None
+        else:
+            self.sc = nn.Conv1d(in_channels, channels[-1], 1, bias=False)
+            self.sc_bn = nn.BatchNorm1d(channels[-1])
+
+    def forward(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+        """x (N, C) features of the N real particles of the batch; nbr (N, k) rows of their neighbours
+        (value N = a padded neighbour, whose features are zero) -> (N, C_out)."""
+        w0 = self.convs[0].weight.flatten(1)
+        c_in = x.shape[-1]
+        w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
+        edge_proj = F.linear(x, w_edge)
+        edge_proj = torch.cat([edge_proj, edge_proj.new_zeros(1, edge_proj.shape[1])])
+        h = F.linear(x, w_centre - w_edge).unsqueeze(1) + edge_proj[nbr]
+        h = F.relu(_bn_last(h, self.bns[0]))
+        for conv, bn in zip(self.convs[1:], self.bns[1:]):
+            h = F.relu(_bn_last(F.linear(h, conv.weight.flatten(1)), bn))
+        h = h.mean(dim=1)
+        shortcut = x if self.sc is None else _bn_last(F.linear(x, self.sc.weight.flatten(1)), self.sc_bn)
+        return F.relu(h + shortcut)
+
+
+class ParticleNet(nn.Module):
+    input_kind = "particles"
+
+    def __init__(self, n_features: int, n_classes: int, width: int = 64, k: int = 16, dropout: float = 0.1):
+        super().__init__()
+        self.bn_fts = nn.BatchNorm1d(n_features)
+        blocks, c_in = [], n_features
+        for mult in (1, 2, 4):
+            c = width * mult
+            blocks.append(EdgeConvBlock(k, c_in, (c, c, c)))
+            c_in = c
+        self.edge_convs = nn.ModuleList(blocks)
+        self.fc = nn.Sequential(
+            nn.Sequential(nn.Linear(c_in, 4 * width), nn.ReLU(), nn.Dropout(dropout)),
+            nn.Linear(4 * width, n_classes),
+        )
+
+    def forward(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+        """x (B, F, P), points (B, 2, P), mask (B, 1, P) -> logits (B, n_classes).
+
+        Only real particles are processed (a flat (N, C) list); the padded (B, P, C) layout is used just to
+        find each particle's k nearest neighbours within its own jet.
+        """
+        B, _, P = x.shape
+        valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
+        rows = torch.nonzero(valid).squeeze(1)  # positions in B*P of the N real particles
+        n_real = rows.shape[0]
+        pos2row = torch.full((B * P,), n_real, dtype=torch.long, device=x.device)
+        pos2row[rows] = torch.arange(n_real, device=x.device)
+        offsets = (torch.arange(B, device=x.device) * P).view(B, 1, 1)
+        shift = (~valid).to(x.dtype).view(B, P, 1) * 1e9  # padded particles are nobody's neighbour
+        h = self.bn_fts(x * mask).transpose(1, 2).reshape(B * P, -1)[rows]
+        pts = points.transpose(1, 2)
+        for i, block in enumerate(self.edge_convs):
+            if i > 0:
+                pts = h.new_zeros(B * P, h.shape[1]).index_copy(0, rows, h).view(B, P, -1)
+            idx = knn(pts + shift, block.k)  # (B, P, k)
+            nbr = pos2row[(idx + offsets).reshape(B * P, -1)[rows]]
+            h = block(h, nbr)
+        counts = mask.sum(dim=(1, 2)).clamp(min=1)
+        jet = torch.div(rows, P, rounding_mode="floor")
+        pooled = h.new_zeros(B, h.shape[1]).index_add(0, jet, h) / counts[:, None]
+        return self.fc(pooled)

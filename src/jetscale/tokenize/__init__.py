@@ -1,0 +1,1 @@
+"""Turn padded jets into model inputs: byte sequences for BBT-Neutron, padded tensors for ParticleNet/ParT."""

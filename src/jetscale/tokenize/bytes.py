@@ -1,0 +1,149 @@
+"""BBT binary tokenization: a jet becomes a sequence of bytes, grouped into fixed-size patches.
+
+Layout of one jet (particles in energy order, as stored in the splits)::
+
+    BOS | idx_0 SEP v_0,0 ... v_0,18 | idx_1 SEP v_1,0 ... | ... | EOS | PAD PAD ...
+
+* ``idx`` is the particle's position in energy order, one byte (so at most 256 particles per jet).
+* ``v`` are the 19 Table-1 attributes (``jetscale.data.schema.FEATURE_NAMES`` order).
+  - ``mode="native"``: the little-endian IEEE-754 bytes of each value (``dtype`` float32 = 4 bytes, default;
+    float16 = 2 bytes). Fixed width, so decoding is by position and round-trips exactly (bit for bit, after the
+    cast to ``dtype``).
+  - ``mode="text"``: the UTF-8 (ASCII) of each value as a fixed-precision decimal (``precision`` digits after
+    the point), values separated by ``,``; the index is written as decimal digits. Variable width.
+* Special bytes: ``BOS = 0x02`` (STX), ``EOS = 0x03`` (ETX), ``SEP = 0x1F`` (unit separator). In native mode
+  these values can also occur inside a float's bytes; that is harmless because the layout is fixed-width and
+  the model sees positions. In text mode they never occur inside a record.
+* Vocabulary: 257 = bytes 0..255 plus ``PAD = 256``.
+
+Length: every sequence has ``seq_len = ceil(max_bytes / patch_size) * patch_size`` tokens. A jet whose
+encoding is longer keeps only the leading (highest-energy) particles that fit together with BOS and EOS; such
+jets are counted as *truncated*. Patches: ``(n, seq_len) -> (n, n_patches, patch_size)``; a patch is
+*valid* when it holds at least one real (non-PAD) byte, so padding-only patches are masked while the boundary
+patch that carries EOS (real bytes followed by PAD) stays visible: it is the last valid position, the one the
+classifier reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BOS, EOS, SEP, PAD = 0x02, 0x03, 0x1F, 256
+VOCAB_SIZE = 257
+_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+
+
+@dataclass(frozen=True)
+class ByteTokenizer:
+    """Options come straight from config ``models.bbt_neutron.tokenizer``."""
+
+    mode: str = "native"  # native | text
+    dtype: str = "float32"  # native mode: float32 | float16
+    patch_size: int = 16
+    max_bytes: int = 1024
+    precision: int = 4  # text mode: digits after the decimal point
+
+    def __post_init__(self):
+        if self.mode not in ("native", "text"):
+            raise ValueError(f"tokenizer.mode: {self.mode!r} is not allowed; allowed values: ['native', 'text']")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"tokenizer.dtype: {self.dtype!r} is not allowed; allowed values: {list(_DTYPES)}")
+        if self.patch_size < 1 or self.max_bytes < 2 + self.patch_size:
+            raise ValueError(f"tokenizer: need patch_size >= 1 and max_bytes >= patch_size + 2 (got {self})")
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> "ByteTokenizer":
+        known = {k: v for k, v in (options or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @property
+    def seq_len(self) -> int:
+        return -(-self.max_bytes // self.patch_size) * self.patch_size
+
+    @property
+    def n_patches(self) -> int:
+        return self.seq_len // self.patch_size
+
+    def record_bytes(self, n_features: int) -> int:
+        """Bytes per particle in native mode: index + SEP + the attribute bytes."""
+        return 2 + n_features * _DTYPES[self.dtype].itemsize
+
+    def encode(self, features: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``features`` (n, P, F) float, ``mask`` (n, P) bool -> tokens (n, seq_len) int16 and truncated (n,) bool."""
+        features = np.asarray(features)
+        mask = np.asarray(mask, dtype=bool)
+        if features.shape[1] > 256:
+            raise ValueError(f"byte tokenization stores the particle index in one byte: at most 256 particles, got {features.shape[1]}")
+        if self.mode == "native":
+            return self._encode_native(features, mask)
+        return self._encode_text(features, mask)
+
+    def _encode_native(self, features, mask):
+        n, P, F = features.shape
+        L = self.seq_len
+        R = self.record_bytes(F)
+        order = np.argsort(~mask, axis=1, kind="stable")  # valid particles first, energy order kept
+        feats = np.take_along_axis(features, order[:, :, None], axis=1)
+        n_valid = mask.sum(axis=1)
+        n_fit = (L - 2) // R
+        n_keep = np.minimum(n_valid, n_fit)
+        records = np.empty((n, P, R), dtype=np.uint8)
+        records[:, :, 0] = np.arange(P, dtype=np.uint8)[None, :]
+        records[:, :, 1] = SEP
+        records[:, :, 2:] = np.ascontiguousarray(feats.astype(_DTYPES[self.dtype])).view(np.uint8).reshape(n, P, -1)
+        body = records.reshape(n, P * R)[:, : min(P * R, L - 2)]
+        tokens = np.full((n, L), PAD, dtype=np.int16)
+        tokens[:, 0] = BOS
+        width = body.shape[1]
+        keep = np.arange(width)[None, :] < (n_keep * R)[:, None]
+        tokens[:, 1 : 1 + width] = np.where(keep, body, PAD)
+        tokens[np.arange(n), 1 + n_keep * R] = EOS
+        return tokens, n_valid > n_keep
+
+    def _encode_text(self, features, mask):
+        n, P, F = features.shape
+        L = self.seq_len
+        tokens = np.full((n, L), PAD, dtype=np.int16)
+        truncated = np.zeros(n, dtype=bool)
+        fmt = f"{{:.{self.precision}f}}"
+        for j in range(n):
+            parts = [bytes([BOS])]
+            used = 2  # BOS + EOS
+            for i in np.flatnonzero(mask[j]):
+                rec = str(i).encode() + bytes([SEP]) + ",".join(fmt.format(v) for v in features[j, i]).encode()
+                if used + len(rec) + 1 > L:  # +1: the ';' particle terminator
+                    truncated[j] = True
+                    break
+                parts.append(rec + b";")
+                used += len(rec) + 1
+            parts.append(bytes([EOS]))
+            blob = np.frombuffer(b"".join(parts), dtype=np.uint8)
+            tokens[j, : len(blob)] = blob
+        return tokens, truncated
+
+    def decode(self, tokens: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """One jet's tokens -> (particle indices (k,), features (k, F)); inverse of :meth:`encode`."""
+        tokens = np.asarray(tokens)
+        real = np.flatnonzero(tokens != PAD)
+        if tokens[0] != BOS or tokens[real[-1]] != EOS:
+            raise ValueError("not a BBT byte sequence: must start with BOS and end with EOS")
+        body = tokens[1 : real[-1]].astype(np.uint8)
+        if self.mode == "native":
+            R = self.record_bytes(n_features)
+            rec = body.reshape(-1, R)
+            values = np.ascontiguousarray(rec[:, 2:]).view(_DTYPES[self.dtype]).reshape(len(rec), n_features)
+            return rec[:, 0].astype(np.int64), values
+        idx, vals = [], []
+        for chunk in bytes(body).split(b";")[:-1]:
+            i, _, rest = chunk.partition(bytes([SEP]))
+            idx.append(int(i))
+            vals.append([float(v) for v in rest.split(b",")])
+        return np.array(idx, dtype=np.int64), np.array(vals, dtype=np.float32).reshape(len(idx), n_features)
+
+    def patches(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """tokens (n, seq_len) -> patches (n, n_patches, patch_size) and patch mask (n, n_patches) bool."""
+        n = tokens.shape[0]
+        patches = tokens.reshape(n, -1, self.patch_size)
+        return patches, (patches != PAD).any(axis=-1)

@@ -1,0 +1,62 @@
+"""Padded particle tensors for ParticleNet and ParT.
+
+Splits store particles as (n, P, F) rows (energy order, padded, ``mask`` True for real particles). The models
+take channels-first tensors:
+
+* ``x``       (n, F, P) float32: the 19 Table-1 features, zero on padded slots;
+* ``points``  (n, 2, P) float32: (Δη, Δφ) to the jet axis, the coordinates of ParticleNet's first k-NN;
+* ``vectors`` (n, 4, P) float32: (px, py, pz, E) in GeV, for ParT's pair features;
+* ``mask``    (n, 1, P) float32: 1 for real particles.
+
+``pair_features`` (torch) builds ParT's four interaction features from the four-vectors on the fly (an
+(n, 4, P, P) array for a whole split would not fit in memory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.schema import FEATURE_NAMES
+
+POINT_FEATURES = ("deta", "dphi")
+
+
+def particle_arrays(features: np.ndarray, mask: np.ndarray, vectors: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """(n, P, F) features, (n, P) mask, (n, P, 4) vectors -> channels-first padded arrays (see module doc)."""
+    m = np.asarray(mask, dtype=bool)
+    x = np.where(m[:, :, None], np.asarray(features, dtype=np.float32), 0.0).transpose(0, 2, 1)
+    cols = [FEATURE_NAMES.index(name) for name in POINT_FEATURES]
+    out = {
+        "x": np.ascontiguousarray(x, dtype=np.float32),
+        "points": np.ascontiguousarray(x[:, cols, :], dtype=np.float32),
+        "mask": m[:, None, :].astype(np.float32),
+    }
+    if vectors is not None:
+        v = np.where(m[:, :, None], np.asarray(vectors, dtype=np.float32), 0.0).transpose(0, 2, 1)
+        out["vectors"] = np.ascontiguousarray(v, dtype=np.float32)
+    return out
+
+
+def pair_features(vectors, eps: float = 1e-8):
+    """ParT interaction features for every particle pair.
+
+    ``vectors`` (B, 4, P) torch tensor of (px, py, pz, E) -> (B, 4, P, P): ln Δ, ln kT, ln z, ln m², with
+    Δ = sqrt(Δy² + Δφ²) (rapidity y, azimuth φ), kT = min(pT_i, pT_j)·Δ, z = min(pT_i, pT_j)/(pT_i + pT_j),
+    m² = (p_i + p_j)². Logs are clamped at ``eps``.
+    """
+    import torch
+
+    px, py, pz, e = vectors.unbind(dim=1)  # (B, P) each
+    pt = torch.sqrt((px * px + py * py).clamp(min=eps))
+    rap = 0.5 * torch.log1p(2 * pz / (e - pz).clamp(min=1e-20))
+    phi = torch.atan2(py, px)
+    dphi = torch.remainder(phi[:, :, None] - phi[:, None, :] + torch.pi, 2 * torch.pi) - torch.pi
+    delta = torch.sqrt((rap[:, :, None] - rap[:, None, :]).square() + dphi.square())
+    ptmin = torch.minimum(pt[:, :, None], pt[:, None, :])
+    ln_delta = torch.log(delta.clamp(min=eps))
+    ln_kt = torch.log((ptmin * delta).clamp(min=eps))
+    ln_z = torch.log((ptmin / (pt[:, :, None] + pt[:, None, :]).clamp(min=eps)).clamp(min=eps))
+    s = vectors[:, :, :, None] + vectors[:, :, None, :]  # (B, 4, P, P)
+    m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
+    ln_m2 = torch.log(m2.clamp(min=eps))
+    return torch.stack([ln_delta, ln_kt, ln_z, ln_m2], dim=1)

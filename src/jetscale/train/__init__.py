@@ -1,0 +1,21 @@
+"""Training one grid cell: ``train_cell`` (loop.py), atomic checkpoints and signal handling (checkpoint.py),
+the DeepSpeed / plain-torch engine (distributed.py) and the ``jetscale train`` command (cli.py).
+
+Importing this package does not import torch; the names below load lazily.
+"""
+
+from __future__ import annotations
+
+__all__ = ["train_cell", "checkpoint_now", "TrainingInterrupted"]
+
+
+def __getattr__(name):
+    if name == "train_cell":
+        from .loop import train_cell
+
+        return train_cell
+    if name in ("checkpoint_now", "TrainingInterrupted"):
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(name)

@@ -1,0 +1,456 @@
+"""Train one grid cell: ``train_cell(cfg, cell_id, splits_dir, out_dir)``.
+
+Recipe: AdamW (weight decay from config; learning rate = ``training.lr`` or the model's default), linear
+warmup over ``warmup_fraction`` of the steps then cosine decay to zero, gradient-norm clipping, fixed batch
+size. Compute budget = training samples seen: the cell's ``compute`` (an int) or, for 'auto',
+clamp(epochs × n_train, min_samples, max_samples). The sampler draws an independent permutation of the
+n_train jets per epoch (seeded by (seed, epoch)), so the stream is a pure function of the seed and resumes
+from a single number. Every ``eval_every_samples`` the full validation set is scored; training stops early
+after ``early_stopping_patience`` evaluations without a better validation loss and the best weights are
+restored. Test-set scores of the restored model go to ``predictions.parquet``.
+
+Outputs in ``out_dir`` (all written atomically; ``metrics.json`` last, it is Snakemake's target):
+
+* ``metrics.json``: see :func:`metrics_record` for the keys.
+* ``predictions.parquet``: one row per test jet: ``jet_id`` (int64), ``label`` (int64) and
+  ``score_<class>`` (float32 softmax probability) for every class, in config class order.
+* ``train_log.csv``: ``step, samples, loss, lr, throughput, val_loss`` (``loss`` = mean training loss since the
+  previous row, ``throughput`` = training jets/s over those steps, ``val_loss`` only on evaluation rows).
+* ``checkpoint.pt``: see ``jetscale.train.checkpoint``; written every ``checkpoint_every_steps`` and at the end.
+* ``history/<settings_hash>/{metrics.json,predictions.parquet}``: hard links to the finished result, so a
+  later retrain with changed settings never destroys it.
+* ``failure.json`` instead of ``metrics.json`` when the loss becomes NaN/inf (keys: status, reason, step,
+  samples, cell_id, settings_hash, time); :class:`~jetscale.errors.TrainingError` is raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import io as jio
+from ..config import resolve_settings, settings_hash
+from ..errors import DataError, TrainingError
+from ..grid import parse_cell_id
+from ..models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
+from . import checkpoint as ckpt
+from .distributed import make_engine, resolve_device
+
+LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
+LOG_EVERY_STEPS = 10
+EVAL_BATCH = 256
+
+
+# ----------------------------------------------------------------------------------------------- data
+def load_split_arrays(splits_dir: str | os.PathLike, split: str, n: int | None = None) -> dict[str, np.ndarray]:
+    """features (n, P, F), mask (n, P), vectors (n, P, 4), labels (n,), jet_id (n,) of one split, in memory."""
+    from ..data.splits import load_split
+
+    arrays = load_split(splits_dir, split, n=n)
+    return {name: np.array(arrays[name]) for name in ("features", "mask", "vectors", "labels", "jet_id")}
+
+
+def read_meta(splits_dir: str | os.PathLike) -> dict:
+    path = Path(splits_dir) / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class Sampler:
+    """Endless stream of training indices: epoch e is a permutation drawn from Generator([seed, e])."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._perm
+
+    def batch(self, position: int, size: int) -> np.ndarray:
+        """Indices of stream positions [position, position + size)."""
+        out = []
+        while size > 0:
+            epoch, offset = divmod(position, self.n)
+            take = min(size, self.n - offset)
+            out.append(self._permutation(epoch)[offset : offset + take])
+            position, size = position + take, size - take
+        return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------- schedule
+def total_samples(settings: dict) -> int:
+    compute, training = settings["compute"], settings["training"]
+    if compute == "auto":
+        auto = training["auto_compute"]
+        return int(min(max(auto["epochs"] * settings["n_train"], auto["min_samples"]), auto["max_samples"]))
+    return int(compute)
+
+
+def lr_lambda(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(round(warmup_fraction * total_steps))) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+# --------------------------------------------------------------------------------------------- losses
+def compute_loss(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, pretrain: bool = False) -> torch.Tensor:
+    """Cross-entropy of the class logits (+ next-patch byte LM loss for BBT-Neutron when ``pretrain``)."""
+    if pretrain and "patches" in batch:
+        logits, lm = model(**batch, return_lm=True)
+        target = batch["patches"][:, 1:].long()  # patch t predicts the bytes of patch t + 1
+        lm_loss = F.cross_entropy(lm[:, :-1].reshape(-1, lm.shape[-1]), target.reshape(-1), ignore_index=256)
+        return F.cross_entropy(logits.float(), labels) + lm_loss
+    return F.cross_entropy(model(**batch).float(), labels)
+
+
+@torch.no_grad()
+def predict(model, arrays: dict[str, np.ndarray], device, autocast) -> np.ndarray:
+    """Softmax probabilities (n, n_classes), float32, in eval mode."""
+    was_training = model.training
+    model.eval()
+    n = len(next(iter(arrays.values())))
+    out = []
+    for start in range(0, n, EVAL_BATCH):
+        batch = batch_tensors(arrays, slice(start, min(n, start + EVAL_BATCH)), device)
+        with autocast():
+            logits = model(**batch)
+        out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out).astype(np.float32)
+
+
+def loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
+    return float(-np.log(p).mean()), float((probs.argmax(axis=1) == labels).mean())
+
+
+# --------------------------------------------------------------------------------------- environment
+def tune_allocator() -> None:
+    """Keep freed activation buffers (up to 32 MiB each) in glibc's heap instead of returning them to the OS.
+
+    Batches of variable size otherwise mmap/munmap fresh buffers every step; on CPU that page-fault traffic
+    cost ParticleNet ~25% of its run time. No-op where glibc's ``mallopt`` is not available.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def git_revision() -> str | None:
+    root = Path(__file__).resolve().parents[3]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hardware(device: torch.device, threads: int, engine_name: str) -> dict[str, Any]:
+    info = {"device": device.type, "engine": engine_name, "threads": threads, "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "hostname": platform.node()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for pkg in ("jetscale", "pandas", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# -------------------------------------------------------------------------------------------- outputs
+def write_log(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
+    jio.write_text(path, buf.getvalue())
+
+
+def write_predictions(path: Path, jet_id: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"jet_id": jet_id.astype(np.int64), "label": labels.astype(np.int64)})
+    for i, name in enumerate(classes):
+        frame[f"score_{name}"] = probs[:, i].astype(np.float32)
+    with jio.atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def archive(out_dir: Path, shash: str) -> None:
+    """Hard-link metrics.json + predictions.parquet into history/<settings_hash>/ (copy where links fail)."""
+    import shutil
+
+    dest = out_dir / "history" / shash
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "predictions.parquet"):
+        target = dest / name
+        if target.exists():
+            target.unlink()
+        try:
+            os.link(out_dir / name, target)
+        except OSError:
+            shutil.copy2(out_dir / name, target)
+
+
+def write_failure(out_dir: Path, reason: str, **extra) -> None:
+    record = {"status": "failed", "reason": reason, **extra, "time": datetime.now(timezone.utc).isoformat()}
+    jio.write_json(out_dir / "failure.json", record)
+
+
+# ------------------------------------------------------------------------------------------- the run
+def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+               progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Train the cell ``cell_id`` of the (validated) config ``cfg``; return the metrics record.
+
+    Resumes from ``out_dir/checkpoint.pt`` when it belongs to the same resolved settings. ``stop_after_steps``
+    simulates a preemption (checkpoint + :class:`~jetscale.train.checkpoint.TrainingInterrupted` once that
+    many steps are done); launchers use :func:`jetscale.train.checkpoint.checkpoint_now` or signals instead.
+    """
+    t_start = time.perf_counter()
+    cell = parse_cell_id(cfg, cell_id)
+    settings = resolve_settings(cfg, cell)
+    shash = settings_hash(settings)
+    training = settings["training"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
+        (out_dir / stale).unlink(missing_ok=True)
+
+    threads = int(cfg["training"].get("threads", 1))
+    torch.set_num_threads(threads)
+    tune_allocator()
+    device = resolve_device(cfg["training"].get("device", "auto"))
+    seed = int(settings["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    # data ------------------------------------------------------------------------------------------
+    name, classes = settings["model"], settings["classes"]
+    meta = read_meta(splits_dir)
+    if meta.get("classes") and list(meta["classes"]) != list(classes):
+        raise DataError(f"{splits_dir}/meta.json: classes {meta['classes']} differ from the config's {classes}")
+    train = load_split_arrays(splits_dir, "train", settings["n_train"])
+    val = load_split_arrays(splits_dir, "val")
+    test = load_split_arrays(splits_dir, "test")
+    options = copy.deepcopy(settings["model_options"])
+    pretrain = bool(training.get("pretrain")) and name == "bbt_neutron"
+    if pretrain:
+        options["lm_head"] = True
+    inputs = {}
+    input_info = {}
+    for split, arrays in (("train", train), ("val", val), ("test", test)):
+        inputs[split], input_info[split] = prepare_inputs(name, options, arrays["features"], arrays["mask"], arrays["vectors"])
+    train_labels = torch.from_numpy(train["labels"].astype(np.int64))
+
+    # model, optimiser, schedule ----------------------------------------------------------------------
+    model = build_model(name, settings["width"], len(classes), train["features"].shape[-1], options).to(device)
+    batch_size = min(int(training["batch_size"]), settings["n_train"])
+    budget = total_samples(settings)
+    total_steps = max(1, math.ceil(budget / batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["lr"]),
+                                  weight_decay=float(training["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(training["warmup_fraction"])))
+    engine = make_engine(model, optimizer, scheduler, training, device)
+    forward_model = getattr(engine, "engine", model)
+    sampler = Sampler(settings["n_train"], seed)
+    eval_every = max(1, int(training["eval_every_samples"]))
+    patience = training.get("early_stopping_patience")
+    ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))
+    ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
+
+    state = {"step": 0, "position": 0, "best_val": math.inf, "best_val_accuracy": None, "best_step": 0, "best_state": None,
+             "evals_since_best": 0, "log_rows": [], "elapsed": 0.0, "done": False, "early_stopped": False}
+    resumed = ckpt.load_checkpoint(ckpt_path, shash)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        engine.load_state_dict(resumed["engine"])
+        ckpt.set_rng_state(resumed["rng"])
+        state.update({k: resumed[k] for k in state})
+
+    def save() -> None:
+        ckpt.save_checkpoint(ckpt_path, {
+            **state, "model": model.state_dict(), "engine": engine.state_dict(), "rng": ckpt.rng_state(),
+            "settings_hash": shash, "cell_id": cell_id, "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
+        })
+
+    def evaluate_val() -> tuple[float, float]:
+        probs = predict(forward_model, inputs["val"], device, engine.autocast)
+        return loss_and_accuracy(probs, val["labels"])
+
+    # loop ------------------------------------------------------------------------------------------
+    t_run = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=state["step"], desc=cell_id, unit="step", leave=False, file=sys.stderr)
+    running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
+    ckpt.reset_requests()
+    model.train()
+    try:
+        with ckpt.signal_handlers():
+            while not state["done"] and state["step"] < total_steps:
+                idx = sampler.batch(state["position"], batch_size)
+                batch = batch_tensors(inputs["train"], idx, device)
+                with engine.autocast():
+                    loss = compute_loss(forward_model, batch, train_labels[idx].to(device), pretrain)
+                if not torch.isfinite(loss):
+                    reason = f"non-finite training loss ({loss.item()}) at step {state['step'] + 1}"
+                    write_failure(out_dir, reason, step=state["step"] + 1, samples=state["position"],
+                                  cell_id=cell_id, settings_hash=shash)
+                    raise TrainingError(f"{cell_id}: {reason}; see {out_dir / 'failure.json'}")
+                engine.backward(loss)
+                engine.step()
+                state["step"] += 1
+                state["position"] += len(idx)
+                running_loss += float(loss.detach())
+                running_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                evaluated = state["position"] // eval_every > (state["position"] - len(idx)) // eval_every
+                last = state["step"] >= total_steps
+                if evaluated or last or state["step"] % LOG_EVERY_STEPS == 0:
+                    now = time.perf_counter()
+                    row = {"step": state["step"], "samples": state["position"],
+                           "loss": round(running_loss / running_steps, 6),
+                           "lr": float(f"{scheduler.get_last_lr()[0]:.6g}"),
+                           "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1), "val_loss": None}
+                    if evaluated or last:
+                        val_loss, val_acc = evaluate_val()
+                        row["val_loss"] = round(val_loss, 6)
+                        if val_loss < state["best_val"]:
+                            state.update(best_val=val_loss, best_val_accuracy=val_acc, best_step=state["step"],
+                                         evals_since_best=0, best_state=copy.deepcopy(model.state_dict()))
+                        else:
+                            state["evals_since_best"] += 1
+                            if patience and state["evals_since_best"] >= patience:
+                                state["done"] = state["early_stopped"] = True
+                        if bar is not None:
+                            bar.set_postfix(loss=row["loss"], val=row["val_loss"])
+                    state["log_rows"].append(row)
+                    running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
+                if state["step"] % ckpt_every == 0 or ckpt.REQUESTS.checkpoint:
+                    save()
+                    ckpt.REQUESTS.checkpoint = False
+                    if ckpt.REQUESTS.stop:
+                        why = ckpt.REQUESTS.signal_name or "a checkpoint_now(stop=True) request"
+                        raise ckpt.TrainingInterrupted(f"{cell_id}: interrupted by {why} at step {state['step']}; "
+                                                       f"checkpoint written, rerun to resume")
+                if stop_after_steps is not None and state["step"] >= stop_after_steps and not state["done"] and not last:
+                    save()
+                    raise ckpt.TrainingInterrupted(f"{cell_id}: stopped after {state['step']} steps (stop_after_steps)")
+    finally:
+        if bar is not None:
+            bar.close()
+    state["done"] = True
+    save()
+    write_log(out_dir / "train_log.csv", state["log_rows"])
+
+    # final evaluation with the best weights -------------------------------------------------------------
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    if state["best_state"] is not None:  # the best evaluation already scored these weights on val
+        val_loss, val_acc = state["best_val"], state["best_val_accuracy"]
+    else:
+        val_loss, val_acc = loss_and_accuracy(predict(forward_model, inputs["val"], device, engine.autocast), val["labels"])
+    test_probs = predict(forward_model, inputs["test"], device, engine.autocast)
+    test_loss, test_acc = loss_and_accuracy(test_probs, test["labels"])
+    sample = batch_tensors(inputs["val"], slice(0, min(64, len(val["labels"]))), device)
+    flops_per_jet = measure_flops_per_jet(model, sample)
+    write_predictions(out_dir / "predictions.parquet", test["jet_id"], test["labels"], test_probs, classes)
+    record = metrics_record(
+        cfg=cfg, cell=cell, cell_id=cell_id, settings=settings, shash=shash, model=model, state=state,
+        flops_per_jet=flops_per_jet, val=(val_loss, val_acc), test=(test_loss, test_acc), budget=budget,
+        total_steps=total_steps, batch_size=batch_size, device=device, engine=engine,
+        wall_time_s=state["elapsed"] + (time.perf_counter() - t_run), input_info=input_info, meta=meta,
+        setup_s=t_run - t_start,
+    )
+    jio.write_json(out_dir / "metrics.json", record)
+    archive(out_dir, shash)
+    return record
+
+
+def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_per_jet, val, test, budget,
+                   total_steps, batch_size, device, engine, wall_time_s, input_info, meta, setup_s) -> dict:
+    """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
+    samples = int(state["position"])
+    return {
+        "status": "ok",
+        "cell_id": cell_id,
+        "cell": cell,
+        "model": settings["model"],
+        "width": settings["width"],
+        "n_train": settings["n_train"],
+        "compute": settings["compute"],
+        "seed": settings["seed"],
+        "val_loss": val[0],
+        "val_accuracy": val[1],
+        "test_loss": test[0],
+        "test_accuracy": test[1],
+        "n_params": count_params(model),
+        "flops_per_jet": flops_per_jet,
+        "train_flops": 3.0 * flops_per_jet * samples,
+        "samples_seen": samples,
+        "samples_budget": budget,
+        "epochs_seen": samples / settings["n_train"],
+        "steps": int(state["step"]),
+        "steps_budget": total_steps,
+        "batch_size": batch_size,
+        "best_step": int(state["best_step"]),
+        "early_stopped": bool(state["early_stopped"]),
+        "wall_time_s": round(wall_time_s, 3),
+        "setup_time_s": round(setup_s, 3),
+        "n_val": input_info["val"]["n_jets"],
+        "n_test": input_info["test"]["n_jets"],
+        "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()} if settings["model"] == "bbt_neutron" else None,
+        "hardware": hardware(device, torch.get_num_threads(), engine.name),
+        "versions": versions(),
+        "git_revision": git_revision(),
+        "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
+        "settings": settings,
+        "settings_hash": shash,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
