@@ -10,7 +10,7 @@ Conventions
   the published recipe). AIC = n ln(RSS/n) + 2k, BIC = n ln(RSS/n) + k ln n with RSS in y and k = number of
   parameters (Gaussian errors of unknown common variance), so the three forms compare on the same footing.
 - Multi-start: a grid of starting points (linear parameters solved exactly at each grid point), the best few
-  refined with Levenberg–Marquardt in an unconstrained internal parametrisation (alpha = e^u, k = e^u, log10 n_c).
+  refined with Levenberg–Marquardt (scipy.optimize.leastsq, analytic Jacobians) in an unconstrained internal parametrisation (alpha = e^u, k = e^u, log10 n_c).
 - Chinchilla: the Epoch AI recipe, log L = logsumexp(a − alpha ln N, b − beta ln D, e), objective = SUM of
   Huber(delta = 1e-3) on log-loss residuals, BFGS with analytic gradients from the starts of the grid
   alpha, beta ∈ {0, .5, 1, 1.5, 2}, e ∈ {−1, −.5, 0, .5, 1}, a, b ∈ {0, 5, …, 25} (4500 starts), best converged
@@ -129,16 +129,33 @@ def _data_problem(form: str, x, y, x2, min_points: int) -> str | None:
 
 # ------------------------------------------------------------------------------------ least-squares forms
 def _curve_fit(model, x, y, theta0, jac=None, maxfev=20000):
-    from scipy.optimize import curve_fit
+    """Levenberg–Marquardt (scipy.optimize.leastsq, the engine of curve_fit's method='lm') from ``theta0``.
 
+    Returns (theta, covariance scaled by the residual variance as curve_fit does, RSS, message).
+    """
+    from scipy.optimize import leastsq
+
+    def residuals(theta):
+        return model(x, *theta) - y
+
+    dfun = None if jac is None else (lambda theta: jac(x, *theta))
     try:
-        theta, cov = curve_fit(model, x, y, p0=theta0, method="lm", jac=jac, maxfev=maxfev)
-    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        theta, cov, _, mesg, ier = leastsq(residuals, np.asarray(theta0, dtype=float), Dfun=dfun, full_output=True,
+                                           maxfev=maxfev)
+    except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return None, None, math.inf, str(exc)
+    if ier not in (1, 2, 3, 4):
+        return None, None, math.inf, f"optimal parameters not found: {mesg}"
     pred = model(x, *theta)
     if not np.all(np.isfinite(pred)):
         return None, None, math.inf, "non-finite prediction at the optimum"
-    return theta, cov, float(np.sum((pred - y) ** 2)), ""
+    rss = float(np.sum((pred - y) ** 2))
+    dof = len(y) - len(theta)
+    if cov is None or dof <= 0:
+        cov = np.full((len(theta), len(theta)), np.inf)
+    else:
+        cov = cov * (rss / dof)
+    return theta, cov, rss, ""
 
 
 def _multistart(model, x, y, starts, n_refine: int, jac=None):

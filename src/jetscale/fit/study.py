@@ -82,9 +82,9 @@ def run_study_fits(cfg: dict, *, quiet: bool = False) -> Path:
     opts = cfg["fits"]
     s_axes = series_axes(cfg, table)
     varying = [a for a in s_axes if table[a].nunique() > 1] or (["model"] if "model" in s_axes else [])
-    docs = []
-    docs += scaling_targets(table, s_axes, varying, opts)
-    docs += loss_targets(table, s_axes, varying, opts)
+    first = loss_jobs(table, s_axes, varying, opts)  # holds the slowest job (chinchilla): start it first
+    docs = parallel_map(_run_job, first + scaling_jobs(table, s_axes, varying, opts))
+    docs = docs[len(first):] + docs[:len(first)]
     written, rows = set(), []
     for doc in docs:
         name = doc.pop("_file")
@@ -113,7 +113,16 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _run_job(job):
+    func, args = job
+    return func(*args)
+
+
 def scaling_targets(table, s_axes, varying, opts) -> list[dict]:
+    return [_run_job(j) for j in scaling_jobs(table, s_axes, varying, opts)]
+
+
+def scaling_jobs(table, s_axes, varying, opts) -> list[tuple]:
     jobs = []
     for metric in opts["metrics"]:
         rows = table[table["metric"] == metric]
@@ -123,10 +132,10 @@ def scaling_targets(table, s_axes, varying, opts) -> list[dict]:
             for series, sub in _groups(rows[rows["flavor"] == flavor], s_axes):
                 sub = sub.sort_values(["n_train", "seed"])
                 x, y = sub["n_train"].to_numpy(float), to_error(metric, sub["value"])
-                jobs.append({"metric": metric, "flavor": flavor, "series": series,
-                             "label": series_label(series, varying), "x": x, "y": y, "seed": sub["seed"].tolist(),
-                             "opts": opts})
-    return parallel_map(_scaling_doc, jobs)
+                jobs.append((_scaling_doc, ({"metric": metric, "flavor": flavor, "series": series,
+                                              "label": series_label(series, varying), "x": x, "y": y,
+                                              "seed": sub["seed"].tolist(), "opts": opts},)))
+    return jobs
 
 
 def _scaling_doc(job: dict) -> dict:
@@ -142,7 +151,7 @@ def _scaling_doc(job: dict) -> dict:
     }
 
 
-def parallel_map(func, jobs: list) -> list:
+def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
     """``[func(j) for j in jobs]`` on up to os.cpu_count() forked processes (JETSCALE_FIT_WORKERS overrides).
 
     Results are identical to the serial loop (every fit is deterministic); falls back to serial where fork is
@@ -152,30 +161,34 @@ def parallel_map(func, jobs: list) -> list:
     import os
 
     workers = int(os.environ.get("JETSCALE_FIT_WORKERS", os.cpu_count() or 1))
-    if workers <= 1 or len(jobs) < 4 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or len(jobs) < min_jobs or "fork" not in mp.get_all_start_methods():
         return [func(j) for j in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(func, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        return list(pool.map(func, jobs, chunksize=1))
 
 
 def loss_targets(table, s_axes, varying, opts) -> list[dict]:
+    return [_run_job(j) for j in loss_jobs(table, s_axes, varying, opts)]
+
+
+def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
     loss = table[table["metric"] == LOSS_METRIC].dropna(subset=["value"])
     if loss.empty:
         return []
-    docs = []
     boot, min_points = opts["bootstrap"], opts["min_points"]
+    jobs = [(chinchilla_target, (loss, boot, min_points))]  # the slowest job first: better load balance
     for series, sub in _groups(loss, s_axes):
         label = series_label(series, varying)
-        docs.append(_single("loss_vs_data", f"loss_vs_data__{slug(label)}.json", series, label, "n_train",
-                            sub["n_train"], sub["value"], boot, min_points))
+        jobs.append((_single, ("loss_vs_data", f"loss_vs_data__{slug(label)}.json", series, label, "n_train",
+                               sub["n_train"], sub["value"], boot, min_points)))
     for n_train, sub in loss.groupby("n_train", sort=True):
-        docs.append(_single("loss_vs_params", f"loss_vs_params__n_train={int(n_train)}.json", {"n_train": int(n_train)},
-                            f"n_train={int(n_train)}", "n_params", sub["n_params"], sub["value"], boot, min_points))
-    docs.append(chinchilla_target(loss, boot, min_points))
-    docs.append(compute_target(loss, s_axes, boot, min_points))
-    return docs
+        jobs.append((_single, ("loss_vs_params", f"loss_vs_params__n_train={int(n_train)}.json",
+                               {"n_train": int(n_train)}, f"n_train={int(n_train)}", "n_params", sub["n_params"],
+                               sub["value"], boot, min_points)))
+    jobs.append((compute_target, (loss, s_axes, boot, min_points)))
+    return jobs
 
 
 def _single(kind, name, series, label, xcol, x, y, boot, min_points) -> dict:

@@ -125,6 +125,7 @@ class Figures:
 
     # ------------------------------------------------------------------------------------------ figures
     def all(self) -> list[Path]:
+        """Every figure, serially (make_figures draws them in parallel)."""
         out = []
         for make in (self.confusion, self.flavor_metrics, self.scaling, self.loss_scaling):
             out += make()
@@ -432,8 +433,27 @@ def _select(df, series: dict):
     return df[mask]
 
 
-def make_figures(cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path) -> list[Path]:
+FIGURE_GROUPS = (("scaling",), ("confusion", "flavor_metrics", "loss_scaling"))  # two balanced halves
+
+
+def _figure_group(job) -> list[Path]:
+    cfg, tables, fit_docs, out_dir, names = job
     import matplotlib
 
     matplotlib.use("Agg")
-    return Figures(cfg, tables, fit_docs, out_dir).all()
+    figures = Figures(cfg, tables, fit_docs, out_dir)
+    return [p for name in names for p in getattr(figures, name)()]
+
+
+def make_figures(cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path) -> list[Path]:
+    """Every figure (two groups drawn in parallel processes where possible); stale figure files removed."""
+    import matplotlib
+
+    from ..fit.study import parallel_map
+
+    matplotlib.use("Agg")
+    groups = parallel_map(_figure_group, [(cfg, tables, fit_docs, out_dir, names) for names in FIGURE_GROUPS],
+                          min_jobs=2)
+    produced = [p for group in groups for p in group]
+    Figures(cfg, tables, fit_docs, out_dir)._remove_stale(produced)
+    return produced
