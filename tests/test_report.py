@@ -126,16 +126,20 @@ def test_refit_regenerates_from_tables_only(study):
 
 
 def test_missing_and_failed_cells_are_listed(tmp_path, capsys):
-    config = study_config(tmp_path, models=["particlenet"], sizes=[100, 300, 1000], seeds=(0,))
+    config = study_config(tmp_path, models=["particlenet"], sizes=[100, 300, 1000, 3000, 10000], seeds=(0,))
     cfg = load_config(config)
     ids = cell_ids(cfg)
     written = write_synthetic_study(cfg, jets_per_class=20, skip=(ids[0],), fail=(ids[1],))
-    evaluate_all(config, written)
+    evaluate_all(config, written[1:])  # ids[2] trained but not evaluated
+    stale = Path(cfg["results"]) / "runs" / ids[3] / "eval.json"
+    stale.write_text(stale.read_text().replace('"settings_hash": "0000000000000000"', '"settings_hash": "old"'))
     assert main(["collect", "--config", str(config)]) == 0
     missing = pd.read_csv(Path(cfg["results"]) / "tables" / "missing.csv")
-    assert missing["cell_id"].tolist() == ids[:2]
-    assert "not trained" in missing["reason"][0] and "failed: non-finite loss" in missing["reason"][1]
-    assert "2 of 3 cells missing" in capsys.readouterr().err
+    assert missing["cell_id"].tolist() == ids[:4]
+    reasons = missing["reason"].tolist()
+    assert "not trained" in reasons[0] and "failed: non-finite loss" in reasons[1]
+    assert "not evaluated" in reasons[2] and "stale eval.json" in reasons[3]
+    assert "4 of 5 cells missing" in capsys.readouterr().err
     # too few cells for any fit: the fits and the report still build
     assert main(["report", "--config", str(config), "--refit"]) == 0
     summary = pd.read_csv(Path(cfg["results"]) / "fits" / "fit_summary.csv")

@@ -98,7 +98,7 @@ def _evaluate(args) -> int:
     metrics_file = run / "metrics.json"
     if metrics_file.is_file():
         meta = json.loads(metrics_file.read_text())
-        doc = {"cell_id": meta.get("cell_id"), **doc}
+        doc = {"cell_id": meta.get("cell_id"), "settings_hash": meta.get("settings_hash"), **doc}
     write_json(run / "eval.json", json_safe(doc))
     return 0
 

@@ -8,7 +8,8 @@ charge_flip, and the class name for auc. ``error`` is the test-set counting unce
 otherwise). Rows follow the config grid order, then a fixed metric order, so two runs of the same study give
 byte-identical tables apart from the timing/hardware columns.
 
-Cells that are not usable (``failure.json`` present, or metrics.json / eval.json absent) go to
+Cells that are not usable (``failure.json`` present, metrics.json / eval.json absent, or an eval.json made from
+an earlier training of the cell, i.e. with another settings_hash) go to
 ``results/tables/missing.csv`` with the reason, and are printed, never silently dropped.
 Also written: ``results/tables/confusion.csv`` (cell_id, axes, truth, predicted, fraction, count), which the
 report reads so it never has to open a run directory.
@@ -50,6 +51,10 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
             continue
         metrics = json.loads((run / "metrics.json").read_text())
         evaluation = json.loads((run / "eval.json").read_text())
+        if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
+            missing.append({"cell_id": cid, **cell, "reason": "stale eval.json (settings_hash differs from "
+                            "metrics.json): re-run jetscale evaluate"})
+            continue
         base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
         rows += [{**base, **r} for r in metric_rows(metrics, evaluation)]
         confusion_rows += confusion_long(base, axes, evaluation)
