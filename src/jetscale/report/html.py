@@ -48,6 +48,48 @@ def _table(df, columns=None, max_rows=None) -> str:
     return view.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", classes="tab", border=0)
 
 
+def _verdict_text(rows) -> str:
+    """One cell of the headline table: the verdict with n_c (threshold) or the power-law exponent."""
+    import math
+
+    by_form = {r["form"]: r for _, r in rows.iterrows()}
+    verdict = rows["verdict"].iloc[0] if "verdict" in rows else ""
+    pl, sc = by_form.get("powerlaw"), by_form.get("scurve")
+    if verdict == "threshold" and sc is not None:
+        return (f"<b>threshold</b>: n<sub>c</sub> = {_num(sc['n_c'])} jets (95% CI {_num(sc['n_c_lo'])}–"
+                f"{_num(sc['n_c_hi'])})")
+    if pl is not None and bool(pl["converged"]):
+        err = pl["exponent_err"]
+        alpha = f"α = {pl['exponent']:.2f}" + ("" if err is None or (isinstance(err, float) and math.isnan(err))
+                                              else f" ± {err:.2f}")
+        extra = "" if verdict == "power law" else (f"; S-curve favoured by ΔAIC = {rows['delta_aic'].iloc[0]:.1f}"
+                                                   f" but not clearly ({verdict})")
+        return f"power law: {alpha}{extra}"
+    return html.escape(str(verdict or "no fit"))
+
+
+def _num(v) -> str:
+    return f"{v:.0f}" if v >= 10 else f"{v:.3g}"
+
+
+def headline_tables(summary) -> str:
+    """Per metric: rows = flavor, columns = series; each cell the verdict (n_c with CI, or α ± σ)."""
+    if summary is None or summary.empty or "kind" not in summary:
+        return ""
+    scaling = summary[summary["kind"] == "scaling"]
+    out = []
+    for metric, sub in scaling.groupby("metric", sort=False):
+        series = list(dict.fromkeys(sub["series"]))
+        head = "".join(f"<th>{html.escape(str(s))}</th>" for s in series)
+        body = []
+        for flavor, fsub in sub.groupby("flavor", sort=False):
+            cells = "".join(f"<td>{_verdict_text(fsub[fsub['series'] == s])}</td>" for s in series)
+            body.append(f"<tr><th>{html.escape(str(flavor))}</th>{cells}</tr>")
+        out.append(f"<h3>{html.escape(str(metric))} vs n_train</h3><table class='tab'><tr><th>flavor</th>{head}</tr>"
+                   + "".join(body) + "</table>")
+    return "\n".join(out)
+
+
 def build_html(cfg: dict, tables: dict, figures: list[Path], extra_figures: list[Path] = ()) -> str:
     runs, missing, summary = tables["runs"], tables.get("missing"), tables.get("fit_summary")
     n_cells = runs["cell_id"].nunique() if not runs.empty else 0
@@ -79,6 +121,8 @@ def build_html(cfg: dict, tables: dict, figures: list[Path], extra_figures: list
         parts.append(f"<p><b>Threshold verdicts:</b> {len(thresholds)} of "
                      f"{summary[summary['kind'] == 'scaling'][['metric', 'flavor', 'series']].drop_duplicates().shape[0]}"
                      " scaling curves.</p>")
+    parts.append(headline_tables(summary))
+    parts.append("<h3>All fits</h3>")
     parts.append(_table(summary, SUMMARY_SHOWN))
     parts.append(f"<footer>{FOOTER}</footer></body></html>")
     return "\n".join(parts)
