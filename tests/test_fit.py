@@ -106,6 +106,9 @@ def test_nan_points_are_dropped_and_reported():
 
 def test_chinchilla_degenerate():
     assert not fit("chinchilla", [1e6, 1e7], [2.0, 1.9], [1e9, 1e9]).converged
+    n, d = np.repeat([1e6, 1e7, 1e8], 3), np.tile([1e8, 1e9, 1e10], 3)
+    assert "positive" in fit("chinchilla", n, np.linspace(-1, 1, 9), d).message
+    assert "exceed -1" in fit("bnsl", SIZES, np.linspace(-2, 1, SIZES.size)).message
     assert "x2" in fit("chinchilla", [1, 2, 3], [1, 2, 3]).message
 
 

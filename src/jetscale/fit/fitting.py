@@ -122,6 +122,10 @@ def _data_problem(form: str, x, y, x2, min_points: int) -> str | None:
         distinct = len(np.unique(x))
         if distinct < need:
             return f"too few points: {distinct} distinct x value(s) < {need} needed for {k} parameters"
+    if form == "chinchilla" and np.any(y <= 0):
+        return "chinchilla fits log L: every y must be positive"
+    if form == "bnsl" and np.any(y <= -1):
+        return "bnsl fits log(y + 1): every y must exceed -1"
     if np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
         return "flat data: y does not vary, so no scaling parameters can be determined"
     return None
