@@ -15,17 +15,21 @@ def register(sub) -> None:
 
 
 def build_report(cfg: dict, *, refit: bool = False) -> dict:
-    """Fits (if asked or absent) -> figures -> report.html; returns paths and timings."""
+    """Fits (if asked, absent, or older than runs.csv) -> figures -> report.html; returns paths and timings."""
     from ..fit.study import load_fit_docs, run_study_fits
     from ..io import write_text
-    from ..paths import figures_dir, fits_dir, report_path, results_root
+    from ..paths import figures_dir, fits_dir, report_path, results_root, runs_table
     from .figures import make_figures
     from .html import build_html
     from .tables import load_tables
 
     root = results_root(cfg)
     t0 = time.perf_counter()
-    if refit or not (fits_dir(root) / "fit_summary.csv").is_file():
+    summary, table = fits_dir(root) / "fit_summary.csv", runs_table(root)
+    stale = summary.is_file() and table.is_file() and table.stat().st_mtime > summary.stat().st_mtime
+    if stale and not refit:
+        print(f"jetscale report: {table} is newer than {summary}; refitting", file=sys.stderr)
+    if refit or stale or not summary.is_file():
         run_study_fits(cfg)
     t_fit = time.perf_counter()
     tables = load_tables(cfg)
