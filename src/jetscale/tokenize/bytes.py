@@ -98,7 +98,7 @@ class ByteTokenizer:
         tokens[:, 0] = BOS
         width = body.shape[1]
         keep = np.arange(width)[None, :] < (n_keep * R)[:, None]
-        tokens[:, 1 : 1 + width] = np.where(keep, body, PAD)
+        tokens[:, 1 : 1 + width] = np.where(keep, body.astype(np.int16), np.int16(PAD))
         tokens[np.arange(n), 1 + n_keep * R] = EOS
         return tokens, n_valid > n_keep
 

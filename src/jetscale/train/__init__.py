@@ -6,7 +6,7 @@ Importing this package does not import torch; the names below load lazily.
 
 from __future__ import annotations
 
-__all__ = ["train_cell", "checkpoint_now", "TrainingInterrupted"]
+__all__ = ["train_cell", "checkpoint_now", "TrainingInterrupted"]  # stop protocol: jetscale.launch.preempt
 
 
 def __getattr__(name):

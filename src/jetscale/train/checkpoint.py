@@ -6,11 +6,13 @@ sampler position (samples drawn so far), the step, early-stopping state (best we
 evaluations since the best) and the train-log rows so far; plus the run's ``settings_hash``: a checkpoint from
 different settings is never resumed.
 
-Signals: while ``train_cell`` runs, SIGUSR1 and SIGTERM (Slurm's pre-timeout and cancel signals) only set a
-flag; at the end of the current optimizer step the loop writes a checkpoint and raises
-:class:`TrainingInterrupted` (the CLI exits with status 3). Rerunning the same command resumes. A launcher
-that wraps ``train_cell`` (e.g. a submitit ``checkpoint()`` method) calls :func:`checkpoint_now` instead:
-it requests a checkpoint at the next step boundary and, with ``stop=True``, the interruption as well.
+Stopping follows the launcher protocol of :mod:`jetscale.launch.preempt`: the loop polls
+``preempt.stop_requested()`` after every optimizer step; when set it writes a checkpoint and raises
+:class:`TrainingInterrupted` (a ``preempt.StopForCheckpoint``); rerunning the same cell resumes. ``jetscale
+train`` turns SIGUSR1/SIGTERM into stop requests and exits with ``preempt.EXIT_REQUEUE`` (75); submitit's
+``TrainCell`` installs its own handlers. When ``train_cell`` is called directly it also maps SIGUSR1/SIGTERM to
+stop requests, but only where those signals still have their default handler. :func:`checkpoint_now` asks
+for a checkpoint at the next step boundary without stopping (or, with ``stop=True``, requests the stop).
 """
 
 from __future__ import annotations
@@ -26,18 +28,17 @@ import torch
 
 from ..errors import JetscaleError
 from ..io import atomic_path
+from ..launch import preempt
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-class TrainingInterrupted(JetscaleError):
-    """The run stopped on request (signal / ``checkpoint_now(stop=True)``) after writing a checkpoint."""
+class TrainingInterrupted(preempt.StopForCheckpoint, JetscaleError):
+    """The run stopped on request (signal / stop request / ``stop_after_steps``) after writing a checkpoint."""
 
 
 class _Requests:
     checkpoint = False
-    stop = False
-    signal_name: str | None = None
 
 
 REQUESTS = _Requests()
@@ -46,24 +47,25 @@ REQUESTS = _Requests()
 def checkpoint_now(stop: bool = False) -> None:
     """Ask the running ``train_cell`` to write a checkpoint at the end of its current step (signal-safe).
 
-    With ``stop=True`` it then raises :class:`TrainingInterrupted`.
+    With ``stop=True`` this is ``preempt.request_stop()``: checkpoint, then raise :class:`TrainingInterrupted`.
     """
     REQUESTS.checkpoint = True
-    REQUESTS.stop = REQUESTS.stop or stop
+    if stop:
+        preempt.request_stop()
 
 
-def reset_requests() -> None:
-    REQUESTS.checkpoint = REQUESTS.stop = False
-    REQUESTS.signal_name = None
+def stop_requested() -> bool:
+    return preempt.stop_requested()
 
 
-def _on_signal(signum, frame) -> None:
-    REQUESTS.signal_name = signal.Signals(signum).name
-    checkpoint_now(stop=True)
+def stop_reason() -> str:
+    signum = preempt.stop_signal()
+    return signal.Signals(signum).name if signum is not None else "a stop request"
 
 
 class signal_handlers:
-    """Context manager: SIGUSR1/SIGTERM → checkpoint + stop (main thread only; elsewhere a no-op)."""
+    """Context manager: SIGUSR1/SIGTERM → ``preempt.request_stop`` where they have the default handler
+    (main thread only; elsewhere, or where a launcher installed its own handler, nothing changes)."""
 
     SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR1", None), signal.SIGTERM) if s is not None)
 
@@ -71,9 +73,10 @@ class signal_handlers:
         self.previous = {}
         try:
             for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, _on_signal)
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    self.previous[sig] = signal.signal(sig, preempt.request_stop)
         except ValueError:  # not the main thread
-            self.previous = {}
+            pass
         return self
 
     def __exit__(self, *exc):

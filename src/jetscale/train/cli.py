@@ -19,17 +19,18 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..config import load_config
-    from .checkpoint import TrainingInterrupted
+    from ..launch import preempt
     from .loop import train_cell
 
     cfg = load_config(args.config)
     if args.threads:
         cfg["training"]["threads"] = args.threads
-    try:
-        record = train_cell(cfg, args.cell, args.splits, args.out, progress=not args.no_progress)
-    except TrainingInterrupted as exc:
-        print(f"jetscale train: {exc}", file=sys.stderr)
-        return 3
+    with preempt.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
+        try:
+            record = train_cell(cfg, args.cell, args.splits, args.out, progress=not args.no_progress)
+        except preempt.StopForCheckpoint as exc:
+            print(f"jetscale train: {exc}", file=sys.stderr)
+            return preempt.EXIT_REQUEUE
     summary = {k: record[k] for k in ("cell_id", "test_loss", "test_accuracy", "samples_seen", "wall_time_s")}
     print(json.dumps(summary))
     return 0

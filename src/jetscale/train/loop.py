@@ -328,7 +328,7 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
 
         bar = tqdm(total=total_steps, initial=state["step"], desc=cell_id, unit="step", leave=False, file=sys.stderr)
     running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
-    ckpt.reset_requests()
+    ckpt.REQUESTS.checkpoint = False
     model.train()
     try:
         with ckpt.signal_handlers():
@@ -372,13 +372,13 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
                             bar.set_postfix(loss=row["loss"], val=row["val_loss"])
                     state["log_rows"].append(row)
                     running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
-                if state["step"] % ckpt_every == 0 or ckpt.REQUESTS.checkpoint:
+                stop = ckpt.stop_requested()
+                if state["step"] % ckpt_every == 0 or ckpt.REQUESTS.checkpoint or stop:
                     save()
                     ckpt.REQUESTS.checkpoint = False
-                    if ckpt.REQUESTS.stop:
-                        why = ckpt.REQUESTS.signal_name or "a checkpoint_now(stop=True) request"
-                        raise ckpt.TrainingInterrupted(f"{cell_id}: interrupted by {why} at step {state['step']}; "
-                                                       f"checkpoint written, rerun to resume")
+                    if stop:
+                        raise ckpt.TrainingInterrupted(f"{cell_id}: stopped by {ckpt.stop_reason()} at step "
+                                                       f"{state['step']}; checkpoint written, rerun to resume")
                 if stop_after_steps is not None and state["step"] >= stop_after_steps and not state["done"] and not last:
                     save()
                     raise ckpt.TrainingInterrupted(f"{cell_id}: stopped after {state['step']} steps (stop_after_steps)")

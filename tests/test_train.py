@@ -1,0 +1,133 @@
+"""train_cell on tiny synthetic splits: outputs, resume after a kill, NaN failure, stop requests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from jetscale.config import load_config
+from jetscale.errors import TrainingError
+from jetscale.launch import preempt
+from jetscale.train import loop
+from jetscale.train.checkpoint import TrainingInterrupted
+from jetscale.train.synthetic import write_synthetic_splits
+
+REPO = Path(__file__).resolve().parents[1]
+CELL = "model~particlenet/width~8/n_train~44/compute~160/seed~0"
+
+
+def small_config() -> dict:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
+    raw["data"]["generate"]["jets_per_class"] = 40
+    raw["grid"]["axes"].update({"model": ["particlenet", "part", "bbt_neutron"], "width": [8], "n_train": [44],
+                                "compute": [160], "seed": [0]})
+    raw["grid"]["per_model"] = {"bbt_neutron": {"width": [16]}}
+    raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
+    raw["training"].update({"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3,
+                            "early_stopping_patience": None})
+    return load_config(raw)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return small_config()
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory, cfg):
+    return write_synthetic_splits(tmp_path_factory.mktemp("splits"), cfg["classes"],
+                                  {"train": 66, "val": 33, "test": 33}, n_particles=16)
+
+
+@pytest.fixture(autouse=True)
+def clean_stop_requests():
+    preempt.reset()
+    yield
+    preempt.reset()
+
+
+def final_weights(out: Path) -> dict:
+    return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("model,width", [("particlenet", 8), ("part", 8), ("bbt_neutron", 16)])
+def test_train_cell_writes_every_output(cfg, splits, tmp_path, model, width):
+    cell = f"model~{model}/width~{width}/n_train~44/compute~160/seed~0"
+    record = loop.train_cell(cfg, cell, splits, tmp_path, progress=False)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(record))
+    assert metrics["samples_seen"] == 160 and metrics["steps"] == 10 and metrics["cell_id"] == cell
+    assert metrics["train_flops"] == pytest.approx(3 * metrics["flops_per_jet"] * 160)
+    assert metrics["n_params"] > 0 and metrics["settings"]["model"] == model and len(metrics["settings_hash"]) == 16
+    for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "wall_time_s", "hardware", "versions",
+                "git_revision", "cell"):
+        assert key in metrics
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert list(preds.columns) == ["jet_id", "label"] + [f"score_{c}" for c in cfg["classes"]]
+    assert len(preds) == 33
+    np.testing.assert_allclose(preds.filter(like="score_").sum(axis=1), 1.0, rtol=1e-5)
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert list(log.columns) == ["step", "samples", "loss", "lr", "throughput", "val_loss"]
+    assert log["step"].iloc[-1] == 10 and log["val_loss"].notna().sum() >= 3
+    hist = tmp_path / "history" / metrics["settings_hash"]
+    assert (hist / "metrics.json").stat().st_ino == (tmp_path / "metrics.json").stat().st_ino
+    assert not (tmp_path / "failure.json").exists()
+
+
+def test_killed_run_resumes_to_identical_weights(cfg, splits, tmp_path):
+    loop.train_cell(cfg, CELL, splits, tmp_path / "straight", progress=False)
+    with pytest.raises(TrainingInterrupted):
+        loop.train_cell(cfg, CELL, splits, tmp_path / "resumed", progress=False, stop_after_steps=4)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    loop.train_cell(cfg, CELL, splits, tmp_path / "resumed", progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    ma = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert ma["test_loss"] == mb["test_loss"] and ma["samples_seen"] == mb["samples_seen"]
+
+
+def test_nan_loss_stops_with_reason(cfg, splits, tmp_path, monkeypatch):
+    real = loop.compute_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    with pytest.raises(TrainingError, match="non-finite"):
+        loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
+    failure = json.loads((tmp_path / "failure.json").read_text())
+    assert failure["status"] == "failed" and "non-finite" in failure["reason"] and failure["step"] == 3
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_signal_checkpoints_and_stops(cfg, splits, tmp_path, monkeypatch):
+    real = loop.compute_loss
+    calls = []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)  # Slurm's pre-timeout warning
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "compute_loss", signalled)
+    with pytest.raises(TrainingInterrupted, match="SIGUSR1"):
+        loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handler restored
