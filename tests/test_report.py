@@ -18,6 +18,8 @@ from jetscale.evaluate.synthetic import write_synthetic_study
 from jetscale.grid import cell_ids
 
 REPO = Path(__file__).resolve().parents[1]
+# one xdist worker builds the shared synthetic study once (scripts/test.sh runs with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("report_e2e")
 MODELS = ["particlenet", "part", "bbt_neutron"]
 SIZES = [100, 300, 1000, 3000, 10000, 30000]
 
