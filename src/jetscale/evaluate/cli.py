@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 
 
 def register(sub) -> None:
@@ -113,4 +113,4 @@ def _collect(args) -> int:
     return 0
 
 
-__all__ = ["register", "read_confusion_csv", "ConfigError"]
+__all__ = ["register", "read_confusion_csv"]

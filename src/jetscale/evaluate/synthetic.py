@@ -11,7 +11,6 @@ Model "part" gets a sharp S-curve in c(n) around ``N_C_TRUE`` (a threshold); the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 

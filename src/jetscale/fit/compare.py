@@ -12,8 +12,6 @@ Verdict rules (constants below):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .fitting import Fit, fit, paired_bootstrap
@@ -73,6 +71,3 @@ def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
         out["verdict"] = "inconclusive"
     return out
 
-
-def json_number(v):
-    return v if v is None or not isinstance(v, float) or math.isfinite(v) else None

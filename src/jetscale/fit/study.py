@@ -72,7 +72,7 @@ def read_runs_table(cfg: dict):
     return table
 
 
-def run_study_fits(cfg: dict, *, quiet: bool = False) -> Path:
+def run_study_fits(cfg: dict) -> Path:
     """Fit every target of the study; write the JSON records and fit_summary.csv; return the summary path."""
     import pandas as pd
 
