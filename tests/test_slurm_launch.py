@@ -102,3 +102,20 @@ def test_local_executor_interrupted_job_resumes(tmp_path):
     os.kill(pid, signal.SIGUSR2)
     (result,) = wait([job])
     assert result["total"] == 36 and len(result["resumed_at"]) == 1
+
+
+def test_launch_cli_debug_cluster_runs_toy_cells(tmp_path, capsys):
+    from jetscale.cli import main
+    from jetscale.grid import cell_ids
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    cell = cell_ids(cfg)[0]
+    assert main(["launch", "--config", str(config), "--cells", "no~such/cell", "--cluster", "debug"]) == 2
+    assert "not a cell of" in capsys.readouterr().err
+    assert main(["launch", "--config", str(config), "--cells", cell, "--cluster", "debug", "--toy-steps", "2",
+                 "--folder", str(tmp_path / "submitit")]) == 0
+    metrics = tmp_path / "results" / "runs" / cell / "metrics.json"
+    assert yaml.safe_load(metrics.read_text())["total"] == 3

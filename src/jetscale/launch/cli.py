@@ -43,14 +43,20 @@ def _launch(args) -> int:
     from ..config import load_config
     from . import submit
 
+    from ..errors import ConfigError
+    from ..grid import cell_ids
+
     cfg = load_config(args.config)
     root = paths.results_root(cfg)
+    known = cell_ids(cfg)
     if args.all:
-        from ..grid import cell_ids
-
-        ids = [c for c in cell_ids(cfg) if not (paths.run_dir(root, c) / "metrics.json").exists()]
+        ids = [c for c in known if not (paths.run_dir(root, c) / "metrics.json").exists()]
     else:
-        ids = list(args.cells)
+        ids = list(dict.fromkeys(args.cells))
+        unknown = [c for c in ids if c not in set(known)]
+        if unknown:
+            raise ConfigError(f"not a cell of {args.config}: {', '.join(unknown)} (list them with "
+                              f"`jetscale plan --config {args.config}`; e.g. {known[0] if known else '-'})")
     if not ids:
         print("jetscale launch: nothing to run (every cell has metrics.json)", file=sys.stderr)
         return 0
