@@ -429,7 +429,7 @@ def _select(df, series: dict):
     mask = np.ones(len(df), dtype=bool)
     for axis, value in series.items():
         if axis in df.columns:
-            mask &= np.array([_same(_plain(v), value) for v in df[axis]])
+            mask &= np.array([_same(_plain(v), value) for v in df[axis]], dtype=bool)
     return df[mask]
 
 
