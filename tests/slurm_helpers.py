@@ -76,3 +76,24 @@ def sacct_states(job_ids) -> dict[str, str]:
     out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobID,State"], capture_output=True,
                          text=True, timeout=30).stdout
     return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+
+
+def tiny_training_config(compute: int = 8000) -> tuple[dict, str]:
+    """A validated config with one tiny ParticleNet cell (~12 s of CPU training) and that cell's id.
+
+    Pair with ``jetscale.train.synthetic.write_synthetic_splits(dir, cfg["classes"], {"train": 66, "val": 33,
+    "test": 33}, n_particles=16)``.
+    """
+    import yaml
+
+    from jetscale.config import load_config
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
+    raw["data"]["generate"]["jets_per_class"] = 40
+    raw["grid"]["axes"].update({"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [compute],
+                                "seed": [0]})
+    raw["grid"]["per_model"] = {}
+    raw["training"].update({"batch_size": 16, "eval_every_samples": 2000, "checkpoint_every_steps": 3,
+                            "early_stopping_patience": None, "threads": 1, "device": "cpu"})
+    return load_config(raw), f"model~particlenet/width~8/n_train~44/compute~{compute}/seed~0"

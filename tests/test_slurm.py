@@ -14,12 +14,9 @@ import time
 import pytest
 
 from jetscale.errors import ConfigError
-from slurm_helpers import PROFILE, env_with_venv, sacct_states, slurm_cluster, snakemake_slurm  # noqa: F401
+from slurm_helpers import sacct_states, slurm_cluster, snakemake_slurm, tiny_training_config  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
-
-TOY = "jetscale.launch.toy:toy_train_cell"
-
 
 def test_sbatch_job_runs_and_is_accounted(slurm_cluster, tmp_path):
     out = tmp_path / "job.out"
@@ -45,28 +42,36 @@ def test_check_partition(slurm_cluster):
         check_partition("no-such-partition")
 
 
-def test_submitit_job_interrupted_resumes_from_checkpoint(slurm_cluster, tmp_path):
-    """Preempt a running training-like job: it checkpoints, is requeued (same Slurm job) and finishes with the
-    same result as an uninterrupted run (1 + 2 + ... + 12 = 78)."""
+def test_submitit_training_interrupted_resumes_from_checkpoint(slurm_cluster, tmp_path):
+    """A real tiny training cell (jetscale.train.loop.train_cell) through `TrainCell` on Slurm: preempted once
+    it has a checkpoint, it is requeued (same Slurm job), resumes, and ends with the same metrics as a run
+    that was never interrupted."""
     from jetscale.launch.submit import make_executor, submit_cells, wait
+    from jetscale.train.loop import train_cell
+    from jetscale.train.synthetic import write_synthetic_splits
 
+    cfg, cell = tiny_training_config(compute=8000)
+    cfg["results"] = str(tmp_path / "results")
+    splits = write_synthetic_splits(tmp_path / "results" / "data" / "splits", cfg["classes"],
+                                    {"train": 66, "val": 33, "test": 33}, n_particles=16)
     executor = make_executor(tmp_path / "submitit", cluster="slurm", partition=slurm_cluster["partition"],
-                             timeout_min=5, mem_gb=0.5, signal_delay_s=60)
-    cfg = {"results": str(tmp_path / "results"), "toy": {"steps": 12, "step_s": 1.0, "checkpoint_every": 100}}
-    (job,) = submit_cells(executor, cfg, ["cell~toy"], fn=TOY)
-    log = tmp_path / "results" / "runs" / "cell~toy" / "steps.log"
-    deadline = time.time() + 60
-    while not (log.exists() and "start" in log.read_text()):
-        assert time.time() < deadline, "job did not start within 60 s"
+                             timeout_min=5, mem_gb=2, signal_delay_s=60)
+    (job,) = submit_cells(executor, cfg, [cell])  # default fn: jetscale.train.loop:train_cell
+    reference = train_cell(cfg, cell, splits, tmp_path / "straight", progress=False)  # meanwhile, uninterrupted
+    checkpoint = tmp_path / "results" / "runs" / cell / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists():
+        assert time.time() < deadline, "no checkpoint.pt within 120 s of submission"
+        assert not job.done(), f"job ended before its first checkpoint: {job.stderr()}"
         time.sleep(0.5)
-    time.sleep(4)
     job._interrupt()  # what submitit does on preemption: SIGTERM, then USR2
-    (result,) = wait([job])
-    assert result["steps"] == 12 and result["total"] == 78
-    assert len(result["resumed_at"]) == 1 and 0 < result["resumed_at"][0] < 12  # resumed, not restarted
-    text = log.read_text()
-    assert text.count("start cell=cell~toy") == 2 and "restart=1" in text and f"job={job.job_id}" in text
-    assert json.loads((log.parent / "metrics.json").read_text())["total"] == 78
+    (metrics,) = wait([job])
+    log = job.stdout() + (job.stderr() or "")
+    assert "Requeued job" in log, log[-2000:]
+    assert metrics["samples_seen"] == reference["samples_seen"] == 8000
+    assert metrics["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
+    written = json.loads((checkpoint.parent / "metrics.json").read_text())
+    assert written["test_loss"] == metrics["test_loss"]
 
 
 TOY_SNAKEFILE = textwrap.dedent("""
