@@ -28,8 +28,10 @@ def test_study_builds_every_output(finished_study):
     workdir, config = finished_study
     cfg = yaml.safe_load(config.read_text())
     root = workdir / cfg["results"]
-    runs = sorted(root.glob("runs/**/metrics.json"))
+    runs = sorted(p for p in root.glob("runs/**/metrics.json") if "history" not in p.parts)
     assert len(runs) == 6
+    # every finished run is also archived under history/<settings hash>/ (never lost on a retrain)
+    assert all(any((m.parent / "history").glob("*/metrics.json")) for m in runs)
     for metrics in runs:
         for name in ("predictions.parquet", "train_log.csv", "eval.json"):
             assert (metrics.parent / name).stat().st_size > 0
