@@ -6,7 +6,9 @@ Width rules (``catalog.width_problem`` checks them without importing torch):
 model           width means        architecture at width w                                          reference
 ==============  =================  ==============================================================  ==========
 particlenet     first block chans  EdgeConv (w,w,w)/(2w,2w,2w)/(4w,4w,4w), k=16, FC 4w                w = 64
-part            embedding dim      embed (w,4w,w), pair (w/2,w/2,w/2), 8+2 blocks, 8 heads, MLP 4w    w = 128
+part            embedding dim      embed (w,4w,w), pair (w/2,w/2,w/2), L particle blocks + 2       w = 128
+                                   class-attention blocks, 8 heads, MLP 4w;
+                                   depth at a fixed aspect ratio: L = clamp(round(8w/128), 2, 8)
 bbt_neutron     hidden size        patch MLP (16w→4w→w), L RoPE decoder layers, SwiGLU 4w,           w = 768
                                    heads of 64 (two heads below 128), LM head optional;
                                    depth at a fixed aspect ratio: L = clamp(round(w/64), 2, 12)
@@ -14,7 +16,11 @@ bbt_neutron     hidden size        patch MLP (16w→4w→w), L RoPE decoder laye
 
 Model options (config ``models.<name>``): bbt_neutron ``tokenizer`` (see ``jetscale.tokenize.bytes``),
 ``n_layers`` (default: the depth rule above) and ``lm_head`` (false; forced on when ``training.pretrain``); particlenet ``k`` (16);
-part ``n_layers`` (8), ``n_cls_layers`` (2).
+part ``n_layers`` (default: the depth rule above), ``n_cls_layers`` (2).
+
+Depth rules: both transformers keep the reference's width/depth ratio below the reference width (as in
+LLM scaling families), so the small widths of the CPU study are shallower as well as narrower; at and
+above the reference width they have the reference depth. ParticleNet keeps its 3 EdgeConv blocks.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ def bbt_depth(width: int) -> int:
     return min(12, max(2, round(width / 64)))
 
 
+def part_depth(width: int) -> int:
+    """ParT particle-attention blocks at constant width/depth = 16 (the reference: 128/8), between 2 and 8."""
+    return min(8, max(2, round(8 * width / 128)))
+
+
 def build_model(name: str, width: int, n_classes: int, n_features: int, options: dict | None = None) -> nn.Module:
     """The model ``name`` at ``width`` (see the table in the module docstring)."""
     options = dict(options or {})
@@ -50,7 +61,7 @@ def build_model(name: str, width: int, n_classes: int, n_features: int, options:
     if name == "particlenet":
         return ParticleNet(n_features, n_classes, width=width, k=int(options.get("k", 16)))
     if name == "part":
-        return ParticleTransformer(n_features, n_classes, width=width, n_layers=int(options.get("n_layers", 8)),
+        return ParticleTransformer(n_features, n_classes, width=width, n_layers=int(options.get("n_layers") or part_depth(width)),
                                    n_cls_layers=int(options.get("n_cls_layers", 2)))
     if name == "bbt_neutron":
         tok = ByteTokenizer.from_options(options.get("tokenizer"))

@@ -1,0 +1,122 @@
+"""Training throughput (jets/s) and peak memory per model at two widths; on GPU also model FLOP utilisation.
+
+    python benchmarks/train_throughput.py                       # CPU, 1 thread, the default-study widths and 2x
+    python benchmarks/train_throughput.py --threads 2 --steps 20
+    python benchmarks/train_throughput.py --device cuda --batch-size 256 --widths particlenet=64,128 ...
+
+Synthetic jets (``jetscale.train.synthetic``, ~24 particles of 64, like the generated JoI data) go through the
+same input preparation, trimming and AdamW step as ``train_cell``. Peak memory is the process's peak RSS
+growth on CPU (ru_maxrss is a high-water mark, so each measurement runs in a fresh subprocess) and
+``torch.cuda.max_memory_allocated`` on GPU. MFU = 3 × forward FLOPs per jet (torch.utils.flop_counter)
+× jets/s ÷ the GPU's peak dense bf16 FLOP/s (``--peak-tflops``; default by device name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+DEFAULT_WIDTHS = {"particlenet": (16, 32), "part": (16, 32), "bbt_neutron": (32, 64)}
+BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 1024}}
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
+
+
+def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int) -> dict:
+    import resource
+
+    import numpy as np
+    import torch
+
+    from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
+    from jetscale.train.synthetic import synthetic_jets
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    n = batch_size * 4
+    jets = synthetic_jets(n, 11, n_particles=64, seed=0)
+    arrays, _ = prepare_inputs(model_name, BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"])
+    labels = torch.from_numpy(jets["labels"]).to(device)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = build_model(model_name, width, 11, 19, BBT_OPTIONS).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    cuda = device.startswith("cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def step(i):
+        idx = np.arange(i * batch_size, (i + 1) * batch_size) % n
+        batch = batch_tensors(arrays, idx, device)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(**batch).float(), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for i in range(3):
+        step(i)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    if cuda:
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    flops = measure_flops_per_jet(model, batch_tensors(arrays, np.arange(min(n, 256)), device))
+    out = {"model": model_name, "width": width, "device": device, "threads": threads, "batch_size": batch_size,
+           "n_params": count_params(model), "fwd_flops_per_jet": flops, "jets_per_s": steps * batch_size / dt}
+    if cuda:
+        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        name = torch.cuda.get_device_name()
+        out["gpu"] = name
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        if peak:
+            out["mfu"] = 3 * flops * out["jets_per_s"] / (peak * 1e12)
+    else:
+        out["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=None, help="cpu | cuda (default: both when CUDA is available)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--widths", default=None, help="e.g. particlenet=16,32;part=16,32;bbt_neutron=32,64")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
+    a = p.parse_args(argv)
+    if a.one:
+        name, width, device = a.one.split(":")
+        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads)))
+        return 0
+    widths = dict(DEFAULT_WIDTHS)
+    if a.widths:
+        for part in a.widths.split(";"):
+            key, _, vals = part.partition("=")
+            widths[key] = tuple(int(v) for v in vals.split(","))
+    import torch
+
+    devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'peak MB':>8} {'MFU':>6}")
+    for device in devices:
+        for name, ws in widths.items():
+            for w in ws:
+                cmd = [sys.executable, __file__, "--one", f"{name}:{w}:{device}", "--batch-size", str(a.batch_size),
+                       "--steps", str(a.steps), "--threads", str(a.threads)]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
+                print(f"{name:<12} {w:>5} {device:<6} {r['n_params']:>10,} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
+                      f"{r['jets_per_s']:>9.0f} {r['peak_mem_mb']:>8.0f} {mfu:>6}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
