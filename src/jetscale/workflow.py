@@ -101,6 +101,10 @@ class StudyPlan:
         res.update(per_width)
         return res
 
+    def train_runtime(self, cid: str, attempt: int) -> int:
+        """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""
+        return self.train_resources(cid)["runtime"] * attempt
+
     # ---- results directory ----------------------------------------------------------------
     def stamp(self) -> dict:
         return {"study": self.cfg["study"], "data_fingerprint": data_fingerprint(self.cfg)}

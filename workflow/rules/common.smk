@@ -1,4 +1,5 @@
 # Grid and path helpers shared by all rules. The heavy lifting is in jetscale.workflow.
+from jetscale.launch.slurm import check_workflow_partitions
 from jetscale.workflow import StudyPlan
 
 PLAN = StudyPlan.from_snakemake(config)
@@ -15,3 +16,4 @@ wildcard_constraints:
 
 onstart:
     PLAN.on_start()
+    check_workflow_partitions(workflow)

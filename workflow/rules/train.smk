@@ -14,7 +14,8 @@ rule train:
     threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
     resources:
         mem_mb=lambda wildcards: PLAN.train_resources(wildcards.cell)["mem_mb"],
-        runtime=lambda wildcards: PLAN.train_resources(wildcards.cell)["runtime"],
+        # a retry after a time limit resumes from the checkpoint and gets more time
+        runtime=lambda wildcards, attempt: PLAN.train_runtime(wildcards.cell, attempt),
         gpu=lambda wildcards: PLAN.train_resources(wildcards.cell)["gpus"],
     params:
         config=CONFIG_FILE,
