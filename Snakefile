@@ -11,6 +11,15 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# Cheap aggregation steps run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    data_summary,
+    collect,
+    fit,
+    report,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
