@@ -37,6 +37,32 @@ def particle_arrays(features: np.ndarray, mask: np.ndarray, vectors: np.ndarray 
     return out
 
 
+def pair_features_for(vectors, i, j, eps: float = 1e-8):
+    """ParT interaction features for the particle pairs (i[k], j[k]) only.
+
+    ``vectors`` (B, 4, P) torch tensor, ``i``/``j`` (n_pairs,) index tensors -> (B, n_pairs, 4): ln Δ, ln kT,
+    ln z, ln m² (definitions as in :func:`pair_features`), computed without any (P, P) intermediate.
+    """
+    import torch
+
+    px, py, pz, e = vectors.unbind(dim=1)  # (B, P) each
+    pt = torch.sqrt((px * px + py * py).clamp(min=eps))
+    rap = 0.5 * torch.log1p(2 * pz / (e - pz).clamp(min=1e-20))
+    phi = torch.atan2(py, px)
+    dphi = torch.remainder(phi[:, i] - phi[:, j] + torch.pi, 2 * torch.pi) - torch.pi
+    delta = torch.sqrt((rap[:, i] - rap[:, j]).square() + dphi.square())
+    pti, ptj = pt[:, i], pt[:, j]
+    ptmin = torch.minimum(pti, ptj)
+    s = vectors[:, :, i] + vectors[:, :, j]  # (B, 4, n_pairs)
+    m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
+    return torch.stack([
+        torch.log(delta.clamp(min=eps)),
+        torch.log((ptmin * delta).clamp(min=eps)),
+        torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps)),
+        torch.log(m2.clamp(min=eps)),
+    ], dim=-1)
+
+
 def pair_features(vectors, eps: float = 1e-8):
     """ParT interaction features for every particle pair.
 
