@@ -1,10 +1,12 @@
 """Training throughput (jets/s) and peak memory per model at two widths; on GPU also model FLOP utilisation.
 
     python benchmarks/train_throughput.py                       # CPU, 1 thread, the default-study widths and 2x
+    python benchmarks/train_throughput.py --splits results/data/splits   # real jets instead of synthetic ones
     python benchmarks/train_throughput.py --threads 2 --steps 20
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --widths particlenet=64,128 ...
 
-Synthetic jets (``jetscale.train.synthetic``, ~24 particles of 64, like the generated JoI data) go through the
+Synthetic jets (``jetscale.train.synthetic``, ~24 particles of 64) or, with ``--splits``, the first training
+jets of a splits directory go through the
 same input preparation, trimming and AdamW step as ``train_cell``. Peak memory is the process's peak RSS
 growth on CPU (ru_maxrss is a high-water mark, so each measurement runs in a fresh subprocess) and
 ``torch.cuda.max_memory_allocated`` on GPU. MFU = 3 × forward FLOPs per jet (torch.utils.flop_counter)
@@ -24,7 +26,8 @@ BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size":
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
 
 
-def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int) -> dict:
+def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int,
+            splits: str | None = None) -> dict:
     import resource
 
     import numpy as np
@@ -36,7 +39,12 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     n = batch_size * 4
-    jets = synthetic_jets(n, 11, n_particles=64, seed=0)
+    if splits:
+        from jetscale.data.splits import load_split
+
+        jets = {k: np.array(v) for k, v in load_split(splits, "train", n=n).items()}
+    else:
+        jets = synthetic_jets(n, 11, n_particles=64, seed=0)
     arrays, _ = prepare_inputs(model_name, BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"])
     labels = torch.from_numpy(jets["labels"]).to(device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -87,11 +95,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--widths", default=None, help="e.g. particlenet=16,32;part=16,32;bbt_neutron=32,64")
+    p.add_argument("--splits", default=None, help="a splits directory: benchmark on its first training jets")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
     if a.one:
         name, width, device = a.one.split(":")
-        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads)))
+        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits)))
         return 0
     widths = dict(DEFAULT_WIDTHS)
     if a.widths:
@@ -106,7 +115,7 @@ def main(argv=None) -> int:
         for name, ws in widths.items():
             for w in ws:
                 cmd = [sys.executable, __file__, "--one", f"{name}:{w}:{device}", "--batch-size", str(a.batch_size),
-                       "--steps", str(a.steps), "--threads", str(a.threads)]
+                       "--steps", str(a.steps), "--threads", str(a.threads)] + (["--splits", a.splits] if a.splits else [])
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")
