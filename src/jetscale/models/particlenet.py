@@ -6,7 +6,10 @@ neighbours, plus a shortcut 1×1 convolution of x_i. Then channel-wise global av
 particles, FC(4·width) + ReLU + dropout, and the class logits. Width = channels of the first block; the
 reference configuration is width 64: blocks (64,64,64)/(128,128,128)/(256,256,256), FC 256, k = 16.
 Layer structure follows weaver-core's ``ParticleNet`` (use_fusion=False, use_fts_bn=True, use_counts=True), so
-parameter counts agree with it exactly.
+parameter counts agree with it exactly. Two implementation choices differ from weaver, for CPU speed: only real
+particles are carried through the EdgeConv blocks (a flat (N, C) list; the padded layout is used only to find
+neighbours within each jet), so the blocks' BatchNorm statistics are over real particles and edges only; and the
+layers run channels-last with ``F.linear`` on the same weights.
 """
 
 from __future__ import annotations

@@ -10,16 +10,21 @@ package are available (it is not installed in the CPU environment; that path is 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
+
+from ..errors import TrainingError
 
 
 def resolve_device(preference: str = "auto") -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("training.device is 'cuda' but CUDA is not available")
-        return torch.device("cuda")
+            raise TrainingError("training.device is 'cuda' but CUDA is not available; allowed here: auto, cpu")
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # one process per GPU
+        torch.cuda.set_device(device)
+        return device
     return torch.device("cpu")
 
 
@@ -96,6 +101,9 @@ class DeepSpeedEngine(TorchEngine):  # pragma: no cover - needs CUDA + deepspeed
 def make_engine(model, optimizer, scheduler, training: dict, device: torch.device):
     ds = training.get("deepspeed", {}) or {}
     enabled = ds.get("enabled", "auto")
+    if enabled is True and not deepspeed_available():
+        raise TrainingError("training.deepspeed.enabled is true but deepspeed is not importable or CUDA is not "
+                            "available; allowed here: auto, false")
     use_ds = device.type == "cuda" and (enabled is True or (enabled == "auto" and deepspeed_available()))
     if use_ds:
         return DeepSpeedEngine(model, optimizer, scheduler, training.get("grad_clip"), device,
