@@ -127,3 +127,13 @@ def test_fit_cli_table_mode(tmp_path, capsys):
     assert list(doc["params"]) == ["floor", "ceiling", "n_c", "k"] and doc["ci95"] is None
     assert main(["fit", "--csv", str(tmp_path / "t.csv"), "--x", "nope", "--y", "err", "--form", "scurve"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_runaway_exponent_gives_non_finite_params_not_an_exception():
+    # Regression: a bootstrap replicate of the default study drove alpha to ~1e3 and x_ref**alpha raised
+    # OverflowError, killing the whole fit stage. It must come back as inf (-> a non-converged record).
+    from jetscale.fit.fitting import _powerlaw_model
+
+    to_public = _powerlaw_model(1000.0)[2]
+    public = to_public([0.0, 1.0, 7.0])
+    assert np.isinf(public[1]) and public[2] > 1000

@@ -188,7 +188,7 @@ def _finish_ls(form, theta, cov, rss, msg, x, y, to_public, n_par) -> Fit:
     public = to_public(theta)
     aic, bic = information_criteria(rss, len(y), n_par)
     stderr, note = None, ""
-    if cov is not None and np.all(np.isfinite(cov)):
+    if cov is not None and np.all(np.isfinite(cov)) and np.all(np.isfinite(public)):
         jac = _numeric_jacobian(to_public, theta)
         var = np.diag(jac @ cov @ jac.T)
         stderr = dict(zip(PARAM_NAMES[form], np.sqrt(np.clip(var, 0, None))))
@@ -236,8 +236,10 @@ def _powerlaw_model(x_ref):
 
     def to_public(theta):
         y_inf, a_scaled, log_alpha = theta
-        alpha = math.exp(log_alpha)
-        return np.array([y_inf, a_scaled * x_ref**alpha, alpha])
+        # numpy (not math) so a runaway exponent gives inf -> a "non-finite parameters" record, not an exception
+        with np.errstate(over="ignore", invalid="ignore"):
+            alpha = np.exp(np.float64(log_alpha))
+            return np.array([y_inf, a_scaled * np.power(np.float64(x_ref), alpha), alpha])
 
     return model, jac, to_public
 
@@ -273,7 +275,8 @@ def _scurve_jac(x, floor, ceiling, log10_n_c, log_k):
 
 def _scurve_public(theta):
     floor, ceiling, log10_n_c, log_k = theta
-    return np.array([floor, ceiling, 10.0**log10_n_c, math.exp(log_k)])
+    with np.errstate(over="ignore"):
+        return np.array([floor, ceiling, np.power(10.0, np.float64(log10_n_c)), np.exp(np.float64(log_k))])
 
 
 def fit_scurve(x, y, x2=None, theta0=None) -> Fit:
@@ -385,7 +388,8 @@ def _chinchilla_minimise(theta0, args, method="BFGS"):
 
 def _chinchilla_public(theta):
     a, b, e, alpha, beta = theta
-    return np.array([math.exp(a), math.exp(b), math.exp(e), alpha, beta])
+    with np.errstate(over="ignore"):
+        return np.array([np.exp(np.float64(a)), np.exp(np.float64(b)), np.exp(np.float64(e)), alpha, beta])
 
 
 def chinchilla_starts(args, n_starts: int | None = CHINCHILLA_STARTS) -> np.ndarray:
