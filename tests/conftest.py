@@ -1,8 +1,7 @@
-"""Shared fixtures: the repo root, the default config, and a tiny-study config factory."""
+"""Shared fixtures: the repo root and the default config."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,3 @@ def repo_root() -> Path:
 def default_config_dict() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
-
-def tiny_config(results: Path, **overrides) -> dict:
-    """A study small enough to run end to end in a test (real data, real training)."""
-    cfg = yaml.safe_load((REPO / "tests" / "data" / "tiny_study.yaml").read_text())
-    cfg["results"] = str(results)
-    for key, value in overrides.items():
-        cfg[key] = copy.deepcopy(value)
-    return cfg
