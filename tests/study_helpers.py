@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from slurm_helpers import env_with_venv
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TIMING_COLUMNS = ("wall_time_s", "hardware")
@@ -25,11 +27,10 @@ def tiny_study(workdir: Path, **overrides) -> Path:
 
 
 def snakemake(workdir: Path, config: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env_path = f"{BIN}:{__import__('os').environ.get('PATH', '')}"
     return subprocess.run(
         [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(config), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=timeout, env={**__import__("os").environ, "PATH": env_path},
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env_with_venv(),
     )
 
 
