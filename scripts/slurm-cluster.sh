@@ -185,29 +185,27 @@ start_mariadb() {
 }
 
 slurmdbd_ok() { sacctmgr -n -P list cluster format=cluster; }
-start_slurmdbd() {
-  if alive $PID_SLURMDBD slurmdbd; then
+# (Re)start a Slurm daemon: keep a live one unless the config changed; wait until OKFN answers.
+ensure_daemon() {  # PIDFILE NAME OKFN
+  local pidfile=$1 name=$2 okfn=$3
+  if alive "$pidfile" "$name"; then
     [ $CONF_CHANGED = 1 ] || return 0
-    stop_daemon $PID_SLURMDBD slurmdbd
+    stop_daemon "$pidfile" "$name"
   fi
-  rm -f $PID_SLURMDBD
-  slurmdbd 9>&- || die "slurmdbd did not start (see $LOG_DIR/slurmdbd.log)"
-  wait_for 30 slurmdbd_ok || die "slurmdbd does not answer (see $LOG_DIR/slurmdbd.log)"
+  rm -f "$pidfile"
+  "$name" 9>&- || die "$name did not start (see $LOG_DIR/$name.log)"
+  wait_for 30 "$okfn" || die "$name does not answer (see $LOG_DIR/$name.log)"
+}
+
+start_slurmdbd() {
+  ensure_daemon $PID_SLURMDBD slurmdbd slurmdbd_ok
   if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr could not add cluster $CLUSTER"
   fi
 }
 
 slurmctld_ok() { scontrol ping | grep -q 'is UP'; }
-start_slurmctld() {
-  if alive $PID_SLURMCTLD slurmctld; then
-    [ $CONF_CHANGED = 1 ] || return 0
-    stop_daemon $PID_SLURMCTLD slurmctld
-  fi
-  rm -f $PID_SLURMCTLD
-  slurmctld 9>&- || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
-  wait_for 30 slurmctld_ok || die "slurmctld does not answer (see $LOG_DIR/slurmctld.log)"
-}
+start_slurmctld() { ensure_daemon $PID_SLURMCTLD slurmctld slurmctld_ok; }
 
 node_state() { sinfo -h -n localhost -o %t 2>/dev/null | head -1; }
 node_ready() { case "$(node_state)" in idle*|mix*|alloc*|comp*) return 0 ;; *) return 1 ;; esac; }
