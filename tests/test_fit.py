@@ -137,3 +137,16 @@ def test_runaway_exponent_gives_non_finite_params_not_an_exception():
     to_public = _powerlaw_model(1000.0)[2]
     public = to_public([0.0, 1.0, 7.0])
     assert np.isinf(public[1]) and public[2] > 1000
+
+
+def test_step_sharper_than_grid_spacing_brackets_n_c():
+    # A jump between two measured sizes locates n_c only within that gap: the interval must cover the gap even
+    # when the bootstrap collapses (the default study produced "n_c = 1065 (95% CI 1015-1066)" for such a jump).
+    from jetscale.fit.compare import widen_unresolved_ci
+
+    x = np.array([100, 300, 1000, 3000, 10000, 30000.0])
+    ci, note = widen_unresolved_ci(1065.0, 40.0, x, [1015.0, 1066.0])
+    assert ci == [1000.0, 3000.0] and "bracketed by 1000 and 3000" in note
+    # A resolved transition (10-90 % rise over ~1.9 decades) keeps its bootstrap interval.
+    ci, note = widen_unresolved_ci(1065.0, 1.0, x, [700.0, 1500.0])
+    assert ci == [700.0, 1500.0] and note is None

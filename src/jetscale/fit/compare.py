@@ -39,7 +39,7 @@ def fit_and_compare(x, y, forms=("powerlaw", "scurve"), *, bootstrap: int = 200,
 def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
     pl, sc = fits.get("powerlaw"), fits.get("scurve")
     out = {"verdict": "no fit", "delta_aic": None, "delta_bic": None, "bootstrap_fraction_scurve": None,
-           "n_c": None, "n_c_ci95": None, "rule": RULE}
+           "n_c": None, "n_c_ci95": None, "n_c_note": None, "rule": RULE}
     pl_ok, sc_ok = bool(pl and pl.converged), bool(sc and sc.converged)
     if not (pl_ok or sc_ok):
         return out
@@ -67,7 +67,26 @@ def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
         out["n_c"] = n_c
         if sc.ci95 is not None:
             out["n_c_ci95"] = list(sc.ci95["n_c"])
+        out["n_c_ci95"], out["n_c_note"] = widen_unresolved_ci(n_c, sc.params["k"], x, out["n_c_ci95"])
     else:
         out["verdict"] = "inconclusive"
     return out
 
+
+
+def widen_unresolved_ci(n_c: float, k: float, x, ci):
+    """A transition sharper than the n_train spacing only locates n_c between the two measured sizes around it.
+
+    Then every n_c in that gap fits (almost) equally well, and the bootstrap can collapse onto the optimiser's
+    start value; the honest interval contains the whole gap. The logistic's 10-90 % rise spans log10(81)/k
+    decades (k per decade). Returns (ci, note).
+    """
+    xs = np.unique(np.asarray(x, dtype=float))
+    below, above = xs[xs <= n_c], xs[xs >= n_c]
+    if not (below.size and above.size) or not k > 0:
+        return ci, None
+    lo, hi = float(below.max()), float(above.min())
+    if np.log10(81.0) / k >= np.log10(hi) - np.log10(lo):
+        return ci, None
+    lo_ci, hi_ci = (lo, hi) if ci is None else (min(ci[0], lo), max(ci[1], hi))
+    return [lo_ci, hi_ci], f"transition sharper than the n_train spacing: n_c is only bracketed by {lo:g} and {hi:g}"

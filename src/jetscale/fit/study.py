@@ -247,7 +247,8 @@ def summary_rows(doc: dict, name: str) -> list[dict]:
             "n_c": comp.get("n_c") if show_nc else None, "n_c_lo": nc_ci[0] if show_nc else None,
             "n_c_hi": nc_ci[1] if show_nc else None, "delta_aic": comp.get("delta_aic"),
             "delta_bic": comp.get("delta_bic"), "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
-            "verdict": comp.get("verdict", ""), "params": format_params(params, err), "message": rec["message"],
+            "verdict": comp.get("verdict", ""), "params": format_params(params, err),
+            "message": "; ".join(m for m in (rec["message"], comp.get("n_c_note") if show_nc else None) if m),
             "file": name,
         })
     return rows
