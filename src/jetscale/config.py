@@ -8,6 +8,7 @@ Every problem raises :class:`ConfigError` naming the key, the bad value and what
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from importlib import resources
@@ -24,9 +25,14 @@ BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
 SETTABLE_PREFIXES: tuple[str, ...] = ("training.", "model.")
 
 
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict:
+    return yaml.safe_load(resources.files("jetscale").joinpath("schemas/config.schema.yaml").read_text())
+
+
 def schema() -> dict:
-    text = resources.files("jetscale").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    """The config JSON schema, parsed once per process (a copy, so callers cannot alter the cached one)."""
+    return copy.deepcopy(_parsed_schema())
 
 
 def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
@@ -108,8 +114,9 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         sets = extra[name]["sets"]
         if not sets.startswith(SETTABLE_PREFIXES):
             raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: {sets!r} must start with one of {list(SETTABLE_PREFIXES)}")
-        if sets.startswith("training.") and sets.split(".")[1] not in schema()["properties"]["training"]["properties"]:
-            allowed = sorted(schema()["properties"]["training"]["properties"])
+        training_keys = schema()["properties"]["training"]["properties"]
+        if sets.startswith("training.") and sets.split(".")[1] not in training_keys:
+            allowed = sorted(training_keys)
             raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: unknown training setting {sets!r}; allowed: {allowed}")
     all_axes = set(BUILTIN_AXES) | set(extra)
     for model, overrides in cfg["grid"].get("per_model", {}).items():

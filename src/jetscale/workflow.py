@@ -27,8 +27,9 @@ class StudyPlan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.root = paths.results_root(cfg)
-        self.cells = {cell_id(cfg, c): c for c in cells(cfg)}
-        if len(self.cells) != sum(1 for _ in cells(cfg)):
+        all_cells = cells(cfg)
+        self.cells = {cell_id(cfg, c): c for c in all_cells}
+        if len(self.cells) != len(all_cells):
             raise ConfigError("grid: two cells map to the same id (a value listed twice?)")
         self.check_results_dir()
 
