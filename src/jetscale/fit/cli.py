@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -25,14 +26,8 @@ def register(sub) -> None:
     p.add_argument("--y", help="column of the fitted quantity")
     p.add_argument("--form", choices=FORMS)
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for stderr and ci95 (default 0)")
-    p.add_argument("--seed", type=int, default=0, help=argparse_suppress())
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=_fit)
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _fit(args) -> int:
