@@ -99,6 +99,7 @@ class TrainCell(submitit.helpers.Checkpointable):
                 watchdog.append(timer)
                 timer.start()
 
+        usr1_handler = signal.getsignal(signal.SIGUSR1)
         signal.signal(signal.SIGUSR2, defer)
         signal.signal(signal.SIGUSR1, defer)
         try:
@@ -109,6 +110,9 @@ class TrainCell(submitit.helpers.Checkpointable):
         finally:
             for timer in watchdog:
                 timer.cancel()
+            # give the process its handlers back (the local/debug executors run cells in the caller's process)
+            signal.signal(signal.SIGUSR1, usr1_handler)
+            signal.signal(signal.SIGUSR2, submitit_handler)
         # training saved its checkpoint and stopped: submitit calls self.checkpoint(), requeues, then exits
         submitit_handler(signal.SIGUSR2, None)
         raise TrainingError(f"cell {cell_id} stopped for a checkpoint but was not requeued")
