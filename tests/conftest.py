@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slurm_helpers import slurm_cluster  # noqa: F401  (registers the fixture for every test module)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Helpers for tests against the real local Slurm cluster (scripts/slurm-cluster.sh).
 
-    from slurm_helpers import slurm_cluster, snakemake_slurm  # noqa: F401  (fixture import)
+    from slurm_helpers import snakemake_slurm  # the slurm_cluster fixture is registered in conftest.py
 
     @pytest.mark.slurm
     @pytest.mark.xdist_group("slurm")

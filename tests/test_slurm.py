@@ -14,7 +14,7 @@ import time
 import pytest
 
 from jetscale.errors import ConfigError
-from slurm_helpers import sacct_states, slurm_cluster, snakemake_slurm, tiny_training_config  # noqa: F401
+from slurm_helpers import sacct_states, snakemake_slurm, tiny_training_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from slurm_helpers import sacct_states, slurm_cluster, snakemake_slurm  # noqa: F401  (fixture)
+from slurm_helpers import sacct_states, snakemake_slurm
 from study_helpers import comparable_runs_table, snakemake, tiny_study
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from jetscale.config import load_config
 from jetscale.errors import ConfigError

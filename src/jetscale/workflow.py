@@ -10,7 +10,6 @@ import functools
 import glob
 import json
 import re
-from pathlib import Path
 
 import yaml
 
