@@ -33,6 +33,10 @@ import numpy as np
 BOS, EOS, SEP, PAD = 0x02, 0x03, 0x1F, 256
 VOCAB_SIZE = 257
 _DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+# Text mode fast path: |v| * 10**precision below 2**49 (at most 15 digits; float64 ulp there <= 1/8).
+_TEXT_FAST_LIMIT = float(2**49)
+_TEXT_MAX_PRECISION = 15
+_POW10 = 10 ** np.arange(16, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,108 @@ class ByteTokenizer:
         return tokens, n_valid > n_keep
 
     def _encode_text(self, features, mask):
+        """Vectorised text mode: byte for byte the output of :meth:`_encode_text_reference`.
+
+        A value is written like ``format(float(v), f".{p}f")``: ``-`` when the sign bit is set (so ``-0.0`` and
+        negatives that round to zero keep it), then ``q = round(|v| * 10**p)`` (Python rounds the exact binary
+        value, ties to even) as digits with the point ``p`` digits from the right. ``y = |v| * 10**p`` is one
+        correctly rounded float64 multiplication (``10**p`` is exact), so ``floor`` and ``> .5`` on it give
+        Python's rounding unless ``y`` is exactly ``k + .5`` (the exact product may then lie on either side, or
+        on it); those values, NaN, inf and values with ``y >= 2**49`` are formatted by Python one by one (rare;
+        for float32 inputs and small ``p`` the product is exact, so only true ties). Inputs outside the fast
+        path (non-real dtypes, precision outside 0..15, no features) go to the reference loop.
+
+        Layout: every kept particle is a row of ``F + 1`` right-aligned fields of a common width in a uint8 matrix
+        (``idx SEP``, then ``value ,`` ... ``value ;``); the real bytes of the matrix in C order are the jets'
+        records back to back, and they fill each row of ``tokens`` after BOS in C order too.
+        """
+        p = self.precision
+        fast_precision = isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 <= p <= _TEXT_MAX_PRECISION
+        n, P, F = features.shape
+        if features.dtype.kind not in "biuf" or not fast_precision or F == 0:
+            return self._encode_text_reference(features, mask)
+        p = int(p)
+        L = self.seq_len
+        jet, part = np.nonzero(mask)  # valid particles, jet by jet, in particle order (the reference's order)
+        x = features[jet, part].astype(np.float64)  # (V, F); float16/32, ints and bools convert as format() does
+
+        # Each value: the integer q and its width (fast path), or Python's string (slow path).
+        sign = np.signbit(x)
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = np.abs(x) * (10.0**p)
+            fast = y < _TEXT_FAST_LIMIT  # False for NaN and inf
+        y[~fast] = 0.0
+        fl = np.floor(y)
+        fr = y - fl  # exact
+        # Rounding is monotone and k + .5 is a float64 here, so y is on the same side of k + .5 as the exact
+        # product unless it lands on it: only then is Python's answer (exact value, ties to even) unknown.
+        fast &= fr != 0.5
+        q = fl.astype(np.int64) + (fr > 0.5)
+        n_int = np.searchsorted(_POW10[1:], q // _POW10[p], side="right") + 1  # digits before the point
+        width = sign + n_int + (p + 1 if p else 0)
+        slow = np.flatnonzero(~fast)  # into the flattened (V, F)
+        spec = f".{p}f"
+        slow_text = [format(v, spec).encode() for v in x.ravel()[slow].tolist()]
+        width.ravel()[slow] = [len(t) for t in slow_text]
+
+        # Records "idx SEP v,...,v;": the leading ones of each jet that fit between BOS and EOS.
+        n_idx = 1 + (part >= 10) + (part >= 100)
+        rec_len = n_idx + 1 + width.sum(axis=1) + F  # F - 1 commas and ';'
+        start = np.cumsum(rec_len) - rec_len  # exclusive, over all jets
+        first = np.searchsorted(jet, np.arange(n))  # each jet's first valid particle
+        keep = start - start[first[jet]] + rec_len <= L - 2  # lengths are positive: a prefix of each jet
+        truncated = np.zeros(n, dtype=bool)
+        truncated[jet[~keep]] = True
+        used = np.bincount(jet[keep], weights=rec_len[keep], minlength=n).astype(np.int64)
+
+        # Fields of the kept particles, right-aligned in rows of width W (last column: SEP , or ;).
+        K = int(keep.sum())
+        field = np.empty((K, F + 1), dtype=np.int64)  # field widths, terminator included
+        field[:, 0] = n_idx[keep] + 1
+        field[:, 1:] = width[keep] + 1
+        W = int(field.max()) if K else 1
+        M = np.empty((K, F + 1, W), dtype=np.uint8)
+        M[:, 0, W - 1] = SEP
+        M[:, 1:, W - 1] = ord(",")
+        M[:, F, W - 1] = ord(";")
+        kpart = part[keep]
+        for r in range(1, min(4, W)):
+            M[:, 0, W - 1 - r] = kpart // _POW10[r - 1] % 10 + ord("0")
+        qq = q[keep]
+        kfast = fast[keep]
+        for r in range(1, int(field[:, 1:][kfast].max(initial=1))):  # r-th column from the right
+            if p and r == p + 1:
+                M[:, 1:, W - 1 - r] = ord(".")
+            else:
+                qq, digit = np.divmod(qq, 10)
+                M[:, 1:, W - 1 - r] = digit + ord("0")
+        neg = np.flatnonzero((sign[keep] & kfast).ravel())
+        k, f = np.divmod(neg, F)
+        M[k, f + 1, W - field[:, 1:].ravel()[neg]] = ord("-")
+        kept_slow = np.repeat(keep, F)[slow]
+        if kept_slow.any():  # Python's strings, joined and scattered in one go
+            texts = [t for t, kk in zip(slow_text, kept_slow.tolist()) if kk]
+            lens = np.array([len(t) for t in texts], dtype=np.int64)
+            at = np.flatnonzero(~kfast.ravel())  # the same values, in the same order, indexed in (K, F)
+            k, f = np.divmod(at, F)
+            row_end = (k * (F + 1) + f + 1) * W + W - 1  # the terminator's position in M.ravel()
+            offset = np.repeat(row_end - lens - (np.cumsum(lens) - lens), lens)
+            M.reshape(-1)[offset + np.arange(len(offset))] = np.frombuffer(b"".join(texts), dtype=np.uint8)
+        stream = M[np.arange(W) >= W - field[:, :, None]]
+
+        tokens = np.full((n, L), PAD, dtype=np.int16)
+        cols = np.arange(L)
+        tokens[(cols >= 1) & (cols <= used[:, None])] = stream
+        tokens[:, 0] = BOS
+        tokens[np.arange(n), 1 + used] = EOS
+        return tokens, truncated
+
+    def _encode_text_reference(self, features, mask):
+        """The original per-particle Python loop: the definition of text mode.
+
+        Kept here (not only in the tests) because :meth:`_encode_text` falls back to it for inputs its fast path
+        does not cover (non-real dtypes, precision outside 0..15, no features), and the tests compare the two.
+        """
         n, P, F = features.shape
         L = self.seq_len
         tokens = np.full((n, L), PAD, dtype=np.int16)
