@@ -22,6 +22,34 @@ from .io import write_json, write_text
 STUDY_STAMP = "study.json"
 
 
+def stage_resources(cfg: dict, stage: str) -> dict:
+    """threads, mem_mb, runtime (minutes), gpus (+ slurm_partition) of a stage: built-ins < default < stage."""
+    res = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
+    res.update(cfg.get("resources", {}).get("default", {}))
+    if stage != "default":
+        res.update(cfg.get("resources", {}).get(stage, {}))
+    res.pop("widths", None)
+    return res
+
+
+def train_resources(cfg: dict, cell: dict) -> dict:
+    """A training cell's resources: default < resources.train.<model> < its widths.<width>."""
+    res = stage_resources(cfg, "default")
+    per_model = dict(cfg.get("resources", {}).get("train", {}).get(cell["model"], {}))
+    per_width = per_model.pop("widths", {}).get(str(cell["width"]), {})
+    res.update(per_model)
+    res.update(per_width)
+    return res
+
+
+def train_processes(cfg: dict, cell: dict) -> int:
+    """Data-parallel processes for a cell: ``training.processes``, where 'auto' is one per requested GPU."""
+    processes = cfg["training"].get("processes", "auto")
+    if processes == "auto":
+        return max(1, int(train_resources(cfg, cell).get("gpus", 0)))
+    return int(processes)
+
+
 class StudyPlan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -84,22 +112,11 @@ class StudyPlan:
         return settings_hash(resolve_settings(self.cfg, self.cell(cid)))
 
     def resources(self, stage: str) -> dict:
-        res = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
-        res.update(self.cfg.get("resources", {}).get("default", {}))
-        if stage != "default":
-            res.update(self.cfg.get("resources", {}).get(stage, {}))
-        res.pop("widths", None)
-        return res
+        return stage_resources(self.cfg, stage)
 
     @functools.lru_cache(maxsize=None)
     def train_resources(self, cid: str) -> dict:
-        cell = self.cell(cid)
-        res = self.resources("default")
-        per_model = dict(self.cfg.get("resources", {}).get("train", {}).get(cell["model"], {}))
-        per_width = per_model.pop("widths", {}).get(str(cell["width"]), {})
-        res.update(per_model)
-        res.update(per_width)
-        return res
+        return train_resources(self.cfg, self.cell(cid))
 
     def train_runtime(self, cid: str, attempt: int) -> int:
         """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""

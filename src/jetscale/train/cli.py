@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 
 
@@ -13,24 +15,55 @@ def register(subparsers) -> None:
     p.add_argument("--splits", default="results/data/splits", help="splits directory (meta.json, train/ val/ test/)")
     p.add_argument("--out", required=True, help="run directory (metrics.json, predictions.parquet, ...)")
     p.add_argument("--threads", type=int, default=None, help="override training.threads")
+    p.add_argument("--processes", type=int, default=None,
+                   help="data-parallel processes on this node (default: training.processes; 'auto' = one per GPU "
+                        "the cell's resources request)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulated preemption
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..config import load_config
+    from ..errors import ConfigError
+    from ..grid import parse_cell_id
     from ..launch import preempt
-    from .loop import train_cell
+    from ..workflow import train_processes
 
     cfg = load_config(args.config)
     if args.threads:
         cfg["training"]["threads"] = args.threads
+    processes = args.processes if args.processes is not None else train_processes(cfg, parse_cell_id(cfg, args.cell))
+    if processes < 1:
+        raise ConfigError(f"--processes: {processes} is not allowed; use 1 or more")
+    if processes > 1 and "WORLD_SIZE" not in os.environ:  # this is the launcher: start the ranks
+        from .launcher import run_ranks
+
+        return run_ranks(rank_argv(args), processes)
+
+    from .loop import train_cell
+
     with preempt.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
         try:
-            record = train_cell(cfg, args.cell, args.splits, args.out, progress=not args.no_progress)
+            record = train_cell(cfg, args.cell, args.splits, args.out, progress=not args.no_progress,
+                                stop_after_steps=args.stop_after_steps)
         except preempt.StopForCheckpoint as exc:
-            print(f"jetscale train: {exc}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":
+                print(f"jetscale train: {exc}", file=sys.stderr)
             return preempt.EXIT_REQUEUE
-    summary = {k: record[k] for k in ("cell_id", "test_loss", "test_accuracy", "samples_seen", "wall_time_s")}
-    print(json.dumps(summary))
+    if os.environ.get("RANK", "0") == "0":
+        summary = {k: record[k] for k in ("cell_id", "test_loss", "test_accuracy", "samples_seen", "wall_time_s")}
+        print(json.dumps(summary))
     return 0
+
+
+def rank_argv(args) -> list[str]:
+    """The command line each rank runs (the launcher's own, already resolved)."""
+    argv = ["train", "--config", args.config, "--cell", args.cell, "--splits", args.splits, "--out", args.out]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    if args.stop_after_steps is not None:
+        argv += ["--stop-after-steps", str(args.stop_after_steps)]
+    return argv

@@ -1,23 +1,49 @@
-"""The optimisation engine: DeepSpeed (ZeRO) on GPU when it is importable, plain torch otherwise.
+"""Processes, devices and the optimisation engine of one training run.
 
-``make_engine`` returns an object with ``backward(loss)``, ``step()`` (gradient clipping, optimizer and
-scheduler step, zero grad), ``autocast()`` and ``state_dict()/load_state_dict()`` so the training loop does
-not care which one it has. Plain torch on GPU uses bf16 autocast; on CPU everything stays float32.
-DeepSpeed is used when ``training.deepspeed.enabled`` is true, or 'auto' and both CUDA and the ``deepspeed``
-package are available (it is not installed in the CPU environment; that path is import-guarded).
+**Ranks.** A run is one process, or ``WORLD_SIZE`` data-parallel processes started by ``torchrun`` (what
+``jetscale train --processes N`` does), ``srun`` or submitit (which export the ``env://`` variables ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). :func:`init_ranks` joins the process group
+(NCCL on GPU, gloo on CPU). Every rank draws the same global batch from the sampler and trains on its strided
+share of it (:meth:`Ranks.shard`), so the stream of jets seen does not depend on the number of processes;
+evaluation is sharded the same way and gathered (:meth:`Ranks.gather_rows`), so every rank takes the same
+early-stopping decisions. Only rank 0 writes files.
+
+**Engines.** ``make_engine`` returns an object with ``forward_model`` (what the training step calls),
+``module`` (the plain model), ``backward(loss)``, ``step()`` (gradient clipping, optimizer and scheduler step,
+zero grad), ``autocast()``, ``full_state_dict()`` and checkpoint save/load, so the training loop does not care
+which one it has:
+
+* :class:`TorchEngine`: plain torch, wrapped in ``DistributedDataParallel`` when there are several ranks.
+* :class:`DeepSpeedEngine`: DeepSpeed with ZeRO stage 0-3 (``training.deepspeed``). Mixed precision goes
+  through DeepSpeed's ``torch_autocast`` mode (fp32 master weights, bf16 autocast), the same numerics as the
+  torch engine, so the two give the same outputs up to reduction order. Its optimizer state (partitioned
+  across ranks from stage 1 on) is checkpointed with DeepSpeed's own per-rank files.
+
+Precision (``training.precision``): 'auto' is bf16 autocast on GPU and fp32 on CPU; 'bf16' forces autocast
+(on CPU too, e.g. to exercise the GPU code path in tests); 'fp32' turns it off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import importlib
 import os
-from typing import Any
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
+
+DS_CHECKPOINT_DIR = "checkpoint_ds"  # DeepSpeed's per-rank checkpoint files, beside checkpoint.pt
 
 
+# ------------------------------------------------------------------------------------------------ ranks
 def resolve_device(preference: str = "auto") -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -28,65 +54,214 @@ def resolve_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def deepspeed_available() -> bool:
+@dataclass
+class Ranks:
+    """This process's place among the data-parallel processes of a run (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this run initialised torch.distributed and tears it down
+    env_added: tuple = ()  # env:// variables set for DeepSpeed in a single process, removed again on close
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+    def shard(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's strided share of a global batch (or of any index array)."""
+        return idx[self.rank :: self.world]
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over ranks (float64)."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        t = torch.tensor(list(values), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu().tolist()
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
+        """Reassemble rows sharded with :meth:`shard` (rank r holds rows r, r + world, ...) on every rank."""
+        if self.world == 1:
+            return local
+        parts = self.gather_objects(local)
+        out = np.empty((n,) + parts[0].shape[1:], dtype=parts[0].dtype)
+        for r, part in enumerate(parts):
+            out[r :: self.world] = part
+        return out
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group and self.distributed:
+            dist.destroy_process_group()
+            self.owns_group = False
+        for var in self.env_added:
+            os.environ.pop(var, None)
+        self.env_added = ()
+
+
+def init_ranks(device: torch.device) -> Ranks:
+    """Join the process group described by the ``env://`` variables (a single process needs none)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks(device=device)
+    rank = int(os.environ.get("RANK", "0"))
+    owns = False
+    if not dist.is_initialized():
+        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        if missing:
+            raise TrainingError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; start several processes with "
+                                "`jetscale train --processes N` (torchrun), srun or submitit")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                **({"device_id": device} if device.type == "cuda" else {}))
+        owns = True
+    return Ranks(rank=rank, world=world, device=device, owns_group=owns)
+
+
+def ensure_process_group(ranks: Ranks) -> None:
+    """DeepSpeed always needs a process group and LOCAL_RANK, even for one process: give it a private one."""
+    added = []
+    for var, value in (("LOCAL_RANK", "0"), ("RANK", "0"), ("WORLD_SIZE", "1")):
+        if var not in os.environ:
+            os.environ[var] = value
+            added.append(var)
+    ranks.env_added = tuple(ranks.env_added) + tuple(added)
+    if not dist.is_initialized():
+        backend = "nccl" if ranks.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        ranks.owns_group = True
+
+
+# -------------------------------------------------------------------------------------------- precision
+def use_bf16(training: dict, device: torch.device) -> bool:
+    precision = training.get("precision", "auto")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def deepspeed_importable(device: torch.device) -> bool:
+    # Name the accelerator: DeepSpeed otherwise probes for one and logs a warning when it falls back to CPU.
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
     try:
         import deepspeed  # noqa: F401
     except Exception:
         return False
-    return torch.cuda.is_available()
+    return True
 
 
+def _quiet_deepspeed_on_cpu(device: torch.device) -> None:
+    """Keep DeepSpeed on CPU (used to check it against plain torch) from JIT-compiling its shared-memory
+    all-reduce: ~45 s and a C++ toolchain per fresh machine for a speed-up that only matters to CPU clusters."""
+    import logging
+    import warnings
+
+    import deepspeed
+
+    deepspeed.utils.logger.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)` is deprecated")
+    backend = importlib.import_module("deepspeed.comm.torch")  # the module, not `torch` re-exported by deepspeed.comm
+    if device.type == "cpu" and hasattr(backend, "build_shm_op"):
+        backend.build_shm_op = lambda: None
+
+
+# ---------------------------------------------------------------------------------------------- engines
 class TorchEngine:
     name = "torch"
+    partitioned = False  # module.state_dict() holds the full weights
 
-    def __init__(self, model, optimizer, scheduler, grad_clip: float | None, device: torch.device):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.grad_clip, self.device = grad_clip, device
+    def __init__(self, model, optimizer, scheduler, grad_clip: float | None, ranks: Ranks, bf16: bool):
+        self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.grad_clip, self.ranks, self.bf16 = grad_clip, ranks, bf16
+        self.forward_model = model
+        if ranks.world > 1 and type(self) is TorchEngine:  # DeepSpeed reduces gradients itself
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [ranks.device.index] if ranks.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(model, device_ids=ids)
+
+    def eval_autocast(self):
+        """The precision context for scoring with ``module`` (which never autocasts itself)."""
+        if self.bf16:
+            return torch.autocast(self.ranks.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The precision context for the training forward through ``forward_model``."""
+        return self.eval_autocast()
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
     def step(self) -> None:
         if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def state_dict(self) -> dict[str, Any]:
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The complete model weights, on every rank (a copy)."""
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def save(self, out_dir: Path, tag: str) -> dict[str, Any]:
+        """Optimizer + scheduler state for ``checkpoint.pt`` (replicated on every rank: rank 0's is whole)."""
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load(self, out_dir: Path, checkpoint: dict[str, Any]) -> bool:
+        """Restore weights, optimizer and scheduler from a checkpoint; False when it cannot be used."""
+        state = checkpoint.get("engine") or {}
+        if "optimizer" not in state:
+            return False
+        self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        return True
+
+    def prune(self, out_dir: Path, keep: str) -> None:
+        pass
 
 
-class DeepSpeedEngine(TorchEngine):  # pragma: no cover - needs CUDA + deepspeed
+class DeepSpeedEngine(TorchEngine):
     name = "deepspeed"
 
-    def __init__(self, model, optimizer, scheduler, grad_clip, device, *, batch_size: int, zero_stage: int):
+    def __init__(self, model, optimizer, scheduler, grad_clip, ranks: Ranks, bf16: bool, *, batch_size: int,
+                 zero_stage: int):
         import deepspeed
 
+        _quiet_deepspeed_on_cpu(ranks.device)
+        ensure_process_group(ranks)
         config = {
-            "train_micro_batch_size_per_gpu": batch_size,
+            "train_micro_batch_size_per_gpu": max(1, -(-batch_size // ranks.world)),
             "gradient_accumulation_steps": 1,
             "gradient_clipping": grad_clip or 0.0,
             "zero_optimization": {"stage": zero_stage},
-            "bf16": {"enabled": True},
+            "steps_per_print": 2**62,
         }
-        engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
-        )
-        super().__init__(engine, optimizer, scheduler, grad_clip, device)
-        self.engine = engine
+        if bf16:
+            config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+        engine, ds_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                                          config=config)
+        super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16)
+        self.engine = self.forward_model = engine
+        self.partitioned = zero_stage == 3
 
     def autocast(self):
-        return contextlib.nullcontext()  # the engine runs the model in bf16 itself
+        return contextlib.nullcontext()  # the engine's forward autocasts itself (torch_autocast mode)
 
     def backward(self, loss):
         self.engine.backward(loss)
@@ -94,18 +269,52 @@ class DeepSpeedEngine(TorchEngine):  # pragma: no cover - needs CUDA + deepspeed
     def step(self):
         self.engine.step()  # clipping, optimizer, scheduler, zero grad
 
-    def state_dict(self):
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+    def full_state_dict(self):
+        if not self.partitioned:
+            return super().full_state_dict()
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.module.parameters())):  # collective: all ranks
+            return super().full_state_dict()
+
+    def save(self, out_dir: Path, tag: str) -> dict[str, Any]:
+        """All ranks write their partition under checkpoint_ds/<tag>/ (collective); checkpoint.pt points to it."""
+        self.engine.save_checkpoint(str(out_dir / DS_CHECKPOINT_DIR), tag=tag, save_latest=False)
+        self.ranks.barrier()
+        return {"deepspeed_tag": tag, "world": self.ranks.world}
+
+    def load(self, out_dir: Path, checkpoint: dict[str, Any]) -> bool:
+        state = checkpoint.get("engine") or {}
+        tag = state.get("deepspeed_tag")
+        if tag is None or state.get("world") != self.ranks.world or not (out_dir / DS_CHECKPOINT_DIR / tag).is_dir():
+            return False  # partitions are per rank: a different number of processes cannot reuse them
+        path, _ = self.engine.load_checkpoint(str(out_dir / DS_CHECKPOINT_DIR), tag=tag, load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        return path is not None
+
+    def prune(self, out_dir: Path, keep: str) -> None:
+        """Remove older tags once checkpoint.pt points to ``keep`` (rank 0)."""
+        root = out_dir / DS_CHECKPOINT_DIR
+        if self.ranks.is_main and root.is_dir():
+            for old in root.iterdir():
+                if old.name != keep:
+                    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
-def make_engine(model, optimizer, scheduler, training: dict, device: torch.device):
-    ds = training.get("deepspeed", {}) or {}
-    enabled = ds.get("enabled", "auto")
-    if enabled is True and not deepspeed_available():
-        raise TrainingError("training.deepspeed.enabled is true but deepspeed is not importable or CUDA is not "
-                            "available; allowed here: auto, false")
-    use_ds = device.type == "cuda" and (enabled is True or (enabled == "auto" and deepspeed_available()))
-    if use_ds:
-        return DeepSpeedEngine(model, optimizer, scheduler, training.get("grad_clip"), device,
-                               batch_size=training["batch_size"], zero_stage=int(ds.get("zero_stage", 1)))
-    return TorchEngine(model, optimizer, scheduler, training.get("grad_clip"), device)
+def wants_deepspeed(training: dict, device: torch.device) -> bool:
+    enabled = (training.get("deepspeed") or {}).get("enabled", "auto")
+    if enabled is True:
+        if not deepspeed_importable(device):
+            raise ConfigError("training.deepspeed.enabled is true but the deepspeed package is not importable "
+                              "(it is pinned in envs/requirements.txt); allowed without it: auto, false")
+        return True
+    return enabled == "auto" and device.type == "cuda" and deepspeed_importable(device)
+
+
+def make_engine(model, optimizer, scheduler, training: dict, ranks: Ranks):
+    bf16 = use_bf16(training, ranks.device)
+    if wants_deepspeed(training, ranks.device):
+        ds = training.get("deepspeed") or {}
+        return DeepSpeedEngine(model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16,
+                               batch_size=int(training["batch_size"]), zero_stage=int(ds.get("zero_stage", 1)))
+    return TorchEngine(model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16)

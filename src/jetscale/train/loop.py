@@ -46,11 +46,11 @@ import torch.nn.functional as F
 
 from .. import io as jio
 from ..config import resolve_settings, settings_hash
-from ..errors import DataError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError
 from ..grid import parse_cell_id
 from ..models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 from . import checkpoint as ckpt
-from .distributed import make_engine, resolve_device
+from .distributed import Ranks, init_ranks, make_engine, resolve_device
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
@@ -127,19 +127,31 @@ def compute_loss(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, pr
 
 
 @torch.no_grad()
-def predict(model, arrays: dict[str, np.ndarray], device, autocast) -> np.ndarray:
-    """Softmax probabilities (n, n_classes), float32, in eval mode."""
+def predict(model, arrays: dict[str, np.ndarray], device, autocast, ranks: Ranks | None = None) -> np.ndarray:
+    """Softmax probabilities (n, n_classes), float32, in eval mode.
+
+    With several ranks each scores its strided share in the same number of batches (a ZeRO-3 forward is a
+    collective) and every rank gets all rows back.
+    """
+    ranks = ranks or Ranks()
     was_training = model.training
     model.eval()
     n = len(next(iter(arrays.values())))
+    if ranks.world == 1:
+        chunks = [slice(start, min(n, start + EVAL_BATCH)) for start in range(0, n, EVAL_BATCH)]
+    else:
+        if n < ranks.world:
+            raise DataError(f"{n} jets cannot be shared among {ranks.world} processes")
+        n_batches = math.ceil(math.ceil(n / ranks.world) / EVAL_BATCH)
+        chunks = np.array_split(ranks.shard(np.arange(n)), n_batches)
     out = []
-    for start in range(0, n, EVAL_BATCH):
-        batch = batch_tensors(arrays, slice(start, min(n, start + EVAL_BATCH)), device)
+    for rows in chunks:
+        batch = batch_tensors(arrays, rows, device)
         with autocast():
             logits = model(**batch)
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     model.train(was_training)
-    return np.concatenate(out).astype(np.float32)
+    return ranks.gather_rows(np.concatenate(out).astype(np.float32), n)
 
 
 def loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -177,8 +189,9 @@ def git_revision() -> str | None:
         return None
 
 
-def hardware(device: torch.device, threads: int, engine_name: str) -> dict[str, Any]:
-    info = {"device": device.type, "engine": engine_name, "threads": threads, "cpu": platform.processor() or platform.machine(),
+def hardware(device: torch.device, threads: int, engine, ranks: Ranks) -> dict[str, Any]:
+    info = {"device": device.type, "engine": engine.name, "precision": "bf16" if engine.bf16 else "fp32",
+            "processes": ranks.world, "threads": threads, "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "hostname": platform.node()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -247,6 +260,8 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     Resumes from ``out_dir/checkpoint.pt`` when it belongs to the same resolved settings. ``stop_after_steps``
     simulates a preemption (checkpoint + :class:`~jetscale.train.checkpoint.TrainingInterrupted` once that
     many steps are done); launchers use :func:`jetscale.train.checkpoint.checkpoint_now` or signals instead.
+    Run by several data-parallel processes (see :mod:`jetscale.train.distributed`), every rank returns the
+    record and rank 0 writes the files.
     """
     t_start = time.perf_counter()
     cell = parse_cell_id(cfg, cell_id)
@@ -254,14 +269,26 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     shash = settings_hash(settings)
     training = settings["training"]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
-        (out_dir / stale).unlink(missing_ok=True)
-
     threads = int(cfg["training"].get("threads", 1))
     torch.set_num_threads(threads)
     tune_allocator()
     device = resolve_device(cfg["training"].get("device", "auto"))
+    ranks = init_ranks(device)
+    try:
+        return _train(cfg, cell, cell_id, settings, shash, training, Path(splits_dir), out_dir, device, ranks,
+                      progress=progress, stop_after_steps=stop_after_steps, t_start=t_start)
+    finally:
+        ranks.close()
+
+
+def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, device, ranks: Ranks, *, progress,
+           stop_after_steps, t_start) -> dict:
+    main = ranks.is_main
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
+            (out_dir / stale).unlink(missing_ok=True)
+    ranks.barrier()
     seed = int(settings["seed"])
     random.seed(seed)
     np.random.seed(seed)
@@ -286,15 +313,22 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     train_labels = torch.from_numpy(train["labels"].astype(np.int64))
 
     # model, optimiser, schedule ----------------------------------------------------------------------
-    model = build_model(name, settings["width"], len(classes), train["features"].shape[-1], options).to(device)
+    def new_model():
+        return build_model(name, settings["width"], len(classes), train["features"].shape[-1], options).to(device)
+
+    model = new_model()
+    if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
+        torch.manual_seed(seed + 1_000_003 * ranks.rank)
     batch_size = min(int(training["batch_size"]), settings["n_train"])
+    if batch_size < ranks.world:
+        raise ConfigError(f"training.batch_size: a batch of {batch_size} jets cannot be shared among "
+                          f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes")
     budget = total_samples(settings)
     total_steps = max(1, math.ceil(budget / batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["lr"]),
                                   weight_decay=float(training["weight_decay"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(training["warmup_fraction"])))
-    engine = make_engine(model, optimizer, scheduler, training, device)
-    forward_model = getattr(engine, "engine", model)
+    engine = make_engine(model, optimizer, scheduler, {**training, "batch_size": batch_size}, ranks)
     sampler = Sampler(settings["n_train"], seed)
     eval_every = max(1, int(training["eval_every_samples"]))
     patience = training.get("early_stopping_patience")
@@ -304,26 +338,33 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     state = {"step": 0, "position": 0, "best_val": math.inf, "best_val_accuracy": None, "best_step": 0, "best_state": None,
              "evals_since_best": 0, "log_rows": [], "elapsed": 0.0, "done": False, "early_stopped": False}
     resumed = ckpt.load_checkpoint(ckpt_path, shash)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        engine.load_state_dict(resumed["engine"])
-        ckpt.set_rng_state(resumed["rng"])
+    if resumed is not None and engine.load(out_dir, resumed):
+        rngs = resumed.get("rng_ranks")
+        ckpt.set_rng_state(rngs[ranks.rank] if rngs and len(rngs) == ranks.world else resumed["rng"])
         state.update({k: resumed[k] for k in state})
 
     def save() -> None:
-        ckpt.save_checkpoint(ckpt_path, {
-            **state, "model": model.state_dict(), "engine": engine.state_dict(), "rng": ckpt.rng_state(),
-            "settings_hash": shash, "cell_id": cell_id, "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
-        })
+        tag = f"step{state['step']}"
+        engine_state = engine.save(out_dir, tag)  # collective under DeepSpeed
+        weights = engine.full_state_dict()  # collective under ZeRO-3
+        rngs = ranks.gather_objects(ckpt.rng_state())
+        if main:
+            ckpt.save_checkpoint(ckpt_path, {
+                **state, "model": weights, "engine": engine_state, "rng": rngs[0],
+                "rng_ranks": rngs if ranks.world > 1 else None, "settings_hash": shash, "cell_id": cell_id,
+                "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
+            })
+        ranks.barrier()
+        engine.prune(out_dir, tag)
 
     def evaluate_val() -> tuple[float, float]:
-        probs = predict(forward_model, inputs["val"], device, engine.autocast)
+        probs = predict(engine.module, inputs["val"], device, engine.eval_autocast, ranks)
         return loss_and_accuracy(probs, val["labels"])
 
     # loop ------------------------------------------------------------------------------------------
     t_run = time.perf_counter()
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=state["step"], desc=cell_id, unit="step", leave=False, file=sys.stderr)
@@ -333,20 +374,32 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     try:
         with ckpt.signal_handlers():
             while not state["done"] and state["step"] < total_steps:
-                idx = sampler.batch(state["position"], batch_size)
-                batch = batch_tensors(inputs["train"], idx, device)
+                idx = sampler.batch(state["position"], batch_size)  # the global batch; this rank trains its share
+                local = ranks.shard(idx)
+                batch = batch_tensors(inputs["train"], local, device)
                 with engine.autocast():
-                    loss = compute_loss(forward_model, batch, train_labels[idx].to(device), pretrain)
-                if not torch.isfinite(loss):
-                    reason = f"non-finite training loss ({loss.item()}) at step {state['step'] + 1}"
-                    write_failure(out_dir, reason, step=state["step"] + 1, samples=state["position"],
-                                  cell_id=cell_id, settings_hash=shash)
+                    loss = compute_loss(engine.forward_model, batch, train_labels[local].to(device), pretrain)
+                if ranks.world > 1:
+                    # Weight each rank's mean by its share so the ranks' averaged gradient is the global-batch mean
+                    # (shares differ by one jet when the batch does not divide); stop requests are voted on so all
+                    # ranks stop, and checkpoint, at the same step.
+                    share = len(local) / len(idx)
+                    step_loss, stop_votes, ckpt_votes = ranks.all_sum(
+                        [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint])
+                    loss = loss * (share * ranks.world)
+                else:
+                    step_loss = float(loss.detach())
+                if not math.isfinite(step_loss):
+                    reason = f"non-finite training loss ({step_loss}) at step {state['step'] + 1}"
+                    if main:
+                        write_failure(out_dir, reason, step=state["step"] + 1, samples=state["position"],
+                                      cell_id=cell_id, settings_hash=shash)
                     raise TrainingError(f"{cell_id}: {reason}; see {out_dir / 'failure.json'}")
                 engine.backward(loss)
                 engine.step()
                 state["step"] += 1
                 state["position"] += len(idx)
-                running_loss += float(loss.detach())
+                running_loss += step_loss
                 running_steps += 1
                 if bar is not None:
                     bar.update(1)
@@ -356,14 +409,14 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
                     now = time.perf_counter()
                     row = {"step": state["step"], "samples": state["position"],
                            "loss": round(running_loss / running_steps, 6),
-                           "lr": float(f"{scheduler.get_last_lr()[0]:.6g}"),
+                           "lr": float(f"{engine.scheduler.get_last_lr()[0]:.6g}"),
                            "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1), "val_loss": None}
                     if evaluated or last:
                         val_loss, val_acc = evaluate_val()
                         row["val_loss"] = round(val_loss, 6)
                         if val_loss < state["best_val"]:
                             state.update(best_val=val_loss, best_val_accuracy=val_acc, best_step=state["step"],
-                                         evals_since_best=0, best_state=copy.deepcopy(model.state_dict()))
+                                         evals_since_best=0, best_state=engine.full_state_dict())
                         else:
                             state["evals_since_best"] += 1
                             if patience and state["evals_since_best"] >= patience:
@@ -372,8 +425,11 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
                             bar.set_postfix(loss=row["loss"], val=row["val_loss"])
                     state["log_rows"].append(row)
                     running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
-                stop = ckpt.stop_requested()
-                if state["step"] % ckpt_every == 0 or ckpt.REQUESTS.checkpoint or stop:
+                if ranks.world > 1:
+                    stop, wants_ckpt = stop_votes > 0, ckpt_votes > 0
+                else:
+                    stop, wants_ckpt = ckpt.stop_requested(), ckpt.REQUESTS.checkpoint
+                if state["step"] % ckpt_every == 0 or wants_ckpt or stop:
                     save()
                     ckpt.REQUESTS.checkpoint = False
                     if stop:
@@ -387,34 +443,42 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
             bar.close()
     state["done"] = True
     save()
-    write_log(out_dir / "train_log.csv", state["log_rows"])
+    if main:
+        write_log(out_dir / "train_log.csv", state["log_rows"])
 
     # final evaluation with the best weights -------------------------------------------------------------
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
+    final_model = engine.module
+    if engine.partitioned:  # ZeRO-3 holds a slice of each weight per rank: score a plain, whole copy
+        final_model = new_model()
+        final_model.load_state_dict(state["best_state"] or engine.full_state_dict())
+    elif state["best_state"] is not None:
+        final_model.load_state_dict(state["best_state"])
     if state["best_state"] is not None:  # the best evaluation already scored these weights on val
         val_loss, val_acc = state["best_val"], state["best_val_accuracy"]
     else:
-        val_loss, val_acc = loss_and_accuracy(predict(forward_model, inputs["val"], device, engine.autocast), val["labels"])
-    test_probs = predict(forward_model, inputs["test"], device, engine.autocast)
+        val_loss, val_acc = loss_and_accuracy(predict(final_model, inputs["val"], device, engine.eval_autocast, ranks),
+                                              val["labels"])
+    test_probs = predict(final_model, inputs["test"], device, engine.eval_autocast, ranks)
     test_loss, test_acc = loss_and_accuracy(test_probs, test["labels"])
     sample = batch_tensors(inputs["val"], slice(0, min(64, len(val["labels"]))), device)
-    flops_per_jet = measure_flops_per_jet(model, sample)
-    write_predictions(out_dir / "predictions.parquet", test["jet_id"], test["labels"], test_probs, classes)
+    flops_per_jet = measure_flops_per_jet(final_model, sample)
     record = metrics_record(
-        cfg=cfg, cell=cell, cell_id=cell_id, settings=settings, shash=shash, model=model, state=state,
+        cfg=cfg, cell=cell, cell_id=cell_id, settings=settings, shash=shash, model=final_model, state=state,
         flops_per_jet=flops_per_jet, val=(val_loss, val_acc), test=(test_loss, test_acc), budget=budget,
-        total_steps=total_steps, batch_size=batch_size, device=device, engine=engine,
+        total_steps=total_steps, batch_size=batch_size, device=device, engine=engine, ranks=ranks,
         wall_time_s=state["elapsed"] + (time.perf_counter() - t_run), input_info=input_info, meta=meta,
         setup_s=t_run - t_start,
     )
-    jio.write_json(out_dir / "metrics.json", record)
-    archive(out_dir, shash)
+    if main:
+        write_predictions(out_dir / "predictions.parquet", test["jet_id"], test["labels"], test_probs, classes)
+        jio.write_json(out_dir / "metrics.json", record)
+        archive(out_dir, shash)
+    ranks.barrier()
     return record
 
 
 def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_per_jet, val, test, budget,
-                   total_steps, batch_size, device, engine, wall_time_s, input_info, meta, setup_s) -> dict:
+                   total_steps, batch_size, device, engine, ranks, wall_time_s, input_info, meta, setup_s) -> dict:
     """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
     samples = int(state["position"])
     return {
@@ -446,7 +510,7 @@ def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_p
         "n_val": input_info["val"]["n_jets"],
         "n_test": input_info["test"]["n_jets"],
         "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()} if settings["model"] == "bbt_neutron" else None,
-        "hardware": hardware(device, torch.get_num_threads(), engine.name),
+        "hardware": hardware(device, torch.get_num_threads(), engine, ranks),
         "versions": versions(),
         "git_revision": git_revision(),
         "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
