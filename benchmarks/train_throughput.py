@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py --splits results/data/splits   # real jets instead of synthetic ones
     python benchmarks/train_throughput.py --threads 2 --steps 20
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --widths particlenet=64,128 ...
+    python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
 
 Synthetic jets (``jetscale.train.synthetic``, ~24 particles of 64) or, with ``--splits``, the first training
 jets of a splits directory go through the
@@ -27,13 +28,14 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "
 
 
 def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int,
-            splits: str | None = None) -> dict:
+            splits: str | None = None, engine: str = "torch", zero_stage: int = 1) -> dict:
     import resource
 
     import numpy as np
     import torch
 
     from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
+    from jetscale.train.distributed import Ranks, make_engine
     from jetscale.train.synthetic import synthetic_jets
 
     torch.set_num_threads(threads)
@@ -50,17 +52,20 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = build_model(model_name, width, 11, 19, BBT_OPTIONS).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    # the training loop's own engine: plain torch or DeepSpeed (ZeRO), bf16 autocast on GPU
+    training = {"batch_size": batch_size, "grad_clip": 1.0, "precision": "auto",
+                "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage}}
+    eng = make_engine(model, opt, sched, training, Ranks(device=torch.device(device)))
 
     def step(i):
         idx = np.arange(i * batch_size, (i + 1) * batch_size) % n
         batch = batch_tensors(arrays, idx, device)
-        with autocast:
-            loss = torch.nn.functional.cross_entropy(model(**batch).float(), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with eng.autocast():
+            loss = torch.nn.functional.cross_entropy(eng.forward_model(**batch).float(), labels[idx])
+        eng.backward(loss)
+        eng.step()
 
     for i in range(3):
         step(i)
@@ -74,7 +79,8 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     flops = measure_flops_per_jet(model, batch_tensors(arrays, np.arange(min(n, 256)), device))
-    out = {"model": model_name, "width": width, "device": device, "threads": threads, "batch_size": batch_size,
+    out = {"model": model_name, "width": width, "device": device, "engine": eng.name, "threads": threads,
+           "batch_size": batch_size, "precision": "bf16" if eng.bf16 else "fp32",
            "n_params": count_params(model), "fwd_flops_per_jet": flops, "jets_per_s": steps * batch_size / dt}
     if cuda:
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -96,11 +102,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--widths", default=None, help="e.g. particlenet=16,32;part=16,32;bbt_neutron=32,64")
     p.add_argument("--splits", default=None, help="a splits directory: benchmark on its first training jets")
+    p.add_argument("--engine", choices=("torch", "deepspeed"), default="torch", help="optimisation engine")
+    p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
     if a.one:
         name, width, device = a.one.split(":")
-        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits)))
+        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine,
+                                 a.zero_stage)))
         return 0
     widths = dict(DEFAULT_WIDTHS)
     if a.widths:
@@ -110,12 +119,14 @@ def main(argv=None) -> int:
     import torch
 
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(f"engine: {a.engine}" + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else ""))
     print(f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'peak MB':>8} {'MFU':>6}")
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
                 cmd = [sys.executable, __file__, "--one", f"{name}:{w}:{device}", "--batch-size", str(a.batch_size),
-                       "--steps", str(a.steps), "--threads", str(a.threads)] + (["--splits", a.splits] if a.splits else [])
+                       "--steps", str(a.steps), "--threads", str(a.threads), "--engine", a.engine,
+                       "--zero-stage", str(a.zero_stage)] + (["--splits", a.splits] if a.splits else [])
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")

@@ -117,7 +117,7 @@ class ParticleTransformer(nn.Module):
             else:
                 h = layer(h)
         e = h.view(B, -1, self.n_heads)
-        bias = vectors.new_zeros(B, P, P, self.n_heads)
+        bias = e.new_zeros(B, P, P, self.n_heads)  # e is bf16 under autocast
         bias[:, i, j] = e
         bias[:, j, i] = e
         bias = bias.permute(0, 3, 1, 2)

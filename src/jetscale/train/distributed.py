@@ -142,9 +142,10 @@ def ensure_process_group(ranks: Ranks) -> None:
             added.append(var)
     ranks.env_added = tuple(ranks.env_added) + tuple(added)
     if not dist.is_initialized():
+        # Kept for the life of the process (DeepSpeed caches its groups globally: a second run in the same
+        # process, e.g. in tests, must find the same group); a one-process group holds no resources.
         backend = "nccl" if ranks.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-        ranks.owns_group = True
 
 
 # -------------------------------------------------------------------------------------------- precision
