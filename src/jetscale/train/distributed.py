@@ -250,11 +250,14 @@ class DeepSpeedEngine(TorchEngine):
             "train_micro_batch_size_per_gpu": max(1, -(-batch_size // ranks.world)),
             "gradient_accumulation_steps": 1,
             "gradient_clipping": grad_clip or 0.0,
-            "zero_optimization": {"stage": zero_stage},
+            # memory_efficient_linear would replace torch.nn.functional.linear for the whole process (ZeRO-3)
+            "zero_optimization": {"stage": zero_stage, "memory_efficient_linear": False},
             "steps_per_print": 2**62,
         }
         if bf16:
-            config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+            # fp32 master weights and gradients with bf16 autocast: the torch engine's numerics. (Listing no
+            # "lower-precision-safe" modules keeps DeepSpeed from reducing Linear gradients in bf16.)
+            config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
         engine, ds_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                           config=config)
         super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16)
