@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU half of the training checks, as one script for a lent GPU machine (its python3 has CUDA torch but
+# none of: deepspeed, jsonschema, pydantic; nothing can be downloaded there).
+#   here, once:      bash benchmarks/gpu_check.sh --prepare   # those wheels -> .gpu-wheels/ (git-ignored)
+#   on the GPU:      bash benchmarks/gpu_check.sh             # carry .gpu-wheels; figures also go to $OUT
+# Prints: GPU and versions; jets/s, peak memory and MFU per model and width with the torch engine and with
+# DeepSpeed (ZeRO 2); DeepSpeed-vs-torch weight/loss differences per ZeRO stage in fp32 and bf16.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ "${1:-}" = --prepare ]; then
+  mkdir -p .gpu-wheels
+  pip=(.venv/bin/pip -q --disable-pip-version-check)
+  "${pip[@]}" download --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --no-deps -d .gpu-wheels jsonschema==4.26.0 jsonschema-specifications \
+    referencing rpds-py pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection hjson
+  "${pip[@]}" wheel --no-deps deepspeed==0.19.8 -w .gpu-wheels
+  ls .gpu-wheels
+  exit 0
+fi
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+"$PY" -m pip install -q --no-index --no-deps .gpu-wheels/*.whl
+export PYTHONPATH=$PWD/src
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$PY" -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"; } | tee "$OUT/env.txt"
+widths="particlenet=64,128;part=128,256;bbt_neutron=512,768"
+timeout 240 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --widths "$widths" \
+  | tee "$OUT/throughput_torch.txt"
+timeout 120 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --engine deepspeed \
+  --zero-stage 2 --widths "particlenet=64;part=128;bbt_neutron=512,768" | tee "$OUT/throughput_deepspeed.txt"
+timeout 150 "$PY" benchmarks/engine_parity.py --device cuda --width 256 --steps 30 --batch-size 64 | tee "$OUT/parity.txt"
