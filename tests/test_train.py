@@ -130,3 +130,21 @@ def test_signal_checkpoints_and_stops(cfg, splits, tmp_path, monkeypatch):
         loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handler restored
+
+
+def test_pretrain_adds_the_next_patch_byte_loss(cfg, splits, tmp_path):
+    """training.pretrain: BBT-Neutron trains its LM head (next patch's bytes) beside the classifier."""
+    import copy
+
+    cell = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"
+    plain = loop.train_cell(cfg, cell, splits, tmp_path / "plain", progress=False)
+    pre_cfg = copy.deepcopy(cfg)
+    pre_cfg["training"]["pretrain"] = True
+    pre = loop.train_cell(pre_cfg, cell, splits, tmp_path / "pre", progress=False)
+    assert pre["settings_hash"] != plain["settings_hash"]
+    assert pre["n_params"] > plain["n_params"]  # the LM head: width -> patch_size x 257 byte logits
+    first = {name: pd.read_csv(tmp_path / name / "train_log.csv")["loss"].iloc[0] for name in ("plain", "pre")}
+    # an untrained byte LM costs about ln(257) = 5.55 nats per byte on top of the class cross-entropy
+    assert first["pre"] - first["plain"] == pytest.approx(np.log(257), abs=1.0)
+    preds = pd.read_parquet(tmp_path / "pre" / "predictions.parquet")
+    assert len(preds) == 33 and preds.filter(like="score_").shape[1] == len(cfg["classes"])
