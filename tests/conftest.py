@@ -20,3 +20,18 @@ def repo_root() -> Path:
 def default_config_dict() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
+
+
+DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_distributed_env():
+    """A test must not leave torch.distributed variables behind: every later `jetscale train` in the same
+    worker (and the Snakemake jobs it starts) would wait for ranks that do not exist."""
+    import os
+
+    before = {k: os.environ.get(k) for k in DISTRIBUTED_ENV}
+    yield
+    leaked = {k: os.environ.get(k) for k in DISTRIBUTED_ENV if os.environ.get(k) != before[k]}
+    assert not leaked, f"test left distributed environment variables behind: {leaked}"

@@ -123,3 +123,26 @@ def test_each_model_overfits_a_tiny_batch(name, jets):
     with torch.no_grad():
         final = torch.nn.functional.cross_entropy(model(**batch), labels).item()
     assert final < 0.05, final
+
+
+def test_models_command_prints_the_width_ladder(tmp_path, capsys):
+    from jetscale.cli import main
+    from jetscale.config import load_config
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    tiny = repo / "tests" / "data" / "tiny_study.yaml"
+    out = tmp_path / "ladder.csv"
+    assert main(["models", "--config", str(tiny), "--widths", "part=16,32", "--csv", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(zip(table["model"], table["width"])) == [("particlenet", 16), ("bbt_neutron", 32), ("part", 16), ("part", 32)]
+    cfg = load_config(str(tiny))
+    for row in table.itertuples():
+        model = build_model(row.model, row.width, 11, 19, cfg["models"].get(row.model, {}))
+        assert row.n_params == count_params(model)
+    part = table[table["model"] == "part"]["fwd_flops_per_jet"].tolist()
+    assert 0 < part[0] < part[1]  # measured, and growing with width
+    assert "particlenet" in capsys.readouterr().out
+    assert main(["models", "--config", str(tiny), "--widths", "part=12"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err

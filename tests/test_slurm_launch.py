@@ -57,8 +57,10 @@ def test_toy_cell_stops_at_step_boundary_and_resumes(tmp_path):
 def test_distributed_env_from_job_environment(monkeypatch):
     from jetscale.launch.submit import setup_distributed_env
 
+    # setenv (not delenv of an unset key) makes monkeypatch restore these afterwards: a leaked WORLD_SIZE=8
+    # would make every later training in this worker wait for 7 ranks that never come
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "unset")
     env = SimpleNamespace(hostnames=["gpu07", "gpu08"], job_id="123456", global_rank=5, num_tasks=8,
                           local_rank=1, num_nodes=2)
     values = setup_distributed_env(env)

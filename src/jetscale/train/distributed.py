@@ -127,7 +127,7 @@ def init_ranks(device: torch.device) -> Ranks:
             raise TrainingError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; start several processes with "
                                 "`jetscale train --processes N` (torchrun), srun or submitit")
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10),
                                 **({"device_id": device} if device.type == "cuda" else {}))
         owns = True
     return Ranks(rank=rank, world=world, device=device, owns_group=owns)
