@@ -148,3 +148,21 @@ def test_pretrain_adds_the_next_patch_byte_loss(cfg, splits, tmp_path):
     assert first["pre"] - first["plain"] == pytest.approx(np.log(257), abs=1.0)
     preds = pd.read_parquet(tmp_path / "pre" / "predictions.parquet")
     assert len(preds) == 33 and preds.filter(like="score_").shape[1] == len(cfg["classes"])
+
+
+@pytest.mark.parametrize("model,width", [("particlenet", 8), ("bbt_neutron", 16)])
+def test_batches_prepared_on_the_fly_train_the_same_model(cfg, splits, tmp_path, monkeypatch, model, width):
+    """Large splits stay memory-mapped and are prepared batch by batch: same batches, same run, as up front."""
+    from jetscale.train import inputs
+
+    cell = f"model~{model}/width~{width}/n_train~44/compute~160/seed~0"
+    eager = loop.train_cell(cfg, cell, splits, tmp_path / "eager", progress=False)
+    monkeypatch.setattr(inputs, "EAGER_LIMIT_BYTES", 0)
+    assert not inputs.load_split_inputs(splits, "val", model, cfg["models"].get(model, {})).eager
+    lazy = loop.train_cell(cfg, cell, splits, tmp_path / "lazy", progress=False)
+    a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "lazy")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert lazy["test_loss"] == eager["test_loss"] and lazy["truncated_jets"] == eager["truncated_jets"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "lazy" / "predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "eager" / "predictions.parquet"))

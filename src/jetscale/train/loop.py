@@ -48,9 +48,10 @@ from .. import io as jio
 from ..config import resolve_settings, settings_hash
 from ..errors import ConfigError, DataError, TrainingError
 from ..grid import parse_cell_id
-from ..models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
+from ..models.registry import build_model, count_params, measure_flops_per_jet
 from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
+from .inputs import SplitInputs, load_split_inputs
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
@@ -58,14 +59,6 @@ EVAL_BATCH = 256
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_split_arrays(splits_dir: str | os.PathLike, split: str, n: int | None = None) -> dict[str, np.ndarray]:
-    """features (n, P, F), mask (n, P), vectors (n, P, 4), labels (n,), jet_id (n,) of one split, in memory."""
-    from ..data.splits import load_split
-
-    arrays = load_split(splits_dir, split, n=n)
-    return {name: np.array(arrays[name]) for name in ("features", "mask", "vectors", "labels", "jet_id")}
-
-
 def read_meta(splits_dir: str | os.PathLike) -> dict:
     path = Path(splits_dir) / "meta.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -127,7 +120,7 @@ def compute_loss(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, pr
 
 
 @torch.no_grad()
-def predict(model, arrays: dict[str, np.ndarray], device, autocast, ranks: Ranks | None = None) -> np.ndarray:
+def predict(model, inputs: SplitInputs, device, autocast, ranks: Ranks | None = None) -> np.ndarray:
     """Softmax probabilities (n, n_classes), float32, in eval mode.
 
     With several ranks each scores its strided share in the same number of batches (a ZeRO-3 forward is a
@@ -136,7 +129,7 @@ def predict(model, arrays: dict[str, np.ndarray], device, autocast, ranks: Ranks
     ranks = ranks or Ranks()
     was_training = model.training
     model.eval()
-    n = len(next(iter(arrays.values())))
+    n = inputs.n
     if ranks.world == 1:
         chunks = [slice(start, min(n, start + EVAL_BATCH)) for start in range(0, n, EVAL_BATCH)]
     else:
@@ -146,7 +139,7 @@ def predict(model, arrays: dict[str, np.ndarray], device, autocast, ranks: Ranks
         chunks = np.array_split(ranks.shard(np.arange(n)), n_batches)
     out = []
     for rows in chunks:
-        batch = batch_tensors(arrays, rows, device)
+        batch = inputs.tensors(rows, device)
         with autocast():
             logits = model(**batch)
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
@@ -299,22 +292,19 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     meta = read_meta(splits_dir)
     if meta.get("classes") and list(meta["classes"]) != list(classes):
         raise DataError(f"{splits_dir}/meta.json: classes {meta['classes']} differ from the config's {classes}")
-    train = load_split_arrays(splits_dir, "train", settings["n_train"])
-    val = load_split_arrays(splits_dir, "val")
-    test = load_split_arrays(splits_dir, "test")
     options = copy.deepcopy(settings["model_options"])
     pretrain = bool(training.get("pretrain")) and name == "bbt_neutron"
     if pretrain:
         options["lm_head"] = True
-    inputs = {}
-    input_info = {}
-    for split, arrays in (("train", train), ("val", val), ("test", test)):
-        inputs[split], input_info[split] = prepare_inputs(name, options, arrays["features"], arrays["mask"], arrays["vectors"])
-    train_labels = torch.from_numpy(train["labels"].astype(np.int64))
+    inputs = {split: load_split_inputs(splits_dir, split, name, options, settings["n_train"] if split == "train" else None)
+              for split in ("train", "val", "test")}
+    input_info = {split: inp.info for split, inp in inputs.items()}
+    train_labels = torch.from_numpy(inputs["train"].labels)
+    val_labels, test = inputs["val"].labels, inputs["test"]
 
     # model, optimiser, schedule ----------------------------------------------------------------------
     def new_model():
-        return build_model(name, settings["width"], len(classes), train["features"].shape[-1], options).to(device)
+        return build_model(name, settings["width"], len(classes), inputs["train"].n_features, options).to(device)
 
     model = new_model()
     if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
@@ -359,7 +349,7 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
 
     def evaluate_val() -> tuple[float, float]:
         probs = predict(engine.module, inputs["val"], device, engine.eval_autocast, ranks)
-        return loss_and_accuracy(probs, val["labels"])
+        return loss_and_accuracy(probs, val_labels)
 
     # loop ------------------------------------------------------------------------------------------
     t_run = time.perf_counter()
@@ -376,7 +366,7 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
             while not state["done"] and state["step"] < total_steps:
                 idx = sampler.batch(state["position"], batch_size)  # the global batch; this rank trains its share
                 local = ranks.shard(idx)
-                batch = batch_tensors(inputs["train"], local, device)
+                batch = inputs["train"].tensors(local, device)
                 with engine.autocast():
                     loss = compute_loss(engine.forward_model, batch, train_labels[local].to(device), pretrain)
                 if ranks.world > 1:
@@ -457,10 +447,10 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
         val_loss, val_acc = state["best_val"], state["best_val_accuracy"]
     else:
         val_loss, val_acc = loss_and_accuracy(predict(final_model, inputs["val"], device, engine.eval_autocast, ranks),
-                                              val["labels"])
-    test_probs = predict(final_model, inputs["test"], device, engine.eval_autocast, ranks)
-    test_loss, test_acc = loss_and_accuracy(test_probs, test["labels"])
-    sample = batch_tensors(inputs["val"], slice(0, min(64, len(val["labels"]))), device)
+                                              val_labels)
+    test_probs = predict(final_model, test, device, engine.eval_autocast, ranks)
+    test_loss, test_acc = loss_and_accuracy(test_probs, test.labels)
+    sample = inputs["val"].tensors(slice(0, min(64, inputs["val"].n)), device)
     flops_per_jet = measure_flops_per_jet(final_model, sample)
     record = metrics_record(
         cfg=cfg, cell=cell, cell_id=cell_id, settings=settings, shash=shash, model=final_model, state=state,
@@ -470,7 +460,7 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
         setup_s=t_run - t_start,
     )
     if main:
-        write_predictions(out_dir / "predictions.parquet", test["jet_id"], test["labels"], test_probs, classes)
+        write_predictions(out_dir / "predictions.parquet", test.jet_id, test.labels, test_probs, classes)
         jio.write_json(out_dir / "metrics.json", record)
         archive(out_dir, shash)
     ranks.barrier()
