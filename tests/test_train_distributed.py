@@ -26,7 +26,7 @@ from jetscale.grid import parse_cell_id
 from jetscale.launch import preempt
 from jetscale.train import loop
 from jetscale.train.synthetic import write_synthetic_splits
-from jetscale.workflow import train_processes
+from jetscale.workflow import train_processes, train_resources
 
 REPO = Path(__file__).resolve().parents[1]
 BBT = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"
@@ -200,8 +200,10 @@ def test_processes_default_to_one_per_requested_gpu():
     cfg = load_config(raw)
     assert train_processes(cfg, parse_cell_id(cfg, BBT)) == 4
     assert train_processes(cfg, parse_cell_id(cfg, PART)) == 1
-    cfg = load_config({**raw, "training": {**raw["training"], "processes": 2}})
+    cfg = load_config({**raw, "training": {**raw["training"], "processes": 2, "threads": 3}})
     assert train_processes(cfg, parse_cell_id(cfg, PART)) == 2
+    # the Snakemake job reserves the cores of all ranks
+    assert train_resources(cfg, parse_cell_id(cfg, PART))["threads"] == 6
 
 
 def test_hardware_knobs_leave_the_settings_hash_alone():

@@ -39,15 +39,19 @@ def train_resources(cfg: dict, cell: dict) -> dict:
     per_width = per_model.pop("widths", {}).get(str(cell["width"]), {})
     res.update(per_model)
     res.update(per_width)
+    # every data-parallel rank runs training.threads torch threads: reserve the cores for all of them
+    res["threads"] = max(int(res["threads"]), _processes(cfg, res) * int(cfg["training"].get("threads", 1)))
     return res
+
+
+def _processes(cfg: dict, res: dict) -> int:
+    processes = cfg["training"].get("processes", "auto")
+    return max(1, int(res.get("gpus", 0))) if processes == "auto" else int(processes)
 
 
 def train_processes(cfg: dict, cell: dict) -> int:
     """Data-parallel processes for a cell: ``training.processes``, where 'auto' is one per requested GPU."""
-    processes = cfg["training"].get("processes", "auto")
-    if processes == "auto":
-        return max(1, int(train_resources(cfg, cell).get("gpus", 0)))
-    return int(processes)
+    return _processes(cfg, train_resources(cfg, cell))
 
 
 class StudyPlan:
