@@ -35,3 +35,13 @@ def no_leaked_distributed_env():
     yield
     leaked = {k: os.environ.get(k) for k in DISTRIBUTED_ENV if os.environ.get(k) != before[k]}
     assert not leaked, f"test left distributed environment variables behind: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def clean_stop_requests():
+    """A stop request (signal or call) is process-wide state: never let one cross into another test."""
+    from jetscale.launch import preempt
+
+    preempt.reset()
+    yield
+    preempt.reset()

@@ -15,7 +15,6 @@ import yaml
 
 from jetscale.config import load_config
 from jetscale.errors import TrainingError
-from jetscale.launch import preempt
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.train.synthetic import write_synthetic_splits
@@ -46,13 +45,6 @@ def cfg():
 def splits(tmp_path_factory, cfg):
     return write_synthetic_splits(tmp_path_factory.mktemp("splits"), cfg["classes"],
                                   {"train": 66, "val": 33, "test": 33}, n_particles=16)
-
-
-@pytest.fixture(autouse=True)
-def clean_stop_requests():
-    preempt.reset()
-    yield
-    preempt.reset()
 
 
 def final_weights(out: Path) -> dict:

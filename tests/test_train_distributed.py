@@ -54,13 +54,6 @@ def splits(tmp_path_factory):
                                   {"train": 66, "val": 33, "test": 33}, n_particles=16)
 
 
-@pytest.fixture(autouse=True)
-def clean_stop_requests():
-    preempt.reset()
-    yield
-    preempt.reset()
-
-
 def checkpoint(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=False)
 
