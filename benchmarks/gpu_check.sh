@@ -4,7 +4,7 @@
 #   here, once:      bash benchmarks/gpu_check.sh --prepare   # those wheels -> .gpu-wheels/ (git-ignored)
 #   on the GPU:      bash benchmarks/gpu_check.sh             # carry .gpu-wheels; figures also go to $OUT
 # Prints: GPU and versions; jets/s, peak memory and MFU per model and width with the torch engine and with
-# DeepSpeed (ZeRO 2); DeepSpeed-vs-torch weight/loss differences per ZeRO stage in fp32 and bf16.
+# DeepSpeed (ZeRO 2) and with torch.compile; DeepSpeed-vs-torch weight/loss differences per ZeRO stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -29,4 +29,6 @@ timeout 240 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 
   | tee "$OUT/throughput_torch.txt"
 timeout 120 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --engine deepspeed \
   --zero-stage 2 --widths "particlenet=64;part=128;bbt_neutron=512,768" | tee "$OUT/throughput_deepspeed.txt"
+timeout 150 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --compile \
+  --widths "particlenet=64;part=128;bbt_neutron=512,768" | tee "$OUT/throughput_compiled.txt"
 timeout 150 "$PY" benchmarks/engine_parity.py --device cuda --width 256 --steps 30 --batch-size 64 | tee "$OUT/parity.txt"

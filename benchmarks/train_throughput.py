@@ -28,7 +28,7 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "
 
 
 def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int,
-            splits: str | None = None, engine: str = "torch", zero_stage: int = 1) -> dict:
+            splits: str | None = None, engine: str = "torch", zero_stage: int = 1, compile_model: bool = False) -> dict:
     import resource
 
     import numpy as np
@@ -55,7 +55,7 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
     # the training loop's own engine: plain torch or DeepSpeed (ZeRO), bf16 autocast on GPU
-    training = {"batch_size": batch_size, "grad_clip": 1.0, "precision": "auto",
+    training = {"batch_size": batch_size, "grad_clip": 1.0, "precision": "auto", "compile": compile_model,
                 "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage}}
     eng = make_engine(model, opt, sched, training, Ranks(device=torch.device(device)))
 
@@ -67,7 +67,7 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
         eng.backward(loss)
         eng.step()
 
-    for i in range(3):
+    for i in range(8 if compile_model else 3):  # warm-up (compilation: a few batch shapes)
         step(i)
     if cuda:
         torch.cuda.synchronize()
@@ -104,12 +104,13 @@ def main(argv=None) -> int:
     p.add_argument("--splits", default=None, help="a splits directory: benchmark on its first training jets")
     p.add_argument("--engine", choices=("torch", "deepspeed"), default="torch", help="optimisation engine")
     p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward (warm-up excluded)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
     if a.one:
         name, width, device = a.one.split(":")
         print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine,
-                                 a.zero_stage)))
+                                 a.zero_stage, a.compile)))
         return 0
     widths = dict(DEFAULT_WIDTHS)
     if a.widths:
@@ -119,14 +120,16 @@ def main(argv=None) -> int:
     import torch
 
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"engine: {a.engine}" + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else ""))
+    print(f"engine: {a.engine}" + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else "")
+          + (", torch.compile" if a.compile else ""))
     print(f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'peak MB':>8} {'MFU':>6}")
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
                 cmd = [sys.executable, __file__, "--one", f"{name}:{w}:{device}", "--batch-size", str(a.batch_size),
                        "--steps", str(a.steps), "--threads", str(a.threads), "--engine", a.engine,
-                       "--zero-stage", str(a.zero_stage)] + (["--splits", a.splits] if a.splits else [])
+                       "--zero-stage", str(a.zero_stage)] + (["--splits", a.splits] if a.splits else []) + (
+                       ["--compile"] if a.compile else [])
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")

@@ -185,12 +185,12 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     """Everything that determines one training run's result, as plain JSON-able data.
 
     Two runs with equal resolved settings are interchangeable, so this (and its hash) decides reuse.
-    Timing/hardware knobs that do not change results (threads, device, processes: the jets seen and the
-    averaged gradients do not depend on them) are left out.
+    Timing/hardware knobs that do not change results (threads, device, compile, processes: the jets seen and
+    the averaged gradients do not depend on them) are left out.
     """
     model = cell["model"]
     training = copy.deepcopy(cfg["training"])
-    for knob in ("threads", "device", "checkpoint_every_steps", "processes"):
+    for knob in ("threads", "device", "checkpoint_every_steps", "processes", "compile"):
         training.pop(knob, None)
     if training.get("precision") == "auto":  # 'auto' is what ran before the knob existed: keep old hashes
         training.pop("precision")

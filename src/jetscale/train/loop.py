@@ -184,6 +184,7 @@ def git_revision() -> str | None:
 
 def hardware(device: torch.device, threads: int, engine, ranks: Ranks) -> dict[str, Any]:
     info = {"device": device.type, "engine": engine.name, "precision": "bf16" if engine.bf16 else "fp32",
+            "compiled": engine.compiled,
             "processes": ranks.world, "threads": threads, "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "hostname": platform.node()}
     if device.type == "cuda":
@@ -192,11 +193,13 @@ def hardware(device: torch.device, threads: int, engine, ranks: Ranks) -> dict[s
     return info
 
 
-def versions() -> dict[str, str]:
+def versions(engine_name: str = "torch") -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for pkg in ("jetscale", "pandas", "pyarrow"):
+    if torch.version.cuda:
+        out["cuda"] = torch.version.cuda
+    for pkg in ("jetscale", "pandas", "pyarrow") + (("deepspeed",) if engine_name == "deepspeed" else ()):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -318,7 +321,8 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["lr"]),
                                   weight_decay=float(training["weight_decay"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(training["warmup_fraction"])))
-    engine = make_engine(model, optimizer, scheduler, {**training, "batch_size": batch_size}, ranks)
+    engine = make_engine(model, optimizer, scheduler,  # compile is a speed knob, kept out of the settings
+                         {**training, "batch_size": batch_size, "compile": cfg["training"].get("compile", False)}, ranks)
     sampler = Sampler(settings["n_train"], seed)
     eval_every = max(1, int(training["eval_every_samples"]))
     patience = training.get("early_stopping_patience")
@@ -501,7 +505,7 @@ def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_p
         "n_test": input_info["test"]["n_jets"],
         "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()} if settings["model"] == "bbt_neutron" else None,
         "hardware": hardware(device, torch.get_num_threads(), engine, ranks),
-        "versions": versions(),
+        "versions": versions(engine.name),
         "git_revision": git_revision(),
         "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
         "settings": settings,
