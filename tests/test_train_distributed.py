@@ -214,7 +214,7 @@ def test_processes_default_to_one_per_requested_gpu():
 def test_hardware_knobs_leave_the_settings_hash_alone():
     base = load_config(raw_config())
     cell = parse_cell_id(base, BBT)
-    for knob in ({"processes": 3}, {"precision": "auto"}, {"device": "cpu"}, {"threads": 2}):
+    for knob in ({"processes": 3}, {"precision": "auto"}, {"device": "cpu"}, {"threads": 2}, {"compile": True}):
         cfg = load_config(raw_config(**knob))
         assert settings_hash(resolve_settings(cfg, cell)) == settings_hash(resolve_settings(base, cell)), knob
     for knob in ({"precision": "bf16"}, {"precision": "fp32"}):
