@@ -50,7 +50,12 @@ def resolve_device(preference: str = "auto") -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise TrainingError("training.device is 'cuda' but CUDA is not available; allowed here: auto, cpu")
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # one process per GPU
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))  # one process per GPU
+        if local_rank >= torch.cuda.device_count():
+            raise TrainingError(f"rank with LOCAL_RANK={local_rank} has no GPU of its own: "
+                                f"{torch.cuda.device_count()} visible; start at most that many processes per node "
+                                "(training.processes / --processes) or ask for more GPUs (resources: gpus)")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
