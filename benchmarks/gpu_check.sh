@@ -19,16 +19,21 @@ if [ "${1:-}" = --prepare ]; then
   exit 0
 fi
 OUT=${OUT:-/tmp/gpu_check}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu PYTHON=.venv/bin/python: a dry run of this script on a machine without a GPU
 mkdir -p "$OUT"
-"$PY" -m pip install -q --no-index --no-deps .gpu-wheels/*.whl
+if ! "$PY" -c "import deepspeed, jsonschema" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps .gpu-wheels/*.whl
+fi
 export PYTHONPATH=$PWD/src
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   "$PY" -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"; } | tee "$OUT/env.txt"
 widths="particlenet=64,128;part=128,256;bbt_neutron=512,768"
-timeout 240 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --widths "$widths" \
-  | tee "$OUT/throughput_torch.txt"
-timeout 120 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --engine deepspeed \
-  --zero-stage 2 --widths "particlenet=64;part=128;bbt_neutron=512,768" | tee "$OUT/throughput_deepspeed.txt"
-timeout 150 "$PY" benchmarks/train_throughput.py --device cuda --batch-size 256 --steps 20 --compile \
-  --widths "particlenet=64;part=128;bbt_neutron=512,768" | tee "$OUT/throughput_compiled.txt"
-timeout 150 "$PY" benchmarks/engine_parity.py --device cuda --width 256 --steps 30 --batch-size 64 | tee "$OUT/parity.txt"
+some="particlenet=64;part=128;bbt_neutron=512,768"
+if [ "$DEVICE" = cpu ]; then widths="particlenet=16;part=16;bbt_neutron=32"; some=$widths; fi
+set +e  # from here on a step that fails or runs out of time does not cost the others their figures
+tp=(timeout 240 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
+"${tp[@]}" --widths "$widths" | tee "$OUT/throughput_torch.txt"
+timeout 200 "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
+  | tee "$OUT/parity.txt"
+"${tp[@]}" --engine deepspeed --zero-stage 2 --widths "$some" | tee "$OUT/throughput_deepspeed.txt"
+"${tp[@]}" --compile --widths "$some" | tee "$OUT/throughput_compiled.txt"
