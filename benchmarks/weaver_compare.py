@@ -15,11 +15,9 @@ What it does, for each model and width (weaver's dims scaled as ``jetscale.model
 1. parameter counts of both;
 2. logits: weaver's model (BatchNorm running statistics filled by a few train-mode passes over the jets,
    affine/scale parameters perturbed so nothing is an identity) is copied into ours by parameter name; the
-   eval-mode logits of both on the same batch are compared. For ParT a second copy of ours is patched to
-   weaver's three forward-pass choices (no GELU after the last pair-embedding layer, self-pairs i = j in the
-   pair bias, class-attention query from the un-normalised class token); if that copy agrees, those three
-   are the only differences. Also: both in train mode with dropout off (batch-statistics BatchNorm), which
-   shows the effect of our BatchNorm over real particles only;
+   eval-mode logits of both on the same batch are compared (ParT's pair features are reordered on copy:
+   weaver's order is ln kT, ln z, ln Δ, ln m²). Also: both in train mode with dropout off (batch-statistics
+   BatchNorm), which shows the effect of ParticleNet's BatchNorm over real particles only;
 3. bf16 autocast (CPU) forward + backward: runs or fails;
 4. training throughput: forward + backward + AdamW step on batches of synthetic jets (~24 of 64 particles),
    jets/s over ``--steps`` steps after ``--warmup`` steps, for ours, weaver as configured by default
@@ -35,7 +33,6 @@ import logging
 import statistics
 import sys
 import time
-import types
 
 import numpy as np
 import torch
@@ -112,66 +109,6 @@ def batches_of(name: str, n_batches: int, batch_size: int, seed: int = 0) -> tup
 
 # --- ParT with weaver-core's three forward-pass choices (to show they are the only differences) -----------------
 
-def _attention_bias_with_self_pairs(self, vectors, valid):
-    """``ParticleTransformer.attention_bias`` with the diagonal i = j embedded too (weaver: remove_self_pair=False)."""
-    from jetscale.models.part import NEG
-    from jetscale.tokenize.particles import pair_features_for
-
-    B, _, P = vectors.shape
-    i, j = torch.tril_indices(P, P, offset=0, device=vectors.device)
-    h = pair_features_for(vectors, i, j).reshape(-1, 4)
-    for layer in self.pair_embed:
-        if isinstance(layer, nn.BatchNorm1d):
-            h = F.batch_norm(h, layer.running_mean, layer.running_var, layer.weight, layer.bias,
-                             layer.training or not layer.track_running_stats, layer.momentum, layer.eps)
-        elif isinstance(layer, nn.Conv1d):
-            h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
-        else:
-            h = layer(h)
-    e = h.view(B, -1, self.n_heads)
-    bias = e.new_zeros(B, P, P, self.n_heads)
-    bias[:, i, j] = e
-    bias[:, j, i] = e
-    bias = bias.permute(0, 3, 1, 2)
-    pair_ok = valid[:, None, :, None] & valid[:, None, None, :]
-    return bias.masked_fill(~pair_ok, 0.0).masked_fill(~valid[:, None, None, :], NEG)
-
-
-def _block_forward_raw_cls_query(self, x, bias, x_cls=None):
-    """``part.Block.forward`` whose class-attention query is the raw class token (weaver: attn(x_cls, u, u))."""
-    from jetscale.models.part import attention
-
-    if x_cls is None:
-        residual, u = x, self.pre_attn_norm(x)
-        q_in = u
-    else:
-        residual = x_cls
-        u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
-        q_in = x_cls
-    d = u.shape[-1]
-    w, b = self.in_proj.weight, self.in_proj.bias
-    q = F.linear(q_in, w[:d], b[:d])
-    k = F.linear(u, w[d : 2 * d], b[d : 2 * d])
-    v = F.linear(u, w[2 * d :], b[2 * d :])
-    h = attention(self._heads(q), self._heads(k), self._heads(v), bias)
-    B, H, L, hd = h.shape
-    h = self.out_proj(h.transpose(1, 2).reshape(B, L, H * hd))
-    h = (h.view(B, L, H, hd) * self.c_attn.view(1, 1, H, 1)).reshape(B, L, H * hd)
-    x = self.dropout(self.post_attn_norm(h)) + residual
-    residual = x
-    h = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
-    return self.dropout(h) + self.w_resid * residual
-
-
-def with_weaver_choices(model: nn.Module) -> nn.Module:
-    """Patch one of our ParT instances to weaver-core's forward-pass choices (same parameters)."""
-    model.pair_embed[-1] = nn.Identity()  # weaver: use_pre_activation_pair=True drops the last GELU
-    model.attention_bias = types.MethodType(_attention_bias_with_self_pairs, model)
-    for block in model.cls_blocks:
-        block.forward = types.MethodType(_block_forward_raw_cls_query, block)
-    return model
-
-
 # --- measurements ------------------------------------------------------------------------------------------------
 
 def dropout_off(model: nn.Module) -> nn.Module:
@@ -197,27 +134,20 @@ def logit_check(name: str, width: int, batch_size: int) -> dict:
                 p.add_(0.1 * torch.randn_like(p))
     ours = our_model(name, width)
     copy_weights(name, theirs, ours)
-    patched = None
-    if name == "part":
-        patched = with_weaver_choices(our_model(name, width))
-        copy_weights(name, theirs, patched)
     out = {}
     for dtype in (torch.float32, torch.float64):
         tag = "fp32" if dtype == torch.float32 else "fp64"
         batch = {k: v.to(dtype) for k, v in batches[0].items()}
-        for m in (theirs, ours, patched):
-            if m is not None:
-                m.to(dtype).eval()
+        for m in (theirs, ours):
+            m.to(dtype).eval()
         with torch.no_grad():
             ref = weaver_forward(name, theirs, batch)
             out[f"logit scale {tag}"] = ref.abs().max().item()
             out[f"eval |d logit| {tag}"] = (ours(**batch) - ref).abs().max().item()
-            if patched is not None:
-                out[f"eval, ours patched {tag}"] = (patched(**batch) - ref).abs().max().item()
-    # train mode, dropout off, fp64: BatchNorm normalises with the batch's statistics, ours over real particles
-    # (pairs) only; ParT: the patched copy, so that BatchNorm is the only difference left (updates running stats)
+    # train mode, dropout off, fp64: BatchNorm normalises with the batch's statistics (ParticleNet: ours over
+    # real particles only; ParT: both over real pairs)
     batch = {k: v.double() for k, v in batches[0].items()}
-    mine = dropout_off(patched if patched is not None else ours).train()
+    mine = dropout_off(ours).train()
     with torch.no_grad():
         ref = weaver_forward(name, dropout_off(theirs).train(), batch)
         out["train-mode BN fp64 |d|"] = (mine(**batch) - ref).abs().max().item()

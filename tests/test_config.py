@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import copy
 
 import pytest
@@ -123,3 +124,20 @@ def test_shipped_study_configs_are_valid(repo_root):
 
     for path in sorted((repo_root / "config").glob("*.yaml")):
         assert cell_ids(load_config(path)), path
+
+
+def test_a_model_revision_retrains_only_that_models_cells(default_config_dict, monkeypatch):
+    from jetscale.config import load_config, resolve_settings, settings_hash
+    from jetscale.grid import cells
+    from jetscale.models import catalog
+
+    cfg = load_config(default_config_dict)
+    before = {json.dumps(c, sort_keys=True): settings_hash(resolve_settings(cfg, c)) for c in cells(cfg)}
+    monkeypatch.setitem(catalog.MODEL_REVISION, "bbt_neutron", 2)
+    after = {json.dumps(c, sort_keys=True): settings_hash(resolve_settings(cfg, c)) for c in cells(cfg)}
+    changed = {json.loads(k)["model"] for k in before if before[k] != after[k]}
+    assert changed == {"bbt_neutron"}
+    part = next(c for c in cells(cfg) if c["model"] == "part")
+    assert resolve_settings(cfg, part)["model_revision"] == 2  # ParT aligned with weaver-core
+    particlenet = next(c for c in cells(cfg) if c["model"] == "particlenet")
+    assert "model_revision" not in resolve_settings(cfg, particlenet)  # revision 1 leaves old hashes alone

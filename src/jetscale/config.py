@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .models.catalog import DEFAULT_LR, MODEL_NAMES, width_problem
+from .models.catalog import DEFAULT_LR, MODEL_NAMES, MODEL_REVISION, width_problem
 
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
 # Where an extra axis may write: per-run training settings or the cell's model options.
@@ -205,8 +205,10 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         _set_nested(training if root == "training" else model_options, keys, value)
     if training.get("lr") is None:
         training["lr"] = DEFAULT_LR[model]
+    revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
     return {
         "model": model,
+        **revision,
         "width": cell["width"],
         "n_train": cell["n_train"],
         "compute": cell["compute"],

@@ -10,6 +10,11 @@ MODEL_NAMES: tuple[str, ...] = ("bbt_neutron", "particlenet", "part")
 
 DEFAULT_LR: dict[str, float] = {"bbt_neutron": 1e-4, "particlenet": 1e-3, "part": 1e-3}
 
+# Bumped when a model's computation changes, so that its finished cells get a new settings hash and are
+# retrained (the other models' cells keep theirs). part 2: aligned with weaver-core's ParticleTransformer
+# (self-pairs in the pair bias, pair BatchNorm over real pairs only, no GELU on the bias, raw class-token query).
+MODEL_REVISION: dict[str, int] = {"part": 2}
+
 # The width at which each model is its published reference configuration.
 REFERENCE_WIDTH: dict[str, int] = {"particlenet": 64, "part": 128, "bbt_neutron": 768}
 

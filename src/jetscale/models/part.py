@@ -1,12 +1,14 @@
 """Particle Transformer (Qu, Li & Qian 2022).
 
 Particle embedding: BatchNorm, then an MLP (LayerNorm → Linear → GELU) with dims (w, 4w, w). Pair embedding:
-the four interaction features (ln Δ, ln kT, ln z, ln m², from the four-vectors) → 1×1 convolutions (BN, GELU)
-with dims (w/2, w/2, w/2, n_heads) → a per-head additive attention bias. Then 8 particle-attention blocks and 2
+the four interaction features (ln Δ, ln kT, ln z, ln m², from the four-vectors) of every real pair, self-pairs
+included → 1×1 convolutions (BN, GELU) with dims (w/2, w/2, w/2, n_heads), no GELU after the last BN → a
+per-head additive attention bias. Then 8 particle-attention blocks and 2
 class-attention blocks (NormFormer-style blocks: extra LayerNorms after attention and in the MLP, per-head
 and residual scales), a final LayerNorm and a linear head on the class token. Width = embedding dimension;
 the reference configuration is width 128 (embed (128, 512, 128), pair (64, 64, 64), 8 heads, MLP 512), whose
-layer structure follows weaver-core's ``ParticleTransformer`` so parameter counts agree with it.
+layer structure follows weaver-core's ``ParticleTransformer``: with its weights copied in (pair features
+reordered), this model computes the same logits (``benchmarks/weaver_compare.py``).
 """
 
 from __future__ import annotations
@@ -53,10 +55,10 @@ class Block(nn.Module):
         if x_cls is None:
             residual, u = x, self.pre_attn_norm(x)
             q_in = u
-        else:
+        else:  # class attention: keys/values normalised, the query is the raw class token (as weaver-core)
             residual = x_cls
             u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
-            q_in = u[:, :1]
+            q_in = x_cls
         d = u.shape[-1]
         w, b = self.in_proj.weight, self.in_proj.bias
         q = F.linear(q_in, w[:d], b[:d])
@@ -90,7 +92,7 @@ class ParticleTransformer(nn.Module):
         for c in pair_dims:
             pair += [nn.Conv1d(c_in, c, 1), nn.BatchNorm1d(c), nn.GELU()]
             c_in = c
-        self.pair_embed = nn.Sequential(*pair)
+        self.pair_embed = nn.Sequential(*pair[:-1])  # the bias is the last BN's output, no GELU (weaver: pre-activation)
         self.n_heads = n_heads
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
@@ -100,14 +102,17 @@ class ParticleTransformer(nn.Module):
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Pair-feature bias (B, H, P, P): embedded on the pairs i > j and mirrored; NEG on padded keys.
+        """Pair-feature bias (B, H, P, P): embedded on the real pairs i ≥ j (self-pairs included) and mirrored;
+        0 where a padded particle is involved, NEG on padded keys.
 
-        ``pair_embed`` holds weaver's layers (BatchNorm1d / 1×1 Conv1d); they are applied channels-last to
-        the (B·n_pairs, C) pair list, which gives the same result faster on CPU.
+        As weaver-core's sparse pair embedding: only real pairs are embedded, so the pair BatchNorm statistics
+        come from real pairs. ``pair_embed`` holds weaver's layers (BatchNorm1d / 1×1 Conv1d), applied
+        channels-last to the (n_real_pairs, C) list.
         """
         B, _, P = vectors.shape
-        i, j = torch.tril_indices(P, P, offset=-1, device=vectors.device)
-        h = pair_features_for(vectors, i, j).reshape(-1, 4)  # (B*n_pairs, 4)
+        i, j = torch.tril_indices(P, P, offset=0, device=vectors.device)
+        b_idx, p_idx = (valid[:, i] & valid[:, j]).nonzero(as_tuple=True)
+        h = pair_features_for(vectors, i, j)[b_idx, p_idx]  # (n_real_pairs, 4)
         for layer in self.pair_embed:
             if isinstance(layer, nn.BatchNorm1d):
                 h = F.batch_norm(h, layer.running_mean, layer.running_var, layer.weight, layer.bias,
@@ -116,13 +121,10 @@ class ParticleTransformer(nn.Module):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:
                 h = layer(h)
-        e = h.view(B, -1, self.n_heads)
-        bias = e.new_zeros(B, P, P, self.n_heads)  # e is bf16 under autocast
-        bias[:, i, j] = e
-        bias[:, j, i] = e
-        bias = bias.permute(0, 3, 1, 2)
-        pair_ok = valid[:, None, :, None] & valid[:, None, None, :]
-        return bias.masked_fill(~pair_ok, 0.0).masked_fill(~valid[:, None, None, :], NEG)
+        bias = h.new_zeros(B, P, P, self.n_heads)  # h is bf16 under autocast
+        bias[b_idx, i[p_idx], j[p_idx]] = h
+        bias[b_idx, j[p_idx], i[p_idx]] = h
+        return bias.permute(0, 3, 1, 2).masked_fill(~valid[:, None, None, :], NEG)
 
     def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
