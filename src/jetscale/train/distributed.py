@@ -188,8 +188,11 @@ def _quiet_deepspeed_on_cpu(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- engines
-class TorchEngine:
-    name = "torch"
+class Engine:
+    """What both engines share: the plain module, precision contexts, whole weights. Subclasses set
+    ``forward_model`` and implement ``backward``, ``step``, ``save`` and ``load``."""
+
+    name = "base"
     partitioned = False  # module.state_dict() holds the full weights
 
     def __init__(self, model, optimizer, scheduler, grad_clip: float | None, ranks: Ranks, bf16: bool,
@@ -197,15 +200,6 @@ class TorchEngine:
         self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.compiled = compile_model
         self.grad_clip, self.ranks, self.bf16 = grad_clip, ranks, bf16
-        self.forward_model = model
-        if ranks.world > 1 and type(self) is TorchEngine:  # DeepSpeed reduces gradients itself
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [ranks.device.index] if ranks.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(model, device_ids=ids)
-        if compile_model and type(self) is TorchEngine:
-            # compile the DDP wrapper (not the module inside it) so DDP can split graphs at its gradient buckets
-            self.forward_model = torch.compile(self.forward_model, dynamic=True)
 
     def eval_autocast(self):
         """The precision context for scoring with ``module`` (which never autocasts itself)."""
@@ -217,6 +211,31 @@ class TorchEngine:
         """The precision context for the training forward through ``forward_model``."""
         return self.eval_autocast()
 
+    def full_state_dict(self, copy: bool = True) -> dict[str, torch.Tensor]:
+        """The complete model weights, on every rank; ``copy=False`` for a view that is written out at once."""
+        state = self.module.state_dict()
+        return {k: v.detach().clone() for k, v in state.items()} if copy else state
+
+    def prune(self, out_dir: Path, keep: str) -> None:
+        """Remove checkpoint files older than ``keep`` (nothing beyond checkpoint.pt by default)."""
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, model, optimizer, scheduler, grad_clip: float | None, ranks: Ranks, bf16: bool,
+                 compile_model: bool = False):
+        super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
+        self.forward_model = model
+        if ranks.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [ranks.device.index] if ranks.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(model, device_ids=ids)
+        if compile_model:
+            # compile the DDP wrapper (not the module inside it) so DDP can split graphs at its gradient buckets
+            self.forward_model = torch.compile(self.forward_model, dynamic=True)
+
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
@@ -226,10 +245,6 @@ class TorchEngine:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The complete model weights, on every rank (a copy)."""
-        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
     def save(self, out_dir: Path, tag: str) -> dict[str, Any]:
         """Optimizer + scheduler state for ``checkpoint.pt`` (replicated on every rank: rank 0's is whole)."""
@@ -245,11 +260,8 @@ class TorchEngine:
         self.scheduler.load_state_dict(state["scheduler"])
         return True
 
-    def prune(self, out_dir: Path, keep: str) -> None:
-        pass
 
-
-class DeepSpeedEngine(TorchEngine):
+class DeepSpeedEngine(Engine):
     name = "deepspeed"
 
     def __init__(self, model, optimizer, scheduler, grad_clip, ranks: Ranks, bf16: bool, compile_model: bool = False,
@@ -270,8 +282,7 @@ class DeepSpeedEngine(TorchEngine):
             # fp32 master weights and gradients with bf16 autocast: the torch engine's numerics. (Listing no
             # "lower-precision-safe" modules keeps DeepSpeed from reducing Linear gradients in bf16.)
             config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
-        engine, ds_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                                          config=config)
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
         super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
         self.engine = self.forward_model = engine
         if compile_model:
@@ -287,13 +298,14 @@ class DeepSpeedEngine(TorchEngine):
     def step(self):
         self.engine.step()  # clipping, optimizer, scheduler, zero grad
 
-    def full_state_dict(self):
+    def full_state_dict(self, copy: bool = True):
         if not self.partitioned:
-            return super().full_state_dict()
+            return super().full_state_dict(copy)
         import deepspeed
 
+        # gathered weights are released when the context ends: always a copy
         with deepspeed.zero.GatheredParameters(list(self.module.parameters())):  # collective: all ranks
-            return super().full_state_dict()
+            return super().full_state_dict(copy=True)
 
     def save(self, out_dir: Path, tag: str) -> dict[str, Any]:
         """All ranks write their partition under checkpoint_ds/<tag>/ (collective); checkpoint.pt points to it."""

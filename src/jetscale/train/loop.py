@@ -340,7 +340,7 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     def save() -> None:
         tag = f"step{state['step']}"
         engine_state = engine.save(out_dir, tag)  # collective under DeepSpeed
-        weights = engine.full_state_dict()  # collective under ZeRO-3
+        weights = engine.full_state_dict(copy=False)  # saved right away; collective under ZeRO-3
         rngs = ranks.gather_objects(ckpt.rng_state())
         if main:
             ckpt.save_checkpoint(ckpt_path, {
