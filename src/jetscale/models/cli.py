@@ -44,11 +44,12 @@ def ladder(cfg: dict, widths: str | None = None) -> dict[str, list[int]]:
 
 
 def measure_ladder(cfg: dict, ladder_widths: dict[str, list[int]], splits: str | None = None, n_jets: int = 64) -> list[dict]:
-    """One row per (model, width): depth, parameters, forward FLOPs per jet (torch.utils.flop_counter)."""
+    """One row per (model, width): depth (blocks of the built model: decoder layers, particle-attention blocks,
+    EdgeConv blocks), parameters, forward FLOPs per jet (torch.utils.flop_counter)."""
     import numpy as np
     import torch
 
-    from .registry import batch_tensors, bbt_depth, build_model, count_params, measure_flops_per_jet, part_depth, prepare_inputs
+    from .registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 
     if splits:
         from ..data.splits import load_split
@@ -67,9 +68,8 @@ def measure_ladder(cfg: dict, ladder_widths: dict[str, list[int]], splits: str |
         batch = batch_tensors(arrays, np.arange(len(jets["labels"])))
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)
-            depth = {"bbt_neutron": options.get("n_layers") or bbt_depth(width),
-                     "part": options.get("n_layers") or part_depth(width), "particlenet": 3}[name]
-            rows.append({"model": name, "width": width, "depth": int(depth), "n_params": count_params(model),
+            blocks = {"bbt_neutron": "layers", "part": "blocks", "particlenet": "edge_convs"}[name]
+            rows.append({"model": name, "width": width, "depth": len(getattr(model, blocks)), "n_params": count_params(model),
                          "fwd_flops_per_jet": measure_flops_per_jet(model, batch)})
             del model
     return rows
