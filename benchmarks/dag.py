@@ -34,11 +34,15 @@ def time_dry_run(n_cells: int) -> tuple[int, int, float]:
         cfg_path = Path(tmp) / "config.yaml"
         cfg = grid_config(n_cells, Path(tmp) / "results")
         cfg_path.write_text(yaml.safe_dump(cfg))
-        cells = len(cfg["grid"]["axes"]["model"]) * len(cfg["grid"]["axes"]["n_train"]) * len(cfg["grid"]["axes"]["seed"])
+        cells = (
+            len(cfg["grid"]["axes"]["model"]) * len(cfg["grid"]["axes"]["n_train"]) * len(cfg["grid"]["axes"]["seed"])
+        )
         start = time.perf_counter()
         out = subprocess.run(
             [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules", "--configfile", str(cfg_path)],
-            cwd=REPO, capture_output=True, text=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - start
         if out.returncode:

@@ -29,13 +29,24 @@ def config(width: int, steps: int, batch: int, device: str, precision: str, deep
 
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data"].update({"n_particles": 32, "val_per_class": 10, "test_per_class": 10})
-    raw["grid"]["axes"].update({"model": ["bbt_neutron"], "width": [width], "n_train": [1100],
-                                "compute": [steps * batch], "seed": [0]})
+    raw["grid"]["axes"].update(
+        {"model": ["bbt_neutron"], "width": [width], "n_train": [1100], "compute": [steps * batch], "seed": [0]}
+    )
     raw["grid"].pop("per_model", None)
     raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 512
-    raw["training"].update({"batch_size": batch, "lr": 1e-3, "eval_every_samples": 10**9, "checkpoint_every_steps": 10**6,
-                            "early_stopping_patience": None, "device": device, "precision": precision, "grad_clip": clip,
-                            "deepspeed": deepspeed})
+    raw["training"].update(
+        {
+            "batch_size": batch,
+            "lr": 1e-3,
+            "eval_every_samples": 10**9,
+            "checkpoint_every_steps": 10**6,
+            "early_stopping_patience": None,
+            "device": device,
+            "precision": precision,
+            "grad_clip": clip,
+            "deepspeed": deepspeed,
+        }
+    )
     return load_config(raw)
 
 
@@ -71,19 +82,26 @@ def main(argv=None) -> int:
             clip = 1.0 + 1e-6 if engine == "torch~" else 1.0
             out = tmp / f"{precision}-{engine}"
             t0 = time.perf_counter()
-            record = loop.train_cell(config(a.width, a.steps, a.batch_size, a.device, precision, ds, clip), cell, splits,
-                                     out, progress=False)
+            record = loop.train_cell(
+                config(a.width, a.steps, a.batch_size, a.device, precision, ds, clip), cell, splits, out, progress=False
+            )
             runs[precision, engine] = (out, record, time.perf_counter() - t0)
     print(f"BBT-Neutron width {a.width}, {a.steps} steps of {a.batch_size} jets, device {a.device}")
     if ("fp32", "torch") in runs and ("bf16", "torch") in runs:
         yard = max_difference(weights(runs["fp32", "torch"][0]), weights(runs["bf16", "torch"][0]))
         print(f"yardstick: torch bf16 vs torch fp32, max |weight difference| = {yard:.3g}")
-    print(f"{'precision':<9} {'engine':<7} {'test loss':>10} {'|dloss| vs torch':>17} {'max |dw| vs torch':>18} {'wall s':>7}")
+    print(
+        f"{'precision':<9} {'engine':<7} {'test loss':>10} {'|dloss| vs torch':>17} "
+        f"{'max |dw| vs torch':>18} {'wall s':>7}"
+    )
     for (precision, engine), (out, record, wall) in runs.items():
         ref_out, ref, _ = runs[precision, "torch"]
         dw = max_difference(weights(ref_out), weights(out))
-        print(f"{precision:<9} {engine:<7} {record['test_loss']:>10.6f} {abs(record['test_loss'] - ref['test_loss']):>17.3g} "
-              f"{dw:>18.3g} {wall:>7.1f}")
+        print(
+            f"{precision:<9} {engine:<7} {record['test_loss']:>10.6f} "
+            f"{abs(record['test_loss'] - ref['test_loss']):>17.3g} "
+            f"{dw:>18.3g} {wall:>7.1f}"
+        )
     return 0
 
 

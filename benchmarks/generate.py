@@ -18,8 +18,7 @@ import sys
 import tempfile
 import time
 
-from jetscale.data.generate import (DEFAULT_CLASSES, EVENTS_PER_BATCH, Task, detector_key, make_pythia,
-                                    run_task)
+from jetscale.data.generate import DEFAULT_CLASSES, EVENTS_PER_BATCH, Task, detector_key, make_pythia, run_task
 from jetscale.data.store import write_shard
 
 
@@ -55,16 +54,26 @@ def main() -> int:
         for mode in args.modes:
             t_bare = bare_pythia(mode, args.events, args.seed)
             t_full, n_jets, size = full_chain(mode, args.events, args.seed, out_dir)
-            tot_bare, tot_full, tot_jets, tot_bytes = tot_bare + t_bare, tot_full + t_full, tot_jets + n_jets, \
-                tot_bytes + size
-            print(f"{mode:>4} {args.events / t_bare:10.0f} {args.events / t_full:10.0f} {t_full / t_bare:6.2f} "
-                  f"{n_jets / t_full:8.0f} {size / n_jets:6.0f}")
+            tot_bare, tot_full, tot_jets, tot_bytes = (
+                tot_bare + t_bare,
+                tot_full + t_full,
+                tot_jets + n_jets,
+                tot_bytes + size,
+            )
+            print(
+                f"{mode:>4} {args.events / t_bare:10.0f} {args.events / t_full:10.0f} {t_full / t_bare:6.2f} "
+                f"{n_jets / t_full:8.0f} {size / n_jets:6.0f}"
+            )
     n = args.events * len(args.modes)
-    print(f"{'all':>4} {n / tot_bare:10.0f} {n / tot_full:10.0f} {tot_full / tot_bare:6.2f} "
-          f"{tot_jets / tot_full:8.0f} {tot_bytes / tot_jets:6.0f}")
+    print(
+        f"{'all':>4} {n / tot_bare:10.0f} {n / tot_full:10.0f} {tot_full / tot_bare:6.2f} "
+        f"{tot_jets / tot_full:8.0f} {tot_bytes / tot_jets:6.0f}"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"events/s per core: bare Pythia {n / tot_bare:.0f}, full chain {n / tot_full:.0f}; "
-          f"overhead ratio {tot_full / tot_bare:.2f} (aim <= 1.5); peak RSS {peak_mb:.0f} MB")
+    print(
+        f"events/s per core: bare Pythia {n / tot_bare:.0f}, full chain {n / tot_full:.0f}; "
+        f"overhead ratio {tot_full / tot_bare:.2f} (aim <= 1.5); peak RSS {peak_mb:.0f} MB"
+    )
     return 0
 
 

@@ -38,15 +38,19 @@ def main(argv=None):
     args = ap.parse_args(argv)
     jets = synthetic_jets(args.jets, 11, n_particles=args.particles, seed=0)
     features, mask = jets["features"], jets["mask"]
-    print(f"{args.jets} jets, {mask.sum() / args.jets:.1f} particles/jet on average, {features.shape[2]} features, "
-          f"precision {args.precision}")
+    print(
+        f"{args.jets} jets, {mask.sum() / args.jets:.1f} particles/jet on average, {features.shape[2]} features, "
+        f"precision {args.precision}"
+    )
     for max_bytes in args.max_bytes:
         tok = ByteTokenizer(mode="text", precision=args.precision, patch_size=16, max_bytes=max_bytes)
-        t_ref, ref = best_time(lambda: tok._encode_text_reference(features, mask), args.repeats)
-        t_vec, vec = best_time(lambda: tok.encode(features, mask), args.repeats)
+        t_ref, ref = best_time(lambda tok=tok: tok._encode_text_reference(features, mask), args.repeats)
+        t_vec, vec = best_time(lambda tok=tok: tok.encode(features, mask), args.repeats)
         same = np.array_equal(ref[0], vec[0]) and np.array_equal(ref[1], vec[1])
-        print(f"max_bytes={max_bytes:6d} truncated={int(vec[1].sum()):5d}  reference {args.jets / t_ref:10.0f} jets/s  "
-              f"vectorised {args.jets / t_vec:10.0f} jets/s  speed-up {t_ref / t_vec:5.1f}x  identical={same}")
+        print(
+            f"max_bytes={max_bytes:6d} truncated={int(vec[1].sum()):5d}  reference {args.jets / t_ref:10.0f} jets/s  "
+            f"vectorised {args.jets / t_vec:10.0f} jets/s  speed-up {t_ref / t_vec:5.1f}x  identical={same}"
+        )
         if not same:
             raise SystemExit("vectorised text encoding differs from the reference")
 

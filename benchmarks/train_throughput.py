@@ -27,8 +27,18 @@ BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size":
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
 
 
-def measure(model_name: str, width: int, device: str, batch_size: int, steps: int, threads: int,
-            splits: str | None = None, engine: str = "torch", zero_stage: int = 1, compile_model: bool = False) -> dict:
+def measure(
+    model_name: str,
+    width: int,
+    device: str,
+    batch_size: int,
+    steps: int,
+    threads: int,
+    splits: str | None = None,
+    engine: str = "torch",
+    zero_stage: int = 1,
+    compile_model: bool = False,
+) -> dict:
     import resource
 
     import numpy as np
@@ -55,8 +65,13 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
     # the training loop's own engine: plain torch or DeepSpeed (ZeRO), bf16 autocast on GPU
-    training = {"batch_size": batch_size, "grad_clip": 1.0, "precision": "auto", "compile": compile_model,
-                "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage}}
+    training = {
+        "batch_size": batch_size,
+        "grad_clip": 1.0,
+        "precision": "auto",
+        "compile": compile_model,
+        "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage},
+    }
     eng = make_engine(model, opt, sched, training, Ranks(device=torch.device(device)))
 
     def step(i):
@@ -79,9 +94,18 @@ def measure(model_name: str, width: int, device: str, batch_size: int, steps: in
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     flops = measure_flops_per_jet(model, batch_tensors(arrays, np.arange(min(n, 256)), device))
-    out = {"model": model_name, "width": width, "device": device, "engine": eng.name, "threads": threads,
-           "batch_size": batch_size, "precision": "bf16" if eng.bf16 else "fp32",
-           "n_params": count_params(model), "fwd_flops_per_jet": flops, "jets_per_s": steps * batch_size / dt}
+    out = {
+        "model": model_name,
+        "width": width,
+        "device": device,
+        "engine": eng.name,
+        "threads": threads,
+        "batch_size": batch_size,
+        "precision": "bf16" if eng.bf16 else "fp32",
+        "n_params": count_params(model),
+        "fwd_flops_per_jet": flops,
+        "jets_per_s": steps * batch_size / dt,
+    }
     if cuda:
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
         name = torch.cuda.get_device_name()
@@ -109,8 +133,22 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.one:
         name, width, device = a.one.split(":")
-        print(json.dumps(measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine,
-                                 a.zero_stage, a.compile)))
+        print(
+            json.dumps(
+                measure(
+                    name,
+                    int(width),
+                    device,
+                    a.batch_size,
+                    a.steps,
+                    a.threads,
+                    a.splits,
+                    a.engine,
+                    a.zero_stage,
+                    a.compile,
+                )
+            )
+        )
         return 0
     widths = dict(DEFAULT_WIDTHS)
     if a.widths:
@@ -120,24 +158,49 @@ def main(argv=None) -> int:
     import torch
 
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"engine: {a.engine}" + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else "")
-          + (", torch.compile" if a.compile else ""))
-    print(f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'peak MB':>8} {'MFU':>6}")
+    print(
+        f"engine: {a.engine}"
+        + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else "")
+        + (", torch.compile" if a.compile else "")
+    )
+    print(
+        f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} "
+        f"{'jets/s':>9} {'peak MB':>8} {'MFU':>6}"
+    )
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
-                cmd = [sys.executable, __file__, "--one", f"{name}:{w}:{device}", "--batch-size", str(a.batch_size),
-                       "--steps", str(a.steps), "--threads", str(a.threads), "--engine", a.engine,
-                       "--zero-stage", str(a.zero_stage)] + (["--splits", a.splits] if a.splits else []) + (
-                       ["--compile"] if a.compile else [])
+                cmd = (
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        f"{name}:{w}:{device}",
+                        "--batch-size",
+                        str(a.batch_size),
+                        "--steps",
+                        str(a.steps),
+                        "--threads",
+                        str(a.threads),
+                        "--engine",
+                        a.engine,
+                        "--zero-stage",
+                        str(a.zero_stage),
+                    ]
+                    + (["--splits", a.splits] if a.splits else [])
+                    + (["--compile"] if a.compile else [])
+                )
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")
                     continue
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
-                print(f"{name:<12} {w:>5} {device:<6} {r['n_params']:>10,} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
-                      f"{r['jets_per_s']:>9.0f} {r['peak_mem_mb']:>8.0f} {mfu:>6}", flush=True)
+                print(
+                    f"{name:<12} {w:>5} {device:<6} {r['n_params']:>10,} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
+                    f"{r['jets_per_s']:>9.0f} {r['peak_mem_mb']:>8.0f} {mfu:>6}",
+                    flush=True,
+                )
     return 0
 
 

@@ -50,13 +50,29 @@ def weaver_model(name: str, width: int, trim: bool = True) -> nn.Module:
         from weaver.nn.model.ParticleNet import ParticleNet
 
         w = width
-        return ParticleNet(N_FEATURES, N_CLASSES, conv_params=[(16, (w, w, w)), (16, (2 * w,) * 3), (16, (4 * w,) * 3)],
-                           fc_params=[(4 * w, 0.1)], use_fusion=False, use_fts_bn=True, trim=trim)
+        return ParticleNet(
+            N_FEATURES,
+            N_CLASSES,
+            conv_params=[(16, (w, w, w)), (16, (2 * w,) * 3), (16, (4 * w,) * 3)],
+            fc_params=[(4 * w, 0.1)],
+            use_fusion=False,
+            use_fts_bn=True,
+            trim=trim,
+        )
     from weaver.nn.model.ParticleTransformer import ParticleTransformer
 
-    return ParticleTransformer(input_dim=N_FEATURES, num_classes=N_CLASSES, pair_input_dim=4,
-                               embed_dims=[width, 4 * width, width], pair_embed_dims=[width // 2] * 3, num_heads=8,
-                               num_layers=part_depth(width), num_cls_layers=2, fc_params=[], trim=trim)
+    return ParticleTransformer(
+        input_dim=N_FEATURES,
+        num_classes=N_CLASSES,
+        pair_input_dim=4,
+        embed_dims=[width, 4 * width, width],
+        pair_embed_dims=[width // 2] * 3,
+        num_heads=8,
+        num_layers=part_depth(width),
+        num_cls_layers=2,
+        fc_params=[],
+        trim=trim,
+    )
 
 
 def our_model(name: str, width: int) -> nn.Module:
@@ -75,14 +91,21 @@ def our_key(name: str, key: str) -> str:
     """weaver-core state-dict key -> ours (ParticleNet: identical names)."""
     if name == "particlenet":
         return key
-    for old, new in (("embed.input_bn.", "input_bn."), ("pair_embed.embed.", "pair_embed."), ("embed.embed.", "embed."),
-                     (".attn.in_proj.", ".in_proj."), (".attn.out_proj.", ".out_proj."), ("fc.0.", "fc.")):
+    for old, new in (
+        ("embed.input_bn.", "input_bn."),
+        ("pair_embed.embed.", "pair_embed."),
+        ("embed.embed.", "embed."),
+        (".attn.in_proj.", ".in_proj."),
+        (".attn.out_proj.", ".out_proj."),
+        ("fc.0.", "fc."),
+    ):
         if key.startswith(old) or (old.startswith(".") and old in key):
             key = key.replace(old, new, 1)
     return key
 
 
-# weaver's pair features are (ln kT, ln z, ln Δ, ln m²); ours (jetscale.tokenize.particles) are (ln Δ, ln kT, ln z, ln m²)
+# weaver's pair features are (ln kT, ln z, ln Δ, ln m²);
+# ours (jetscale.tokenize.particles) are (ln Δ, ln kT, ln z, ln m²)
 PAIR_ORDER = [2, 0, 1, 3]  # our pair-feature channel c is weaver's channel PAIR_ORDER[c]
 
 
@@ -110,6 +133,7 @@ def batches_of(name: str, n_batches: int, batch_size: int, seed: int = 0) -> tup
 # --- ParT with weaver-core's three forward-pass choices (to show they are the only differences) -----------------
 
 # --- measurements ------------------------------------------------------------------------------------------------
+
 
 def dropout_off(model: nn.Module) -> nn.Module:
     for m in model.modules():
@@ -201,9 +225,12 @@ def main(argv=None) -> int:
         for module in ("weaver.nn.model.ParticleNet", "weaver.nn.model.ParticleTransformer"):
             importlib.import_module(module)
     except ImportError as exc:
-        print(f"weaver-core is not importable ({exc}). It is not a jetscale dependency; run this script in a scratch "
-              "venv: python3 -m venv /tmp/weaver-venv && /tmp/weaver-venv/bin/pip install -r envs/requirements.txt "
-              "weaver-core==0.5.3 && /tmp/weaver-venv/bin/pip install --no-deps -e .", file=sys.stderr)
+        print(
+            f"weaver-core is not importable ({exc}). It is not a jetscale dependency; run this script in a scratch "
+            "venv: python3 -m venv /tmp/weaver-venv && /tmp/weaver-venv/bin/pip install -r envs/requirements.txt "
+            "weaver-core==0.5.3 && /tmp/weaver-venv/bin/pip install --no-deps -e .",
+            file=sys.stderr,
+        )
         return 2
     from importlib.metadata import version
 
@@ -215,8 +242,10 @@ def main(argv=None) -> int:
     for part in a.widths.split(";"):
         key, _, vals = part.partition("=")
         widths[key.strip()] = [int(v) for v in vals.split(",")]
-    print(f"weaver-core {version('weaver-core')} ({weaver.__file__}), torch {torch.__version__}, "
-          f"{a.threads} thread(s), batch {a.batch_size}")
+    print(
+        f"weaver-core {version('weaver-core')} ({weaver.__file__}), torch {torch.__version__}, "
+        f"{a.threads} thread(s), batch {a.batch_size}"
+    )
 
     ours_fwd = lambda m, b: m(**b)  # noqa: E731
     for name, ws in widths.items():
@@ -228,8 +257,10 @@ def main(argv=None) -> int:
             print(f"{'parameters':<28} ours {count_params(mo):>10,}   weaver {count_params(mw):>10,}")
             for key, val in logit_check(name, w, a.batch_size).items():
                 print(f"{key:<28} {val:.3g}")
-            print(f"{'bf16 autocast fwd+bwd':<28} ours: {bf16_check(name, w, a.batch_size, mo, ours_fwd)}; "
-                  f"weaver: {bf16_check(name, w, a.batch_size, mw, weaver_fwd)}")
+            print(
+                f"{'bf16 autocast fwd+bwd':<28} ours: {bf16_check(name, w, a.batch_size, mo, ours_fwd)}; "
+                f"weaver: {bf16_check(name, w, a.batch_size, mw, weaver_fwd)}"
+            )
             if a.no_throughput:
                 continue
             batches, labels = batches_of(name, 4, a.batch_size)
@@ -240,12 +271,16 @@ def main(argv=None) -> int:
                 for trim in (True, False):
                     torch.manual_seed(0)
                     rates[f"weaver trim={trim}"].append(
-                        train_rate(weaver_model(name, w, trim), weaver_fwd, batches, labels, a.warmup, a.steps))
+                        train_rate(weaver_model(name, w, trim), weaver_fwd, batches, labels, a.warmup, a.steps)
+                    )
             base = statistics.median(rates["ours"])
             for key, r in rates.items():
                 med = statistics.median(r)
-                print(f"{'train jets/s ' + key:<28} {med:>8.0f}  ({med / base:.2f}x ours; runs: "
-                      f"{', '.join(f'{x:.0f}' for x in r)})", flush=True)
+                print(
+                    f"{'train jets/s ' + key:<28} {med:>8.0f}  ({med / base:.2f}x ours; runs: "
+                    f"{', '.join(f'{x:.0f}' for x in r)})",
+                    flush=True,
+                )
     return 0
 
 

@@ -61,20 +61,35 @@ def slurm_cluster() -> dict:
     return {"partition": default_partition()}
 
 
-def snakemake_slurm(workdir: Path, *args: str, snakefile: Path | None = None,
-                    timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake_slurm(
+    workdir: Path, *args: str, snakefile: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """`snakemake --profile slurm` on the repository's Snakefile (or ``snakefile``), run in ``workdir``."""
     return subprocess.run(
-        [str(BIN / "snakemake"), "--profile", str(PROFILE), "-s", str(snakefile or REPO / "Snakefile"),
-         "--directory", str(workdir), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env_with_venv())
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            str(PROFILE),
+            "-s",
+            str(snakefile or REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env_with_venv(),
+    )
 
 
 def sacct_states(job_ids) -> dict[str, str]:
     """Slurm job id -> final state from accounting (COMPLETED, FAILED, TIMEOUT, ...)."""
     ids = ",".join(str(j) for j in job_ids)
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobID,State"], capture_output=True,
-                         text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobID,State"], capture_output=True, text=True, timeout=30
+    ).stdout
     return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
 
 
@@ -91,9 +106,18 @@ def tiny_training_config(compute: int = 8000) -> tuple[dict, str]:
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
     raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update({"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [compute],
-                                "seed": [0]})
+    raw["grid"]["axes"].update(
+        {"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [compute], "seed": [0]}
+    )
     raw["grid"]["per_model"] = {}
-    raw["training"].update({"batch_size": 16, "eval_every_samples": 2000, "checkpoint_every_steps": 3,
-                            "early_stopping_patience": None, "threads": 1, "device": "cpu"})
+    raw["training"].update(
+        {
+            "batch_size": 16,
+            "eval_every_samples": 2000,
+            "checkpoint_every_steps": 3,
+            "early_stopping_patience": None,
+            "threads": 1,
+            "device": "cpu",
+        }
+    )
     return load_config(raw), f"model~particlenet/width~8/n_train~44/compute~{compute}/seed~0"

@@ -28,9 +28,21 @@ def tiny_study(workdir: Path, **overrides) -> Path:
 
 def snakemake(workdir: Path, config: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(config), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env_with_venv(),
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env_with_venv(),
     )
 
 

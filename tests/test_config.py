@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import copy
+import json
 
 import pytest
 import yaml
@@ -36,7 +36,10 @@ def _err(raw) -> str:
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c["grid"]["axes"].update(model=["particlenet", "resnet"]), "grid.axes.model[1]: unknown model 'resnet'"),
+        (
+            lambda c: c["grid"]["axes"].update(model=["particlenet", "resnet"]),
+            "grid.axes.model[1]: unknown model 'resnet'",
+        ),
         (lambda c: c["grid"]["axes"].update(n_train=[]), "grid.axes.n_train"),
         (lambda c: c["grid"]["axes"].update(colour=[1]), "unknown key(s) ['colour']"),
         (lambda c: c["grid"]["per_model"].update(part={"depth": [2]}), "grid.per_model.part.depth: unknown axis"),
@@ -45,9 +48,18 @@ def _err(raw) -> str:
         (lambda c: c["data"].update(source="download"), "data.source: 'download' is not allowed"),
         (lambda c: c["training"].update(batch_size=0), "training.batch_size: bad value 0"),
         (lambda c: c["report"].update(color_by="lr"), "report.color_by: 'lr' is not a grid axis"),
-        (lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "optimizer.lr"}), "must start with"),
-        (lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "training.lrate"}), "unknown training setting"),
-        (lambda c: c["grid"]["extra_axes"].update(seed={"values": [1], "default": 0, "sets": "training.lr"}), "built-in axis"),
+        (
+            lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "optimizer.lr"}),
+            "must start with",
+        ),
+        (
+            lambda c: c["grid"]["extra_axes"].update(lr={"values": [1e-3], "default": 1e-3, "sets": "training.lrate"}),
+            "unknown training setting",
+        ),
+        (
+            lambda c: c["grid"]["extra_axes"].update(seed={"values": [1], "default": 0, "sets": "training.lr"}),
+            "built-in axis",
+        ),
         (lambda c: c["flavor_pairs"].update(t=["t", "tbar"]), "flavor_pairs.t: class 't'"),
     ],
 )
@@ -86,7 +98,9 @@ def test_model_default_lr_and_model_axis_settings(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
     raw["grid"]["extra_axes"] = {"patch": {"values": [1, 16], "default": 16, "sets": "model.tokenizer.patch_size"}}
     cfg = load_config(raw)
-    s = resolve_settings(cfg, {"model": "bbt_neutron", "width": 32, "n_train": 100, "compute": "auto", "seed": 0, "patch": 1})
+    s = resolve_settings(
+        cfg, {"model": "bbt_neutron", "width": 32, "n_train": 100, "compute": "auto", "seed": 0, "patch": 1}
+    )
     assert s["model_options"]["tokenizer"]["patch_size"] == 1
     assert s["training"]["lr"] == 1e-4  # the paper's BBT-Neutron learning rate
 

@@ -25,11 +25,20 @@ def _no_progress_bar(monkeypatch):
 
 def small_config(tmp_path, **data) -> str:
     cfg = {
-        "study": "data-cli", "results": str(tmp_path / "results"), "classes": CLASSES,
-        "data": {"source": "generate", "generate": {"jets_per_class": 24, "n_shards": 2, "seed": 4},
-                 "n_particles": 32, "val_per_class": 3, "test_per_class": 5, **data},
-        "grid": {"axes": {"model": ["particlenet"], "width": [16], "n_train": [22, 88], "compute": ["auto"],
-                          "seed": [0]}},
+        "study": "data-cli",
+        "results": str(tmp_path / "results"),
+        "classes": CLASSES,
+        "data": {
+            "source": "generate",
+            "generate": {"jets_per_class": 24, "n_shards": 2, "seed": 4},
+            "n_particles": 32,
+            "val_per_class": 3,
+            "test_per_class": 5,
+            **data,
+        },
+        "grid": {
+            "axes": {"model": ["particlenet"], "width": [16], "n_train": [22, 88], "compute": ["auto"], "seed": [0]}
+        },
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -62,8 +71,28 @@ def test_split_rejects_n_train_beyond_pool(tmp_path, capsys):
 
 def test_standalone_generate_writes_rolling_shards(tmp_path):
     out = tmp_path / "gen"
-    assert main(["generate", "--events-per-class", "40", "--seed", "3", "--workers", "1", "--classes", "u", "ubar",
-                 "g", "--jets-per-shard", "50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--events-per-class",
+                "40",
+                "--seed",
+                "3",
+                "--workers",
+                "1",
+                "--classes",
+                "u",
+                "ubar",
+                "g",
+                "--jets-per-shard",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     shards = sorted(out.glob("shard-*.parquet"))
     assert len(shards) == 2  # one task per decay mode, a new shard once 50 jets are written
     labels = np.concatenate([read_shard(s).jets["label"] for s in shards])

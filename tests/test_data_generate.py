@@ -111,8 +111,10 @@ def test_shard_round_trip_and_row_format(jets, tmp_path):
 
 
 def test_config_shard_has_exact_jets_per_class():
-    cfg = {"classes": ["b", "bbar", "g"], "data": {"generate": {"jets_per_class": 61, "n_shards": 2, "seed": 9,
-                                                                  "sqrt_s": 240.0}}}
+    cfg = {
+        "classes": ["b", "bbar", "g"],
+        "data": {"generate": {"jets_per_class": 61, "n_shards": 2, "seed": 9, "sqrt_s": 240.0}},
+    }
     shard0, shard1 = generate_shard(cfg, 0), generate_shard(cfg, 1)
     assert np.bincount(shard0.jets["label"]).tolist() == [31, 31, 31]
     assert np.bincount(shard1.jets["label"]).tolist() == [30, 30, 30]

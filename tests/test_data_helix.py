@@ -60,7 +60,7 @@ def test_helix_matches_brute_force_closest_approach():
         omega = -np.sign(k) / radius  # turning rate (clockwise for k > 0 in +z field)
         cx, cy = x0 + py / k, y0 - px / k
 
-        def walk(s):
+        def walk(s, cx=cx, cy=cy, x0=x0, y0=y0, omega=omega):
             x = cx + (x0 - cx) * np.cos(omega * s) - (y0 - cy) * np.sin(omega * s)
             y = cy + (x0 - cx) * np.sin(omega * s) + (y0 - cy) * np.cos(omega * s)
             return x, y

@@ -13,8 +13,18 @@ from jetscale.data.schema import FEATURE_NAMES
 from jetscale.data.store import read_shard, shard_metadata
 from jetscale.errors import DataError
 
-JETCLASS_LABELS = ["label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q", "label_Hqql", "label_Zqq",
-                   "label_Wqq", "label_Tbqq", "label_Tbl"]
+JETCLASS_LABELS = [
+    "label_QCD",
+    "label_Hbb",
+    "label_Hcc",
+    "label_Hgg",
+    "label_H4q",
+    "label_Hqql",
+    "label_Zqq",
+    "label_Wqq",
+    "label_Tbqq",
+    "label_Tbl",
+]
 CLASSES = ["QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl"]
 
 
@@ -30,20 +40,35 @@ def jetclass_arrays(n_jets=40, seed=0, *, nan=False, empty=False):
     e = np.sqrt(px**2 + py**2 + pz**2)
     charge = rng.choice([-1.0, 0.0, 1.0], total)
     part = {
-        "part_px": px, "part_py": py, "part_pz": pz, "part_energy": e,
-        "part_deta": rng.normal(0, 0.2, total), "part_dphi": rng.normal(0, 0.2, total),
-        "part_d0val": rng.normal(0, 0.1, total) * (charge != 0), "part_d0err": 0.02 * (charge != 0),
-        "part_dzval": rng.normal(0, 0.1, total) * (charge != 0), "part_dzerr": 0.02 * (charge != 0),
-        "part_charge": charge, "part_isElectron": np.zeros(total), "part_isMuon": np.zeros(total),
-        "part_isChargedHadron": (charge != 0) * 1.0, "part_isNeutralHadron": np.zeros(total),
+        "part_px": px,
+        "part_py": py,
+        "part_pz": pz,
+        "part_energy": e,
+        "part_deta": rng.normal(0, 0.2, total),
+        "part_dphi": rng.normal(0, 0.2, total),
+        "part_d0val": rng.normal(0, 0.1, total) * (charge != 0),
+        "part_d0err": 0.02 * (charge != 0),
+        "part_dzval": rng.normal(0, 0.1, total) * (charge != 0),
+        "part_dzerr": 0.02 * (charge != 0),
+        "part_charge": charge,
+        "part_isElectron": np.zeros(total),
+        "part_isMuon": np.zeros(total),
+        "part_isChargedHadron": (charge != 0) * 1.0,
+        "part_isNeutralHadron": np.zeros(total),
         "part_isPhoton": (charge == 0) * 1.0,
     }
     if nan:
         part["part_d0val"][7] = np.nan
     arrays = {k: ak.unflatten(v.astype(np.float32), counts) for k, v in part.items()}
     jet_e = np.add.reduceat(e, np.r_[0, np.cumsum(counts)[:-1]]) if not empty else np.full(n_jets, 100.0)
-    arrays.update({"jet_pt": rng.uniform(500, 1000, n_jets), "jet_eta": rng.normal(0, 1, n_jets),
-                   "jet_phi": rng.uniform(-3, 3, n_jets), "jet_energy": jet_e})
+    arrays.update(
+        {
+            "jet_pt": rng.uniform(500, 1000, n_jets),
+            "jet_eta": rng.normal(0, 1, n_jets),
+            "jet_phi": rng.uniform(-3, 3, n_jets),
+            "jet_energy": jet_e,
+        }
+    )
     labels = np.arange(n_jets) % len(JETCLASS_LABELS)
     for i, name in enumerate(JETCLASS_LABELS):
         arrays[name] = (labels == i).astype(np.float32)
@@ -73,8 +98,9 @@ def test_jetclass_root_round_trip(root_file, tmp_path):
     e_in = ak.sort(arrays["part_energy"], axis=1, ascending=False)
     np.testing.assert_allclose(table.particles["e"], ak.to_numpy(ak.flatten(e_in)), rtol=1e-6)
     order = np.argsort(-ak.to_numpy(ak.flatten(arrays["part_energy"][:1]))).tolist()
-    np.testing.assert_allclose(table.particles["d0"][: counts[0]],
-                               ak.to_numpy(arrays["part_d0val"][0])[order], rtol=1e-6)
+    np.testing.assert_allclose(
+        table.particles["d0"][: counts[0]], ak.to_numpy(arrays["part_d0val"][0])[order], rtol=1e-6
+    )
     pt = np.hypot(table.particles["px"], table.particles["py"])
     np.testing.assert_allclose(table.particles["log_pt"], np.log(pt), rtol=1e-5)
     assert not table.particles["is_charged_kaon"].any() and not table.particles["is_proton"].any()

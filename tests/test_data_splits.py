@@ -19,8 +19,10 @@ CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
 def shards(tmp_path):
     n = len(CLASSES)
     # unbalanced: the second shard has extra jets of the first classes
-    return [write_shard(synthetic_table(60 * n, n, seed=1, first_jet_id=0), tmp_path / "s0.parquet"),
-            write_shard(synthetic_table(30 * n + 7, n, seed=2, first_jet_id=10**9), tmp_path / "s1.parquet")]
+    return [
+        write_shard(synthetic_table(60 * n, n, seed=1, first_jet_id=0), tmp_path / "s0.parquet"),
+        write_shard(synthetic_table(30 * n + 7, n, seed=2, first_jet_id=10**9), tmp_path / "s1.parquet"),
+    ]
 
 
 def build(shards, out, **kw):
@@ -130,7 +132,7 @@ def test_interleave_rounds_hold_one_of_each_class():
     groups = np.arange(4 * 5).reshape(4, 5)
     out = interleave(groups, rng)
     assert sorted(out.tolist()) == list(range(20))
-    assert all(sorted(out[i * 4:(i + 1) * 4] // 5) == [0, 1, 2, 3] for i in range(5))
+    assert all(sorted(out[i * 4 : (i + 1) * 4] // 5) == [0, 1, 2, 3] for i in range(5))
     plan = plan_splits(np.repeat(np.arange(3), 10), ["a", "b", "c"], 2, 3, seed=1)
     assert [len(plan[s]) for s in SPLITS] == [15, 6, 9]
 

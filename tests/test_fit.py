@@ -116,8 +116,24 @@ def test_fit_cli_table_mode(tmp_path, capsys):
     rng = np.random.default_rng(5)
     y = powerlaw(SIZES, 0.04, 3.0, 0.45) + rng.normal(0, 0.002, SIZES.size)
     pd.DataFrame({"n": SIZES, "err": y}).to_csv(tmp_path / "t.csv", index=False)
-    assert main(["fit", "--csv", str(tmp_path / "t.csv"), "--x", "n", "--y", "err", "--form", "powerlaw",
-                 "--bootstrap", "20"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--csv",
+                str(tmp_path / "t.csv"),
+                "--x",
+                "n",
+                "--y",
+                "err",
+                "--form",
+                "powerlaw",
+                "--bootstrap",
+                "20",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert list(doc) == RECORD_KEYS
     assert list(doc["params"]) == ["y_inf", "A", "alpha"] and doc["converged"] is True

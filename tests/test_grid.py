@@ -54,8 +54,12 @@ def test_float_and_bool_values_round_trip(default_config_dict):
 
 @pytest.mark.parametrize(
     "bad",
-    ["model~part/width~16", "model~part/width~16/n_train~100/compute~auto/seed~0/colour~red", "nonsense",
-     "width~16/model~part/n_train~100/compute~auto/seed~0"],
+    [
+        "model~part/width~16",
+        "model~part/width~16/n_train~100/compute~auto/seed~0/colour~red",
+        "nonsense",
+        "width~16/model~part/n_train~100/compute~auto/seed~0",
+    ],
 )
 def test_parse_rejects_foreign_ids(default_config_dict, bad):
     with pytest.raises(ConfigError):

@@ -30,7 +30,9 @@ def jets():
 
 
 def inputs_for(name, jets, options=None):
-    arrays, _ = prepare_inputs(name, options if options is not None else BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"])
+    arrays, _ = prepare_inputs(
+        name, options if options is not None else BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"]
+    )
     return batch_tensors(arrays, np.arange(len(jets["labels"])))
 
 
@@ -81,7 +83,9 @@ def test_bbt_neutron_is_order_sensitive(jets):
     perm = np.random.default_rng(2).permutation(32)
     shuffled = {k: jets[k][:, perm] if k in ("features", "vectors", "mask") else jets[k] for k in jets}
     # the tokenizer writes real particles in the given order; shuffling reorders their bytes
-    shuffled["features"] = np.stack([np.concatenate([f[m], f[~m]]) for f, m in zip(shuffled["features"], shuffled["mask"])])
+    shuffled["features"] = np.stack(
+        [np.concatenate([f[m], f[~m]]) for f, m in zip(shuffled["features"], shuffled["mask"])]
+    )
     shuffled["mask"] = np.sort(shuffled["mask"], axis=1)[:, ::-1].copy()
     with torch.no_grad():
         a = model(**inputs_for("bbt_neutron", jets))
@@ -136,7 +140,12 @@ def test_models_command_prints_the_width_ladder(tmp_path, capsys):
     import pandas as pd
 
     table = pd.read_csv(out)
-    assert list(zip(table["model"], table["width"])) == [("particlenet", 16), ("bbt_neutron", 32), ("part", 16), ("part", 32)]
+    assert list(zip(table["model"], table["width"])) == [
+        ("particlenet", 16),
+        ("bbt_neutron", 32),
+        ("part", 16),
+        ("part", 32),
+    ]
     cfg = load_config(str(tiny))
     for row in table.itertuples():
         model = build_model(row.model, row.width, 11, 19, cfg["models"].get(row.model, {}))

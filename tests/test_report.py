@@ -32,8 +32,12 @@ def study_config(tmp_path: Path, *, models=MODELS, sizes=SIZES, seeds=(0, 1), bo
     raw["grid"]["per_model"] = {m: v for m, v in raw["grid"].get("per_model", {}).items() if m in models}
     raw["grid"]["extra_axes"] = {}
     raw["data"]["generate"]["jets_per_class"] = max(raw["data"]["generate"]["jets_per_class"], 5000)
-    raw["fits"] = {"metrics": ["tag_efficiency", "charge_flip"], "forms": ["powerlaw", "scurve", "bnsl"],
-                   "bootstrap": bootstrap, "min_points": 4}
+    raw["fits"] = {
+        "metrics": ["tag_efficiency", "charge_flip"],
+        "forms": ["powerlaw", "scurve", "bnsl"],
+        "bootstrap": bootstrap,
+        "min_points": 4,
+    }
     raw["report"] = {"confusion_n_train": "max", "color_by": "model", "facet_by": None, "style": "CMS"}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -99,8 +103,17 @@ def test_fit_records_and_summary(study):
     with_nc = summary[summary["n_c"].notna()]
     assert (with_nc["verdict"] == "threshold").all() and (with_nc["form"] == "scurve").all()
     doc = json.loads(next((root / "fits").glob("scaling__charge_flip__*part*.json")).read_text())
-    assert set(doc["fits"]["powerlaw"]) == {"form", "params", "stderr", "ci95", "aic", "bic", "n_points",
-                                            "converged", "message"}
+    assert set(doc["fits"]["powerlaw"]) == {
+        "form",
+        "params",
+        "stderr",
+        "ci95",
+        "aic",
+        "bic",
+        "n_points",
+        "converged",
+        "message",
+    }
 
 
 EXPECTED_FIGURES = ["confusion", "flavor_metrics", "scaling_tag_efficiency", "scaling_charge_flip", "loss_scaling"]

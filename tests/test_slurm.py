@@ -18,11 +18,29 @@ from slurm_helpers import sacct_states, snakemake_slurm, tiny_training_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
+
 def test_sbatch_job_runs_and_is_accounted(slurm_cluster, tmp_path):
     out = tmp_path / "job.out"
-    proc = subprocess.run(["sbatch", "--parsable", "--wait", "-p", slurm_cluster["partition"], "-t", "2",
-                           "--mem", "100", "-o", str(out), "--wrap", "echo job=$SLURM_JOB_ID"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--wait",
+            "-p",
+            slurm_cluster["partition"],
+            "-t",
+            "2",
+            "--mem",
+            "100",
+            "-o",
+            str(out),
+            "--wrap",
+            "echo job=$SLURM_JOB_ID",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip().split(";")[0]
     assert out.read_text().strip() == f"job={job_id}"
@@ -52,10 +70,17 @@ def test_submitit_training_interrupted_resumes_from_checkpoint(slurm_cluster, tm
 
     cfg, cell = tiny_training_config(compute=8000)
     cfg["results"] = str(tmp_path / "results")
-    splits = write_synthetic_splits(tmp_path / "results" / "data" / "splits", cfg["classes"],
-                                    {"train": 66, "val": 33, "test": 33}, n_particles=16)
-    executor = make_executor(tmp_path / "submitit", cluster="slurm", partition=slurm_cluster["partition"],
-                             timeout_min=5, mem_gb=2, signal_delay_s=60)
+    splits = write_synthetic_splits(
+        tmp_path / "results" / "data" / "splits", cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=16
+    )
+    executor = make_executor(
+        tmp_path / "submitit",
+        cluster="slurm",
+        partition=slurm_cluster["partition"],
+        timeout_min=5,
+        mem_gb=2,
+        signal_delay_s=60,
+    )
     (job,) = submit_cells(executor, cfg, [cell])  # default fn: jetscale.train.loop:train_cell
     checkpoint = tmp_path / "results" / "runs" / cell / "checkpoint.pt"
     deadline = time.time() + 120
@@ -104,8 +129,13 @@ def test_snakemake_slurm_profile_submits_jobs(slurm_cluster, tmp_path):
 def test_unknown_partition_fails_before_any_submission(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
     last_before = _last_job_id()
-    proc = snakemake_slurm(tmp_path, "--set-resources", "train:slurm_partition=no-such-partition",
-                           snakefile=tmp_path / "Snakefile", timeout=120)
+    proc = snakemake_slurm(
+        tmp_path,
+        "--set-resources",
+        "train:slurm_partition=no-such-partition",
+        snakefile=tmp_path / "Snakefile",
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "partition 'no-such-partition' does not exist" in proc.stderr
     assert "debug" in proc.stderr  # names the partitions that exist
@@ -116,6 +146,11 @@ def test_unknown_partition_fails_before_any_submission(slurm_cluster, tmp_path):
 
 def _last_job_id() -> int:
     """Highest job id Slurm accounting knows (queue listings miss jobs that already finished)."""
-    out = subprocess.run(["sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-S", "2000-01-01"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-S", "2000-01-01"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     return max((int(line) for line in out.split() if line.isdigit()), default=0)

@@ -61,11 +61,18 @@ def test_distributed_env_from_job_environment(monkeypatch):
     # would make every later training in this worker wait for 7 ranks that never come
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.setenv(key, "unset")
-    env = SimpleNamespace(hostnames=["gpu07", "gpu08"], job_id="123456", global_rank=5, num_tasks=8,
-                          local_rank=1, num_nodes=2)
+    env = SimpleNamespace(
+        hostnames=["gpu07", "gpu08"], job_id="123456", global_rank=5, num_tasks=8, local_rank=1, num_nodes=2
+    )
     values = setup_distributed_env(env)
-    assert values == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4",
-                      "MASTER_ADDR": "gpu07", "MASTER_PORT": str(20000 + 123456 % 20000)}
+    assert values == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "gpu07",
+        "MASTER_PORT": str(20000 + 123456 % 20000),
+    }
     assert os.environ["MASTER_ADDR"] == "gpu07"
 
 
@@ -117,7 +124,23 @@ def test_launch_cli_debug_cluster_runs_toy_cells(tmp_path, capsys):
     cell = cell_ids(cfg)[0]
     assert main(["launch", "--config", str(config), "--cells", "no~such/cell", "--cluster", "debug"]) == 2
     assert "not a cell of" in capsys.readouterr().err
-    assert main(["launch", "--config", str(config), "--cells", cell, "--cluster", "debug", "--toy-steps", "2",
-                 "--folder", str(tmp_path / "submitit")]) == 0
+    assert (
+        main(
+            [
+                "launch",
+                "--config",
+                str(config),
+                "--cells",
+                cell,
+                "--cluster",
+                "debug",
+                "--toy-steps",
+                "2",
+                "--folder",
+                str(tmp_path / "submitit"),
+            ]
+        )
+        == 0
+    )
     metrics = tmp_path / "results" / "runs" / cell / "metrics.json"
     assert yaml.safe_load(metrics.read_text())["total"] == 3

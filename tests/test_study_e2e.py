@@ -64,8 +64,13 @@ def _variant(workdir, config, mutate):
 
 def test_added_axis_plans_only_new_cells(finished_study):
     workdir, config = finished_study
-    variant = _variant(workdir, config, lambda c: c["grid"].update(
-        extra_axes={"lr": {"values": [1.0e-3, 3.0e-3], "default": 1.0e-3, "sets": "training.lr"}}))
+    variant = _variant(
+        workdir,
+        config,
+        lambda c: c["grid"].update(
+            extra_axes={"lr": {"values": [1.0e-3, 3.0e-3], "default": 1.0e-3, "sets": "training.lr"}}
+        ),
+    )
     out = snakemake(workdir, variant, "-n")
     assert out.returncode == 0, out.stderr
     planned = planned_cells(out.stdout)
@@ -83,7 +88,9 @@ def test_changed_default_reruns_only_affected_cells(finished_study):
     workdir, config = finished_study
     variant = _variant(workdir, config, lambda c: c["models"]["bbt_neutron"]["tokenizer"].update(max_bytes=256))
     planned = planned_cells(snakemake(workdir, variant, "-n").stdout)
-    assert planned == {"model~bbt_neutron/width~32/n_train~200/compute~600/seed~0",
-                       "model~bbt_neutron/width~32/n_train~1000/compute~600/seed~0"}
+    assert planned == {
+        "model~bbt_neutron/width~32/n_train~200/compute~600/seed~0",
+        "model~bbt_neutron/width~32/n_train~1000/compute~600/seed~0",
+    }
     variant = _variant(workdir, config, lambda c: c["training"].update(weight_decay=0.05))
     assert len(planned_cells(snakemake(workdir, variant, "-n").stdout)) == 6

@@ -14,8 +14,11 @@ from study_helpers import comparable_runs_table, snakemake, tiny_study
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 TWO_CELLS = {
-    "grid": {"axes": {"model": ["particlenet"], "width": [16], "n_train": [200, 400], "compute": [600],
-                      "seed": [0]}, "per_model": {}, "extra_axes": {}},
+    "grid": {
+        "axes": {"model": ["particlenet"], "width": [16], "n_train": [200, 400], "compute": [600], "seed": [0]},
+        "per_model": {},
+        "extra_axes": {},
+    },
 }
 
 

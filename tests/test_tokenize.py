@@ -93,10 +93,33 @@ def _assert_same_text_encoding(tok, features, mask):
 def _awkward_values(rng, k):
     """Values across magnitudes, exact ties (m / 32, x.5), near-ties, zeros of both signs, NaN and inf."""
     magnitude = 10.0 ** rng.uniform(-7, 12, k) * rng.choice([-1.0, 1.0], k)
-    ties = (rng.integers(-10**6, 10**6, k) + 0.5) / 10.0 ** rng.integers(0, 7, k)
-    dyadic = rng.integers(-2**20, 2**20, k) / 2.0 ** rng.integers(0, 24, k)
-    special = [0.0, -0.0, 9.99995, -9.99995, 0.00005, -0.00005, 0.00015, 0.03125, -0.03125, 2.5, 0.5, 1e6, -1e6,
-               1e20, -3e38, 1e-45, 2**49 / 1e4, np.nan, -np.nan, np.inf, -np.inf, 99999.99995, -1e-5]
+    ties = (rng.integers(-(10**6), 10**6, k) + 0.5) / 10.0 ** rng.integers(0, 7, k)
+    dyadic = rng.integers(-(2**20), 2**20, k) / 2.0 ** rng.integers(0, 24, k)
+    special = [
+        0.0,
+        -0.0,
+        9.99995,
+        -9.99995,
+        0.00005,
+        -0.00005,
+        0.00015,
+        0.03125,
+        -0.03125,
+        2.5,
+        0.5,
+        1e6,
+        -1e6,
+        1e20,
+        -3e38,
+        1e-45,
+        2**49 / 1e4,
+        np.nan,
+        -np.nan,
+        np.inf,
+        -np.inf,
+        99999.99995,
+        -1e-5,
+    ]
     return np.concatenate([magnitude, ties, dyadic, special])
 
 
@@ -126,8 +149,11 @@ def test_text_vectorised_matches_reference_on_jets_with_masks(jets):
             _, truncated = _assert_same_text_encoding(tok, features, mask)
             np.testing.assert_array_equal(truncated, length > tok.seq_len)
     for dtype in (np.float64, np.int32, bool):  # other real dtypes go through the fast path as well
-        _assert_same_text_encoding(ByteTokenizer(mode="text", precision=3, max_bytes=2048),
-                                   (features[:10] * 100).astype(dtype), many["mask"][:10])
+        _assert_same_text_encoding(
+            ByteTokenizer(mode="text", precision=3, max_bytes=2048),
+            (features[:10] * 100).astype(dtype),
+            many["mask"][:10],
+        )
     tok = ByteTokenizer(mode="text", precision=2, max_bytes=512)  # no features, complex: the reference itself
     _assert_same_text_encoding(tok, np.zeros((3, 5, 0), np.float32), many["mask"][:3, :5])
     _assert_same_text_encoding(tok, jets["features"][:3].astype(np.complex64), jets["mask"][:3])

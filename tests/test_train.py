@@ -27,12 +27,14 @@ def small_config() -> dict:
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
     raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update({"model": ["particlenet", "part", "bbt_neutron"], "width": [8], "n_train": [44],
-                                "compute": [160], "seed": [0]})
+    raw["grid"]["axes"].update(
+        {"model": ["particlenet", "part", "bbt_neutron"], "width": [8], "n_train": [44], "compute": [160], "seed": [0]}
+    )
     raw["grid"]["per_model"] = {"bbt_neutron": {"width": [16]}}
     raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
-    raw["training"].update({"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3,
-                            "early_stopping_patience": None})
+    raw["training"].update(
+        {"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3, "early_stopping_patience": None}
+    )
     return load_config(raw)
 
 
@@ -43,8 +45,9 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory, cfg):
-    return write_synthetic_splits(tmp_path_factory.mktemp("splits"), cfg["classes"],
-                                  {"train": 66, "val": 33, "test": 33}, n_particles=16)
+    return write_synthetic_splits(
+        tmp_path_factory.mktemp("splits"), cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=16
+    )
 
 
 def final_weights(out: Path) -> dict:
@@ -60,8 +63,17 @@ def test_train_cell_writes_every_output(cfg, splits, tmp_path, model, width):
     assert metrics["samples_seen"] == 160 and metrics["steps"] == 10 and metrics["cell_id"] == cell
     assert metrics["train_flops"] == pytest.approx(3 * metrics["flops_per_jet"] * 160)
     assert metrics["n_params"] > 0 and metrics["settings"]["model"] == model and len(metrics["settings_hash"]) == 16
-    for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "wall_time_s", "hardware", "versions",
-                "git_revision", "cell"):
+    for key in (
+        "val_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "wall_time_s",
+        "hardware",
+        "versions",
+        "git_revision",
+        "cell",
+    ):
         assert key in metrics
     preds = pd.read_parquet(tmp_path / "predictions.parquet")
     assert list(preds.columns) == ["jet_id", "label"] + [f"score_{c}" for c in cfg["classes"]]
@@ -156,5 +168,7 @@ def test_batches_prepared_on_the_fly_train_the_same_model(cfg, splits, tmp_path,
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert lazy["test_loss"] == eager["test_loss"] and lazy["truncated_jets"] == eager["truncated_jets"]
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "lazy" / "predictions.parquet"),
-                                  pd.read_parquet(tmp_path / "eager" / "predictions.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "lazy" / "predictions.parquet"),
+        pd.read_parquet(tmp_path / "eager" / "predictions.parquet"),
+    )

@@ -37,21 +37,31 @@ def raw_config(**training) -> dict:
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
     raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update({"model": ["part", "bbt_neutron"], "width": [8], "n_train": [44],
-                                "compute": [160, 40000], "seed": [0]})
+    raw["grid"]["axes"].update(
+        {"model": ["part", "bbt_neutron"], "width": [8], "n_train": [44], "compute": [160, 40000], "seed": [0]}
+    )
     raw["grid"]["per_model"] = {"bbt_neutron": {"width": [16]}}
     raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
     # a large learning rate so that 10 steps move the weights well beyond float32 rounding
-    raw["training"].update({"batch_size": 16, "lr": 3e-3, "eval_every_samples": 48, "checkpoint_every_steps": 3,
-                            "early_stopping_patience": None, **training})
+    raw["training"].update(
+        {
+            "batch_size": 16,
+            "lr": 3e-3,
+            "eval_every_samples": 48,
+            "checkpoint_every_steps": 3,
+            "early_stopping_patience": None,
+            **training,
+        }
+    )
     return raw
 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
     cfg = load_config(raw_config())
-    return write_synthetic_splits(tmp_path_factory.mktemp("splits"), cfg["classes"],
-                                  {"train": 66, "val": 33, "test": 33}, n_particles=16)
+    return write_synthetic_splits(
+        tmp_path_factory.mktemp("splits"), cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=16
+    )
 
 
 def checkpoint(out: Path) -> dict:
@@ -70,13 +80,28 @@ def initial_weights(cfg: dict, cell: str) -> dict:
 
     settings = resolve_settings(cfg, parse_cell_id(cfg, cell))
     torch.manual_seed(settings["seed"])
-    return build_model(settings["model"], settings["width"], len(cfg["classes"]), 19,
-                       settings["model_options"]).state_dict()
+    return build_model(
+        settings["model"], settings["width"], len(cfg["classes"]), 19, settings["model_options"]
+    ).state_dict()
 
 
 def train_cli(config: Path, cell: str, splits: Path, out: Path, *extra: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "jetscale.cli", "train", "--config", str(config), "--cell", cell, "--splits",
-           str(splits), "--out", str(out), "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jetscale.cli",
+        "train",
+        "--config",
+        str(config),
+        "--cell",
+        cell,
+        "--splits",
+        str(splits),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -98,8 +123,10 @@ def test_deepspeed_gives_the_same_run_as_torch(splits, tmp_path, stage):
     got = loop.train_cell(ds_cfg, BBT, splits, tmp_path / "ds", progress=False)
     assert (ref["hardware"]["engine"], got["hardware"]["engine"]) == ("torch", "deepspeed")
     assert got["versions"]["deepspeed"] == "0.19.8" and "deepspeed" not in ref["versions"]
-    moved = max((v.float() - initial_weights(torch_cfg, BBT)[k].float()).abs().max().item()
-                for k, v in checkpoint(tmp_path / "torch")["model"].items())
+    moved = max(
+        (v.float() - initial_weights(torch_cfg, BBT)[k].float()).abs().max().item()
+        for k, v in checkpoint(tmp_path / "torch")["model"].items()
+    )
     assert moved > 1e-2  # the comparison below is meaningful: training changed the weights
     # measured 8e-6 at most (float32 reduction order); training moved the weights by more than 1e-2
     assert max_weight_difference(tmp_path / "torch", tmp_path / "ds") < 5e-5
@@ -130,7 +157,9 @@ def test_bf16_deepspeed_matches_bf16_torch(splits, tmp_path):
 def test_compiled_training_matches_eager(splits, tmp_path):
     """training.compile (torch.compile of the training forward, for GPU utilisation) trains the same model."""
     eager = loop.train_cell(load_config(raw_config()), BBT, splits, tmp_path / "eager", progress=False)
-    compiled = loop.train_cell(load_config(raw_config(compile=True)), BBT, splits, tmp_path / "compiled", progress=False)
+    compiled = loop.train_cell(
+        load_config(raw_config(compile=True)), BBT, splits, tmp_path / "compiled", progress=False
+    )
     assert compiled["settings_hash"] == eager["settings_hash"]
     assert (compiled["hardware"]["compiled"], eager["hardware"]["compiled"]) == (True, False)
     # measured 3.4e-6: fused kernels round differently, the training is the same

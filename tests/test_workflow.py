@@ -21,7 +21,10 @@ BIN = Path(sys.executable).parent
 def _snakemake(repo_root, *args, cwd=None):
     return subprocess.run(
         [str(BIN / "snakemake"), "-s", str(repo_root / "Snakefile"), *args],
-        cwd=cwd or repo_root, capture_output=True, text=True, timeout=300,
+        cwd=cwd or repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -85,6 +88,7 @@ def test_bad_config_fails_before_any_job(repo_root, tmp_path):
 def test_lint_and_format(repo_root, tmp_path):
     lint = _snakemake(repo_root, "--lint", "--config", f"results={tmp_path}")
     assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=repo_root,
-                         capture_output=True, text=True)
+    fmt = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=repo_root, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stderr

@@ -107,22 +107,30 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
     extra = cfg["grid"].get("extra_axes", {})
     for i, model in enumerate(axes["model"]):
         if model not in MODEL_NAMES:
-            raise ConfigError(f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(MODEL_NAMES)}")
+            raise ConfigError(
+                f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(MODEL_NAMES)}"
+            )
     for name in extra:
         if name in BUILTIN_AXES:
-            raise ConfigError(f"{where}: grid.extra_axes.{name}: {name!r} is a built-in axis; add values under grid.axes.{name}")
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}: {name!r} is a built-in axis; add values under grid.axes.{name}"
+            )
         sets = extra[name]["sets"]
         if not sets.startswith(SETTABLE_PREFIXES):
-            raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: {sets!r} must start with one of {list(SETTABLE_PREFIXES)}")
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}.sets: {sets!r} must start with one of {list(SETTABLE_PREFIXES)}"
+            )
         training_keys = schema()["properties"]["training"]["properties"]
         if sets.startswith("training.") and sets.split(".")[1] not in training_keys:
             allowed = sorted(training_keys)
-            raise ConfigError(f"{where}: grid.extra_axes.{name}.sets: unknown training setting {sets!r}; allowed: {allowed}")
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}.sets: unknown training setting {sets!r}; allowed: {allowed}"
+            )
     all_axes = set(BUILTIN_AXES) | set(extra)
     for model, overrides in cfg["grid"].get("per_model", {}).items():
         if model not in MODEL_NAMES:
             raise ConfigError(f"{where}: grid.per_model.{model}: unknown model; known models: {list(MODEL_NAMES)}")
-        for axis, values in overrides.items():
+        for axis in overrides:
             if axis not in all_axes or axis == "model":
                 raise ConfigError(
                     f"{where}: grid.per_model.{model}.{axis}: unknown axis; axes: {sorted(all_axes - {'model'})}"
@@ -130,7 +138,9 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
     for model in axes["model"]:
         for width in axis_values(cfg, "width", model):
             if not isinstance(width, int) or (problem := width_problem(model, width)):
-                raise ConfigError(f"{where}: grid width {width!r} for model {model!r}: {problem or 'must be an integer'}")
+                raise ConfigError(
+                    f"{where}: grid width {width!r} for model {model!r}: {problem or 'must be an integer'}"
+                )
     for key in ("color_by", "facet_by"):
         axis = cfg["report"].get(key)
         if axis is not None and axis not in all_axes:
@@ -161,7 +171,8 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         if largest > pool:
             raise ConfigError(
                 f"{where}: grid.axes.n_train: {largest} is larger than the training pool of {pool} jets "
-                f"(data.generate.jets_per_class - val_per_class - test_per_class = {train_pool_per_class(cfg)} per class "
+                "(data.generate.jets_per_class - val_per_class - test_per_class = "
+                f"{train_pool_per_class(cfg)} per class "
                 f"x {len(classes)} classes); raise data.generate.jets_per_class"
             )
 

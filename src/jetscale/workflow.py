@@ -65,7 +65,7 @@ class StudyPlan:
         self.check_results_dir()
 
     @classmethod
-    def from_snakemake(cls, config: dict) -> "StudyPlan":
+    def from_snakemake(cls, config: dict) -> StudyPlan:
         try:
             return cls(load_config(dict(config), where="config (config.yaml + --configfile/--config)"))
         except ConfigError as exc:
@@ -111,14 +111,14 @@ class StudyPlan:
         except KeyError:
             raise ConfigError(f"cell {cid!r} is not in this study's grid") from None
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 - one plan per Snakemake process; the cache lives as long as it does
     def settings_hash(self, cid: str) -> str:
         return settings_hash(resolve_settings(self.cfg, self.cell(cid)))
 
     def resources(self, stage: str) -> dict:
         return stage_resources(self.cfg, stage)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 - see settings_hash
     def train_resources(self, cid: str) -> dict:
         return train_resources(self.cfg, self.cell(cid))
 

@@ -9,13 +9,20 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="generate labelled jets with the built-in Pythia8 JoI generator",
-                       description="Either one config shard (--config --shard --out FILE) or a standalone run "
-                                   "(--events-per-class N --out DIR --seed S).")
+    p = sub.add_parser(
+        "generate",
+        help="generate labelled jets with the built-in Pythia8 JoI generator",
+        description="Either one config shard (--config --shard --out FILE) or a standalone run "
+        "(--events-per-class N --out DIR --seed S).",
+    )
     p.add_argument("--config", help="study config: generate shard --shard of data.generate")
     p.add_argument("--shard", type=int, help="shard index in [0, data.generate.n_shards) (with --config)")
-    p.add_argument("--events-per-class", type=int, metavar="N",
-                   help="standalone: N events per Higgs decay mode (H->qq gives one q and one qbar jet, H->gg two g)")
+    p.add_argument(
+        "--events-per-class",
+        type=int,
+        metavar="N",
+        help="standalone: N events per Higgs decay mode (H->qq gives one q and one qbar jet, H->gg two g)",
+    )
     p.add_argument("--seed", type=int, default=1, help="standalone: base seed (default 1)")
     p.add_argument("--classes", nargs="+", help="standalone: classes (default: b bbar c cbar s sbar u ubar d dbar g)")
     p.add_argument("--jets-per-shard", type=int, default=100_000, help="standalone: jets per output shard")
@@ -56,8 +63,14 @@ def _generate(args) -> int:
             raise ConfigError("generate --config needs --shard I")
         cfg = load_config(args.config)
         gen = cfg["data"]["generate"]
-        meta = provenance(seed=gen["seed"], shard=args.shard, n_shards=gen["n_shards"], sqrt_s=gen["sqrt_s"],
-                          classes=cfg["classes"], detector=detector_settings(gen.get("detector")))
+        meta = provenance(
+            seed=gen["seed"],
+            shard=args.shard,
+            n_shards=gen["n_shards"],
+            sqrt_s=gen["sqrt_s"],
+            classes=cfg["classes"],
+            detector=detector_settings(gen.get("detector")),
+        )
         with ShardWriter(args.out, metadata=meta) as writer:
             for table in shard_tables(cfg, args.shard, workers=args.workers):
                 writer.write(table)
@@ -68,8 +81,9 @@ def _generate(args) -> int:
     from .generate import DEFAULT_CLASSES, generate_events, provenance
 
     classes = tuple(args.classes or DEFAULT_CLASSES)
-    meta = provenance(seed=args.seed, events_per_mode=args.events_per_class, classes=list(classes),
-                      detector=detector_settings(None))
+    meta = provenance(
+        seed=args.seed, events_per_mode=args.events_per_class, classes=list(classes), detector=detector_settings(None)
+    )
     tables = generate_events(args.events_per_class, args.seed, classes=classes, workers=args.workers)
     paths = write_rolling(tables, args.out, args.jets_per_shard, metadata=meta)
     print(f"wrote {len(paths)} shard(s) to {args.out}", file=sys.stderr)
@@ -105,13 +119,24 @@ def _split(args) -> int:
     cfg = load_config(args.config)
     data = cfg["data"]
     largest = max(max(axis_values(cfg, "n_train", m)) for m in cfg["grid"]["axes"]["model"])
-    meta = build_splits(args.shards, args.out, classes=cfg["classes"], val_per_class=data["val_per_class"],
-                        test_per_class=data["test_per_class"], n_particles=data["n_particles"],
-                        seed=data.get("split_seed", 0), n_train_max=largest, data_fingerprint=data_fingerprint(cfg))
+    meta = build_splits(
+        args.shards,
+        args.out,
+        classes=cfg["classes"],
+        val_per_class=data["val_per_class"],
+        test_per_class=data["test_per_class"],
+        n_particles=data["n_particles"],
+        seed=data.get("split_seed", 0),
+        n_train_max=largest,
+        data_fingerprint=data_fingerprint(cfg),
+    )
     sizes, trunc = meta["sizes"], meta["truncated_jets"]
     print(f"splits in {args.out}: " + ", ".join(f"{s} {sizes[s]} jets" for s in sizes), file=sys.stderr)
-    print(f"cap n_particles={meta['n_particles']} truncates {sum(trunc.values())} jets "
-          f"({100 * meta['truncated_fraction']:.2f}%): " + ", ".join(f"{s} {trunc[s]}" for s in trunc), file=sys.stderr)
+    print(
+        f"cap n_particles={meta['n_particles']} truncates {sum(trunc.values())} jets "
+        f"({100 * meta['truncated_fraction']:.2f}%): " + ", ".join(f"{s} {trunc[s]}" for s in trunc),
+        file=sys.stderr,
+    )
     return 0
 
 

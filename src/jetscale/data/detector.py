@@ -104,8 +104,15 @@ def measure(pid, px, py, pz, e, vx, vy, vz, charge, det: dict, rng: np.random.Ge
     sel = keep
     return Measured(
         keep=keep,
-        px=mpx[sel], py=mpy[sel], pz=mpz[sel], e=me[sel], charge=charge[sel].astype(np.float64),
-        d0=d0[sel], d0_err=ip_err[sel], z0=z0[sel], z0_err=ip_err[sel],
+        px=mpx[sel],
+        py=mpy[sel],
+        pz=mpz[sel],
+        e=me[sel],
+        charge=charge[sel].astype(np.float64),
+        d0=d0[sel],
+        d0_err=ip_err[sel],
+        z0=z0[sel],
+        z0_err=ip_err[sel],
         pid={name: flag[sel] for name, flag in flags.items()},
     )
 

@@ -15,12 +15,19 @@ from .schema import FEATURE_NAMES
 def jet_kinematics(counts, px, py, pz, e) -> dict[str, np.ndarray]:
     """Per-jet E-scheme sums: jet_px/py/pz/energy plus jet_pt, jet_eta, jet_phi (arrays of length n_jets)."""
     jet_of = np.repeat(np.arange(len(counts)), counts)
-    sums = {name: np.bincount(jet_of, weights=arr, minlength=len(counts)) for name, arr in
-            (("px", px), ("py", py), ("pz", pz), ("energy", e))}
+    sums = {
+        name: np.bincount(jet_of, weights=arr, minlength=len(counts))
+        for name, arr in (("px", px), ("py", py), ("pz", pz), ("energy", e))
+    }
     pt = np.hypot(sums["px"], sums["py"])
     return {
-        "jet_px": sums["px"], "jet_py": sums["py"], "jet_pz": sums["pz"], "jet_energy": sums["energy"],
-        "jet_pt": pt, "jet_eta": pseudorapidity(pt, sums["pz"]), "jet_phi": np.arctan2(sums["py"], sums["px"]),
+        "jet_px": sums["px"],
+        "jet_py": sums["py"],
+        "jet_pz": sums["pz"],
+        "jet_energy": sums["energy"],
+        "jet_pt": pt,
+        "jet_eta": pseudorapidity(pt, sums["pz"]),
+        "jet_phi": np.arctan2(sums["py"], sums["px"]),
     }
 
 

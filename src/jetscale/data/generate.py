@@ -18,11 +18,22 @@ import numpy as np
 from ..errors import ConfigError
 from . import detector as det_mod
 from .features import energy_order, jet_kinematics, particle_features
-from .store import JetTable, PARTICLE_NAMES, empty_table
+from .store import PARTICLE_NAMES, JetTable, empty_table
 
 # Parton PDG id of each generator class; the Higgs decay mode is |id| (g -> H -> gg).
-CLASS_PDG: dict[str, int] = {"b": 5, "bbar": -5, "c": 4, "cbar": -4, "s": 3, "sbar": -3,
-                             "u": 2, "ubar": -2, "d": 1, "dbar": -1, "g": 21}
+CLASS_PDG: dict[str, int] = {
+    "b": 5,
+    "bbar": -5,
+    "c": 4,
+    "cbar": -4,
+    "s": 3,
+    "sbar": -3,
+    "u": 2,
+    "ubar": -2,
+    "d": 1,
+    "dbar": -1,
+    "g": 21,
+}
 DECAY_MODES: dict[str, str] = {"b": "5 -5", "c": "4 -4", "s": "3 -3", "u": "2 -2", "d": "1 -1", "g": "21 21"}
 MAX_SEED = 900_000_000
 NEUTRINOS = (12, 14, 16)
@@ -50,8 +61,10 @@ def decay_modes(classes) -> list[str]:
     """Higgs decay modes needed for ``classes`` (in b c s u d g order); ConfigError for a class we cannot make."""
     unknown = [c for c in classes if c not in CLASS_PDG]
     if unknown:
-        raise ConfigError(f"classes: {unknown} cannot be generated; the generator knows {list(CLASS_PDG)} "
-                          "(use data.source: ingest for other classes)")
+        raise ConfigError(
+            f"classes: {unknown} cannot be generated; the generator knows {list(CLASS_PDG)} "
+            "(use data.source: ingest for other classes)"
+        )
     wanted = {abs(CLASS_PDG[c]) for c in classes}
     return [m for m in DECAY_MODES if abs(CLASS_PDG[m]) in wanted]
 
@@ -63,13 +76,22 @@ def jets_per_event(mode: str) -> int:
 
 def pythia_settings(mode: str, seed: int, sqrt_s: float = 240.0) -> list[str]:
     return [
-        "Print:quiet = on", "Next:numberCount = 0",
-        "Beams:idA = 11", "Beams:idB = -11", f"Beams:eCM = {sqrt_s}",
-        "HiggsSM:ffbar2HZ = on", "23:onMode = off", "23:onIfAny = 12 14 16",
+        "Print:quiet = on",
+        "Next:numberCount = 0",
+        "Beams:idA = 11",
+        "Beams:idB = -11",
+        f"Beams:eCM = {sqrt_s}",
+        "HiggsSM:ffbar2HZ = on",
+        "23:onMode = off",
+        "23:onIfAny = 12 14 16",
         "HiggsSM:ff2Hff(t:WW) = on",
-        "25:onMode = off", f"25:onIfMatch = {DECAY_MODES[mode]}",
-        "ParticleDecays:limitCylinder = on", "ParticleDecays:xyMax = 1000.", "ParticleDecays:zMax = 2000.",
-        "Random:setSeed = on", f"Random:seed = {seed}",
+        "25:onMode = off",
+        f"25:onIfMatch = {DECAY_MODES[mode]}",
+        "ParticleDecays:limitCylinder = on",
+        "ParticleDecays:xyMax = 1000.",
+        "ParticleDecays:zMax = 2000.",
+        "Random:setSeed = on",
+        f"Random:seed = {seed}",
     ]
 
 
@@ -118,9 +140,14 @@ def process_batch(events, charge_of: ChargeTable, task: Task, rng: np.random.Gen
     event_id = event_offset + jet_event
     jets = {
         "jet_id": 2 * event_id + np.tile([0, 1], int(good.sum())),
-        "label": label, "event_id": event_id,
-        "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"], "jet_phi": jet["jet_phi"],
-        "match_angle": angles, "n_particles": counts.astype(np.int64),
+        "label": label,
+        "event_id": event_id,
+        "jet_energy": jet["jet_energy"],
+        "jet_pt": jet["jet_pt"],
+        "jet_eta": jet["jet_eta"],
+        "jet_phi": jet["jet_phi"],
+        "match_angle": angles,
+        "n_particles": counts.astype(np.int64),
     }
     table = JetTable(jets, {k: {**feats, **vectors}[k] for k in PARTICLE_NAMES})
     wanted = np.flatnonzero(label >= 0)
@@ -133,8 +160,12 @@ def flatten_record(events) -> dict[str, np.ndarray]:
 
     prt = events.prt
     n_all = ak.to_numpy(ak.num(prt, axis=1))
-    out = {"n_events": len(prt), "event": np.repeat(np.arange(len(prt)), n_all),
-           "id": ak.to_numpy(ak.flatten(prt.id)).astype(np.int64), "status": ak.to_numpy(ak.flatten(prt.status))}
+    out = {
+        "n_events": len(prt),
+        "event": np.repeat(np.arange(len(prt)), n_all),
+        "id": ak.to_numpy(ak.flatten(prt.id)).astype(np.int64),
+        "status": ak.to_numpy(ak.flatten(prt.status)),
+    }
     for c in ("px", "py", "pz", "e"):
         out[c] = ak.to_numpy(ak.flatten(getattr(prt.p, c)))
     vtx = ak.flatten(prt.vProd)  # None = produced at the origin
@@ -152,8 +183,13 @@ def detector_level(truth: dict, charge_of: ChargeTable, task: Task, rng: np.rand
     """
     fs = (truth["status"] > 0) & ~np.isin(np.abs(truth["id"]), NEUTRINOS)
     pid = truth["id"][fs]
-    meas = det_mod.measure(pid, *(truth[c][fs] for c in ("px", "py", "pz", "e", "vx", "vy", "vz")), charge_of(pid),
-                           dict(task.detector), rng)
+    meas = det_mod.measure(
+        pid,
+        *(truth[c][fs] for c in ("px", "py", "pz", "e", "vx", "vy", "vz")),
+        charge_of(pid),
+        dict(task.detector),
+        rng,
+    )
     n_ev = truth["n_events"]
     event_of = truth["event"][fs][meas.keep]
     n_meas = np.bincount(event_of, minlength=n_ev)
@@ -172,8 +208,9 @@ def cluster_jets(particles: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     from .jets import cluster_two_jets
 
     n_per_event = particles["n_per_event"]
-    evs = ak.unflatten(ak.zip({"px": particles["px"], "py": particles["py"], "pz": particles["pz"],
-                               "E": particles["e"]}), n_per_event)
+    evs = ak.unflatten(
+        ak.zip({"px": particles["px"], "py": particles["py"], "pz": particles["pz"], "E": particles["e"]}), n_per_event
+    )
     idx = cluster_two_jets(evs)
     counts = ak.to_numpy(ak.flatten(ak.num(idx, axis=2)))
     ev_start = np.concatenate([[0], np.cumsum(n_per_event)[:-1]])
@@ -232,8 +269,13 @@ def run_tasks(tasks: list[Task], *, workers: int = 1, event_base: int = 0, desc:
 
     offsets = np.concatenate([[0], np.cumsum([t.n_events for t in tasks])]) + event_base
     jobs = [(t, int(o)) for t, o in zip(tasks, offsets[:-1])]
-    with tqdm(total=int(sum(t.n_events for t in tasks)), desc=desc, unit="ev", smoothing=0.1,
-              disable=os.environ.get("JETSCALE_NO_PROGRESS") == "1") as bar:
+    with tqdm(
+        total=int(sum(t.n_events for t in tasks)),
+        desc=desc,
+        unit="ev",
+        smoothing=0.1,
+        disable=os.environ.get("JETSCALE_NO_PROGRESS") == "1",
+    ) as bar:
         if workers <= 1:
             for task, offset in jobs:
                 yield run_task(task, offset, progress=bar.update)
@@ -252,8 +294,16 @@ def detector_key(cfg_detector: dict | None) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
 
 
-def make_tasks(modes: list[str], events_per_mode: dict[str, int], seed_keys: tuple[int, ...], classes,
-               detector: tuple, sqrt_s: float, chunk: int = 5000, first_chunk: int = 0) -> list[Task]:
+def make_tasks(
+    modes: list[str],
+    events_per_mode: dict[str, int],
+    seed_keys: tuple[int, ...],
+    classes,
+    detector: tuple,
+    sqrt_s: float,
+    chunk: int = 5000,
+    first_chunk: int = 0,
+) -> list[Task]:
     """Tasks of at most ``chunk`` events, interleaved over modes (so any run of tasks mixes classes).
 
     The seed of the c-th chunk of mode m is ``derive_seed(*seed_keys, index of m in DECAY_MODES, c)``.
@@ -281,8 +331,14 @@ def provenance(**extra) -> dict:
     """Shard metadata for generated data: generator, versions and settings."""
     from importlib.metadata import version
 
-    return {"source": "generate", "process": "e+e- -> nu nubar H (ZH, Z->nunu + WW fusion)",
-            "pythia8mc": version("pythia8mc"), "fastjet": version("fastjet"), "jets": "Durham exclusive-2", **extra}
+    return {
+        "source": "generate",
+        "process": "e+e- -> nu nubar H (ZH, Z->nunu + WW fusion)",
+        "pythia8mc": version("pythia8mc"),
+        "fastjet": version("fastjet"),
+        "jets": "Durham exclusive-2",
+        **extra,
+    }
 
 
 def shard_jets_per_class(jets_per_class: int, n_shards: int, shard: int) -> int:
@@ -309,11 +365,13 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
     remaining = np.full(len(classes), n_jets)
     classes_of = {m: [i for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m])] for m in modes}
     first_chunk, event_base = 0, shard * 1_000_000_000
-    while (need := {m: -(-int(remaining[classes_of[m]].max()) // jets_per_event(m)) for m in modes
-                    if remaining[classes_of[m]].max() > 0}):
+    while need := {
+        m: -(-int(remaining[classes_of[m]].max()) // jets_per_event(m))
+        for m in modes
+        if remaining[classes_of[m]].max() > 0
+    }:
         ask = {m: int(n * 1.03) + 10 for m, n in need.items()}  # a few events fail (no two partons, ...)
-        tasks = make_tasks(list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk,
-                           first_chunk)
+        tasks = make_tasks(list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk, first_chunk)
         for table in run_tasks(tasks, workers=workers, event_base=event_base, desc=f"shard {shard}"):
             yield take_needed(table, remaining)
         event_base += sum(t.n_events for t in tasks)
@@ -336,17 +394,27 @@ def generate_shard(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000
     """All jets of config shard ``shard`` in memory (see :func:`shard_tables`)."""
     return JetTable.concat(list(shard_tables(cfg, shard, workers=workers, chunk=chunk)))
 
+
 DEFAULT_CLASSES: tuple[str, ...] = tuple(CLASS_PDG)
 
 
-def generate_events(events_per_mode: int, seed: int, *, classes=DEFAULT_CLASSES, workers: int = 1,
-                    detector: dict | None = None, sqrt_s: float = 240.0, chunk: int = 5000):
+def generate_events(
+    events_per_mode: int,
+    seed: int,
+    *,
+    classes=DEFAULT_CLASSES,
+    workers: int = 1,
+    detector: dict | None = None,
+    sqrt_s: float = 240.0,
+    chunk: int = 5000,
+):
     """Standalone generation: ``events_per_mode`` events of every Higgs decay mode needed by ``classes``.
 
     Yields JetTables task by task (interleaved over modes); H -> qq̄ events give one q and one q̄ jet, H -> gg two
     g jets. Deterministic in ``seed`` for any ``workers``.
     """
     modes = decay_modes(classes)
-    tasks = make_tasks(modes, {m: events_per_mode for m in modes}, (seed,), classes, detector_key(detector),
-                       sqrt_s, chunk)
+    tasks = make_tasks(
+        modes, {m: events_per_mode for m in modes}, (seed,), classes, detector_key(detector), sqrt_s, chunk
+    )
     yield from run_tasks(tasks, workers=workers)

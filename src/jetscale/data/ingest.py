@@ -37,8 +37,11 @@ def load_mapping(name_or_path: str | Path) -> dict:
     else:
         res = resources.files("jetscale.data").joinpath(f"mappings/{name_or_path}.yaml")
         if not res.is_file():
-            shipped = sorted(p.name[:-5] for p in resources.files("jetscale.data").joinpath("mappings").iterdir()
-                             if p.name.endswith(".yaml"))
+            shipped = sorted(
+                p.name[:-5]
+                for p in resources.files("jetscale.data").joinpath("mappings").iterdir()
+                if p.name.endswith(".yaml")
+            )
             raise DataError(f"mapping {name_or_path!r}: not a file and not a shipped mapping; shipped: {shipped}")
         text, where = res.read_text(), f"mapping {name_or_path!r}"
     try:
@@ -67,15 +70,17 @@ def check_mapping(mapping: dict, where: str) -> None:
     for name in FEATURE_NAMES:
         sources = (name in particles) + (name in derive) + (name in zero)
         if sources != 1:
-            raise DataError(f"{where}: feature {name!r} must appear in exactly one of particles/derive/fill_zero "
-                            f"(found {sources})")
+            raise DataError(
+                f"{where}: feature {name!r} must appear in exactly one of particles/derive/fill_zero (found {sources})"
+            )
     for key in mapping.get("jet") or {}:
         if key not in JET_KEYS:
             raise DataError(f"{where}: jet.{key}: unknown jet column; allowed: {list(JET_KEYS)}")
     labels = mapping.get("labels") or {}
     if not (isinstance(labels.get("onehot"), dict) or ("branch" in labels and isinstance(labels.get("values"), dict))):
-        raise DataError(f"{where}: labels: give either onehot: {{branch: class}} or branch: NAME with values: "
-                        "{integer: class}")
+        raise DataError(
+            f"{where}: labels: give either onehot: {{branch: class}} or branch: NAME with values: {{integer: class}}"
+        )
 
 
 def mapping_classes(mapping: dict) -> list[str]:
@@ -88,8 +93,9 @@ def mapping_classes(mapping: dict) -> list[str]:
 def needed_branches(mapping: dict) -> list[str]:
     labels = mapping["labels"]
     label_branches = list(labels["onehot"]) if "onehot" in labels else [labels["branch"]]
-    return list(dict.fromkeys(list(mapping["particles"].values()) + list((mapping.get("jet") or {}).values())
-                              + label_branches))
+    return list(
+        dict.fromkeys(list(mapping["particles"].values()) + list((mapping.get("jet") or {}).values()) + label_branches)
+    )
 
 
 def resolve_inputs(patterns) -> list[Path]:
@@ -138,8 +144,9 @@ def check_input(path: Path, mapping: dict) -> None:
         raise DataError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
     missing = [b for b in needed_branches(mapping) if b not in names]
     if missing:
-        raise DataError(f"{path}: branch(es) {missing} named by {mapping.get('_where', 'the mapping')} are missing "
-                        "from the file")
+        raise DataError(
+            f"{path}: branch(es) {missing} named by {mapping.get('_where', 'the mapping')} are missing from the file"
+        )
 
 
 def iter_branches(path: Path, mapping: dict, step: int = 100_000):
@@ -169,8 +176,9 @@ def iter_branches(path: Path, mapping: dict, step: int = 100_000):
         raise DataError(f"{path}: cannot read branches ({type(exc).__name__}: {exc})") from None
 
 
-def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_entry: int = 0,
-            id_base: int = 0) -> tuple[JetTable, int]:
+def convert(
+    arrays: dict, mapping: dict, classes: list[str], where: str, first_entry: int = 0, id_base: int = 0
+) -> tuple[JetTable, int]:
     """Branches of entries ``first_entry``... -> JetTable (energy-ordered particles) and the number of dropped jets.
 
     ``event_id`` is the entry number in the file and ``jet_id = id_base + event_id``.
@@ -187,7 +195,9 @@ def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_e
         if counts is None:
             counts = n
         elif not np.array_equal(n, counts):
-            raise DataError(f"{where}: branch {branch!r} has different particle counts from the other particle branches")
+            raise DataError(
+                f"{where}: branch {branch!r} has different particle counts from the other particle branches"
+            )
         particles[name] = ak.to_numpy(ak.flatten(arr)).astype(np.float64)
     table = JetTable({"n_particles": counts.astype(np.int64)}, particles)
     table = table.take(np.flatnonzero(keep))
@@ -200,17 +210,32 @@ def convert(arrays: dict, mapping: dict, classes: list[str], where: str, first_e
     jet = jet_kinematics(counts, particles["px"], particles["py"], particles["pz"], particles["e"])
     for key, branch in (mapping.get("jet") or {}).items():
         jet[key] = ak.to_numpy(arrays[branch]).astype(np.float64)[keep]
-    derived = particle_features(counts, particles["px"], particles["py"], particles["pz"], particles["e"], jet,
-                                {n: np.zeros(len(particles["e"])) for n in FEATURE_NAMES[7:]})
+    derived = particle_features(
+        counts,
+        particles["px"],
+        particles["py"],
+        particles["pz"],
+        particles["e"],
+        jet,
+        {n: np.zeros(len(particles["e"])) for n in FEATURE_NAMES[7:]},
+    )
     for name in mapping.get("derive") or []:
         particles[name] = derived[name]
     for name in mapping.get("fill_zero") or []:
         particles[name] = np.zeros(len(particles["e"]))
     n = len(counts)
     entry = first_entry + np.flatnonzero(keep).astype(np.int64)
-    jets = {"jet_id": id_base + entry, "label": labels[keep], "event_id": entry,
-            "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"],
-            "jet_phi": jet["jet_phi"], "match_angle": np.full(n, np.nan), "n_particles": counts}
+    jets = {
+        "jet_id": id_base + entry,
+        "label": labels[keep],
+        "event_id": entry,
+        "jet_energy": jet["jet_energy"],
+        "jet_pt": jet["jet_pt"],
+        "jet_eta": jet["jet_eta"],
+        "jet_phi": jet["jet_phi"],
+        "match_angle": np.full(n, np.nan),
+        "n_particles": counts,
+    }
     table = JetTable(jets, {k: np.asarray(particles[k], dtype=np.float32) for k in PARTICLE_NAMES}, where)
     validate_table(table, where)
     return table, int((~keep).sum())
@@ -228,8 +253,10 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
         hot = (onehot > 0.5).sum(axis=1)
         if (hot != 1).any():
             row = int(np.flatnonzero(hot != 1)[0])
-            raise DataError(f"{where}: entry {row} has {int(hot[row])} of the one-hot label branches {branches} set "
-                            "(need exactly one)")
+            raise DataError(
+                f"{where}: entry {row} has {int(hot[row])} of the one-hot label branches {branches} set "
+                "(need exactly one)"
+            )
         lut = np.array([index.get(spec["onehot"][b], -1) for b in branches])
         labels = lut[onehot.argmax(axis=1)]
     else:
@@ -237,16 +264,20 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
         values = {int(k): v for k, v in spec["values"].items()}
         unknown = sorted(set(np.unique(raw).tolist()) - set(values))
         if unknown:
-            raise DataError(f"{where}: label branch {spec['branch']!r} has values {unknown} not in the mapping's values")
+            raise DataError(
+                f"{where}: label branch {spec['branch']!r} has values {unknown} not in the mapping's values"
+            )
         labels = np.array([index.get(values[int(v)], -1) for v in raw], dtype=np.int64) if len(raw) else raw
     return labels.astype(np.int64), labels >= 0
 
 
-def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None,
-                 step: int = 100_000) -> list[Path]:
+def ingest_files(
+    paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None, step: int = 100_000
+) -> list[Path]:
     """Convert ``paths`` to ``out_dir/shard-NNNN.parquet`` (one shard per input file).
 
-    Files are read ``step`` jets at a time (memory ~ one chunk). ``classes`` (the config's list) defines label indices; jets of file classes not in it are dropped, and a class
+    Files are read ``step`` jets at a time (memory ~ one chunk). ``classes`` (the config's list) defines label indices;
+    jets of file classes not in it are dropped, and a class
     in it that the mapping cannot produce is an error. Without ``classes`` the mapping's class order is used.
     """
     mapping = load_mapping(mapping) if not isinstance(mapping, dict) else mapping
@@ -254,8 +285,10 @@ def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | No
     classes = list(classes) if classes is not None else produced
     absent = [c for c in classes if c not in produced]
     if absent:
-        raise DataError(f"{mapping.get('_where', 'mapping')}: config classes {absent} are not produced by the mapping's "
-                        f"labels (it produces {produced})")
+        raise DataError(
+            f"{mapping.get('_where', 'mapping')}: config classes {absent} are not produced by the mapping's "
+            f"labels (it produces {produced})"
+        )
     paths = [Path(p) for p in paths]
     if not paths:
         raise DataError("ingest: no input files")
@@ -264,8 +297,14 @@ def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | No
     out_dir, written = Path(out_dir), []
     zero = list(mapping.get("fill_zero") or [])
     for i, path in enumerate(paths):
-        meta = {"source": "ingest", "input": str(path), "mapping": mapping.get("_where"), "classes": classes,
-                "filled_zero": zero, "derived": list(mapping.get("derive") or [])}
+        meta = {
+            "source": "ingest",
+            "input": str(path),
+            "mapping": mapping.get("_where"),
+            "classes": classes,
+            "filled_zero": zero,
+            "derived": list(mapping.get("derive") or []),
+        }
         dropped = 0
         with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
             for start, arrays in iter_branches(path, mapping, step):
@@ -273,6 +312,10 @@ def ingest_files(paths, mapping: str | dict, out_dir, *, classes: list[str] | No
                 writer.write(table)
                 dropped += n_dropped
         written.append(writer.path)
-        print(f"{path}: {writer.n_jets} jets -> {writer.path}" + (f" ({dropped} jets of other classes dropped)"
-              if dropped else "") + (f"; filled with 0: {zero}" if zero else ""), file=sys.stderr)
+        print(
+            f"{path}: {writer.n_jets} jets -> {writer.path}"
+            + (f" ({dropped} jets of other classes dropped)" if dropped else "")
+            + (f"; filled with 0: {zero}" if zero else ""),
+            file=sys.stderr,
+        )
     return written

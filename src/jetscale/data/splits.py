@@ -86,8 +86,10 @@ def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> Spli
     meta = json.loads(meta_path.read_text())
     size = int(meta["sizes"][split])
     if n is not None and not 0 <= n <= size:
-        raise DataError(f"{root}/{split}: asked for the first {n} jets but the split has {size}"
-                        + (" (the training pool; raise data.generate.jets_per_class)" if split == "train" else ""))
+        raise DataError(
+            f"{root}/{split}: asked for the first {n} jets but the split has {size}"
+            + (" (the training pool; raise data.generate.jets_per_class)" if split == "train" else "")
+        )
     arrays = {}
     for name in ARRAYS:
         path = root / split / f"{name}.npy"
@@ -105,25 +107,35 @@ def interleave(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return groups[order, np.arange(rounds)[:, None]].reshape(-1)
 
 
-def plan_splits(labels: np.ndarray, classes, val_per_class: int, test_per_class: int, seed: int,
-                *, where: str = "shards") -> dict[str, np.ndarray]:
+def plan_splits(
+    labels: np.ndarray, classes, val_per_class: int, test_per_class: int, seed: int, *, where: str = "shards"
+) -> dict[str, np.ndarray]:
     """Row indices (into the concatenated shards) of each split, in output order. See module docstring."""
     n_classes = len(classes)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"{where}: labels must be in [0, {n_classes}) for classes {list(classes)}; "
-                        f"found {int(labels.min())}..{int(labels.max())}")
+        raise DataError(
+            f"{where}: labels must be in [0, {n_classes}) for classes {list(classes)}; "
+            f"found {int(labels.min())}..{int(labels.max())}"
+        )
     rng = np.random.default_rng(seed)
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(n_classes)]
     counts = np.array([len(x) for x in per_class])
     n_min = int(counts.min())
     if n_min <= val_per_class + test_per_class:
         rare = classes[int(counts.argmin())]
-        raise DataError(f"{where}: class {rare!r} has {n_min} jets, not more than val_per_class + test_per_class "
-                        f"= {val_per_class} + {test_per_class}; generate or ingest more jets")
-    cuts = {"val": (0, val_per_class), "test": (val_per_class, val_per_class + test_per_class),
-            "train": (val_per_class + test_per_class, n_min)}
-    return {split: interleave(np.stack([x[a:b] for x in per_class]), rng) for split, (a, b) in
-            ((s, cuts[s]) for s in SPLITS)}
+        raise DataError(
+            f"{where}: class {rare!r} has {n_min} jets, not more than val_per_class + test_per_class "
+            f"= {val_per_class} + {test_per_class}; generate or ingest more jets"
+        )
+    cuts = {
+        "val": (0, val_per_class),
+        "test": (val_per_class, val_per_class + test_per_class),
+        "train": (val_per_class + test_per_class, n_min),
+    }
+    return {
+        split: interleave(np.stack([x[a:b] for x in per_class]), rng)
+        for split, (a, b) in ((s, cuts[s]) for s in SPLITS)
+    }
 
 
 def pad(table: JetTable, n_particles: int) -> dict[str, np.ndarray]:
@@ -134,18 +146,29 @@ def pad(table: JetTable, n_particles: int) -> dict[str, np.ndarray]:
     row = np.repeat(np.arange(n), counts)
     keep = within < n_particles
     row, col = row[keep], within[keep]
-    out = {"features": np.zeros((n, n_particles, len(FEATURE_NAMES)), np.float32),
-           "vectors": np.zeros((n, n_particles, len(VECTOR_NAMES)), np.float32),
-           "mask": np.zeros((n, n_particles), bool)}
+    out = {
+        "features": np.zeros((n, n_particles, len(FEATURE_NAMES)), np.float32),
+        "vectors": np.zeros((n, n_particles, len(VECTOR_NAMES)), np.float32),
+        "mask": np.zeros((n, n_particles), bool),
+    }
     out["features"][row, col] = np.stack([table.particles[f][keep] for f in FEATURE_NAMES], axis=-1)
     out["vectors"][row, col] = np.stack([table.particles[v][keep] for v in VECTOR_NAMES], axis=-1)
     out["mask"][row, col] = True
     return out
 
 
-def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_per_class: int,
-                 test_per_class: int, n_particles: int, seed: int = 0, n_train_max: int | None = None,
-                 data_fingerprint: str | None = None) -> dict:
+def build_splits(
+    shards: list[str | Path],
+    out_dir: str | Path,
+    *,
+    classes,
+    val_per_class: int,
+    test_per_class: int,
+    n_particles: int,
+    seed: int = 0,
+    n_train_max: int | None = None,
+    data_fingerprint: str | None = None,
+) -> dict:
     """Write the splits directory from ``shards`` (see module docstring); returns the meta dict.
 
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
@@ -161,12 +184,20 @@ def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_
         n_parts.append(npart)
         starts.append(starts[-1] + len(lab))
     labels, n_parts = np.concatenate(labels), np.concatenate(n_parts)
-    plan = plan_splits(labels, list(classes), val_per_class, test_per_class, seed, where=", ".join(map(str, shards[:3]))
-                       + (" ..." if len(shards) > 3 else ""))
+    plan = plan_splits(
+        labels,
+        list(classes),
+        val_per_class,
+        test_per_class,
+        seed,
+        where=", ".join(map(str, shards[:3])) + (" ..." if len(shards) > 3 else ""),
+    )
     if n_train_max is not None and n_train_max > len(plan["train"]):
-        raise DataError(f"n_train = {n_train_max} is larger than the training pool of {len(plan['train'])} jets "
-                        f"({len(plan['train']) // len(classes)} per class x {len(classes)} classes after "
-                        f"val/test); generate or ingest more jets or lower grid.axes.n_train")
+        raise DataError(
+            f"n_train = {n_train_max} is larger than the training pool of {len(plan['train'])} jets "
+            f"({len(plan['train']) // len(classes)} per class x {len(classes)} classes after "
+            f"val/test); generate or ingest more jets or lower grid.axes.n_train"
+        )
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -175,15 +206,23 @@ def build_splits(shards: list[str | Path], out_dir: str | Path, *, classes, val_
         meta = _write_arrays(tmp, shards, np.array(starts), plan, n_particles)
         truncated = {s: int((n_parts[plan[s]] > n_particles).sum()) for s in SPLITS}
         total = sum(len(plan[s]) for s in SPLITS)
-        meta.update({
-            "classes": list(classes), "features": list(FEATURE_NAMES), "vectors": list(VECTOR_NAMES),
-            "n_particles": n_particles, "sizes": {s: len(plan[s]) for s in SPLITS},
-            "sizes_per_class": {s: len(plan[s]) // len(classes) for s in SPLITS},
-            "truncated_jets": truncated, "truncated_fraction": sum(truncated.values()) / total,
-            "data_fingerprint": data_fingerprint, "seed": seed, "shards": [str(s) for s in shards],
-            "filled_zero": sorted({f for s in shards for f in shard_metadata(s).get("filled_zero", [])}),
-            "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
-        })
+        meta.update(
+            {
+                "classes": list(classes),
+                "features": list(FEATURE_NAMES),
+                "vectors": list(VECTOR_NAMES),
+                "n_particles": n_particles,
+                "sizes": {s: len(plan[s]) for s in SPLITS},
+                "sizes_per_class": {s: len(plan[s]) // len(classes) for s in SPLITS},
+                "truncated_jets": truncated,
+                "truncated_fraction": sum(truncated.values()) / total,
+                "data_fingerprint": data_fingerprint,
+                "seed": seed,
+                "shards": [str(s) for s in shards],
+                "filled_zero": sorted({f for s in shards for f in shard_metadata(s).get("filled_zero", [])}),
+                "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
+            }
+        )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     finally:
@@ -202,16 +241,29 @@ def expand_shards(paths) -> list[Path]:
 def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict, n_particles: int) -> dict:
     from numpy.lib.format import open_memmap
 
-    shapes = {"features": (n_particles, len(FEATURE_NAMES)), "vectors": (n_particles, len(VECTOR_NAMES)),
-              "mask": (n_particles,), "labels": (), "jet_id": (), "n_particles": ()}
-    dtypes = {"features": np.float32, "vectors": np.float32, "mask": bool, "labels": np.int64, "jet_id": np.int64,
-              "n_particles": np.int64}
+    shapes = {
+        "features": (n_particles, len(FEATURE_NAMES)),
+        "vectors": (n_particles, len(VECTOR_NAMES)),
+        "mask": (n_particles,),
+        "labels": (),
+        "jet_id": (),
+        "n_particles": (),
+    }
+    dtypes = {
+        "features": np.float32,
+        "vectors": np.float32,
+        "mask": bool,
+        "labels": np.int64,
+        "jet_id": np.int64,
+        "n_particles": np.int64,
+    }
     outs = {}
     for split in SPLITS:
         (root / split).mkdir(parents=True)
         n = len(plan[split])
-        outs[split] = {a: open_memmap(root / split / f"{a}.npy", mode="w+", dtype=dtypes[a], shape=(n, *shapes[a]))
-                       for a in ARRAYS}
+        outs[split] = {
+            a: open_memmap(root / split / f"{a}.npy", mode="w+", dtype=dtypes[a], shape=(n, *shapes[a])) for a in ARRAYS
+        }
     for i, path in enumerate(shards):
         lo, hi = starts[i], starts[i + 1]
         table = read_shard(path)

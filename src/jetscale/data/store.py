@@ -19,8 +19,14 @@ from .schema import FEATURE_NAMES, JET_COLUMNS, PARTICLE_PREFIX, VECTOR_NAMES
 
 PARTICLE_NAMES: tuple[str, ...] = FEATURE_NAMES + VECTOR_NAMES
 JET_DTYPES = {
-    "jet_id": np.int64, "label": np.int64, "event_id": np.int64, "n_particles": np.int64,
-    "jet_energy": np.float64, "jet_pt": np.float64, "jet_eta": np.float64, "jet_phi": np.float64,
+    "jet_id": np.int64,
+    "label": np.int64,
+    "event_id": np.int64,
+    "n_particles": np.int64,
+    "jet_energy": np.float64,
+    "jet_pt": np.float64,
+    "jet_eta": np.float64,
+    "jet_phi": np.float64,
     "match_angle": np.float64,
 }
 
@@ -44,17 +50,18 @@ class JetTable:
     def __len__(self) -> int:
         return len(self.jets["jet_id"])
 
-    def take(self, rows) -> "JetTable":
+    def take(self, rows) -> JetTable:
         """Jets at ``rows`` (an index array), with their particles, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, counts = self.offsets[:-1][rows], self.counts[rows]
         new_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         flat = np.arange(counts.sum(), dtype=np.int64) + np.repeat(starts - new_starts, counts)
-        return JetTable({k: v[rows] for k, v in self.jets.items()}, {k: v[flat] for k, v in self.particles.items()},
-                        self.source)
+        return JetTable(
+            {k: v[rows] for k, v in self.jets.items()}, {k: v[flat] for k, v in self.particles.items()}, self.source
+        )
 
     @staticmethod
-    def concat(tables: list["JetTable"]) -> "JetTable":
+    def concat(tables: list[JetTable]) -> JetTable:
         if not tables:
             return empty_table()
         jets = {k: np.concatenate([t.jets[k] for t in tables]) for k in JET_COLUMNS}
@@ -63,8 +70,9 @@ class JetTable:
 
 
 def empty_table() -> JetTable:
-    return JetTable({k: np.zeros(0, JET_DTYPES[k]) for k in JET_COLUMNS},
-                    {k: np.zeros(0, np.float32) for k in PARTICLE_NAMES})
+    return JetTable(
+        {k: np.zeros(0, JET_DTYPES[k]) for k in JET_COLUMNS}, {k: np.zeros(0, np.float32) for k in PARTICLE_NAMES}
+    )
 
 
 def validate_table(table: JetTable, where: str) -> None:
@@ -87,8 +95,10 @@ def validate_table(table: JetTable, where: str) -> None:
         finite = np.isfinite(values)
         if not finite.all():
             jet = int(np.searchsorted(table.offsets, np.flatnonzero(~finite)[0], side="right") - 1)
-            raise DataError(f"{where}: column {PARTICLE_PREFIX}{name} has non-finite values (NaN/inf), first in "
-                            f"jet {jet} (jet_id {int(table.jets['jet_id'][jet])})")
+            raise DataError(
+                f"{where}: column {PARTICLE_PREFIX}{name} has non-finite values (NaN/inf), first in "
+                f"jet {jet} (jet_id {int(table.jets['jet_id'][jet])})"
+            )
     for name in ("jet_energy", "jet_pt", "jet_eta", "jet_phi"):
         if not np.isfinite(table.jets[name]).all():
             raise DataError(f"{where}: column {name} has non-finite values (NaN/inf)")
@@ -105,9 +115,12 @@ def to_arrow(table: JetTable):
     return pa.table(cols)
 
 
-PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=False,
-                       # byte-stream-split float lists compress ~30% better than dictionary+zstd and write faster
-                       column_encoding={PARTICLE_PREFIX + n: "BYTE_STREAM_SPLIT" for n in PARTICLE_NAMES})
+PARQUET_OPTIONS = dict(
+    compression="zstd",
+    use_dictionary=False,
+    # byte-stream-split float lists compress ~30% better than dictionary+zstd and write faster
+    column_encoding={PARTICLE_PREFIX + n: "BYTE_STREAM_SPLIT" for n in PARTICLE_NAMES},
+)
 
 
 class ShardWriter:
@@ -121,7 +134,7 @@ class ShardWriter:
         self.path, self.metadata, self.row_group_size = Path(path), metadata, row_group_size
         self.n_jets = 0
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         import json
 
         import pyarrow.parquet as pq
@@ -138,8 +151,9 @@ class ShardWriter:
     def write(self, table: JetTable) -> None:
         validate_table(table, str(self.path))
         if len(table):
-            self._writer.write_table(to_arrow(table).replace_schema_metadata(self._schema.metadata),
-                                     row_group_size=self.row_group_size)
+            self._writer.write_table(
+                to_arrow(table).replace_schema_metadata(self._schema.metadata), row_group_size=self.row_group_size
+            )
             self.n_jets += len(table)
 
     def __exit__(self, *exc) -> bool:
@@ -168,8 +182,9 @@ def write_rolling(tables, out_dir: str | Path, jets_per_shard: int, *, metadata:
     return paths
 
 
-def write_shard(table: JetTable, path: str | Path, *, row_group_size: int = 50_000,
-                metadata: dict | None = None) -> Path:
+def write_shard(
+    table: JetTable, path: str | Path, *, row_group_size: int = 50_000, metadata: dict | None = None
+) -> Path:
     """Validate ``table`` and write it as a zstd parquet shard at ``path`` atomically.
 
     ``metadata`` (JSON-able provenance: generator settings, ingest mapping, zero-filled features) is stored in
@@ -198,8 +213,10 @@ def read_shard(path: str | Path, *, columns: list[str] | None = None, validate: 
     wanted = list(columns) if columns is not None else list(JET_COLUMNS) + [PARTICLE_PREFIX + n for n in PARTICLE_NAMES]
     missing = [c for c in wanted if c not in names]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; a shard needs {list(JET_COLUMNS)} and "
-                        f"{PARTICLE_PREFIX}<name> for {list(PARTICLE_NAMES)}")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; a shard needs {list(JET_COLUMNS)} and "
+            f"{PARTICLE_PREFIX}<name> for {list(PARTICLE_NAMES)}"
+        )
     try:
         arrow = pf.read(columns=wanted)
     except Exception as exc:
@@ -209,10 +226,13 @@ def read_shard(path: str | Path, *, columns: list[str] | None = None, validate: 
     for c in wanted:
         if c.startswith(PARTICLE_PREFIX):
             col = arrow.column(c).combine_chunks()
-            if "n_particles" in jets and not np.array_equal(col.value_lengths().to_numpy(zero_copy_only=False),
-                                                             jets["n_particles"]):
+            if "n_particles" in jets and not np.array_equal(
+                col.value_lengths().to_numpy(zero_copy_only=False), jets["n_particles"]
+            ):
                 raise DataError(f"{path}: column {c} list lengths disagree with n_particles")
-            parts[c[len(PARTICLE_PREFIX):]] = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            parts[c[len(PARTICLE_PREFIX) :]] = np.asarray(
+                col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32
+            )
     table = JetTable(jets, parts, str(path))
     if validate and columns is None:
         validate_table(table, str(path))

@@ -16,8 +16,18 @@ from .schema import FEATURE_NAMES
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 # Electric charge of the quark that starts each generator class (g: none).
-QUARK_CHARGE = {"b": -1 / 3, "bbar": 1 / 3, "c": 2 / 3, "cbar": -2 / 3, "s": -1 / 3, "sbar": 1 / 3,
-                "u": 2 / 3, "ubar": -2 / 3, "d": -1 / 3, "dbar": 1 / 3}
+QUARK_CHARGE = {
+    "b": -1 / 3,
+    "bbar": 1 / 3,
+    "c": 2 / 3,
+    "cbar": -2 / 3,
+    "s": -1 / 3,
+    "sbar": 1 / 3,
+    "u": 2 / 3,
+    "ubar": -2 / 3,
+    "d": -1 / 3,
+    "dbar": 1 / 3,
+}
 IP_SIGNIFICANCE = 3.0
 
 
@@ -61,8 +71,13 @@ def class_statistics(features, mask, labels, classes, n_particles=None) -> dict[
         lead = leading_charge(f, m)
         q = QUARK_CHARGE.get(name)
         agree = float(np.mean(np.sign(lead[lead != 0]) == np.sign(q))) if q is not None and (lead != 0).any() else None
-        out[name] = {"n_jets": int(sel.sum()), "multiplicity": multiplicity(m) if n_particles is None else np.asarray(n_particles[sel]), "displaced": displaced_tracks(f, m),
-                     "kaon_share": kaon_share(f, m), "charge_agreement": agree}
+        out[name] = {
+            "n_jets": int(sel.sum()),
+            "multiplicity": multiplicity(m) if n_particles is None else np.asarray(n_particles[sel]),
+            "displaced": displaced_tracks(f, m),
+            "kaon_share": kaon_share(f, m),
+            "charge_agreement": agree,
+        }
     return out
 
 
@@ -113,19 +128,44 @@ def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
     fig, axes = plt.subplots(2, 2, figsize=(17, 13))
     styles = {name: class_style(name, i) for i, name in enumerate(stats)}
     _multiplicity_panel(axes[0, 0], stats, styles, cap)
-    _bar_panel(axes[0, 1], stats, styles, lambda s: s["displaced"].mean(),
-               lambda s: s["displaced"].std() / np.sqrt(len(s["displaced"])),
-               rf"Tracks with $|d_0|/\sigma(d_0) > {IP_SIGNIFICANCE:g}$ per jet", fmt="{:.2f}")
-    _bar_panel(axes[1, 0], stats, styles, lambda s: 100 * s["kaon_share"], None,
-               r"$K^\pm$ share of charged particles [%]", fmt="{:.1f}")
+    _bar_panel(
+        axes[0, 1],
+        stats,
+        styles,
+        lambda s: s["displaced"].mean(),
+        lambda s: s["displaced"].std() / np.sqrt(len(s["displaced"])),
+        rf"Tracks with $|d_0|/\sigma(d_0) > {IP_SIGNIFICANCE:g}$ per jet",
+        fmt="{:.2f}",
+    )
+    _bar_panel(
+        axes[1, 0],
+        stats,
+        styles,
+        lambda s: 100 * s["kaon_share"],
+        None,
+        r"$K^\pm$ share of charged particles [%]",
+        fmt="{:.1f}",
+    )
     charged_classes = {k: v for k, v in stats.items() if v["charge_agreement"] is not None}
-    _bar_panel(axes[1, 1], charged_classes, styles, lambda s: 100 * s["charge_agreement"], None,
-               "Leading charged particle has the\nsign of the quark charge [%]", fmt="{:.0f}", reference=50.0)
+    _bar_panel(
+        axes[1, 1],
+        charged_classes,
+        styles,
+        lambda s: 100 * s["charge_agreement"],
+        None,
+        "Leading charged particle has the\nsign of the quark charge [%]",
+        fmt="{:.0f}",
+        reference=50.0,
+    )
     n_total = sum(s["n_jets"] for s in stats.values())
     for ax, letter in zip(axes.flat, "abcd"):
         ax.text(0.02, 0.97, f"({letter})", transform=ax.transAxes, va="top", fontsize=18, weight="bold")
-    fig.suptitle(r"$e^+e^- \to \nu\bar{\nu}H$, " f"√s = 240 GeV, H → qq̄/gg, parametric CEPC-like detector — {n_total:,} jets "
-                 f"({len(stats)} classes)", fontsize=20)
+    fig.suptitle(
+        r"$e^+e^- \to \nu\bar{\nu}H$, "
+        f"√s = 240 GeV, H → qq̄/gg, parametric CEPC-like detector — {n_total:,} jets "
+        f"({len(stats)} classes)",
+        fontsize=20,
+    )
     fig.tight_layout()
     out = Path(out)
     paths = [out, out.with_suffix(".pdf")]
@@ -140,8 +180,16 @@ def _multiplicity_panel(ax, stats, styles, cap: int) -> None:
     top = int(np.percentile(np.concatenate([s["multiplicity"] for s in stats.values()]), 99.9)) + 2
     bins = np.arange(0, top + 2, 2) - 0.5
     for name, s in stats.items():
-        ax.hist(np.minimum(s["multiplicity"], bins[-1] - 1), bins=bins, histtype="step", density=True, lw=2,
-                color=styles[name]["color"], ls=styles[name]["ls"], label=f"{name} ({s['multiplicity'].mean():.1f})")
+        ax.hist(
+            np.minimum(s["multiplicity"], bins[-1] - 1),
+            bins=bins,
+            histtype="step",
+            density=True,
+            lw=2,
+            color=styles[name]["color"],
+            ls=styles[name]["ls"],
+            label=f"{name} ({s['multiplicity'].mean():.1f})",
+        )
     ax.axvline(cap + 0.5, color="black", ls=":", lw=1.5, label=f"padding cap ({cap})")
     ax.set_xlabel("Constituents per jet (after detector; last bin = overflow)")
     ax.set_ylabel("Fraction of jets / 2")
@@ -153,8 +201,9 @@ def _bar_panel(ax, stats, styles, value, error, ylabel, *, fmt: str, reference=N
     names = list(stats)
     vals = [value(stats[n]) for n in names]
     errs = [error(stats[n]) for n in names] if error else None
-    bars = ax.bar(names, vals, yerr=errs, color=[styles[n]["color"] for n in names], alpha=0.85,
-                  edgecolor="black", capsize=4)
+    bars = ax.bar(
+        names, vals, yerr=errs, color=[styles[n]["color"] for n in names], alpha=0.85, edgecolor="black", capsize=4
+    )
     for bar, name in zip(bars, names):
         if styles[name]["hatch"]:
             bar.set_hatch(styles[name]["hatch"])

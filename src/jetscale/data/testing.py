@@ -15,8 +15,9 @@ from .schema import FEATURE_NAMES
 from .store import PARTICLE_NAMES, JetTable, write_shard
 
 
-def synthetic_table(n_jets: int, n_classes: int, seed: int = 0, *, mean_particles: float = 20.0,
-                    first_jet_id: int = 0) -> JetTable:
+def synthetic_table(
+    n_jets: int, n_classes: int, seed: int = 0, *, mean_particles: float = 20.0, first_jet_id: int = 0
+) -> JetTable:
     """``n_jets`` jets with labels cycling over ``n_classes``; multiplicity and d0 grow with the label."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n_jets) % n_classes
@@ -41,22 +42,52 @@ def synthetic_table(n_jets: int, n_classes: int, seed: int = 0, *, mean_particle
     feats = particle_features(counts, px, py, pz, e, jet, track)
     parts = {**feats, "px": px, "py": py, "pz": pz, "e": e}
     jet_id = first_jet_id + np.arange(n_jets, dtype=np.int64)
-    jets = {"jet_id": jet_id, "label": labels.astype(np.int64), "event_id": jet_id // 2,
-            "jet_energy": jet["jet_energy"], "jet_pt": jet["jet_pt"], "jet_eta": jet["jet_eta"],
-            "jet_phi": jet["jet_phi"], "match_angle": np.zeros(n_jets), "n_particles": counts}
+    jets = {
+        "jet_id": jet_id,
+        "label": labels.astype(np.int64),
+        "event_id": jet_id // 2,
+        "jet_energy": jet["jet_energy"],
+        "jet_pt": jet["jet_pt"],
+        "jet_eta": jet["jet_eta"],
+        "jet_phi": jet["jet_phi"],
+        "match_angle": np.zeros(n_jets),
+        "n_particles": counts,
+    }
     return JetTable(jets, {k: np.asarray(parts[k], np.float32) for k in PARTICLE_NAMES})
 
 
-def write_synthetic_splits(out_dir, classes, *, jets_per_class: int = 60, val_per_class: int = 5,
-                           test_per_class: int = 10, n_particles: int = 16, n_shards: int = 2, seed: int = 0) -> Path:
+def write_synthetic_splits(
+    out_dir,
+    classes,
+    *,
+    jets_per_class: int = 60,
+    val_per_class: int = 5,
+    test_per_class: int = 10,
+    n_particles: int = 16,
+    n_shards: int = 2,
+    seed: int = 0,
+) -> Path:
     """Shards under ``out_dir/shards`` and a splits directory ``out_dir/splits``; returns the splits path."""
     out_dir = Path(out_dir)
     n_classes = len(classes)
     per_shard = jets_per_class * n_classes // n_shards
-    shards = [write_shard(synthetic_table(per_shard, n_classes, seed + i, first_jet_id=i * 10**9),
-                          out_dir / "shards" / f"shard-{i:04d}.parquet") for i in range(n_shards)]
+    shards = [
+        write_shard(
+            synthetic_table(per_shard, n_classes, seed + i, first_jet_id=i * 10**9),
+            out_dir / "shards" / f"shard-{i:04d}.parquet",
+        )
+        for i in range(n_shards)
+    ]
     from .splits import build_splits
 
-    build_splits(shards, out_dir / "splits", classes=list(classes), val_per_class=val_per_class,
-                 test_per_class=test_per_class, n_particles=n_particles, seed=seed, data_fingerprint="synthetic")
+    build_splits(
+        shards,
+        out_dir / "splits",
+        classes=list(classes),
+        val_per_class=val_per_class,
+        test_per_class=test_per_class,
+        n_particles=n_particles,
+        seed=seed,
+        data_fingerprint="synthetic",
+    )
     return out_dir / "splits"

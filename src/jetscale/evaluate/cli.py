@@ -12,7 +12,9 @@ def register(sub) -> None:
     p = sub.add_parser("metrics", help="print the metrics JSON of a predictions file or a raw confusion-count table")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--predictions", help="parquet: label (class index) + score_<class> columns")
-    src.add_argument("--confusion", help="CSV of raw counts: header = class names, index column = class names, rows = truth")
+    src.add_argument(
+        "--confusion", help="CSV of raw counts: header = class names, index column = class names, rows = truth"
+    )
     p.add_argument("--config", help="study config (classes, flavor pairs); default: the 11 JoI classes")
     p.set_defaults(func=_metrics)
 

@@ -52,20 +52,30 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
         metrics = json.loads((run / "metrics.json").read_text())
         evaluation = json.loads((run / "eval.json").read_text())
         if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
-            missing.append({"cell_id": cid, **cell, "reason": "stale eval.json (settings_hash differs from "
-                            "metrics.json): re-run jetscale evaluate"})
+            missing.append(
+                {
+                    "cell_id": cid,
+                    **cell,
+                    "reason": "stale eval.json (settings_hash differs from metrics.json): re-run jetscale evaluate",
+                }
+            )
             continue
         base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
         rows += [{**base, **r} for r in metric_rows(metrics, evaluation)]
         confusion_rows += confusion_long(base, axes, evaluation)
     columns = tidy_columns(cfg)
     write_csv(pd.DataFrame(rows, columns=columns), runs_table(root))
-    write_csv(pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
-              runs_table(root).with_name("confusion.csv"))
+    write_csv(
+        pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
+        runs_table(root).with_name("confusion.csv"),
+    )
     write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), runs_table(root).with_name("missing.csv"))
     if missing and not quiet:
-        print(f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
-              f"(listed in {runs_table(root).with_name('missing.csv')}):", file=sys.stderr)
+        print(
+            f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
+            f"(listed in {runs_table(root).with_name('missing.csv')}):",
+            file=sys.stderr,
+        )
         for m in missing:
             print(f"  {m['cell_id']}: {m['reason']}", file=sys.stderr)
     return runs_table(root), missing
@@ -76,8 +86,10 @@ def missing_reason(run: Path) -> str | None:
     if failure.is_file():
         try:
             info = json.loads(failure.read_text())
-            detail = next((str(info[k]) for k in ("reason", "error", "message") if isinstance(info, dict) and k in info),
-                          json.dumps(info))
+            detail = next(
+                (str(info[k]) for k in ("reason", "error", "message") if isinstance(info, dict) and k in info),
+                json.dumps(info),
+            )
         except (OSError, ValueError):
             detail = "failure.json unreadable"
         return f"failed: {detail}"
@@ -115,7 +127,14 @@ def metric_rows(metrics: dict, evaluation: dict) -> list[dict]:
     rows = [{"metric": m, "flavor": "", "value": v, "error": e} for m, (v, e) in values.items()]
     for metric in FLAVOR_METRICS:
         for flavor, fm in evaluation.get("flavors", {}).items():
-            rows.append({"metric": metric, "flavor": flavor, "value": _num(fm.get(metric)), "error": _num(fm.get(f"{metric}_err"))})
+            rows.append(
+                {
+                    "metric": metric,
+                    "flavor": flavor,
+                    "value": _num(fm.get(metric)),
+                    "error": _num(fm.get(f"{metric}_err")),
+                }
+            )
     rows += [{"metric": "auc", "flavor": cls, "value": v, "error": math.nan} for cls, v in auc.items()]
     return rows
 
@@ -127,8 +146,16 @@ def confusion_long(base: dict, axes: list[str], evaluation: dict) -> list[dict]:
     out = []
     for i, truth in enumerate(classes):
         for j, pred in enumerate(classes):
-            out.append({"cell_id": base["cell_id"], **{a: base[a] for a in axes}, "truth": truth, "predicted": pred,
-                        "fraction": _num(frac[i][j]), "count": counts[i][j] if counts else None})
+            out.append(
+                {
+                    "cell_id": base["cell_id"],
+                    **{a: base[a] for a in axes},
+                    "truth": truth,
+                    "predicted": pred,
+                    "fraction": _num(frac[i][j]),
+                    "count": counts[i][j] if counts else None,
+                }
+            )
     return out
 
 

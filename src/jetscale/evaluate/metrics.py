@@ -22,7 +22,7 @@ JSON output renders NaN as ``null``. Accuracy and log-loss are per-jet averages 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -110,13 +110,23 @@ def flavor_metrics(counts: np.ndarray, i: int, j: int) -> dict[str, float]:
     p_i, p_j = x + y, u + v  # fraction of each truth row predicted inside the pair (binomial)
     eff_err = 0.5 * math.sqrt(p_i * (1 - p_i) / n_i + p_j * (1 - p_j) / n_j)
     if block == 0:
-        return {"tag_efficiency": eff, "tag_efficiency_err": eff_err, "charge_flip": math.nan, "charge_flip_err": math.nan}
+        return {
+            "tag_efficiency": eff,
+            "tag_efficiency_err": eff_err,
+            "charge_flip": math.nan,
+            "charge_flip_err": math.nan,
+        }
     flip = (y + u) / block
     # gradient of f wrt (x, y) of row i and (u, v) of row j
     g_i = np.array([-flip, 1 - flip]) / block
     g_j = np.array([1 - flip, -flip]) / block
     var = _multinomial_quadratic(g_i, np.array([x, y]), n_i) + _multinomial_quadratic(g_j, np.array([u, v]), n_j)
-    return {"tag_efficiency": eff, "tag_efficiency_err": eff_err, "charge_flip": flip, "charge_flip_err": math.sqrt(max(var, 0.0))}
+    return {
+        "tag_efficiency": eff,
+        "tag_efficiency_err": eff_err,
+        "charge_flip": flip,
+        "charge_flip_err": math.sqrt(max(var, 0.0)),
+    }
 
 
 def _multinomial_quadratic(grad: np.ndarray, probs: np.ndarray, n: float) -> float:
@@ -136,7 +146,9 @@ def metrics_from_counts(
     """The metrics JSON document (see ``jetscale metrics``); log-loss and AUC need per-jet ``labels``/``scores``."""
     counts = np.asarray(counts)
     if counts.shape != (len(classes), len(classes)):
-        raise ValueError(f"confusion table has shape {counts.shape}, expected {(len(classes),) * 2} for classes {list(classes)}")
+        raise ValueError(
+            f"confusion table has shape {counts.shape}, expected {(len(classes),) * 2} for classes {list(classes)}"
+        )
     index = {name: k for k, name in enumerate(classes)}
     acc, acc_err = accuracy(counts)
     doc: dict = {
@@ -161,7 +173,9 @@ def metrics_from_predictions(predictions, classes: Sequence[str], flavor_pairs: 
     """Metrics of a predictions table (columns ``label`` and ``score_<class>`` per class)."""
     missing = [f"score_{c}" for c in classes if f"score_{c}" not in predictions.columns]
     if "label" not in predictions.columns or missing:
-        raise ValueError(f"predictions lack columns {(['label'] if 'label' not in predictions.columns else []) + missing}")
+        raise ValueError(
+            f"predictions lack columns {(['label'] if 'label' not in predictions.columns else []) + missing}"
+        )
     labels = predictions["label"].to_numpy(dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise ValueError(f"label values must lie in 0..{len(classes) - 1} (indices into {list(classes)})")

@@ -33,13 +33,14 @@ def signal(model: str, n: float) -> tuple[float, float]:
     return a, c
 
 
-def synthetic_predictions(classes: list[str], pairs: dict, model: str, n_train: int, seed: int,
-                          jets_per_class: int = 200):
+def synthetic_predictions(
+    classes: list[str], pairs: dict, model: str, n_train: int, seed: int, jets_per_class: int = 200
+):
     import pandas as pd
 
     rng = np.random.default_rng([seed, n_train, len(model)])
     partner = {}
-    for q, (qq, qb) in pairs.items():
+    for qq, qb in pairs.values():
         partner[classes.index(qq)], partner[classes.index(qb)] = classes.index(qb), classes.index(qq)
     a, c = signal(model, n_train)
     a *= 1 + 0.03 * rng.normal()  # seed-to-seed training variation
@@ -56,8 +57,9 @@ def synthetic_predictions(classes: list[str], pairs: dict, model: str, n_train: 
     return df
 
 
-def write_synthetic_study(cfg: dict, *, jets_per_class: int = 200, skip: tuple[str, ...] = (),
-                          fail: tuple[str, ...] = ()) -> list[str]:
+def write_synthetic_study(
+    cfg: dict, *, jets_per_class: int = 200, skip: tuple[str, ...] = (), fail: tuple[str, ...] = ()
+) -> list[str]:
     """Write every cell's run directory under the config's results root; return the cell ids written."""
     root = results_root(cfg)
     written = []
@@ -71,19 +73,28 @@ def write_synthetic_study(cfg: dict, *, jets_per_class: int = 200, skip: tuple[s
             (run / "failure.json").write_text(json.dumps({"reason": "non-finite loss at step 12"}))
             continue
         model, n_train = cell["model"], int(cell["n_train"])
-        df = synthetic_predictions(list(cfg["classes"]), cfg["flavor_pairs"], model, n_train, int(cell["seed"]),
-                                   jets_per_class)
+        df = synthetic_predictions(
+            list(cfg["classes"]), cfg["flavor_pairs"], model, n_train, int(cell["seed"]), jets_per_class
+        )
         df.to_parquet(run / "predictions.parquet", index=False)
         samples = int(np.clip(20 * n_train, 6000, 60000))
         p_true = df[[f"score_{c}" for c in cfg["classes"]]].to_numpy()[np.arange(len(df)), df["label"]]
         loss = float(-np.log(np.clip(p_true, 1e-15, 1)).mean())
         metrics = {
-            "cell": cell, "cell_id": cid, "n_params": N_PARAMS.get(model, 10_000),
+            "cell": cell,
+            "cell_id": cid,
+            "n_params": N_PARAMS.get(model, 10_000),
             "flops_per_jet": FLOPS_PER_JET.get(model, 1e7),
-            "train_flops": 3 * FLOPS_PER_JET.get(model, 1e7) * samples, "samples_seen": samples,
-            "wall_time_s": 1.0 + samples * 1e-4, "hardware": {"device": "cpu", "threads": 1},
-            "val_loss": loss * 1.01, "val_accuracy": 0.5, "test_loss": loss, "test_accuracy": 0.5,
-            "settings": {}, "settings_hash": "0" * 16,
+            "train_flops": 3 * FLOPS_PER_JET.get(model, 1e7) * samples,
+            "samples_seen": samples,
+            "wall_time_s": 1.0 + samples * 1e-4,
+            "hardware": {"device": "cpu", "threads": 1},
+            "val_loss": loss * 1.01,
+            "val_accuracy": 0.5,
+            "test_loss": loss,
+            "test_accuracy": 0.5,
+            "settings": {},
+            "settings_hash": "0" * 16,
         }
         (run / "metrics.json").write_text(json.dumps(metrics))
         written.append(cid)

@@ -1,1 +1,2 @@
-"""Scaling-law fits: functional forms (forms.py), fitters (fitting.py), model comparison (compare.py), study mode (study.py)."""
+"""Scaling-law fits: functional forms (forms.py), fitters (fitting.py), model comparison (compare.py),
+study mode (study.py)."""

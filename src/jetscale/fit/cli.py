@@ -61,8 +61,14 @@ def _table_mode(args) -> int:
         if col and col not in table.columns:
             raise DataError(f"{path}: no column {col!r}; columns: {list(table.columns)}")
     x2 = pd.to_numeric(table[args.x2], errors="coerce") if args.form == "chinchilla" else None
-    result = fit(args.form, pd.to_numeric(table[args.x], errors="coerce"), pd.to_numeric(table[args.y], errors="coerce"),
-                 x2, bootstrap=args.bootstrap, seed=args.seed)
+    result = fit(
+        args.form,
+        pd.to_numeric(table[args.x], errors="coerce"),
+        pd.to_numeric(table[args.y], errors="coerce"),
+        x2,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
     print(json.dumps(json_safe(result.record())))
     return 0
 

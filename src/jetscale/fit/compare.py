@@ -19,12 +19,15 @@ from .fitting import Fit, fit, paired_bootstrap
 DELTA_AIC_MIN = 6.0
 DELTA_BIC_MIN = 6.0
 BOOT_FRACTION_MIN = 0.9
-RULE = (f"threshold iff dAIC >= {DELTA_AIC_MIN:g} and dBIC >= {DELTA_BIC_MIN:g} (power law - S-curve), S-curve AIC lower "
-        f"in >= {BOOT_FRACTION_MIN:.0%} of bootstrap-over-seeds replicates, and n_c inside the n_train range")
+RULE = (
+    f"threshold iff dAIC >= {DELTA_AIC_MIN:g} and dBIC >= {DELTA_BIC_MIN:g} (power law - S-curve), S-curve AIC lower "
+    f"in >= {BOOT_FRACTION_MIN:.0%} of bootstrap-over-seeds replicates, and n_c inside the n_train range"
+)
 
 
-def fit_and_compare(x, y, forms=("powerlaw", "scurve"), *, bootstrap: int = 200, seed: int = 0,
-                    min_points: int = 4) -> tuple[dict[str, Fit], dict]:
+def fit_and_compare(
+    x, y, forms=("powerlaw", "scurve"), *, bootstrap: int = 200, seed: int = 0, min_points: int = 4
+) -> tuple[dict[str, Fit], dict]:
     """Fit each form, bootstrap them on shared resamples, and decide power law vs S-curve."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -38,8 +41,16 @@ def fit_and_compare(x, y, forms=("powerlaw", "scurve"), *, bootstrap: int = 200,
 
 def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
     pl, sc = fits.get("powerlaw"), fits.get("scurve")
-    out = {"verdict": "no fit", "delta_aic": None, "delta_bic": None, "bootstrap_fraction_scurve": None,
-           "n_c": None, "n_c_ci95": None, "n_c_note": None, "rule": RULE}
+    out = {
+        "verdict": "no fit",
+        "delta_aic": None,
+        "delta_bic": None,
+        "bootstrap_fraction_scurve": None,
+        "n_c": None,
+        "n_c_ci95": None,
+        "n_c_note": None,
+        "rule": RULE,
+    }
     pl_ok, sc_ok = bool(pl and pl.converged), bool(sc and sc.converged)
     if not (pl_ok or sc_ok):
         return out
@@ -62,7 +73,9 @@ def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
     inside = float(np.min(x)) <= n_c <= float(np.max(x))
     if d_aic <= 0:
         out["verdict"] = "power law"
-    elif d_aic >= DELTA_AIC_MIN and d_bic >= DELTA_BIC_MIN and frac is not None and frac >= BOOT_FRACTION_MIN and inside:
+    elif (
+        d_aic >= DELTA_AIC_MIN and d_bic >= DELTA_BIC_MIN and frac is not None and frac >= BOOT_FRACTION_MIN and inside
+    ):
         out["verdict"] = "threshold"
         out["n_c"] = n_c
         if sc.ci95 is not None:
@@ -71,7 +84,6 @@ def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
     else:
         out["verdict"] = "inconclusive"
     return out
-
 
 
 def widen_unresolved_ci(n_c: float, k: float, x, ci):

@@ -10,7 +10,8 @@ Conventions
   the published recipe). AIC = n ln(RSS/n) + 2k, BIC = n ln(RSS/n) + k ln n with RSS in y and k = number of
   parameters (Gaussian errors of unknown common variance), so the three forms compare on the same footing.
 - Multi-start: a grid of starting points (linear parameters solved exactly at each grid point), the best few
-  refined with Levenberg–Marquardt (scipy.optimize.leastsq, analytic Jacobians) in an unconstrained internal parametrisation (alpha = e^u, k = e^u, log10 n_c).
+  refined with Levenberg–Marquardt (scipy.optimize.leastsq, analytic Jacobians)
+  in an unconstrained internal parametrisation (alpha = e^u, k = e^u, log10 n_c).
 - Chinchilla: the Epoch AI recipe, log L = logsumexp(a − alpha ln N, b − beta ln D, e), objective = SUM of
   Huber(delta = 1e-3) on log-loss residuals, BFGS with analytic gradients from the starts of the grid
   alpha, beta ∈ {0, .5, 1, 1.5, 2}, e ∈ {−1, −.5, 0, .5, 1}, a, b ∈ {0, 5, …, 25} (4500 starts), best converged
@@ -144,8 +145,9 @@ def _curve_fit(model, x, y, theta0, jac=None, maxfev=20000):
 
     dfun = None if jac is None else (lambda theta: jac(x, *theta))
     try:
-        theta, cov, _, mesg, ier = leastsq(residuals, np.asarray(theta0, dtype=float), Dfun=dfun, full_output=True,
-                                           maxfev=maxfev)
+        theta, cov, _, mesg, ier = leastsq(
+            residuals, np.asarray(theta0, dtype=float), Dfun=dfun, full_output=True, maxfev=maxfev
+        )
     except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return None, None, math.inf, str(exc)
     if ier not in (1, 2, 3, 4):
@@ -194,14 +196,24 @@ def _finish_ls(form, theta, cov, rss, msg, x, y, to_public, n_par) -> Fit:
         stderr = dict(zip(PARAM_NAMES[form], np.sqrt(np.clip(var, 0, None))))
     else:
         note = "covariance not finite: some parameters are not constrained by the data"
-    out = Fit(form, params=dict(zip(PARAM_NAMES[form], public)), stderr=stderr, aic=aic, bic=bic, converged=True,
-              message=note or "ok", theta=np.asarray(theta))
+    out = Fit(
+        form,
+        params=dict(zip(PARAM_NAMES[form], public)),
+        stderr=stderr,
+        aic=aic,
+        bic=bic,
+        converged=True,
+        message=note or "ok",
+        theta=np.asarray(theta),
+    )
     if not np.all(np.isfinite(public)):
         out.converged, out.message = False, "non-finite parameters at the optimum"
     elif (gain := constant_aic(y) - aic) < MIN_AIC_GAIN_OVER_CONSTANT:
         out.converged = False
-        out.message = (f"flat data: {form} is not better than a constant (AIC gain {gain:.2f} < "
-                       f"{MIN_AIC_GAIN_OVER_CONSTANT}); parameters not determined")
+        out.message = (
+            f"flat data: {form} is not better than a constant (AIC gain {gain:.2f} < "
+            f"{MIN_AIC_GAIN_OVER_CONSTANT}); parameters not determined"
+        )
     return out
 
 
@@ -322,7 +334,8 @@ def bnsl_grid_search(x, y, extra_d1=()) -> np.ndarray:
         # broadcast over (c0, c1, d1, f1) for each (a, b): arrays of shape (4, 4, n_d1, 4, n_x)
         c0g, c1g, d1g, f1g = np.meshgrid(quarter, quarter, d1, quarter, indexing="ij")
         shape_term = x ** (-c0g[..., None]) * (1 + (x / d1g[..., None]) ** (1 / f1g[..., None])) ** (
-            -c1g[..., None] * f1g[..., None])
+            -c1g[..., None] * f1g[..., None]
+        )
         for ai, bi in itertools.product(a, b):
             msle = np.mean((np.log(ai + bi * shape_term + 1) - target) ** 2, axis=-1)
             msle = np.where(np.isnan(msle), np.inf, msle)
@@ -360,13 +373,15 @@ def chinchilla_objective(theta, log_n, log_d, log_loss):
     pred = top + np.log(total)
     weights /= total
     value, dh = _huber(pred - log_loss)
-    grad = np.array([
-        np.sum(dh * weights[0]),
-        np.sum(dh * weights[1]),
-        np.sum(dh * weights[2]),
-        -np.sum(dh * weights[0] * log_n),
-        -np.sum(dh * weights[1] * log_d),
-    ])
+    grad = np.array(
+        [
+            np.sum(dh * weights[0]),
+            np.sum(dh * weights[1]),
+            np.sum(dh * weights[2]),
+            -np.sum(dh * weights[0] * log_n),
+            -np.sum(dh * weights[1] * log_d),
+        ]
+    )
     return float(value.sum()), grad
 
 
@@ -419,9 +434,15 @@ def fit_chinchilla(n, y, d, theta0=None, n_starts: int | None = CHINCHILLA_START
     pred_log = np.log(_chinchilla_predict(theta, n, d))
     aic, bic = information_criteria(float(np.sum((pred_log - args[2]) ** 2)), len(y), 5)
     public = _chinchilla_public(theta) if np.all(np.abs(theta[:3]) < 700) else np.full(5, np.nan)
-    out = Fit("chinchilla", params=dict(zip(PARAM_NAMES["chinchilla"], public)), aic=aic, bic=bic,
-              converged=bool(np.all(np.isfinite(public))), message=f"ok: sum-Huber objective {best.fun:.6g}",
-              theta=theta)
+    out = Fit(
+        "chinchilla",
+        params=dict(zip(PARAM_NAMES["chinchilla"], public)),
+        aic=aic,
+        bic=bic,
+        converged=bool(np.all(np.isfinite(public))),
+        message=f"ok: sum-Huber objective {best.fun:.6g}",
+        theta=theta,
+    )
     if not out.converged:
         out.message = "non-finite parameters at the optimum"
     return out
@@ -502,5 +523,5 @@ def _summarise_replicates(result: Fit, values: list, n_boot: int) -> None:
     result.replicates = arr
     result.stderr = dict(zip(names, arr.std(axis=0, ddof=1)))
     lo, hi = np.percentile(arr, [2.5, 97.5], axis=0)
-    result.ci95 = {k: (l, h) for k, l, h in zip(names, lo, hi)}
+    result.ci95 = {k: (low, high) for k, low, high in zip(names, lo, hi)}
     result.message += f"; bootstrap: {len(values)}/{n_boot} replicates"

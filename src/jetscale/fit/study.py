@@ -31,9 +31,29 @@ from .fitting import fit
 
 HIGHER_IS_BETTER = {"tag_efficiency", "accuracy", "val_accuracy", "mean_auc", "auc"}
 LOSS_METRIC = "log_loss"
-SUMMARY_COLUMNS = ["kind", "metric", "flavor", "series", "form", "converged", "n_points", "aic", "bic", "exponent",
-                   "exponent_err", "n_c", "n_c_lo", "n_c_hi", "delta_aic", "delta_bic", "bootstrap_fraction_scurve",
-                   "verdict", "params", "message", "file"]
+SUMMARY_COLUMNS = [
+    "kind",
+    "metric",
+    "flavor",
+    "series",
+    "form",
+    "converged",
+    "n_points",
+    "aic",
+    "bic",
+    "exponent",
+    "exponent_err",
+    "n_c",
+    "n_c_lo",
+    "n_c_hi",
+    "delta_aic",
+    "delta_bic",
+    "bootstrap_fraction_scurve",
+    "verdict",
+    "params",
+    "message",
+    "file",
+]
 
 
 def error_quantity(metric: str) -> str:
@@ -84,7 +104,7 @@ def run_study_fits(cfg: dict) -> Path:
     varying = [a for a in s_axes if table[a].nunique() > 1] or (["model"] if "model" in s_axes else [])
     first = loss_jobs(table, s_axes, varying, opts)  # holds the slowest job (chinchilla): start it first
     docs = parallel_map(_run_job, first + scaling_jobs(table, s_axes, varying, opts))
-    docs = docs[len(first):] + docs[:len(first)]
+    docs = docs[len(first) :] + docs[: len(first)]
     written, rows = set(), []
     for doc in docs:
         name = doc.pop("_file")
@@ -132,22 +152,43 @@ def scaling_jobs(table, s_axes, varying, opts) -> list[tuple]:
             for series, sub in _groups(rows[rows["flavor"] == flavor], s_axes):
                 sub = sub.sort_values(["n_train", "seed"])
                 x, y = sub["n_train"].to_numpy(float), to_error(metric, sub["value"])
-                jobs.append((_scaling_doc, ({"metric": metric, "flavor": flavor, "series": series,
-                                              "label": series_label(series, varying), "x": x, "y": y,
-                                              "seed": sub["seed"].tolist(), "opts": opts},)))
+                jobs.append(
+                    (
+                        _scaling_doc,
+                        (
+                            {
+                                "metric": metric,
+                                "flavor": flavor,
+                                "series": series,
+                                "label": series_label(series, varying),
+                                "x": x,
+                                "y": y,
+                                "seed": sub["seed"].tolist(),
+                                "opts": opts,
+                            },
+                        ),
+                    )
+                )
     return jobs
 
 
 def _scaling_doc(job: dict) -> dict:
     opts, x, y, metric, label = job["opts"], job["x"], job["y"], job["metric"], job["label"]
-    fits, comparison = fit_and_compare(x, y, opts["forms"], bootstrap=opts["bootstrap"], seed=0,
-                                       min_points=opts["min_points"])
+    fits, comparison = fit_and_compare(
+        x, y, opts["forms"], bootstrap=opts["bootstrap"], seed=0, min_points=opts["min_points"]
+    )
     return {
         "_file": f"scaling__{metric}__{job['flavor'] or 'all'}__{slug(label)}.json",
-        "kind": "scaling", "metric": metric, "flavor": job["flavor"], "series": job["series"], "label": label,
-        "x": "n_train", "y": error_quantity(metric),
+        "kind": "scaling",
+        "metric": metric,
+        "flavor": job["flavor"],
+        "series": job["series"],
+        "label": label,
+        "x": "n_train",
+        "y": error_quantity(metric),
         "points": {"x": x.tolist(), "y": y.tolist(), "seed": job["seed"]},
-        "fits": {f: r.record() for f, r in fits.items()}, "comparison": comparison,
+        "fits": {f: r.record() for f, r in fits.items()},
+        "comparison": comparison,
     }
 
 
@@ -181,12 +222,39 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
     jobs = [(chinchilla_target, (loss, boot, min_points))]  # the slowest job first: better load balance
     for series, sub in _groups(loss, s_axes):
         label = series_label(series, varying)
-        jobs.append((_single, ("loss_vs_data", f"loss_vs_data__{slug(label)}.json", series, label, "n_train",
-                               sub["n_train"], sub["value"], boot, min_points)))
+        jobs.append(
+            (
+                _single,
+                (
+                    "loss_vs_data",
+                    f"loss_vs_data__{slug(label)}.json",
+                    series,
+                    label,
+                    "n_train",
+                    sub["n_train"],
+                    sub["value"],
+                    boot,
+                    min_points,
+                ),
+            )
+        )
     for n_train, sub in loss.groupby("n_train", sort=True):
-        jobs.append((_single, ("loss_vs_params", f"loss_vs_params__n_train={int(n_train)}.json",
-                               {"n_train": int(n_train)}, f"n_train={int(n_train)}", "n_params", sub["n_params"],
-                               sub["value"], boot, min_points)))
+        jobs.append(
+            (
+                _single,
+                (
+                    "loss_vs_params",
+                    f"loss_vs_params__n_train={int(n_train)}.json",
+                    {"n_train": int(n_train)},
+                    f"n_train={int(n_train)}",
+                    "n_params",
+                    sub["n_params"],
+                    sub["value"],
+                    boot,
+                    min_points,
+                ),
+            )
+        )
     jobs.append((compute_target, (loss, s_axes, boot, min_points)))
     return jobs
 
@@ -194,18 +262,38 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
 def _single(kind, name, series, label, xcol, x, y, boot, min_points) -> dict:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     result = fit("powerlaw", x, y, bootstrap=boot, min_points=min_points)
-    return {"_file": name, "kind": kind, "metric": LOSS_METRIC, "flavor": "", "series": series, "label": label,
-            "x": xcol, "y": LOSS_METRIC, "points": {"x": x.tolist(), "y": y.tolist()},
-            "fits": {"powerlaw": result.record()}, "comparison": None}
+    return {
+        "_file": name,
+        "kind": kind,
+        "metric": LOSS_METRIC,
+        "flavor": "",
+        "series": series,
+        "label": label,
+        "x": xcol,
+        "y": LOSS_METRIC,
+        "points": {"x": x.tolist(), "y": y.tolist()},
+        "fits": {"powerlaw": result.record()},
+        "comparison": None,
+    }
 
 
 def chinchilla_target(loss, boot, min_points) -> dict:
     n, d, y = (loss[c].to_numpy(float) for c in ("n_params", "n_train", "value"))
     result = fit("chinchilla", n, y, d, bootstrap=boot, min_points=min_points)
-    return {"_file": "chinchilla.json", "kind": "chinchilla", "metric": LOSS_METRIC, "flavor": "", "series": {},
-            "label": "all cells", "x": "n_params", "x2": "n_train", "y": LOSS_METRIC,
-            "points": {"x": n.tolist(), "x2": d.tolist(), "y": y.tolist()},
-            "fits": {"chinchilla": result.record()}, "comparison": None}
+    return {
+        "_file": "chinchilla.json",
+        "kind": "chinchilla",
+        "metric": LOSS_METRIC,
+        "flavor": "",
+        "series": {},
+        "label": "all cells",
+        "x": "n_params",
+        "x2": "n_train",
+        "y": LOSS_METRIC,
+        "points": {"x": n.tolist(), "x2": d.tolist(), "y": y.tolist()},
+        "fits": {"chinchilla": result.record()},
+        "comparison": None,
+    }
 
 
 def compute_frontier(compute, loss):
@@ -224,11 +312,19 @@ def compute_target(loss, s_axes, boot, min_points) -> dict:
     c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
     front = compute_frontier(c, y) if len(c) else np.array([], dtype=int)
     result = fit("powerlaw", c[front], y[front], bootstrap=boot, min_points=min_points)
-    return {"_file": "loss_vs_compute.json", "kind": "loss_vs_compute", "metric": LOSS_METRIC, "flavor": "",
-            "series": {}, "label": "compute-optimal frontier", "x": "train_flops", "y": LOSS_METRIC,
-            "points": {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(),
-                       "frontier": front.tolist()},
-            "fits": {"powerlaw": result.record()}, "comparison": None}
+    return {
+        "_file": "loss_vs_compute.json",
+        "kind": "loss_vs_compute",
+        "metric": LOSS_METRIC,
+        "flavor": "",
+        "series": {},
+        "label": "compute-optimal frontier",
+        "x": "train_flops",
+        "y": LOSS_METRIC,
+        "points": {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(), "frontier": front.tolist()},
+        "fits": {"powerlaw": result.record()},
+        "comparison": None,
+    }
 
 
 def summary_rows(doc: dict, name: str) -> list[dict]:
@@ -239,18 +335,31 @@ def summary_rows(doc: dict, name: str) -> list[dict]:
         exponent = "alpha" if "alpha" in params else ("c0" if form == "bnsl" else None)
         show_nc = form == "scurve" and comp.get("verdict") == "threshold"
         nc_ci = comp.get("n_c_ci95") or [None, None]
-        rows.append({
-            "kind": doc["kind"], "metric": doc["metric"], "flavor": doc["flavor"], "series": doc["label"],
-            "form": form, "converged": rec["converged"], "n_points": rec["n_points"], "aic": rec["aic"],
-            "bic": rec["bic"], "exponent": params.get(exponent) if exponent else None,
-            "exponent_err": err.get(exponent) if exponent else None,
-            "n_c": comp.get("n_c") if show_nc else None, "n_c_lo": nc_ci[0] if show_nc else None,
-            "n_c_hi": nc_ci[1] if show_nc else None, "delta_aic": comp.get("delta_aic"),
-            "delta_bic": comp.get("delta_bic"), "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
-            "verdict": comp.get("verdict", ""), "params": format_params(params, err),
-            "message": "; ".join(m for m in (rec["message"], comp.get("n_c_note") if show_nc else None) if m),
-            "file": name,
-        })
+        rows.append(
+            {
+                "kind": doc["kind"],
+                "metric": doc["metric"],
+                "flavor": doc["flavor"],
+                "series": doc["label"],
+                "form": form,
+                "converged": rec["converged"],
+                "n_points": rec["n_points"],
+                "aic": rec["aic"],
+                "bic": rec["bic"],
+                "exponent": params.get(exponent) if exponent else None,
+                "exponent_err": err.get(exponent) if exponent else None,
+                "n_c": comp.get("n_c") if show_nc else None,
+                "n_c_lo": nc_ci[0] if show_nc else None,
+                "n_c_hi": nc_ci[1] if show_nc else None,
+                "delta_aic": comp.get("delta_aic"),
+                "delta_bic": comp.get("delta_bic"),
+                "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
+                "verdict": comp.get("verdict", ""),
+                "params": format_params(params, err),
+                "message": "; ".join(m for m in (rec["message"], comp.get("n_c_note") if show_nc else None) if m),
+                "file": name,
+            }
+        )
     return rows
 
 

@@ -22,8 +22,10 @@ class SlurmUnavailable(JetscaleError):
 
 def _sinfo(*args: str, timeout: float = 30) -> str:
     if shutil.which("sinfo") is None:
-        raise SlurmUnavailable("`sinfo` not found: this machine is not a Slurm client "
-                               "(for a local test cluster run `bash scripts/slurm-cluster.sh start`)")
+        raise SlurmUnavailable(
+            "`sinfo` not found: this machine is not a Slurm client "
+            "(for a local test cluster run `bash scripts/slurm-cluster.sh start`)"
+        )
     try:
         proc = subprocess.run(["sinfo", *args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -71,12 +73,15 @@ def check_partition(name: str | None) -> str:
     if not name:
         default = next((p for p, v in parts.items() if v["default"]), None)
         if default is None:
-            raise ConfigError(f"no Slurm partition given and the cluster has no default partition; "
-                              f"known partitions: {known}")
+            raise ConfigError(
+                f"no Slurm partition given and the cluster has no default partition; known partitions: {known}"
+            )
         name = default
     if name not in parts:
-        raise ConfigError(f"Slurm partition '{name}' does not exist on this cluster; known partitions: {known} "
-                          f"(set slurm_partition in the profile's default-resources, or --partition)")
+        raise ConfigError(
+            f"Slurm partition '{name}' does not exist on this cluster; known partitions: {known} "
+            f"(set slurm_partition in the profile's default-resources, or --partition)"
+        )
     if parts[name]["available"] not in ("up", ""):
         raise ConfigError(f"Slurm partition '{name}' is {parts[name]['available']}, not up")
     return name

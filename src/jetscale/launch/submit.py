@@ -19,8 +19,9 @@ import importlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import submitit
 
@@ -117,17 +118,30 @@ class TrainCell(submitit.helpers.Checkpointable):
         submitit_handler(signal.SIGUSR2, None)
         raise TrainingError(f"cell {cell_id} stopped for a checkpoint but was not requeued")
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> "submitit.helpers.DelayedSubmission":
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit before requeueing: resubmit the same call; training resumes from its checkpoint."""
         preempt.request_stop()
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def make_executor(folder: str | Path, cluster: str = "slurm", *, partition: str | None = None,
-                  timeout_min: int = 60, cpus_per_task: int = 1, mem_gb: float = 2, gpus_per_node: int = 0,
-                  nodes: int = 1, tasks_per_node: int = 1, account: str | None = None,
-                  signal_delay_s: int = 90, max_num_timeout: int = 3, name: str = "jetscale-train",
-                  check: bool = True, **slurm_extra: Any):
+def make_executor(
+    folder: str | Path,
+    cluster: str = "slurm",
+    *,
+    partition: str | None = None,
+    timeout_min: int = 60,
+    cpus_per_task: int = 1,
+    mem_gb: float = 2,
+    gpus_per_node: int = 0,
+    nodes: int = 1,
+    tasks_per_node: int = 1,
+    account: str | None = None,
+    signal_delay_s: int = 90,
+    max_num_timeout: int = 3,
+    name: str = "jetscale-train",
+    check: bool = True,
+    **slurm_extra: Any,
+):
     """A configured submitit executor. ``cluster``: slurm | local (subprocesses) | debug (in-process).
 
     On Slurm the partition is checked with ``sinfo`` first (``check=False`` skips that).
@@ -139,8 +153,14 @@ def make_executor(folder: str | Path, cluster: str = "slurm", *, partition: str 
 
         partition = check_partition(partition)
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=max_num_timeout)
-    params: dict[str, Any] = dict(timeout_min=timeout_min, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-                                  nodes=nodes, tasks_per_node=tasks_per_node, name=name)
+    params: dict[str, Any] = dict(
+        timeout_min=timeout_min,
+        cpus_per_task=cpus_per_task,
+        mem_gb=mem_gb,
+        nodes=nodes,
+        tasks_per_node=tasks_per_node,
+        name=name,
+    )
     if gpus_per_node:
         params["gpus_per_node"] = gpus_per_node
     if cluster == "slurm":
@@ -159,8 +179,14 @@ def cell_paths(cfg: dict, cell_id: str) -> tuple[str, str]:
     return str(paths.splits_dir(root)), str(paths.run_dir(root, cell_id))
 
 
-def submit_cells(executor, config: str | Path | dict, cell_ids: Sequence[str], *, fn: str = TRAIN_FN,
-                 out_dirs: Sequence[str] | None = None):
+def submit_cells(
+    executor,
+    config: str | Path | dict,
+    cell_ids: Sequence[str],
+    *,
+    fn: str = TRAIN_FN,
+    out_dirs: Sequence[str] | None = None,
+):
     """Submit one checkpointable job per cell; returns the submitit jobs (same order as ``cell_ids``).
 
     ``config`` is a path (loaded again inside each job) or a dict (pickled into the job). ``out_dirs`` overrides

@@ -28,8 +28,11 @@ def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
         state["resumed_at"].append(state["step"])
     attempt = os.environ.get("SLURM_RESTART_COUNT", "0")
     with open(out / "steps.log", "a") as log:
-        log.write(f"start cell={cell_id} step={state['step']} job={os.environ.get('SLURM_JOB_ID', '-')} "
-                  f"restart={attempt} pid={os.getpid()} rank={os.environ.get('RANK', '-')}/{os.environ.get('WORLD_SIZE', '-')}\n")
+        log.write(
+            f"start cell={cell_id} step={state['step']} job={os.environ.get('SLURM_JOB_ID', '-')} "
+            f"restart={attempt} pid={os.getpid()} "
+            f"rank={os.environ.get('RANK', '-')}/{os.environ.get('WORLD_SIZE', '-')}\n"
+        )
     while state["step"] < steps:
         time.sleep(step_s)
         state["step"] += 1
@@ -40,8 +43,13 @@ def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
             with open(out / "steps.log", "a") as log:
                 log.write(f"stop at step={state['step']} signal={preempt.stop_signal()}\n")
             raise preempt.StopForCheckpoint(state["step"])
-    metrics = {"cell": cell_id, "steps": state["step"], "total": state["total"],
-               "resumed_at": state["resumed_at"], "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    metrics = {
+        "cell": cell_id,
+        "steps": state["step"],
+        "total": state["total"],
+        "resumed_at": state["resumed_at"],
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 

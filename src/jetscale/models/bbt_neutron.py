@@ -64,7 +64,10 @@ class DecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         h = self.attn_norm(x)
-        q, k, v = (p(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            p(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.o_proj(a.transpose(1, 2).reshape(B, L, D))
@@ -75,19 +78,29 @@ class DecoderBlock(nn.Module):
 class BBTNeutron(nn.Module):
     input_kind = "bytes"
 
-    def __init__(self, n_classes: int, width: int = 768, n_layers: int = 12, patch_size: int = 16,
-                 lm_head: bool = False, n_heads: int | None = None):
+    def __init__(
+        self,
+        n_classes: int,
+        width: int = 768,
+        n_layers: int = 12,
+        patch_size: int = 16,
+        lm_head: bool = False,
+        n_heads: int | None = None,
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.embed_bytes = nn.Embedding(VOCAB_SIZE, width, padding_idx=PAD)
-        self.patch_embed = nn.Sequential(nn.Linear(patch_size * width, 4 * width), nn.ReLU(), nn.Linear(4 * width, width))
+        self.patch_embed = nn.Sequential(
+            nn.Linear(patch_size * width, 4 * width), nn.ReLU(), nn.Linear(4 * width, width)
+        )
         heads = n_heads or n_heads_for(width)
         self.layers = nn.ModuleList(DecoderBlock(width, heads) for _ in range(n_layers))
         self.norm = RMSNorm(width)
         self.head = nn.Linear(width, n_classes)
         self.lm_head = (
             nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, patch_size * VOCAB_SIZE))
-            if lm_head else None
+            if lm_head
+            else None
         )
         self.apply(self._init)
 

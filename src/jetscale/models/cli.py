@@ -8,11 +8,17 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="width ladder of the study's models: parameters and measured FLOPs/jet")
     p.add_argument("--config", default="config.yaml", help="study config (YAML): the grid's models and widths")
-    p.add_argument("--widths", default=None,
-                   help="instead of the grid's: e.g. 'bbt_neutron=64,128,256;part=32,64' (other models: the grid's)")
-    p.add_argument("--splits", default=None,
-                   help="measure FLOPs on the first validation jets of a splits directory (default: synthetic jets "
-                        "with ~24 particles; BBT-Neutron's cost grows with the jets' byte length)")
+    p.add_argument(
+        "--widths",
+        default=None,
+        help="instead of the grid's: e.g. 'bbt_neutron=64,128,256;part=32,64' (other models: the grid's)",
+    )
+    p.add_argument(
+        "--splits",
+        default=None,
+        help="measure FLOPs on the first validation jets of a splits directory (default: synthetic jets "
+        "with ~24 particles; BBT-Neutron's cost grows with the jets' byte length)",
+    )
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.set_defaults(func=run)
 
@@ -43,7 +49,9 @@ def ladder(cfg: dict, widths: str | None = None) -> dict[str, list[int]]:
     return {name: sorted(ws) for name, ws in out.items()}
 
 
-def measure_ladder(cfg: dict, ladder_widths: dict[str, list[int]], splits: str | None = None, n_jets: int = 64) -> list[dict]:
+def measure_ladder(
+    cfg: dict, ladder_widths: dict[str, list[int]], splits: str | None = None, n_jets: int = 64
+) -> list[dict]:
     """One row per (model, width): depth (blocks of the built model: decoder layers, particle-attention blocks,
     EdgeConv blocks), parameters, forward FLOPs per jet (torch.utils.flop_counter)."""
     import numpy as np
@@ -69,8 +77,15 @@ def measure_ladder(cfg: dict, ladder_widths: dict[str, list[int]], splits: str |
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)
             blocks = {"bbt_neutron": "layers", "part": "blocks", "particlenet": "edge_convs"}[name]
-            rows.append({"model": name, "width": width, "depth": len(getattr(model, blocks)), "n_params": count_params(model),
-                         "fwd_flops_per_jet": measure_flops_per_jet(model, batch)})
+            rows.append(
+                {
+                    "model": name,
+                    "width": width,
+                    "depth": len(getattr(model, blocks)),
+                    "n_params": count_params(model),
+                    "fwd_flops_per_jet": measure_flops_per_jet(model, batch),
+                }
+            )
             del model
     return rows
 
@@ -85,7 +100,10 @@ def run(args) -> int:
     print(f"# forward FLOPs per jet measured on 64 {source}; training costs about 3x forward", file=sys.stderr)
     print(f"{'model':<12} {'width':>6} {'depth':>5} {'parameters':>14} {'fwd MFLOP/jet':>14}")
     for r in rows:
-        print(f"{r['model']:<12} {r['width']:>6} {r['depth']:>5} {r['n_params']:>14,} {r['fwd_flops_per_jet'] / 1e6:>14.3f}")
+        print(
+            f"{r['model']:<12} {r['width']:>6} {r['depth']:>5} {r['n_params']:>14,} "
+            f"{r['fwd_flops_per_jet'] / 1e6:>14.3f}"
+        )
     if args.csv:
         lines = ["model,width,depth,n_params,fwd_flops_per_jet"]
         lines += [f"{r['model']},{r['width']},{r['depth']},{r['n_params']},{r['fwd_flops_per_jet']:.6g}" for r in rows]

@@ -24,8 +24,9 @@ NEG = -1e9  # additive bias on padded keys (finite: exp underflows to exactly 0,
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """softmax(q·kᵀ/√d + bias)·v. Written out: on CPU it beats SDPA's masked math path for tiny heads."""
-    scores = torch.baddbmm(bias.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
-                           alpha=q.shape[-1] ** -0.5)
+    scores = torch.baddbmm(
+        bias.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=q.shape[-1] ** -0.5
+    )
     out = torch.bmm(scores.softmax(dim=-1), v.flatten(0, 1))
     return out.view(q.shape[0], q.shape[1], q.shape[2], v.shape[-1])
 
@@ -77,8 +78,17 @@ class Block(nn.Module):
 class ParticleTransformer(nn.Module):
     input_kind = "particles"
 
-    def __init__(self, n_features: int, n_classes: int, width: int = 128, n_heads: int = 8,
-                 n_layers: int = 8, n_cls_layers: int = 2, n_pair_features: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        width: int = 128,
+        n_heads: int = 8,
+        n_layers: int = 8,
+        n_cls_layers: int = 2,
+        n_pair_features: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         dims = (width, 4 * width, width)
         self.input_bn = nn.BatchNorm1d(n_features)
@@ -92,7 +102,9 @@ class ParticleTransformer(nn.Module):
         for c in pair_dims:
             pair += [nn.Conv1d(c_in, c, 1), nn.BatchNorm1d(c), nn.GELU()]
             c_in = c
-        self.pair_embed = nn.Sequential(*pair[:-1])  # the bias is the last BN's output, no GELU (weaver: pre-activation)
+        self.pair_embed = nn.Sequential(
+            *pair[:-1]
+        )  # the bias is the last BN's output, no GELU (weaver: pre-activation)
         self.n_heads = n_heads
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
@@ -115,8 +127,16 @@ class ParticleTransformer(nn.Module):
         h = pair_features_for(vectors, i, j)[b_idx, p_idx]  # (n_real_pairs, 4)
         for layer in self.pair_embed:
             if isinstance(layer, nn.BatchNorm1d):
-                h = F.batch_norm(h, layer.running_mean, layer.running_var, layer.weight, layer.bias,
-                                 layer.training or not layer.track_running_stats, layer.momentum, layer.eps)
+                h = F.batch_norm(
+                    h,
+                    layer.running_mean,
+                    layer.running_var,
+                    layer.weight,
+                    layer.bias,
+                    layer.training or not layer.track_running_stats,
+                    layer.momentum,
+                    layer.eps,
+                )
             elif isinstance(layer, nn.Conv1d):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:

@@ -32,8 +32,16 @@ def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tens
     """Apply a BatchNorm{1,2}d over the last (channel) axis of a channels-last tensor (same statistics)."""
     shape = h.shape
     flat = h.reshape(-1, shape[-1])
-    return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                        bn.training or not bn.track_running_stats, bn.momentum, bn.eps).view(shape)
+    return F.batch_norm(
+        flat,
+        bn.running_mean,
+        bn.running_var,
+        bn.weight,
+        bn.bias,
+        bn.training or not bn.track_running_stats,
+        bn.momentum,
+        bn.eps,
+    ).view(shape)
 
 
 class EdgeConvBlock(nn.Module):

@@ -15,7 +15,8 @@ bbt_neutron     hidden size        patch MLP (16w→4w→w), L RoPE decoder laye
 ==============  =================  ==============================================================  ==========
 
 Model options (config ``models.<name>``): bbt_neutron ``tokenizer`` (see ``jetscale.tokenize.bytes``),
-``n_layers`` (default: the depth rule above) and ``lm_head`` (false; forced on when ``training.pretrain``); particlenet ``k`` (16);
+``n_layers`` (default: the depth rule above) and ``lm_head`` (false; forced on when ``training.pretrain``);
+particlenet ``k`` (16);
 part ``n_layers`` (default: the depth rule above), ``n_cls_layers`` (2).
 
 Depth rules: both transformers keep the reference's width/depth ratio below the reference width (as in
@@ -38,8 +39,15 @@ from .catalog import MODEL_NAMES, REFERENCE_WIDTH, width_problem
 from .part import ParticleTransformer
 from .particlenet import ParticleNet
 
-__all__ = ["MODEL_NAMES", "REFERENCE_WIDTH", "build_model", "prepare_inputs", "batch_tensors", "count_params",
-           "measure_flops_per_jet"]
+__all__ = [
+    "MODEL_NAMES",
+    "REFERENCE_WIDTH",
+    "build_model",
+    "prepare_inputs",
+    "batch_tensors",
+    "count_params",
+    "measure_flops_per_jet",
+]
 
 
 def bbt_depth(width: int) -> int:
@@ -61,17 +69,28 @@ def build_model(name: str, width: int, n_classes: int, n_features: int, options:
     if name == "particlenet":
         return ParticleNet(n_features, n_classes, width=width, k=int(options.get("k", 16)))
     if name == "part":
-        return ParticleTransformer(n_features, n_classes, width=width, n_layers=int(options.get("n_layers") or part_depth(width)),
-                                   n_cls_layers=int(options.get("n_cls_layers", 2)))
+        return ParticleTransformer(
+            n_features,
+            n_classes,
+            width=width,
+            n_layers=int(options.get("n_layers") or part_depth(width)),
+            n_cls_layers=int(options.get("n_cls_layers", 2)),
+        )
     if name == "bbt_neutron":
         tok = ByteTokenizer.from_options(options.get("tokenizer"))
-        return BBTNeutron(n_classes, width=width, n_layers=int(options.get("n_layers") or bbt_depth(width)), patch_size=tok.patch_size,
-                          lm_head=bool(options.get("lm_head", False)))
+        return BBTNeutron(
+            n_classes,
+            width=width,
+            n_layers=int(options.get("n_layers") or bbt_depth(width)),
+            patch_size=tok.patch_size,
+            lm_head=bool(options.get("lm_head", False)),
+        )
     raise ValueError(f"unknown model {name!r}; known models: {list(MODEL_NAMES)}")
 
 
-def prepare_inputs(name: str, options: dict | None, features: np.ndarray, mask: np.ndarray,
-                   vectors: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def prepare_inputs(
+    name: str, options: dict | None, features: np.ndarray, mask: np.ndarray, vectors: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Split arrays → the model's input arrays (first axis = jets) and facts about them (truncation)."""
     if name == "bbt_neutron":
         tok = ByteTokenizer.from_options((options or {}).get("tokenizer"))
@@ -82,7 +101,9 @@ def prepare_inputs(name: str, options: dict | None, features: np.ndarray, mask: 
     return particle_arrays(features, mask, vectors), {"n_jets": int(len(mask))}
 
 
-def batch_tensors(arrays: dict[str, np.ndarray], idx: np.ndarray | slice, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def batch_tensors(
+    arrays: dict[str, np.ndarray], idx: np.ndarray | slice, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Rows ``idx`` as tensors, trimmed to the longest jet in the batch (padding beyond it changes nothing)."""
     if "patch_mask" in arrays:
         pm = np.asarray(arrays["patch_mask"][idx])

@@ -9,8 +9,11 @@ import time
 def register(sub) -> None:
     p = sub.add_parser("report", help="paper figures + self-contained results/report.html")
     p.add_argument("--config", default="config.yaml")
-    p.add_argument("--refit", action="store_true",
-                   help="re-run every fit from results/tables/runs.csv first (regenerate the figures in seconds)")
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="re-run every fit from results/tables/runs.csv first (regenerate the figures in seconds)",
+    )
     p.set_defaults(func=_report)
 
 
@@ -38,8 +41,11 @@ def build_report(cfg: dict, *, refit: bool = False) -> dict:
     data_summary = root / "data" / "summary.png"
     write_text(report_path(root), build_html(cfg, tables, figures, [data_summary] if data_summary.is_file() else []))
     t_end = time.perf_counter()
-    return {"report": report_path(root), "figures": figures,
-            "seconds": {"fit": t_fit - t0, "figures": t_fig - t_fit, "html": t_end - t_fig, "total": t_end - t0}}
+    return {
+        "report": report_path(root),
+        "figures": figures,
+        "seconds": {"fit": t_fit - t0, "figures": t_fig - t_fit, "html": t_end - t_fig, "total": t_end - t0},
+    }
 
 
 def _report(args) -> int:
@@ -47,7 +53,10 @@ def _report(args) -> int:
 
     out = build_report(load_config(args.config), refit=args.refit)
     s = out["seconds"]
-    print(f"jetscale report: {len(out['figures'])} figure files; fits {s['fit']:.1f} s, figures {s['figures']:.1f} s, "
-          f"html {s['html']:.1f} s", file=sys.stderr)
+    print(
+        f"jetscale report: {len(out['figures'])} figure files; fits {s['fit']:.1f} s, figures {s['figures']:.1f} s, "
+        f"html {s['html']:.1f} s",
+        file=sys.stderr,
+    )
     print(out["report"])
     return 0

@@ -95,8 +95,15 @@ class Figures:
         name = self.cfg["report"].get("style") or "CMS"
         style = getattr(hep.style, name, None)
         base = style if style is not None else "default"
-        overrides = {"font.size": 16, "axes.labelsize": 17, "legend.fontsize": 12, "xtick.labelsize": 14,
-                     "ytick.labelsize": 14, "figure.dpi": 100, "savefig.bbox": "tight"}
+        overrides = {
+            "font.size": 16,
+            "axes.labelsize": 17,
+            "legend.fontsize": 12,
+            "xtick.labelsize": 14,
+            "ytick.labelsize": 14,
+            "figure.dpi": 100,
+            "savefig.bbox": "tight",
+        }
         return plt.style.context([base, overrides])
 
     def save(self, fig, name: str) -> list[Path]:
@@ -161,8 +168,9 @@ class Figures:
             return []
         with self.style():
             ncols = len(panels)
-            fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols + 1.2, 6.6), squeeze=False,
-                                     gridspec_kw={"wspace": 0.08})
+            fig, axes = plt.subplots(
+                1, ncols, figsize=(6.2 * ncols + 1.2, 6.6), squeeze=False, gridspec_kw={"wspace": 0.08}
+            )
             image = None
             for ax, (series, matrix, n_seeds) in zip(axes[0], panels):
                 image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1, origin="upper")
@@ -170,8 +178,15 @@ class Figures:
                     for j in range(len(classes)):
                         v = matrix[i, j]
                         if np.isfinite(v) and v >= 0.005:
-                            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=8,
-                                    color="white" if v > 0.55 else "black")
+                            ax.text(
+                                j,
+                                i,
+                                f"{100 * v:.0f}",
+                                ha="center",
+                                va="center",
+                                fontsize=8,
+                                color="white" if v > 0.55 else "black",
+                            )
                 ticks = np.arange(len(classes))
                 ax.set_xticks(ticks, [class_label(c) for c in classes], fontsize=12)
                 ax.set_yticks(ticks, [class_label(c) for c in classes] if ax is axes[0][0] else [], fontsize=12)
@@ -204,8 +219,17 @@ class Figures:
                         vals.append(m["mean"].iloc[0] if len(m) else np.nan)
                         errs.append(m["err"].iloc[0] if len(m) else np.nan)
                     xpos = np.arange(len(flavors)) + (k - (len(self.series) - 1) / 2) * width
-                    ax.bar(xpos, vals, width=width * 0.92, yerr=errs, capsize=3, color=self.color(series),
-                           label=self.label(series), alpha=0.9, error_kw={"elinewidth": 1.2})
+                    ax.bar(
+                        xpos,
+                        vals,
+                        width=width * 0.92,
+                        yerr=errs,
+                        capsize=3,
+                        color=self.color(series),
+                        label=self.label(series),
+                        alpha=0.9,
+                        error_kw={"elinewidth": 1.2},
+                    )
                 ax.set_xticks(np.arange(len(flavors)), [f"${q}$" for q in flavors])
                 ax.tick_params(axis="x", which="minor", bottom=False, top=False)
                 ax.set_xlabel("Quark flavor $q$")
@@ -213,22 +237,33 @@ class Figures:
                 ax.set_ylim(0, 1.05 if metric == "tag_efficiency" else max(0.6, ax.get_ylim()[1]))
                 if metric == "charge_flip":
                     ax.axhline(0.5, color="grey", ls=":", lw=1)
-                    ax.text(len(flavors) - 0.5, 0.51, "no charge information", ha="right", va="bottom", fontsize=11,
-                            color="grey")
+                    ax.text(
+                        len(flavors) - 0.5,
+                        0.51,
+                        "no charge information",
+                        ha="right",
+                        va="bottom",
+                        fontsize=11,
+                        color="grey",
+                    )
             for ax in axes:
                 ax.tick_params(axis="x", which="both", top=False, length=0)
             handles, labels = axes[0].get_legend_handles_labels()
             fig.suptitle(f"Per-flavor metrics at $n_{{train}}$ = {n_train:,} jets (seed mean ± unc.)", fontsize=16)
             fig.tight_layout(rect=(0, 0, 1, 0.91))
-            fig.legend(handles, labels, ncol=min(4, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 0.93),
-                       frameon=False)
+            fig.legend(
+                handles, labels, ncol=min(4, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 0.93), frameon=False
+            )
             return self.save(fig, "flavor_metrics")
 
     def scaling(self) -> list[Path]:
         out = []
         for metric in self.cfg["fits"]["metrics"]:
-            flavors = [f for f in self.cfg["flavor_pairs"] if not self.runs[(self.runs["metric"] == metric)
-                                                                            & (self.runs["flavor"] == f)].empty]
+            flavors = [
+                f
+                for f in self.cfg["flavor_pairs"]
+                if not self.runs[(self.runs["metric"] == metric) & (self.runs["flavor"] == f)].empty
+            ]
             if not flavors:
                 flavors = [""] if not self.runs[self.runs["metric"] == metric].empty else []
             if not flavors:
@@ -254,8 +289,17 @@ class Figures:
                     if m.empty:
                         continue
                     color = self.color(series)
-                    h = ax.errorbar(m["n_train"], m["mean"], yerr=m["err"], fmt=self.marker(series), color=color,
-                                    ms=6, capsize=2.5, lw=1.2, label=self.label(series))
+                    h = ax.errorbar(
+                        m["n_train"],
+                        m["mean"],
+                        yerr=m["err"],
+                        fmt=self.marker(series),
+                        color=color,
+                        ms=6,
+                        capsize=2.5,
+                        lw=1.2,
+                        label=self.label(series),
+                    )
                     handles.setdefault(self.label(series), h)
                     doc = self.fit_doc("scaling", metric=metric, flavor=flavor, series=series)
                     if doc:
@@ -267,7 +311,7 @@ class Figures:
                     ax.set_ylim(-0.02, 0.62)
                 if higher:
                     ax.set_ylim(top=min(1.02, ax.get_ylim()[1]))
-            for ax in axes.flat[len(flavors):]:
+            for ax in axes.flat[len(flavors) :]:
                 ax.axis("off")
             for ax in axes[-1]:
                 ax.set_xlabel("Training jets $n_{train}$")
@@ -275,8 +319,11 @@ class Figures:
                 row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
             spare = axes.flat[len(flavors)] if len(flavors) < axes.size else None
             legend_target = spare if spare is not None else fig
-            kwargs = {"loc": "center"} if spare is not None else {"loc": "lower center", "ncol": 4,
-                                                                   "bbox_to_anchor": (0.5, -0.04)}
+            kwargs = (
+                {"loc": "center"}
+                if spare is not None
+                else {"loc": "lower center", "ncol": 4, "bbox_to_anchor": (0.5, -0.04)}
+            )
             series_keys = [k for k in handles if k in {self.label(s) for s in series_list}]
             ordered = series_keys + [k for k in handles if k not in series_keys]
             legend_target.legend([handles[k] for k in ordered], ordered, frameon=False, fontsize=13, **kwargs)
@@ -299,8 +346,14 @@ class Figures:
                 continue
             curve = evaluate_form(form, rec["params"], grid)
             curve = 1 - curve if higher else curve
-            ax.plot(grid, curve, FORM_STYLES[form], color=color, lw=1.8 if preferred else 1.0,
-                    alpha=1.0 if preferred else 0.55)
+            ax.plot(
+                grid,
+                curve,
+                FORM_STYLES[form],
+                color=color,
+                lw=1.8 if preferred else 1.0,
+                alpha=1.0 if preferred else 0.55,
+            )
             key = f"{FORM_LABELS[form]} fit"
             if key not in handles:
                 handles[key] = ax.plot([], [], FORM_STYLES[form], color="grey", lw=1.5)[0]
@@ -310,8 +363,9 @@ class Figures:
             y_c = evaluate_form("scurve", doc["fits"]["scurve"]["params"], np.array([n_c]))[0]
             y_c = 1 - y_c if higher else y_c
             xerr = None if not ci else [[n_c - ci[0]], [ci[1] - n_c]]
-            h = ax.errorbar([n_c], [y_c], xerr=xerr, fmt="*", ms=14, color=color, mec="black", mew=0.8, capsize=4,
-                            elinewidth=2)
+            h = ax.errorbar(
+                [n_c], [y_c], xerr=xerr, fmt="*", ms=14, color=color, mec="black", mew=0.8, capsize=4, elinewidth=2
+            )
             handles.setdefault("$n_c$ (95% CI)", h)
 
     def loss_scaling(self) -> list[Path]:
@@ -347,8 +401,13 @@ class Figures:
             ax.errorbar(sub["n_params"], sub["mean"], yerr=err, fmt="o", color=cmap(norm(n_train)), ms=6, capsize=2)
             if chin is not None:
                 grid = np.geomspace(loss["n_params"].min() / 2, loss["n_params"].max() * 2, 100)
-                ax.plot(grid, evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], grid, n_train),
-                        color=cmap(norm(n_train)), lw=1.2, alpha=0.8)
+                ax.plot(
+                    grid,
+                    evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], grid, n_train),
+                    color=cmap(norm(n_train)),
+                    lw=1.2,
+                    alpha=0.8,
+                )
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
         cbar = ax.figure.colorbar(sm, ax=ax, pad=0.01)
         cbar.set_label("$n_{train}$ [jets]")
@@ -363,19 +422,38 @@ class Figures:
             means = sub.groupby("n_train")["value"].agg(["mean", "std", "count"]).reset_index()
             err = (means["std"].fillna(0) / np.sqrt(means["count"])).to_numpy()
             color = self.color(series)
-            ax.errorbar(means["n_train"], means["mean"], yerr=err, fmt=self.marker(series), color=color, ms=6,
-                        capsize=2, label=self.label(series))
+            ax.errorbar(
+                means["n_train"],
+                means["mean"],
+                yerr=err,
+                fmt=self.marker(series),
+                color=color,
+                ms=6,
+                capsize=2,
+                label=self.label(series),
+            )
             grid = np.geomspace(means["n_train"].min() / 1.5, means["n_train"].max() * 1.5, 100)
             doc = self.fit_doc("loss_vs_data", series=series)
             if doc and doc["fits"]["powerlaw"]["converged"]:
                 rec = doc["fits"]["powerlaw"]
                 alpha = rec["params"]["alpha"]
-                ax.plot(grid, evaluate_form("powerlaw", rec["params"], grid), "--", color=color, lw=1.3,
-                        label=rf"  power law, $\alpha$={alpha:.2f}")
+                ax.plot(
+                    grid,
+                    evaluate_form("powerlaw", rec["params"], grid),
+                    "--",
+                    color=color,
+                    lw=1.3,
+                    label=rf"  power law, $\alpha$={alpha:.2f}",
+                )
             if chin is not None and "n_params" in sub:
                 n_params = float(sub["n_params"].median())
-                ax.plot(grid, evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], n_params, grid), ":",
-                        color=color, lw=1.3)
+                ax.plot(
+                    grid,
+                    evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], n_params, grid),
+                    ":",
+                    color=color,
+                    lw=1.3,
+                )
         ax.set_xlabel("Training jets $D = n_{train}$")
         ax.set_title("vs data" + (" (dotted: $L(N,D)$)" if chin is not None else ""), fontsize=15)
         ax.legend(frameon=False, fontsize=10)
@@ -385,8 +463,15 @@ class Figures:
         for series in self.series:
             s = _select(sub, series)
             if not s.empty:
-                ax.scatter(s["train_flops"], s["value"], s=22, color=self.color(series), marker=self.marker(series),
-                           alpha=0.75, label=self.label(series))
+                ax.scatter(
+                    s["train_flops"],
+                    s["value"],
+                    s=22,
+                    color=self.color(series),
+                    marker=self.marker(series),
+                    alpha=0.75,
+                    label=self.label(series),
+                )
         if sub.empty:
             return
         c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
@@ -396,8 +481,14 @@ class Figures:
         if doc and doc["fits"]["powerlaw"]["converged"]:
             rec = doc["fits"]["powerlaw"]
             grid = np.geomspace(c.min() / 1.5, c.max() * 1.5, 100)
-            ax.plot(grid, evaluate_form("powerlaw", rec["params"], grid), "--", color="black", lw=1.2,
-                    label=rf"frontier fit, $\alpha_C$={rec['params']['alpha']:.2f}")
+            ax.plot(
+                grid,
+                evaluate_form("powerlaw", rec["params"], grid),
+                "--",
+                color="black",
+                lw=1.2,
+                label=rf"frontier fit, $\alpha_C$={rec['params']['alpha']:.2f}",
+            )
         ax.set_xlabel("Measured training compute $C$ [FLOP]")
         ax.set_title("vs compute", fontsize=15)
         ax.legend(frameon=False, fontsize=10)
@@ -452,8 +543,9 @@ def make_figures(cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path) -
     from ..fit.study import parallel_map
 
     matplotlib.use("Agg")
-    groups = parallel_map(_figure_group, [(cfg, tables, fit_docs, out_dir, names) for names in FIGURE_GROUPS],
-                          min_jobs=2)
+    groups = parallel_map(
+        _figure_group, [(cfg, tables, fit_docs, out_dir, names) for names in FIGURE_GROUPS], min_jobs=2
+    )
     produced = [p for group in groups for p in group]
     Figures(cfg, tables, fit_docs, out_dir)._remove_stale(produced)
     return produced

@@ -20,9 +20,26 @@ FOOTER = (
     "prefers <code>snakemake --report</code>."
 )
 
-SUMMARY_SHOWN = ["kind", "metric", "flavor", "series", "form", "converged", "n_points", "aic", "exponent",
-                 "exponent_err", "delta_aic", "delta_bic", "bootstrap_fraction_scurve", "verdict", "n_c", "n_c_lo",
-                 "n_c_hi", "message"]
+SUMMARY_SHOWN = [
+    "kind",
+    "metric",
+    "flavor",
+    "series",
+    "form",
+    "converged",
+    "n_points",
+    "aic",
+    "exponent",
+    "exponent_err",
+    "delta_aic",
+    "delta_bic",
+    "bootstrap_fraction_scurve",
+    "verdict",
+    "n_c",
+    "n_c_lo",
+    "n_c_hi",
+    "message",
+]
 
 
 def _embed(path: Path) -> str:
@@ -56,14 +73,20 @@ def _verdict_text(rows) -> str:
     verdict = rows["verdict"].iloc[0] if "verdict" in rows else ""
     pl, sc = by_form.get("powerlaw"), by_form.get("scurve")
     if verdict == "threshold" and sc is not None:
-        return (f"<b>threshold</b>: n<sub>c</sub> = {_num(sc['n_c'])} jets (95% CI {_num(sc['n_c_lo'])}–"
-                f"{_num(sc['n_c_hi'])})")
+        return (
+            f"<b>threshold</b>: n<sub>c</sub> = {_num(sc['n_c'])} jets (95% CI {_num(sc['n_c_lo'])}–"
+            f"{_num(sc['n_c_hi'])})"
+        )
     if pl is not None and bool(pl["converged"]):
         err = pl["exponent_err"]
-        alpha = f"α = {pl['exponent']:.2f}" + ("" if err is None or (isinstance(err, float) and math.isnan(err))
-                                              else f" ± {err:.2f}")
-        extra = "" if verdict == "power law" else (f"; S-curve favoured by ΔAIC = {rows['delta_aic'].iloc[0]:.1f}"
-                                                   f" but not clearly ({verdict})")
+        alpha = f"α = {pl['exponent']:.2f}" + (
+            "" if err is None or (isinstance(err, float) and math.isnan(err)) else f" ± {err:.2f}"
+        )
+        extra = (
+            ""
+            if verdict == "power law"
+            else (f"; S-curve favoured by ΔAIC = {rows['delta_aic'].iloc[0]:.1f} but not clearly ({verdict})")
+        )
         return f"power law: {alpha}{extra}"
     return html.escape(str(verdict or "no fit"))
 
@@ -85,8 +108,11 @@ def headline_tables(summary) -> str:
         for flavor, fsub in sub.groupby("flavor", sort=False):
             cells = "".join(f"<td>{_verdict_text(fsub[fsub['series'] == s])}</td>" for s in series)
             body.append(f"<tr><th>{html.escape(str(flavor))}</th>{cells}</tr>")
-        out.append(f"<h3>{html.escape(str(metric))} vs n_train</h3><table class='tab'><tr><th>flavor</th>{head}</tr>"
-                   + "".join(body) + "</table>")
+        out.append(
+            f"<h3>{html.escape(str(metric))} vs n_train</h3><table class='tab'><tr><th>flavor</th>{head}</tr>"
+            + "".join(body)
+            + "</table>"
+        )
     return "\n".join(out)
 
 
@@ -104,23 +130,29 @@ def build_html(cfg: dict, tables: dict, figures: list[Path], extra_figures: list
         "border-top:1px solid #ccc;padding-top:.5em}.warn{color:#a40}</style></head><body>",
         f"<h1>Scaling study <code>{html.escape(str(cfg.get('study', '')))}</code></h1>",
         f"<p>{n_cells} evaluated cells; {n_missing} missing or failed. Generated "
-        f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
+        f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
     ]
     if n_missing:
         parts.append(f"<p class='warn'>Missing cells are left out of every figure and fit:</p>{_table(missing)}")
     for fig_path in list(extra_figures) + _ordered([p for p in figures if p.suffix == ".png"]):
         caption = caption_for(fig_path.stem) or "Data summary."
-        parts.append(f"<figure id='{html.escape(fig_path.stem)}'>{_embed(fig_path)}<figcaption><b>"
-                     f"{html.escape(fig_path.stem)}.</b> {html.escape(caption)} (PDF: "
-                     f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>")
-    parts.append(f"<h2 id='fit_summary'>Fit summary</h2><p>{html.escape(CAPTIONS['fit_summary'])} "
-                 "Full records: <code>results/fits/*.json</code>; this table: <code>results/fits/fit_summary.csv"
-                 "</code>.</p>")
+        parts.append(
+            f"<figure id='{html.escape(fig_path.stem)}'>{_embed(fig_path)}<figcaption><b>"
+            f"{html.escape(fig_path.stem)}.</b> {html.escape(caption)} (PDF: "
+            f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>"
+        )
+    parts.append(
+        f"<h2 id='fit_summary'>Fit summary</h2><p>{html.escape(CAPTIONS['fit_summary'])} "
+        "Full records: <code>results/fits/*.json</code>; this table: <code>results/fits/fit_summary.csv"
+        "</code>.</p>"
+    )
     if summary is not None and not summary.empty and "verdict" in summary:
         thresholds = summary[(summary["verdict"] == "threshold") & (summary["form"] == "scurve")]
-        parts.append(f"<p><b>Threshold verdicts:</b> {len(thresholds)} of "
-                     f"{summary[summary['kind'] == 'scaling'][['metric', 'flavor', 'series']].drop_duplicates().shape[0]}"
-                     " scaling curves.</p>")
+        parts.append(
+            f"<p><b>Threshold verdicts:</b> {len(thresholds)} of "
+            f"{summary[summary['kind'] == 'scaling'][['metric', 'flavor', 'series']].drop_duplicates().shape[0]}"
+            " scaling curves.</p>"
+        )
     parts.append(headline_tables(summary))
     parts.append("<h3>All fits</h3>")
     parts.append(_table(summary, SUMMARY_SHOWN))

@@ -23,10 +23,14 @@ def load_tables(cfg: dict) -> dict[str, pd.DataFrame]:
 
     root = results_root(cfg)
     tables = {"runs": read_runs_table(cfg)}
-    for name, path in (("confusion", runs_table(root).with_name("confusion.csv")),
-                       ("missing", runs_table(root).with_name("missing.csv")),
-                       ("fit_summary", root / "fits" / "fit_summary.csv")):
-        tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""]) if Path(path).is_file() else pd.DataFrame()
+    for name, path in (
+        ("confusion", runs_table(root).with_name("confusion.csv")),
+        ("missing", runs_table(root).with_name("missing.csv")),
+        ("fit_summary", root / "fits" / "fit_summary.csv"),
+    ):
+        tables[name] = (
+            pd.read_csv(path, keep_default_na=False, na_values=[""]) if Path(path).is_file() else pd.DataFrame()
+        )
     return tables
 
 

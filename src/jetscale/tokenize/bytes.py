@@ -58,7 +58,7 @@ class ByteTokenizer:
             raise ValueError(f"tokenizer: need patch_size >= 1 and max_bytes >= patch_size + 2 (got {self})")
 
     @classmethod
-    def from_options(cls, options: dict | None) -> "ByteTokenizer":
+    def from_options(cls, options: dict | None) -> ByteTokenizer:
         known = {k: v for k, v in (options or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -79,7 +79,10 @@ class ByteTokenizer:
         features = np.asarray(features)
         mask = np.asarray(mask, dtype=bool)
         if features.shape[1] > 256:
-            raise ValueError(f"byte tokenization stores the particle index in one byte: at most 256 particles, got {features.shape[1]}")
+            raise ValueError(
+                "byte tokenization stores the particle index in one byte: "
+                f"at most 256 particles, got {features.shape[1]}"
+            )
         if self.mode == "native":
             return self._encode_native(features, mask)
         return self._encode_text(features, mask)

@@ -55,12 +55,15 @@ def pair_features_for(vectors, i, j, eps: float = 1e-8):
     ptmin = torch.minimum(pti, ptj)
     s = vectors[:, :, i] + vectors[:, :, j]  # (B, 4, n_pairs)
     m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
-    return torch.stack([
-        torch.log(delta.clamp(min=eps)),
-        torch.log((ptmin * delta).clamp(min=eps)),
-        torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps)),
-        torch.log(m2.clamp(min=eps)),
-    ], dim=-1)
+    return torch.stack(
+        [
+            torch.log(delta.clamp(min=eps)),
+            torch.log((ptmin * delta).clamp(min=eps)),
+            torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps)),
+            torch.log(m2.clamp(min=eps)),
+        ],
+        dim=-1,
+    )
 
 
 def pair_features(vectors, eps: float = 1e-8):

@@ -15,9 +15,13 @@ def register(subparsers) -> None:
     p.add_argument("--splits", default="results/data/splits", help="splits directory (meta.json, train/ val/ test/)")
     p.add_argument("--out", required=True, help="run directory (metrics.json, predictions.parquet, ...)")
     p.add_argument("--threads", type=int, default=None, help="override training.threads")
-    p.add_argument("--processes", type=int, default=None,
-                   help="data-parallel processes on this node (default: training.processes; 'auto' = one per GPU "
-                        "the cell's resources request)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="data-parallel processes on this node (default: training.processes; 'auto' = one per GPU "
+        "the cell's resources request)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulated preemption
     p.set_defaults(func=run)
@@ -45,8 +49,14 @@ def run(args) -> int:
 
     with preempt.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
         try:
-            record = train_cell(cfg, args.cell, args.splits, args.out, progress=not args.no_progress,
-                                stop_after_steps=args.stop_after_steps)
+            record = train_cell(
+                cfg,
+                args.cell,
+                args.splits,
+                args.out,
+                progress=not args.no_progress,
+                stop_after_steps=args.stop_after_steps,
+            )
         except preempt.StopForCheckpoint as exc:
             if os.environ.get("RANK", "0") == "0":
                 print(f"jetscale train: {exc}", file=sys.stderr)

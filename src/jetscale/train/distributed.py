@@ -32,9 +32,10 @@ import datetime
 import importlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,9 +53,11 @@ def resolve_device(preference: str = "auto") -> torch.device:
             raise TrainingError("training.device is 'cuda' but CUDA is not available; allowed here: auto, cpu")
         local_rank = int(os.environ.get("LOCAL_RANK", 0))  # one process per GPU
         if local_rank >= torch.cuda.device_count():
-            raise TrainingError(f"rank with LOCAL_RANK={local_rank} has no GPU of its own: "
-                                f"{torch.cuda.device_count()} visible; start at most that many processes per node "
-                                "(training.processes / --processes) or ask for more GPUs (resources: gpus)")
+            raise TrainingError(
+                f"rank with LOCAL_RANK={local_rank} has no GPU of its own: "
+                f"{torch.cuda.device_count()} visible; start at most that many processes per node "
+                "(training.processes / --processes) or ask for more GPUs (resources: gpus)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         return device
@@ -131,11 +134,14 @@ def init_ranks(device: torch.device) -> Ranks:
     if not dist.is_initialized():
         missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
         if missing:
-            raise TrainingError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; start several processes with "
-                                "`jetscale train --processes N` (torchrun), srun or submitit")
+            raise TrainingError(
+                f"WORLD_SIZE={world} but {', '.join(missing)} not set; start several processes with "
+                "`jetscale train --processes N` (torchrun), srun or submitit"
+            )
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10),
-                                **({"device_id": device} if device.type == "cuda" else {}))
+        dist.init_process_group(
+            backend, timeout=datetime.timedelta(minutes=10), **({"device_id": device} if device.type == "cuda" else {})
+        )
         owns = True
     return Ranks(rank=rank, world=world, device=device, owns_group=owns)
 
@@ -180,8 +186,11 @@ def _quiet_deepspeed_on_cpu(device: torch.device) -> None:
     import deepspeed
 
     deepspeed.utils.logger.setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning,
-                            message=r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)` is deprecated")
+    warnings.filterwarnings(
+        "ignore",
+        category=FutureWarning,
+        message=r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)` is deprecated",
+    )
     backend = importlib.import_module("deepspeed.comm.torch")  # the module, not `torch` re-exported by deepspeed.comm
     if device.type == "cpu" and hasattr(backend, "build_shm_op"):
         backend.build_shm_op = lambda: None
@@ -195,8 +204,16 @@ class Engine:
     name = "base"
     partitioned = False  # module.state_dict() holds the full weights
 
-    def __init__(self, model, optimizer, scheduler, grad_clip: float | None, ranks: Ranks, bf16: bool,
-                 compile_model: bool = False):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        grad_clip: float | None,
+        ranks: Ranks,
+        bf16: bool,
+        compile_model: bool = False,
+    ):
         self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.compiled = compile_model
         self.grad_clip, self.ranks, self.bf16 = grad_clip, ranks, bf16
@@ -223,8 +240,16 @@ class Engine:
 class TorchEngine(Engine):
     name = "torch"
 
-    def __init__(self, model, optimizer, scheduler, grad_clip: float | None, ranks: Ranks, bf16: bool,
-                 compile_model: bool = False):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        grad_clip: float | None,
+        ranks: Ranks,
+        bf16: bool,
+        compile_model: bool = False,
+    ):
         super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
         self.forward_model = model
         if ranks.world > 1:
@@ -264,8 +289,19 @@ class TorchEngine(Engine):
 class DeepSpeedEngine(Engine):
     name = "deepspeed"
 
-    def __init__(self, model, optimizer, scheduler, grad_clip, ranks: Ranks, bf16: bool, compile_model: bool = False,
-                 *, batch_size: int, zero_stage: int):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        grad_clip,
+        ranks: Ranks,
+        bf16: bool,
+        compile_model: bool = False,
+        *,
+        batch_size: int,
+        zero_stage: int,
+    ):
         import deepspeed
 
         _quiet_deepspeed_on_cpu(ranks.device)
@@ -318,8 +354,9 @@ class DeepSpeedEngine(Engine):
         tag = state.get("deepspeed_tag")
         if tag is None or state.get("world") != self.ranks.world or not (out_dir / DS_CHECKPOINT_DIR / tag).is_dir():
             return False  # partitions are per rank: a different number of processes cannot reuse them
-        path, _ = self.engine.load_checkpoint(str(out_dir / DS_CHECKPOINT_DIR), tag=tag, load_optimizer_states=True,
-                                              load_lr_scheduler_states=True)
+        path, _ = self.engine.load_checkpoint(
+            str(out_dir / DS_CHECKPOINT_DIR), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         return path is not None
 
     def prune(self, out_dir: Path, keep: str) -> None:
@@ -335,8 +372,10 @@ def wants_deepspeed(training: dict, device: torch.device) -> bool:
     enabled = (training.get("deepspeed") or {}).get("enabled", "auto")
     if enabled is True:
         if not deepspeed_importable(device):
-            raise ConfigError("training.deepspeed.enabled is true but the deepspeed package is not importable "
-                              "(it is pinned in envs/requirements.txt); allowed without it: auto, false")
+            raise ConfigError(
+                "training.deepspeed.enabled is true but the deepspeed package is not importable "
+                "(it is pinned in envs/requirements.txt); allowed without it: auto, false"
+            )
         return True
     return enabled == "auto" and device.type == "cuda" and deepspeed_importable(device)
 
@@ -346,6 +385,15 @@ def make_engine(model, optimizer, scheduler, training: dict, ranks: Ranks):
     compile_model = bool(training.get("compile", False))
     if wants_deepspeed(training, ranks.device):
         ds = training.get("deepspeed") or {}
-        return DeepSpeedEngine(model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model,
-                               batch_size=int(training["batch_size"]), zero_stage=int(ds.get("zero_stage", 1)))
+        return DeepSpeedEngine(
+            model,
+            optimizer,
+            scheduler,
+            training.get("grad_clip"),
+            ranks,
+            bf16,
+            compile_model,
+            batch_size=int(training["batch_size"]),
+            zero_stage=int(ds.get("zero_stage", 1)),
+        )
     return TorchEngine(model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model)

@@ -42,8 +42,9 @@ class SplitInputs:
             eager = self.n * per_jet <= EAGER_LIMIT_BYTES
         self.eager = eager
         if eager:
-            self.arrays, self.info = prepare_inputs(name, options, np.asarray(raw["features"]), np.asarray(raw["mask"]),
-                                                    np.asarray(raw["vectors"]))
+            self.arrays, self.info = prepare_inputs(
+                name, options, np.asarray(raw["features"]), np.asarray(raw["mask"]), np.asarray(raw["vectors"])
+            )
             self.raw = None
         else:
             self.arrays, self.raw = None, raw
@@ -65,8 +66,13 @@ class SplitInputs:
             truncated = 0
             for start in range(0, self.n, INFO_CHUNK):
                 rows = np.arange(start, min(self.n, start + INFO_CHUNK))
-                _, chunk = prepare_inputs(self.name, self.options, np.asarray(self.raw["features"][rows]),
-                                          np.asarray(self.raw["mask"][rows]), np.asarray(self.raw["vectors"][rows]))
+                _, chunk = prepare_inputs(
+                    self.name,
+                    self.options,
+                    np.asarray(self.raw["features"][rows]),
+                    np.asarray(self.raw["mask"][rows]),
+                    np.asarray(self.raw["vectors"][rows]),
+                )
                 truncated += chunk["truncated_jets"]
                 info["seq_len"] = chunk["seq_len"]
             info["truncated_jets"] = truncated
@@ -80,8 +86,9 @@ class SplitInputs:
         return batch_tensors(self._prepare(rows), slice(None), device)
 
 
-def load_split_inputs(splits_dir: str | os.PathLike, split: str, name: str, options: dict, n: int | None = None,
-                      eager: bool | None = None) -> SplitInputs:
+def load_split_inputs(
+    splits_dir: str | os.PathLike, split: str, name: str, options: dict, n: int | None = None, eager: bool | None = None
+) -> SplitInputs:
     from ..data.splits import load_split
 
     return SplitInputs(name, options, load_split(splits_dir, split, n=n), eager=eager)

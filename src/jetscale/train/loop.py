@@ -36,7 +36,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,18 +175,29 @@ def git_revision() -> str | None:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def hardware(device: torch.device, threads: int, engine, ranks: Ranks) -> dict[str, Any]:
-    info = {"device": device.type, "engine": engine.name, "precision": "bf16" if engine.bf16 else "fp32",
-            "compiled": engine.compiled,
-            "processes": ranks.world, "threads": threads, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "hostname": platform.node()}
+    info = {
+        "device": device.type,
+        "engine": engine.name,
+        "precision": "bf16" if engine.bf16 else "fp32",
+        "compiled": engine.compiled,
+        "processes": ranks.world,
+        "threads": threads,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["gpu_count"] = torch.cuda.device_count()
@@ -217,7 +228,9 @@ def write_log(path: Path, rows: list[dict]) -> None:
     jio.write_text(path, buf.getvalue())
 
 
-def write_predictions(path: Path, jet_id: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> None:
+def write_predictions(
+    path: Path, jet_id: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]
+) -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"jet_id": jet_id.astype(np.int64), "label": labels.astype(np.int64)})
@@ -244,13 +257,20 @@ def archive(out_dir: Path, shash: str) -> None:
 
 
 def write_failure(out_dir: Path, reason: str, **extra) -> None:
-    record = {"status": "failed", "reason": reason, **extra, "time": datetime.now(timezone.utc).isoformat()}
+    record = {"status": "failed", "reason": reason, **extra, "time": datetime.now(UTC).isoformat()}
     jio.write_json(out_dir / "failure.json", record)
 
 
 # ------------------------------------------------------------------------------------------- the run
-def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-               progress: bool = True, stop_after_steps: int | None = None) -> dict:
+def train_cell(
+    cfg: dict,
+    cell_id: str,
+    splits_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> dict:
     """Train the cell ``cell_id`` of the (validated) config ``cfg``; return the metrics record.
 
     Resumes from ``out_dir/checkpoint.pt`` when it belongs to the same resolved settings. ``stop_after_steps``
@@ -271,14 +291,41 @@ def train_cell(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir: 
     device = resolve_device(cfg["training"].get("device", "auto"))
     ranks = init_ranks(device)
     try:
-        return _train(cfg, cell, cell_id, settings, shash, training, Path(splits_dir), out_dir, device, ranks,
-                      progress=progress, stop_after_steps=stop_after_steps, t_start=t_start)
+        return _train(
+            cfg,
+            cell,
+            cell_id,
+            settings,
+            shash,
+            training,
+            Path(splits_dir),
+            out_dir,
+            device,
+            ranks,
+            progress=progress,
+            stop_after_steps=stop_after_steps,
+            t_start=t_start,
+        )
     finally:
         ranks.close()
 
 
-def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, device, ranks: Ranks, *, progress,
-           stop_after_steps, t_start) -> dict:
+def _train(
+    cfg,
+    cell,
+    cell_id,
+    settings,
+    shash,
+    training,
+    splits_dir,
+    out_dir,
+    device,
+    ranks: Ranks,
+    *,
+    progress,
+    stop_after_steps,
+    t_start,
+) -> dict:
     main = ranks.is_main
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,8 +346,10 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     pretrain = bool(training.get("pretrain")) and name == "bbt_neutron"
     if pretrain:
         options["lm_head"] = True
-    inputs = {split: load_split_inputs(splits_dir, split, name, options, settings["n_train"] if split == "train" else None)
-              for split in ("train", "val", "test")}
+    inputs = {
+        split: load_split_inputs(splits_dir, split, name, options, settings["n_train"] if split == "train" else None)
+        for split in ("train", "val", "test")
+    }
     input_info = {split: inp.info for split, inp in inputs.items()}
     train_labels = torch.from_numpy(inputs["train"].labels)
     val_labels, test = inputs["val"].labels, inputs["test"]
@@ -314,23 +363,42 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
         torch.manual_seed(seed + 1_000_003 * ranks.rank)
     batch_size = min(int(training["batch_size"]), settings["n_train"])
     if batch_size < ranks.world:
-        raise ConfigError(f"training.batch_size: a batch of {batch_size} jets cannot be shared among "
-                          f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes")
+        raise ConfigError(
+            f"training.batch_size: a batch of {batch_size} jets cannot be shared among "
+            f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes"
+        )
     budget = total_samples(settings)
     total_steps = max(1, math.ceil(budget / batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["lr"]),
-                                  weight_decay=float(training["weight_decay"]))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(training["lr"]), weight_decay=float(training["weight_decay"])
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(training["warmup_fraction"])))
-    engine = make_engine(model, optimizer, scheduler,  # compile is a speed knob, kept out of the settings
-                         {**training, "batch_size": batch_size, "compile": cfg["training"].get("compile", False)}, ranks)
+    engine = make_engine(
+        model,
+        optimizer,
+        scheduler,  # compile is a speed knob, kept out of the settings
+        {**training, "batch_size": batch_size, "compile": cfg["training"].get("compile", False)},
+        ranks,
+    )
     sampler = Sampler(settings["n_train"], seed)
     eval_every = max(1, int(training["eval_every_samples"]))
     patience = training.get("early_stopping_patience")
     ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))
     ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
 
-    state = {"step": 0, "position": 0, "best_val": math.inf, "best_val_accuracy": None, "best_step": 0, "best_state": None,
-             "evals_since_best": 0, "log_rows": [], "elapsed": 0.0, "done": False, "early_stopped": False}
+    state = {
+        "step": 0,
+        "position": 0,
+        "best_val": math.inf,
+        "best_val_accuracy": None,
+        "best_step": 0,
+        "best_state": None,
+        "evals_since_best": 0,
+        "log_rows": [],
+        "elapsed": 0.0,
+        "done": False,
+        "early_stopped": False,
+    }
     resumed = ckpt.load_checkpoint(ckpt_path, shash)
     if resumed is not None and engine.load(out_dir, resumed):
         rngs = resumed.get("rng_ranks")
@@ -343,11 +411,19 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
         weights = engine.full_state_dict(copy=False)  # saved right away; collective under ZeRO-3
         rngs = ranks.gather_objects(ckpt.rng_state())
         if main:
-            ckpt.save_checkpoint(ckpt_path, {
-                **state, "model": weights, "engine": engine_state, "rng": rngs[0],
-                "rng_ranks": rngs if ranks.world > 1 else None, "settings_hash": shash, "cell_id": cell_id,
-                "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
-            })
+            ckpt.save_checkpoint(
+                ckpt_path,
+                {
+                    **state,
+                    "model": weights,
+                    "engine": engine_state,
+                    "rng": rngs[0],
+                    "rng_ranks": rngs if ranks.world > 1 else None,
+                    "settings_hash": shash,
+                    "cell_id": cell_id,
+                    "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
+                },
+            )
         ranks.barrier()
         engine.prune(out_dir, tag)
 
@@ -379,15 +455,22 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
                     # ranks stop, and checkpoint, at the same step.
                     share = len(local) / len(idx)
                     step_loss, stop_votes, ckpt_votes = ranks.all_sum(
-                        [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint])
+                        [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint]
+                    )
                     loss = loss * (share * ranks.world)
                 else:
                     step_loss = float(loss.detach())
                 if not math.isfinite(step_loss):
                     reason = f"non-finite training loss ({step_loss}) at step {state['step'] + 1}"
                     if main:
-                        write_failure(out_dir, reason, step=state["step"] + 1, samples=state["position"],
-                                      cell_id=cell_id, settings_hash=shash)
+                        write_failure(
+                            out_dir,
+                            reason,
+                            step=state["step"] + 1,
+                            samples=state["position"],
+                            cell_id=cell_id,
+                            settings_hash=shash,
+                        )
                     raise TrainingError(f"{cell_id}: {reason}; see {out_dir / 'failure.json'}")
                 engine.backward(loss)
                 engine.step()
@@ -401,16 +484,25 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
                 last = state["step"] >= total_steps
                 if evaluated or last or state["step"] % LOG_EVERY_STEPS == 0:
                     now = time.perf_counter()
-                    row = {"step": state["step"], "samples": state["position"],
-                           "loss": round(running_loss / running_steps, 6),
-                           "lr": float(f"{engine.scheduler.get_last_lr()[0]:.6g}"),
-                           "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1), "val_loss": None}
+                    row = {
+                        "step": state["step"],
+                        "samples": state["position"],
+                        "loss": round(running_loss / running_steps, 6),
+                        "lr": float(f"{engine.scheduler.get_last_lr()[0]:.6g}"),
+                        "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1),
+                        "val_loss": None,
+                    }
                     if evaluated or last:
                         val_loss, val_acc = evaluate_val()
                         row["val_loss"] = round(val_loss, 6)
                         if val_loss < state["best_val"]:
-                            state.update(best_val=val_loss, best_val_accuracy=val_acc, best_step=state["step"],
-                                         evals_since_best=0, best_state=engine.full_state_dict())
+                            state.update(
+                                best_val=val_loss,
+                                best_val_accuracy=val_acc,
+                                best_step=state["step"],
+                                evals_since_best=0,
+                                best_state=engine.full_state_dict(),
+                            )
                         else:
                             state["evals_since_best"] += 1
                             if patience and state["evals_since_best"] >= patience:
@@ -427,9 +519,16 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
                     save()
                     ckpt.REQUESTS.checkpoint = False
                     if stop:
-                        raise ckpt.TrainingInterrupted(f"{cell_id}: stopped by {ckpt.stop_reason()} at step "
-                                                       f"{state['step']}; checkpoint written, rerun to resume")
-                if stop_after_steps is not None and state["step"] >= stop_after_steps and not state["done"] and not last:
+                        raise ckpt.TrainingInterrupted(
+                            f"{cell_id}: stopped by {ckpt.stop_reason()} at step "
+                            f"{state['step']}; checkpoint written, rerun to resume"
+                        )
+                if (
+                    stop_after_steps is not None
+                    and state["step"] >= stop_after_steps
+                    and not state["done"]
+                    and not last
+                ):
                     save()
                     raise ckpt.TrainingInterrupted(f"{cell_id}: stopped after {state['step']} steps (stop_after_steps)")
     finally:
@@ -450,17 +549,33 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     if state["best_state"] is not None:  # the best evaluation already scored these weights on val
         val_loss, val_acc = state["best_val"], state["best_val_accuracy"]
     else:
-        val_loss, val_acc = loss_and_accuracy(predict(final_model, inputs["val"], device, engine.eval_autocast, ranks),
-                                              val_labels)
+        val_loss, val_acc = loss_and_accuracy(
+            predict(final_model, inputs["val"], device, engine.eval_autocast, ranks), val_labels
+        )
     test_probs = predict(final_model, test, device, engine.eval_autocast, ranks)
     test_loss, test_acc = loss_and_accuracy(test_probs, test.labels)
     sample = inputs["val"].tensors(slice(0, min(64, inputs["val"].n)), device)
     flops_per_jet = measure_flops_per_jet(final_model, sample)
     record = metrics_record(
-        cfg=cfg, cell=cell, cell_id=cell_id, settings=settings, shash=shash, model=final_model, state=state,
-        flops_per_jet=flops_per_jet, val=(val_loss, val_acc), test=(test_loss, test_acc), budget=budget,
-        total_steps=total_steps, batch_size=batch_size, device=device, engine=engine, ranks=ranks,
-        wall_time_s=state["elapsed"] + (time.perf_counter() - t_run), input_info=input_info, meta=meta,
+        cfg=cfg,
+        cell=cell,
+        cell_id=cell_id,
+        settings=settings,
+        shash=shash,
+        model=final_model,
+        state=state,
+        flops_per_jet=flops_per_jet,
+        val=(val_loss, val_acc),
+        test=(test_loss, test_acc),
+        budget=budget,
+        total_steps=total_steps,
+        batch_size=batch_size,
+        device=device,
+        engine=engine,
+        ranks=ranks,
+        wall_time_s=state["elapsed"] + (time.perf_counter() - t_run),
+        input_info=input_info,
+        meta=meta,
         setup_s=t_run - t_start,
     )
     if main:
@@ -471,8 +586,29 @@ def _train(cfg, cell, cell_id, settings, shash, training, splits_dir, out_dir, d
     return record
 
 
-def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_per_jet, val, test, budget,
-                   total_steps, batch_size, device, engine, ranks, wall_time_s, input_info, meta, setup_s) -> dict:
+def metrics_record(
+    *,
+    cfg,
+    cell,
+    cell_id,
+    settings,
+    shash,
+    model,
+    state,
+    flops_per_jet,
+    val,
+    test,
+    budget,
+    total_steps,
+    batch_size,
+    device,
+    engine,
+    ranks,
+    wall_time_s,
+    input_info,
+    meta,
+    setup_s,
+) -> dict:
     """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
     samples = int(state["position"])
     return {
@@ -503,12 +639,14 @@ def metrics_record(*, cfg, cell, cell_id, settings, shash, model, state, flops_p
         "setup_time_s": round(setup_s, 3),
         "n_val": input_info["val"]["n_jets"],
         "n_test": input_info["test"]["n_jets"],
-        "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()} if settings["model"] == "bbt_neutron" else None,
+        "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()}
+        if settings["model"] == "bbt_neutron"
+        else None,
         "hardware": hardware(device, torch.get_num_threads(), engine, ranks),
         "versions": versions(engine.name),
         "git_revision": git_revision(),
         "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
         "settings": settings,
         "settings_hash": shash,
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
     }
