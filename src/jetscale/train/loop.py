@@ -110,12 +110,17 @@ def lr_lambda(total_steps: int, warmup_fraction: float):
 
 # --------------------------------------------------------------------------------------------- losses
 def compute_loss(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, pretrain: bool = False) -> torch.Tensor:
-    """Cross-entropy of the class logits (+ next-patch byte LM loss for BBT-Neutron when ``pretrain``)."""
+    """Cross-entropy of the class logits (+ next-patch byte LM loss for BBT-Neutron when ``pretrain``).
+
+    ``training.pretrain`` trains the LM head *beside* the classifier on the labelled jets (a multi-task
+    auxiliary loss). Pretraining proper, on unlabelled jets before fine-tuning, is the grid's ``pretrain``
+    axis (``jetscale.pretrain``); both use the same next-patch loss.
+    """
     if pretrain and "patches" in batch:
+        from ..pretrain.next_patch import next_patch_loss
+
         logits, lm = model(**batch, return_lm=True)
-        target = batch["patches"][:, 1:].long()  # patch t predicts the bytes of patch t + 1
-        lm_loss = F.cross_entropy(lm[:, :-1].reshape(-1, lm.shape[-1]), target.reshape(-1), ignore_index=256)
-        return F.cross_entropy(logits.float(), labels) + lm_loss
+        return F.cross_entropy(logits.float(), labels) + next_patch_loss(lm, batch["patches"])
     return F.cross_entropy(model(**batch).float(), labels)
 
 
