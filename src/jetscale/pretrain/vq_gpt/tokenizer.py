@@ -94,9 +94,9 @@ class VQVAE(nn.Module):
     def unstandardise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean
 
-    def encode_latent(self, xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Standardised (B, N, F) → latents (B, N, D)."""
-        return self.encoder(xs) if self.arch == "mlp" else self.encoder(xs, mask)
+    def real_latents(self, xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Latents (M, D) of the real particles only (the MLP never sees padded slots)."""
+        return self.encoder(xs[mask]) if self.arch == "mlp" else self.encoder(xs, mask)[mask]
 
     def decode_latent(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Latents (B, N, D) → standardised (B, N, F)."""
@@ -119,15 +119,18 @@ class VQVAE(nn.Module):
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Code index of every particle, (B, N) long; -1 on padded slots."""
         mask = mask.bool()
-        z = self.encode_latent(self.standardise(x.float()), mask)
         codes = torch.full(mask.shape, -1, dtype=torch.long, device=x.device)
-        codes[mask] = self.nearest(z[mask])
+        codes[mask] = self.nearest(self.real_latents(self.standardise(x.float()), mask))
         return codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N) code indices → (B, N, F) features in raw units, zero on padded slots."""
         mask = mask.bool()
+        out = torch.zeros(*mask.shape, self.n_features, device=codes.device)
+        if self.arch == "mlp":  # per particle: decode the real ones only
+            out[mask] = self.unstandardise(self.decoder(self.codebook[codes[mask]]))
+            return out
         z = self.codebook[codes.clamp(min=0)] * mask.unsqueeze(-1)
         return self.unstandardise(self.decode_latent(z, mask)) * mask.unsqueeze(-1)
 
@@ -140,14 +143,17 @@ class VQVAE(nn.Module):
         """Training loss of a batch (raw units): reconstruction MSE + commitment; also the latents and codes."""
         mask = mask.bool()
         xs = self.standardise(x.float())
-        z = self.encode_latent(xs, mask)
-        zr = z[mask]
+        zr = self.real_latents(xs, mask)
         codes = self.nearest(zr.detach())
         e = self.codebook[codes]
         commit = F.mse_loss(zr, e)
-        zq = torch.zeros_like(z)
-        zq[mask] = zr + (e - zr).detach()  # straight-through: the decoder's gradient reaches the encoder
-        reco = self.decode_latent(zq, mask)[mask]
+        zq = zr + (e - zr).detach()  # straight-through: the decoder's gradient reaches the encoder
+        if self.arch == "mlp":
+            reco = self.decoder(zq)
+        else:
+            padded = torch.zeros(*mask.shape, self.latent_dim, dtype=zq.dtype, device=zq.device)
+            padded[mask] = zq
+            reco = self.decode_latent(padded, mask)[mask]
         reco_loss = F.mse_loss(reco, xs[mask])
         return reco_loss + commitment * commit, reco_loss, commit, zr.detach(), codes
 
@@ -227,7 +233,7 @@ def fit_vqvae(
             mb = torch.from_numpy(m[:, :width]).to(device)
             if step == 0:  # seed the codebook at encoder outputs of real particles
                 with torch.no_grad():
-                    z0 = vq.encode_latent(vq.standardise(xb), mb)[mb]
+                    z0 = vq.real_latents(vq.standardise(xb), mb)
                 vq.reseed(torch.ones(vq.codebook_size, dtype=torch.bool, device=device), z0, gen)
             loss, reco, _commit, z, codes = vq.loss(xb, mb, opts.commitment)
             optimizer.zero_grad(set_to_none=True)
