@@ -20,6 +20,7 @@ AREA_MODULES = (
     "jetscale.train.cli",
     "jetscale.evaluate.cli",
     "jetscale.fit.cli",
+    "jetscale.fit.forecast_cli",
     "jetscale.report.cli",
     "jetscale.launch.cli",
 )
