@@ -23,6 +23,7 @@ AREA_MODULES = (
     "jetscale.fit.forecast_cli",
     "jetscale.report.cli",
     "jetscale.launch.cli",
+    "jetscale.status",
 )
 
 
