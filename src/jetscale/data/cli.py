@@ -70,6 +70,8 @@ def _generate(args) -> int:
             sqrt_s=gen["sqrt_s"],
             classes=cfg["classes"],
             detector=detector_settings(gen.get("detector")),
+            process=gen["process"],
+            clustering=gen["clustering"],
         )
         with ShardWriter(args.out, metadata=meta) as writer:
             for table in shard_tables(cfg, args.shard, workers=args.workers):
@@ -143,6 +145,6 @@ def _split(args) -> int:
 def _summary(args) -> int:
     from .summary import data_summary
 
-    paths = data_summary(args.splits, args.out, max_jets=args.max_jets)
+    paths = data_summary(args.splits, args.out, max_jets=args.max_jets, print_table=True)
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0

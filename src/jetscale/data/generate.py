@@ -1,8 +1,10 @@
 """Built-in JoI generator: e+e- -> νν̄H at √s = 240 GeV with Pythia 8, H forced to one flavour per task.
 
-Chain per batch of events (vectorised, no per-particle Python loop): ``Pythia.nextBatch`` -> true final state ->
-parametric detector (:mod:`.detector`) -> Durham exclusive-2 jets (:mod:`.jets`) -> truth labels from the Higgs
-daughters -> Table-1 features (:mod:`.features`) -> :class:`~.store.JetTable`, particles energy-ordered.
+The process is ``data.generate.process``: Z(->νν̄)H only (the CEPC JoI papers' sample, default) or all νν̄H incl.
+WW fusion. Chain per batch of events (vectorised, no per-particle Python loop): ``Pythia.nextBatch`` -> true final
+state -> parametric detector (:mod:`.detector`) -> exclusive-2 jets (:mod:`.jets`; Durham or ee_genkt) -> truth
+labels from the Higgs daughters -> Table-1 features (:mod:`.features`) -> :class:`~.store.JetTable`, particles
+energy-ordered.
 
 Work is cut into *tasks* (one Higgs decay mode, a number of events, a seed). A task's output depends only on its
 seed, and tasks are combined in a fixed order, so results are identical for any number of worker processes.
@@ -38,6 +40,11 @@ DECAY_MODES: dict[str, str] = {"b": "5 -5", "c": "4 -4", "s": "3 -3", "u": "2 -2
 MAX_SEED = 900_000_000
 NEUTRINOS = (12, 14, 16)
 EVENTS_PER_BATCH = 1000
+PROCESSES = ("zh_nunu", "nunu_h")
+PROCESS_DESCRIPTION = {
+    "zh_nunu": "e+e- -> Z H, Z -> nu nubar",
+    "nunu_h": "e+e- -> nu nubar H (Z H with Z -> nu nubar, and WW fusion)",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,13 @@ class Task:
     classes: tuple[str, ...]
     detector: tuple  # detector settings as sorted (key, value) pairs (hashable)
     sqrt_s: float = 240.0
+    process: str = "zh_nunu"
+    clustering: tuple = ()  # clustering settings as sorted (key, value) pairs; () = Durham
+
+    def decay_volume(self) -> tuple[float, float]:
+        """(radius, half-length) in mm inside which Pythia decays particles: the calorimeter's front."""
+        det = det_mod.detector_settings(dict(self.detector))
+        return float(det["calorimeter_radius"]), float(det["calorimeter_half_length"])
 
 
 def derive_seed(*keys: int) -> int:
@@ -74,7 +88,17 @@ def jets_per_event(mode: str) -> int:
     return 2 if mode == "g" else 1
 
 
-def pythia_settings(mode: str, seed: int, sqrt_s: float = 240.0) -> list[str]:
+def pythia_settings(
+    mode: str,
+    seed: int,
+    sqrt_s: float = 240.0,
+    process: str = "zh_nunu",
+    decay_volume: tuple[float, float] = (2250.0, 3000.0),
+) -> list[str]:
+    """Pythia settings for one task; particles decay in flight inside ``decay_volume`` (radius, half-length mm)."""
+    if process not in PROCESSES:
+        raise ConfigError(f"data.generate.process: {process!r} is not allowed; allowed values: {list(PROCESSES)}")
+    ww_fusion = ["HiggsSM:ff2Hff(t:WW) = on"] if process == "nunu_h" else []
     return [
         "Print:quiet = on",
         "Next:numberCount = 0",
@@ -84,22 +108,28 @@ def pythia_settings(mode: str, seed: int, sqrt_s: float = 240.0) -> list[str]:
         "HiggsSM:ffbar2HZ = on",
         "23:onMode = off",
         "23:onIfAny = 12 14 16",
-        "HiggsSM:ff2Hff(t:WW) = on",
+        *ww_fusion,
         "25:onMode = off",
         f"25:onIfMatch = {DECAY_MODES[mode]}",
         "ParticleDecays:limitCylinder = on",
-        "ParticleDecays:xyMax = 1000.",
-        "ParticleDecays:zMax = 2000.",
+        f"ParticleDecays:xyMax = {decay_volume[0]}",
+        f"ParticleDecays:zMax = {decay_volume[1]}",
         "Random:setSeed = on",
         f"Random:seed = {seed}",
     ]
 
 
-def make_pythia(mode: str, seed: int, sqrt_s: float = 240.0):
+def make_pythia(
+    mode: str,
+    seed: int,
+    sqrt_s: float = 240.0,
+    process: str = "zh_nunu",
+    decay_volume: tuple[float, float] = (2250.0, 3000.0),
+):
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for line in pythia_settings(mode, seed, sqrt_s):
+    for line in pythia_settings(mode, seed, sqrt_s, process, decay_volume):
         if not pythia.readString(line):
             raise RuntimeError(f"Pythia rejected setting {line!r}")
     if not pythia.init():
@@ -131,7 +161,7 @@ def process_batch(events, charge_of: ChargeTable, task: Task, rng: np.random.Gen
     good, particles = detector_level(truth, charge_of, task, rng)
     if not good.any():
         return empty_table()
-    counts, cols = cluster_jets(particles)
+    counts, cols = cluster_jets(particles, dict(task.clustering))
     jet = jet_kinematics(counts, cols["px"], cols["py"], cols["pz"], cols["e"])
     label, angles = truth_labels(truth, good, jet, task.classes)
     feats = particle_features(counts, cols["px"], cols["py"], cols["pz"], cols["e"], jet, cols)
@@ -201,8 +231,8 @@ def detector_level(truth: dict, charge_of: ChargeTable, task: Task, rng: np.rand
     return good, cols
 
 
-def cluster_jets(particles: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Durham exclusive-2 jets per event: (constituents per jet, particle columns grouped by jet, energy-ordered)."""
+def cluster_jets(particles: dict, clustering: dict | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Exclusive-2 jets per event: (constituents per jet, particle columns grouped by jet, energy-ordered)."""
     import awkward as ak
 
     from .jets import cluster_two_jets
@@ -211,7 +241,7 @@ def cluster_jets(particles: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     evs = ak.unflatten(
         ak.zip({"px": particles["px"], "py": particles["py"], "pz": particles["pz"], "E": particles["e"]}), n_per_event
     )
-    idx = cluster_two_jets(evs)
+    idx = cluster_two_jets(evs, clustering)
     counts = ak.to_numpy(ak.flatten(ak.num(idx, axis=2)))
     ev_start = np.concatenate([[0], np.cumsum(n_per_event)[:-1]])
     jet_event = np.repeat(np.arange(len(n_per_event)), 2)
@@ -241,7 +271,7 @@ def label_of_pdg(pdg: np.ndarray, classes) -> np.ndarray:
 
 def run_task(task: Task, event_offset: int = 0, progress=None) -> JetTable:
     """Generate and process one task's events; deterministic in ``task.seed``."""
-    pythia = make_pythia(task.mode, task.seed, task.sqrt_s)
+    pythia = make_pythia(task.mode, task.seed, task.sqrt_s, task.process, task.decay_volume())
     charge_of = ChargeTable(pythia.particleData)
     rng = np.random.default_rng(task.seed)
     tables, done = [], 0
@@ -288,10 +318,21 @@ def run_tasks(tasks: list[Task], *, workers: int = 1, event_base: int = 0, desc:
                 yield table
 
 
+def _frozen(value):
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def detector_key(cfg_detector: dict | None) -> tuple:
     """Detector settings as a sorted tuple of (key, value) with lists made tuples (for a frozen Task)."""
     items = det_mod.detector_settings(cfg_detector).items()
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
+    return tuple(sorted((k, _frozen(v)) for k, v in items))
+
+
+def clustering_key(cfg_clustering: dict | None) -> tuple:
+    """Clustering settings with defaults, as sorted (key, value) pairs (for a frozen Task)."""
+    from .jets import clustering_settings
+
+    return tuple(sorted(clustering_settings(cfg_clustering).items()))
 
 
 def make_tasks(
@@ -303,6 +344,8 @@ def make_tasks(
     sqrt_s: float,
     chunk: int = 5000,
     first_chunk: int = 0,
+    process: str = "zh_nunu",
+    clustering: tuple = (),
 ) -> list[Task]:
     """Tasks of at most ``chunk`` events, interleaved over modes (so any run of tasks mixes classes).
 
@@ -323,20 +366,25 @@ def make_tasks(
                 while seed in used:  # never run two tasks of one call on the same random stream
                     seed = seed % (MAX_SEED - 1) + 1
                 used.add(seed)
-                tasks.append(Task(m, per_mode[m][c], seed, tuple(classes), detector, float(sqrt_s)))
+                tasks.append(
+                    Task(m, per_mode[m][c], seed, tuple(classes), detector, float(sqrt_s), process, clustering)
+                )
     return tasks
 
 
-def provenance(**extra) -> dict:
+def provenance(process: str = "zh_nunu", clustering: dict | None = None, **extra) -> dict:
     """Shard metadata for generated data: generator, versions and settings."""
     from importlib.metadata import version
 
+    from .jets import clustering_description, clustering_settings
+
     return {
         "source": "generate",
-        "process": "e+e- -> nu nubar H (ZH, Z->nunu + WW fusion)",
+        "process": PROCESS_DESCRIPTION[process],
         "pythia8mc": version("pythia8mc"),
         "fastjet": version("fastjet"),
-        "jets": "Durham exclusive-2",
+        "jets": clustering_description(clustering),
+        "clustering": clustering_settings(clustering),
         **extra,
     }
 
@@ -362,6 +410,7 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
     n_jets = shard_jets_per_class(gen["jets_per_class"], gen["n_shards"], shard)
     modes = decay_modes(classes)
     detector = detector_key(gen.get("detector"))
+    process, jets = gen.get("process", "zh_nunu"), clustering_key(gen.get("clustering"))
     remaining = np.full(len(classes), n_jets)
     classes_of = {m: [i for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m])] for m in modes}
     first_chunk, event_base = 0, shard * 1_000_000_000
@@ -371,7 +420,9 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
         if remaining[classes_of[m]].max() > 0
     }:
         ask = {m: int(n * 1.03) + 10 for m, n in need.items()}  # a few events fail (no two partons, ...)
-        tasks = make_tasks(list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk, first_chunk)
+        tasks = make_tasks(
+            list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk, first_chunk, process, jets
+        )
         for table in run_tasks(tasks, workers=workers, event_base=event_base, desc=f"shard {shard}"):
             yield take_needed(table, remaining)
         event_base += sum(t.n_events for t in tasks)
@@ -407,6 +458,8 @@ def generate_events(
     detector: dict | None = None,
     sqrt_s: float = 240.0,
     chunk: int = 5000,
+    process: str = "zh_nunu",
+    clustering: dict | None = None,
 ):
     """Standalone generation: ``events_per_mode`` events of every Higgs decay mode needed by ``classes``.
 
@@ -415,6 +468,14 @@ def generate_events(
     """
     modes = decay_modes(classes)
     tasks = make_tasks(
-        modes, {m: events_per_mode for m in modes}, (seed,), classes, detector_key(detector), sqrt_s, chunk
+        modes,
+        {m: events_per_mode for m in modes},
+        (seed,),
+        classes,
+        detector_key(detector),
+        sqrt_s,
+        chunk,
+        process=process,
+        clustering=clustering_key(clustering),
     )
     yield from run_tasks(tasks, workers=workers)

@@ -1,4 +1,8 @@
-"""Durham (ee_kt) exclusive-2 jet clustering and truth labelling by the Higgs-daughter partons.
+"""Exclusive-2 jet clustering (Durham ee_kt, or generalised ee_genkt) and truth labelling by the Higgs daughters.
+
+``data.generate.clustering`` picks the algorithm: ``ee_kt`` (Durham, the full-simulation JoI reference) or
+``ee_genkt`` with radius R and power p (the CEPC 4th-concept Delphes card: R = 2.5, p = 1). Both are forced to
+exactly two jets per event.
 
 Events are awkward arrays ``n_events * var * {px, py, pz, E}`` of detector-level particles. Outputs are flat:
 one entry per jet (two per event, event-major) and, for constituents, indices into the event's particle list.
@@ -12,17 +16,40 @@ import warnings
 
 import numpy as np
 
-_JET_DEF = None
+_JET_DEFS: dict = {}
 
 
-def durham_jet_definition():
-    global _JET_DEF
-    if _JET_DEF is None:
+def clustering_settings(cfg_clustering: dict | None) -> dict:
+    """The clustering block with the config schema's defaults filled in."""
+    from ..config import schema
+
+    props = schema()["properties"]["data"]["properties"]["generate"]["properties"]["clustering"]["properties"]
+    out = {**{k: v["default"] for k, v in props.items()}, **(cfg_clustering or {})}
+    if out["algorithm"] not in ("ee_kt", "ee_genkt"):
+        raise ValueError(f"data.generate.clustering.algorithm: unknown algorithm {out['algorithm']!r}")
+    return out
+
+
+def clustering_description(cfg_clustering: dict | None) -> str:
+    c = clustering_settings(cfg_clustering)
+    if c["algorithm"] == "ee_kt":
+        return "Durham exclusive-2"
+    return f"ee_genkt R={c['radius']:g} p={c['power']:g} exclusive-2"
+
+
+def jet_definition(cfg_clustering: dict | None = None):
+    """The FastJet definition for the clustering settings (cached per setting)."""
+    c = clustering_settings(cfg_clustering)
+    key = (c["algorithm"],) if c["algorithm"] == "ee_kt" else (c["algorithm"], float(c["radius"]), float(c["power"]))
+    if key not in _JET_DEFS:
         import fastjet
 
         with _quiet_stdout():  # the FastJet banner
-            _JET_DEF = fastjet.JetDefinition0Param(fastjet.ee_kt_algorithm)
-    return _JET_DEF
+            if c["algorithm"] == "ee_kt":
+                _JET_DEFS[key] = fastjet.JetDefinition0Param(fastjet.ee_kt_algorithm)
+            else:
+                _JET_DEFS[key] = fastjet.JetDefinition(fastjet.ee_genkt_algorithm, key[1], key[2])
+    return _JET_DEFS[key]
 
 
 @contextlib.contextmanager
@@ -42,8 +69,8 @@ def _quiet_stdout():
         os.close(fd)
 
 
-def cluster_two_jets(events) -> np.ndarray:
-    """Constituent indices per (event, jet) as an awkward ``n_events * 2 * var * int`` array (Durham, exclusive 2).
+def cluster_two_jets(events, clustering: dict | None = None) -> np.ndarray:
+    """Constituent indices per (event, jet) as an awkward ``n_events * 2 * var * int`` array (exclusive 2).
 
     Every event must have at least two particles.
     """
@@ -52,7 +79,7 @@ def cluster_two_jets(events) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="dcut and exclusive jets")
         with _quiet_stdout():
-            cs = fastjet.ClusterSequence(events, durham_jet_definition())
+            cs = fastjet.ClusterSequence(events, jet_definition(clustering))
             return cs.exclusive_jets_constituent_index(2)
 
 

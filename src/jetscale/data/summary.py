@@ -1,9 +1,10 @@
 """Per-class physics summary of the splits: the numbers and the figure `jetscale data-summary` draws.
 
-Per class: constituent multiplicity, tracks with |d0|/σ(d0) > 3 per jet, K± share of charged particles, and how
-often the leading (highest-energy) charged particle's charge has the sign of the quark's charge.
-All statistics work on padded arrays (features (n, P, 19), mask (n, P), labels (n,)) as written by
-:mod:`jetscale.data.splits`.
+Per class: constituent multiplicity, tracks with |d0|/σ(d0) > 3 per jet, K± share of charged particles, the
+fraction of tracks with |d0| > 10 mm (V0 and late decays), and how often the leading (highest-energy) charged
+particle's charge has the sign of the quark's charge. Distributions (multiplicity, track |d0|/σ and |d0|) are
+pooled per flavour (q with q̄). All statistics work on padded arrays (features (n, P, 19), mask (n, P), labels
+(n,)) as written by :mod:`jetscale.data.splits`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ QUARK_CHARGE = {
     "dbar": 1 / 3,
 }
 IP_SIGNIFICANCE = 3.0
+FAR_D0_MM = 10.0
 
 
 def multiplicity(mask: np.ndarray) -> np.ndarray:
@@ -36,18 +38,34 @@ def multiplicity(mask: np.ndarray) -> np.ndarray:
     return mask.sum(axis=1)
 
 
+def _tracks(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return mask & (features[..., F["charge"]] != 0)
+
+
+def ip_significance(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """|d0| / σ(d0) of every track (flat)."""
+    tracks = _tracks(features, mask) & (features[..., F["d0_err"]] > 0)
+    return np.abs(features[..., F["d0"]][tracks]) / features[..., F["d0_err"]][tracks]
+
+
 def displaced_tracks(features: np.ndarray, mask: np.ndarray, cut: float = IP_SIGNIFICANCE) -> np.ndarray:
     """Tracks per jet with |d0| / σ(d0) > ``cut``, (n,)."""
     d0, err = features[..., F["d0"]], features[..., F["d0_err"]]
     sig = np.abs(d0) / np.where(err > 0, err, np.inf)
-    return ((sig > cut) & mask & (features[..., F["charge"]] != 0)).sum(axis=1)
+    return ((sig > cut) & _tracks(features, mask)).sum(axis=1)
 
 
 def kaon_share(features: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of charged particles identified as K± (pooled over jets)."""
-    charged = (features[..., F["charge"]] != 0) & mask
+    charged = _tracks(features, mask)
     kaons = (features[..., F["is_charged_kaon"]] > 0.5) & charged
     return float(kaons.sum() / max(charged.sum(), 1))
+
+
+def far_track_fraction(features: np.ndarray, mask: np.ndarray, cut_mm: float = FAR_D0_MM) -> float:
+    """Fraction of tracks with |d0| > ``cut_mm`` (pooled over jets)."""
+    tracks = _tracks(features, mask)
+    return float((np.abs(features[..., F["d0"]]) > cut_mm)[tracks].sum() / max(tracks.sum(), 1))
 
 
 def leading_charge(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -58,7 +76,7 @@ def leading_charge(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def class_statistics(features, mask, labels, classes, n_particles=None) -> dict[str, dict]:
-    """Per-class summary numbers: multiplicity, displaced tracks per jet, K± share, charge agreement.
+    """Per-class summary numbers and track distributions (see module docstring).
 
     ``n_particles`` (true multiplicity before the padding cap) is used for the multiplicity when given.
     """
@@ -70,15 +88,36 @@ def class_statistics(features, mask, labels, classes, n_particles=None) -> dict[
         f, m = np.asarray(features[sel]), np.asarray(mask[sel])
         lead = leading_charge(f, m)
         q = QUARK_CHARGE.get(name)
-        agree = float(np.mean(np.sign(lead[lead != 0]) == np.sign(q))) if q is not None and (lead != 0).any() else None
+        n_lead = int((lead != 0).sum())
+        agree = float(np.mean(np.sign(lead[lead != 0]) == np.sign(q))) if q is not None and n_lead else None
+        tracks = _tracks(f, m)
         out[name] = {
             "n_jets": int(sel.sum()),
+            "n_tracks": int(tracks.sum()),
+            "n_leading": n_lead,
             "multiplicity": multiplicity(m) if n_particles is None else np.asarray(n_particles[sel]),
             "displaced": displaced_tracks(f, m),
             "kaon_share": kaon_share(f, m),
+            "far_track_fraction": far_track_fraction(f, m),
             "charge_agreement": agree,
+            "ip_significance": ip_significance(f, m),
+            "abs_d0": np.abs(f[..., F["d0"]][tracks]),
         }
     return out
+
+
+def statistics_table(stats: dict[str, dict]) -> str:
+    """The per-class numbers as a fixed-width text table (what `jetscale data-summary` prints)."""
+    columns = ("class", 6), ("jets", 7), ("const/jet", 9), ("|d0|/σ>3 /jet", 13), ("K± share", 8), ("|d0|>10mm", 9)
+    head = " ".join(f"{name:>{width}}" for name, width in columns) + f" {'lead q':>6}"
+    rows = [head]
+    for name, s in stats.items():
+        agree = "-" if s["charge_agreement"] is None else f"{100 * s['charge_agreement']:.1f}%"
+        rows.append(
+            f"{name:>6} {s['n_jets']:>7} {s['multiplicity'].mean():>9.1f} {s['displaced'].mean():>13.2f} "
+            f"{100 * s['kaon_share']:>7.1f}% {100 * s['far_track_fraction']:>8.2f}% {agree:>6}"
+        )
+    return "\n".join(rows)
 
 
 def load_for_summary(splits_dir, max_jets: int):
@@ -100,18 +139,36 @@ def load_for_summary(splits_dir, max_jets: int):
 FLAVOR_COLORS = {"b": "#1f77b4", "c": "#2ca02c", "s": "#9467bd", "u": "#ff7f0e", "d": "#d62728", "g": "#555555"}
 
 
+def flavor_of(name: str) -> str:
+    """The flavour a class belongs to (q and q̄ share it); other class names are their own flavour."""
+    return name[:-3] if name.endswith("bar") and name[:-3] in FLAVOR_COLORS else name
+
+
 def class_style(name: str, index: int) -> dict:
-    """Colour by flavour (q and q̄ share it); antiquarks dashed/hatched. Unknown classes cycle through tab10."""
-    flavor = name[:-3] if name.endswith("bar") else name
+    """Colour by flavour (q and q̄ share it); antiquarks get open markers and dashed lines."""
     import matplotlib.pyplot as plt
 
-    color = FLAVOR_COLORS.get(flavor, plt.get_cmap("tab10")(index % 10))
+    color = FLAVOR_COLORS.get(flavor_of(name), plt.get_cmap("tab10")(index % 10))
     anti = name.endswith("bar")
-    return {"color": color, "ls": "--" if anti else "-", "hatch": "//" if anti else None}
+    return {"color": color, "ls": "--" if anti else "-", "marker": "o", "mfc": "white" if anti else color}
 
 
-def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
-    """Draw the 2x2 per-class summary figure; writes ``out`` (PNG) and the same name with .pdf."""
+def _pooled(stats: dict, key: str) -> dict[str, np.ndarray]:
+    """``stats[class][key]`` concatenated per flavour, in class order."""
+    out: dict[str, list] = {}
+    for name, s in stats.items():
+        out.setdefault(flavor_of(name), []).append(np.asarray(s[key]))
+    return {flavor: np.concatenate(parts) for flavor, parts in out.items()}
+
+
+def data_summary(
+    splits_dir, out, *, max_jets: int = 20_000, title: str | None = None, print_table: bool = False
+) -> list[Path]:
+    """Draw the 2x3 per-class summary figure; writes ``out`` (PNG) and the same name with .pdf.
+
+    Top row: distributions per flavour (constituents per jet, track |d0|/σ(d0), track |d0|). Bottom row: per-class
+    numbers with statistical errors (displaced tracks per jet, K± share, leading-particle charge agreement).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,49 +180,50 @@ def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
     features, mask, labels, n_particles, classes = load_for_summary(splits_dir, max_jets)
     cap = mask.shape[1]
     stats = class_statistics(features, mask, labels, classes, n_particles)
+    if print_table:
+        import sys
+
+        print(statistics_table(stats), file=sys.stderr)
     mplhep.style.use("CMS")
-    plt.rcParams.update({"axes.labelsize": 20, "xtick.labelsize": 16, "ytick.labelsize": 16})
-    fig, axes = plt.subplots(2, 2, figsize=(17, 13))
-    styles = {name: class_style(name, i) for i, name in enumerate(stats)}
-    _multiplicity_panel(axes[0, 0], stats, styles, cap)
-    _bar_panel(
-        axes[0, 1],
-        stats,
-        styles,
-        lambda s: s["displaced"].mean(),
-        lambda s: s["displaced"].std() / np.sqrt(len(s["displaced"])),
-        rf"Tracks with $|d_0|/\sigma(d_0) > {IP_SIGNIFICANCE:g}$ per jet",
-        fmt="{:.2f}",
+    plt.rcParams.update(
+        {"axes.labelsize": 17, "xtick.labelsize": 14, "ytick.labelsize": 14, "legend.fontsize": 12, "font.size": 14}
     )
-    _bar_panel(
+    fig, axes = plt.subplots(2, 3, figsize=(21, 12.5))
+    styles = {name: class_style(name, i) for i, name in enumerate(stats)}
+    colors = {flavor_of(n): st["color"] for n, st in styles.items()}
+    _multiplicity_panel(axes[0, 0], _pooled(stats, "multiplicity"), colors, cap)
+    _significance_panel(axes[0, 1], _pooled(stats, "ip_significance"), colors)
+    _d0_panel(axes[0, 2], _pooled(stats, "abs_d0"), colors)
+    _points_panel(
         axes[1, 0],
         stats,
         styles,
-        lambda s: 100 * s["kaon_share"],
-        None,
-        r"$K^\pm$ share of charged particles [%]",
+        lambda s: (s["displaced"].mean(), s["displaced"].std() / np.sqrt(len(s["displaced"]))),
+        rf"Tracks with $|d_0|/\sigma(d_0) > {IP_SIGNIFICANCE:g}$ per jet",
+        fmt="{:.2f}",
+    )
+    _points_panel(
+        axes[1, 1],
+        stats,
+        styles,
+        lambda s: _binomial(s["kaon_share"], s["n_tracks"]),
+        r"$K^\pm$ share of tracks [%]",
         fmt="{:.1f}",
     )
     charged_classes = {k: v for k, v in stats.items() if v["charge_agreement"] is not None}
-    _bar_panel(
-        axes[1, 1],
+    _points_panel(
+        axes[1, 2],
         charged_classes,
         styles,
-        lambda s: 100 * s["charge_agreement"],
-        None,
-        "Leading charged particle has the\nsign of the quark charge [%]",
+        lambda s: _binomial(s["charge_agreement"], s["n_leading"]),
+        "Leading track charge has the\nsign of the quark charge [%]",
         fmt="{:.0f}",
-        reference=50.0,
+        reference=(50.0, "no charge information"),
     )
     n_total = sum(s["n_jets"] for s in stats.values())
-    for ax, letter in zip(axes.flat, "abcd"):
-        ax.text(0.02, 0.97, f"({letter})", transform=ax.transAxes, va="top", fontsize=18, weight="bold")
-    fig.suptitle(
-        r"$e^+e^- \to \nu\bar{\nu}H$, "
-        f"√s = 240 GeV, H → qq̄/gg, parametric CEPC-like detector — {n_total:,} jets "
-        f"({len(stats)} classes)",
-        fontsize=20,
-    )
+    for ax, letter in zip(axes.flat, "abcdef"):
+        ax.text(0.03, 0.96, f"({letter})", transform=ax.transAxes, va="top", fontsize=16, weight="bold")
+    fig.suptitle(f"{title or sample_description(splits_dir)}: {n_total:,} jets, {len(stats)} classes", fontsize=18)
     fig.tight_layout()
     out = Path(out)
     paths = [out, out.with_suffix(".pdf")]
@@ -176,42 +234,137 @@ def data_summary(splits_dir, out, *, max_jets: int = 20_000) -> list[Path]:
     return paths
 
 
-def _multiplicity_panel(ax, stats, styles, cap: int) -> None:
-    top = int(np.percentile(np.concatenate([s["multiplicity"] for s in stats.values()]), 99.9)) + 2
-    bins = np.arange(0, top + 2, 2) - 0.5
-    for name, s in stats.items():
-        ax.hist(
-            np.minimum(s["multiplicity"], bins[-1] - 1),
-            bins=bins,
-            histtype="step",
-            density=True,
-            lw=2,
-            color=styles[name]["color"],
-            ls=styles[name]["ls"],
-            label=f"{name} ({s['multiplicity'].mean():.1f})",
-        )
-    ax.axvline(cap + 0.5, color="black", ls=":", lw=1.5, label=f"padding cap ({cap})")
-    ax.set_xlabel("Constituents per jet (after detector; last bin = overflow)")
-    ax.set_ylabel("Fraction of jets / 2")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
-    ax.legend(fontsize=13, ncol=2, title="class (mean)", title_fontsize=13, loc="upper right")
+PROCESS_TITLES = {
+    "e+e- -> Z H, Z -> nu nubar": r"$e^+e^- \to Z(\to\nu\bar{\nu})H$",
+    "e+e- -> nu nubar H (Z H with Z -> nu nubar, and WW fusion)": r"$e^+e^- \to \nu\bar{\nu}H$ (ZH + WW fusion)",
+    "e+e- -> nu nubar H (ZH, Z->nunu + WW fusion)": r"$e^+e^- \to \nu\bar{\nu}H$ (ZH + WW fusion)",
+}
 
 
-def _bar_panel(ax, stats, styles, value, error, ylabel, *, fmt: str, reference=None) -> None:
-    names = list(stats)
-    vals = [value(stats[n]) for n in names]
-    errs = [error(stats[n]) for n in names] if error else None
-    bars = ax.bar(
-        names, vals, yerr=errs, color=[styles[n]["color"] for n in names], alpha=0.85, edgecolor="black", capsize=4
+def sample_description(splits_dir) -> str:
+    """A title line from the first shard's metadata (process, √s, jets, PID), or a generic one."""
+    import json
+
+    from .store import shard_metadata
+
+    try:
+        meta = json.loads((Path(splits_dir) / "meta.json").read_text())
+        shard = shard_metadata(meta["shards"][0])
+    except (OSError, KeyError, IndexError, ValueError):
+        shard = {}
+    if shard.get("source") != "generate":
+        return "Jet sample"
+    detector = shard.get("detector") or {}
+    pid = "truth PID" if detector.get("pid", "truth") == "truth" else "dN/dx + TOF PID"
+    process = PROCESS_TITLES.get(shard.get("process"), shard.get("process", ""))
+    return (
+        f"{process}, √s = {shard.get('sqrt_s', 240):g} GeV, $H \\to q\\bar{{q}}/gg$; parametric CEPC-like detector, "
+        f"{pid}; {shard.get('jets', '')} jets"
     )
-    for bar, name in zip(bars, names):
-        if styles[name]["hatch"]:
-            bar.set_hatch(styles[name]["hatch"])
-    ax.bar_label(bars, labels=[fmt.format(v) for v in vals], padding=6 if errs else 2, fontsize=13)
-    ax.set_ylim(0, max(max(vals), 1e-6) * 1.18)
-    if reference is not None:
-        ax.axhline(reference, color="black", ls=":", lw=1.5, label="no charge information")
-        ax.set_ylim(0, max(vals) * 1.3)
-        ax.legend(loc="upper right", fontsize=13)
+
+
+def _binomial(fraction: float, n: int) -> tuple[float, float]:
+    """(value, statistical error) in percent of a fraction measured on ``n`` entries."""
+    return 100 * fraction, 100 * np.sqrt(max(fraction * (1 - fraction), 0.0) / max(n, 1))
+
+
+def _step(ax, values, bins, color, label, density=True) -> None:
+    ax.hist(values, bins=bins, histtype="step", density=density, lw=2, color=color, label=label)
+
+
+def _multiplicity_panel(ax, pooled: dict, colors: dict, cap: int) -> None:
+    top = int(np.percentile(np.concatenate(list(pooled.values())), 99.9)) + 2
+    bins = np.arange(0, top + 2, 2) - 0.5
+    for flavor, values in pooled.items():
+        label = f"{flavor} jets ({values.mean():.1f})"
+        _step(ax, np.minimum(values, bins[-1] - 1), bins, colors[flavor], label)
+    ax.axvline(cap + 0.5, color="black", ls=":", lw=1.5, label=f"padding cap ({cap})")
+    ax.set_xlabel("Reconstructed particles per jet (last bin: overflow)")
+    ax.set_ylabel("Fraction of jets per bin (width 2)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
+    ax.legend(ncol=2, title="flavour (mean)", title_fontsize=12, loc="upper right")
+
+
+def _significance_panel(ax, pooled: dict, colors: dict) -> None:
+    bins = np.logspace(-2, 3, 51)
+    for flavor, values in pooled.items():
+        frac = float(np.mean(values > IP_SIGNIFICANCE)) if len(values) else 0.0
+        ax.hist(
+            np.clip(values, bins[0], bins[-1] * 0.999),
+            bins=bins,
+            weights=np.full(len(values), 1.0 / max(len(values), 1)),
+            histtype="step",
+            lw=2,
+            color=colors[flavor],
+            label=f"{flavor} ({100 * frac:.1f}% > {IP_SIGNIFICANCE:g})",
+        )
+    ax.axvline(IP_SIGNIFICANCE, color="black", ls=":", lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"Track $|d_0|/\sigma(d_0)$ (under/overflow in the end bins)")
+    ax.set_ylabel("Fraction of tracks per bin")
+    ax.legend(loc="lower left", title="flavour (tracks above 3σ)", title_fontsize=12)
+
+
+def _d0_panel(ax, pooled: dict, colors: dict) -> None:
+    bins = np.logspace(-4, 3.5, 46)  # 0.1 µm to 3 m
+    for flavor, values in pooled.items():
+        far = float(np.mean(values > FAR_D0_MM)) if len(values) else 0.0
+        weights = np.full(len(values), 1.0 / max(len(values), 1))
+        ax.hist(
+            np.clip(values, bins[0], bins[-1] * 0.999),
+            bins=bins,
+            weights=weights,
+            histtype="step",
+            lw=2,
+            color=colors[flavor],
+            label=f"{flavor} ({100 * far:.1f}% > {FAR_D0_MM:g} mm)",
+        )
+    ax.axvline(FAR_D0_MM, color="black", ls=":", lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"Track $|d_0|$ [mm] (under/overflow in the end bins)")
+    ax.set_ylabel("Fraction of tracks per bin")
+    ax.set_ylim(ax.get_ylim()[0], ax.get_ylim()[1] * 8)
+    ax.legend(loc="upper right", title=f"flavour (tracks beyond {FAR_D0_MM:g} mm)", title_fontsize=12, ncol=2)
+
+
+def _points_panel(ax, stats, styles, value, ylabel, *, fmt: str, reference=None) -> None:
+    names = list(stats)
+    vals, errs = zip(*(value(stats[n]) for n in names)) if names else ((), ())
+    x = np.arange(len(names))
+    for i, name in enumerate(names):
+        st = styles[name]
+        ax.errorbar(
+            x[i], vals[i], yerr=errs[i], fmt=st["marker"], ms=10, mew=2, color=st["color"], mfc=st["mfc"], capsize=4
+        )
+        ax.annotate(
+            fmt.format(vals[i]),
+            (x[i], vals[i] + errs[i]),
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            xytext=(0, 4),
+            textcoords="offset points",
+        )
+    ax.set_xticks(x, [_class_label(n) for n in names])
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    top = max((v + e for v, e in zip(vals, errs)), default=1.0)
+    ax.set_ylim(0, top * 1.22 if top > 0 else 1.0)
+    if reference is not None:  # a rate around a reference level: zoom on the range the points span
+        level, text = reference
+        ax.axhline(level, color="black", ls=":", lw=1.5, label=text)
+        low = min([level, *(v - e for v, e in zip(vals, errs))])
+        high = max(top, level)
+        ax.set_ylim(max(0.0, low - 0.15 * (high - low) - 2), high + 0.25 * (high - low) + 2)
+        ax.legend(loc="lower right")
     ax.set_ylabel(ylabel)
-    ax.set_xlabel("Jet class")
+    ax.set_xlabel("Jet class (open: antiquark)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _class_label(name: str) -> str:
+    """b -> b, bbar -> b̄ (LaTeX bar); other names unchanged."""
+    if name.endswith("bar") and name[:-3] in FLAVOR_COLORS:
+        return rf"$\bar{{{name[:-3]}}}$"
+    return name
