@@ -240,6 +240,8 @@ def test_loss_refuses_labels_and_an_unfitted_tokenizer(fitted):
     fresh = vq_gpt.build("vq_gpt", WIDTH, len(FEATURE_NAMES), 11, TINY, seed=0)
     with pytest.raises(RuntimeError, match="not fitted"):
         fresh.loss(batch)
+    with pytest.raises(ValueError, match="label"):  # the tokenizer fit refuses labelled arrays too
+        vq_gpt.prepare(fresh, {**arrays, "label": np.zeros(len(arrays["x"]))}, seed=0)
 
 
 def test_pretraining_does_not_depend_on_classes():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ...tokenize.particles import particle_arrays
+from ..base import check_unlabelled
 from .model import VQGPTClassifier, VQGPTObjective
 from .options import VQGPTOptions
 from .quality import codebook_usage, feature_w1, observable_w1, resolution
@@ -101,6 +102,7 @@ def token_quality(objective, x: np.ndarray, mask: np.ndarray) -> dict:
 
 def prepare(objective: VQGPTObjective, unlabelled_arrays: dict[str, np.ndarray], seed: int) -> dict:
     """Fit the tokenizer on the unlabelled pool (deterministic in ``seed``); return its training and quality stats."""
+    check_unlabelled(unlabelled_arrays)
     x, mask = particles_of(unlabelled_arrays, objective.columns)
     fit_rows, quality_rows = split_pool(len(x))
     stats = fit_vqvae(objective.tokenizer, x[fit_rows], mask[fit_rows], objective.opts, seed)
