@@ -1,6 +1,7 @@
 """Generator throughput: events/s per core for the full chain vs bare Pythia generation, in the same run.
 
-    .venv/bin/python benchmarks/generate.py [--events 5000] [--modes b c s u d g]
+    .venv/bin/python benchmarks/generate.py [--events 5000] [--modes b c s u d g] [--detector JSON]
+        [--process zh_nunu|nunu_h] [--clustering JSON]
 
 For each Higgs decay mode, one process (one core):
   bare Pythia : init + nextBatch (the awkward event record), nothing else
@@ -12,19 +13,29 @@ Same seed and event count for both. Prints events/s per core, the overhead ratio
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
 import tempfile
 import time
 
-from jetscale.data.generate import DEFAULT_CLASSES, EVENTS_PER_BATCH, Task, detector_key, make_pythia, run_task
+from jetscale.data.generate import (
+    DEFAULT_CLASSES,
+    EVENTS_PER_BATCH,
+    Task,
+    clustering_key,
+    detector_key,
+    make_pythia,
+    run_task,
+)
 from jetscale.data.store import write_shard
 
 
-def bare_pythia(mode: str, n_events: int, seed: int) -> float:
+def bare_pythia(task: Task) -> float:
     start = time.perf_counter()
-    pythia = make_pythia(mode, seed)
+    pythia = make_pythia(task.mode, task.seed, task.sqrt_s, task.process, task.decay_volume())
+    n_events = task.n_events
     done = 0
     while done < n_events:
         n = min(EVENTS_PER_BATCH, n_events - done)
@@ -33,11 +44,10 @@ def bare_pythia(mode: str, n_events: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def full_chain(mode: str, n_events: int, seed: int, out_dir: str) -> tuple[float, int, int]:
+def full_chain(task: Task, out_dir: str) -> tuple[float, int, int]:
     start = time.perf_counter()
-    task = Task(mode, n_events, seed, DEFAULT_CLASSES, detector_key(None))
     table = run_task(task)
-    path = write_shard(table, os.path.join(out_dir, f"bench-{mode}.parquet"))
+    path = write_shard(table, os.path.join(out_dir, f"bench-{task.mode}.parquet"))
     return time.perf_counter() - start, len(table), os.path.getsize(path)
 
 
@@ -46,14 +56,20 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000, help="events per decay mode (default 5000)")
     parser.add_argument("--modes", nargs="+", default=["b", "c", "s", "u", "d", "g"])
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--detector", default=None, help="JSON object of data.generate.detector overrides")
+    parser.add_argument("--process", default="zh_nunu", help="zh_nunu | nunu_h")
+    parser.add_argument("--clustering", default=None, help="JSON object of data.generate.clustering")
     args = parser.parse_args()
+    detector = detector_key(json.loads(args.detector) if args.detector else None)
+    clustering = clustering_key(json.loads(args.clustering) if args.clustering else None)
     os.environ.setdefault("JETSCALE_NO_PROGRESS", "1")
     print(f"{'mode':>4} {'bare ev/s':>10} {'full ev/s':>10} {'ratio':>6} {'jets/s':>8} {'B/jet':>6}")
     tot_bare = tot_full = tot_jets = tot_bytes = 0.0
     with tempfile.TemporaryDirectory() as out_dir:
         for mode in args.modes:
-            t_bare = bare_pythia(mode, args.events, args.seed)
-            t_full, n_jets, size = full_chain(mode, args.events, args.seed, out_dir)
+            task = Task(mode, args.events, args.seed, DEFAULT_CLASSES, detector, 240.0, args.process, clustering)
+            t_bare = bare_pythia(task)
+            t_full, n_jets, size = full_chain(task, out_dir)
             tot_bare, tot_full, tot_jets, tot_bytes = (
                 tot_bare + t_bare,
                 tot_full + t_full,
