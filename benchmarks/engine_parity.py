@@ -51,7 +51,7 @@ def config(width: int, steps: int, batch: int, device: str, precision: str, deep
 
 
 def weights(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", weights_only=False, map_location="cpu")["model"]
+    return torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["model"]
 
 
 def max_difference(a: dict, b: dict) -> float:

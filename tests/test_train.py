@@ -51,7 +51,7 @@ def splits(tmp_path_factory, cfg):
 
 
 def final_weights(out: Path) -> dict:
-    return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    return torch.load(out / "checkpoint.pt", weights_only=True)["model"]
 
 
 @pytest.mark.parametrize("model,width", [("particlenet", 8), ("part", 8), ("bbt_neutron", 16)])
@@ -132,7 +132,7 @@ def test_signal_checkpoints_and_stops(cfg, splits, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "compute_loss", signalled)
     with pytest.raises(TrainingInterrupted, match="SIGUSR1"):
         loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handler restored
 
 

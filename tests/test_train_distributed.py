@@ -65,7 +65,7 @@ def splits(tmp_path_factory):
 
 
 def checkpoint(out: Path) -> dict:
-    return torch.load(out / "checkpoint.pt", weights_only=False)
+    return torch.load(out / "checkpoint.pt", weights_only=True)
 
 
 def max_weight_difference(a: Path, b: Path) -> float:

@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import importlib
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -277,8 +278,18 @@ class TorchEngine(Engine):
 
     def load(self, out_dir: Path, checkpoint: dict[str, Any]) -> bool:
         """Restore weights, optimizer and scheduler from a checkpoint; False when it cannot be used."""
-        state = checkpoint.get("engine") or {}
+        from .checkpoint import report_unusable
+
+        state, weights, current = checkpoint.get("engine") or {}, checkpoint.get("model"), self.module.state_dict()
         if "optimizer" not in state:
+            report_unusable(out_dir / "checkpoint.pt", "it holds no optimizer state (written by another engine?)")
+            return False
+        if (
+            not isinstance(weights, dict)
+            or weights.keys() != current.keys()
+            or any(not isinstance(weights[k], torch.Tensor) or weights[k].shape != current[k].shape for k in current)
+        ):  # checked before any weight is overwritten
+            report_unusable(out_dir / "checkpoint.pt", "its weights do not fit this model")
             return False
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -350,13 +361,36 @@ class DeepSpeedEngine(Engine):
         return {"deepspeed_tag": tag, "world": self.ranks.world}
 
     def load(self, out_dir: Path, checkpoint: dict[str, Any]) -> bool:
+        from .checkpoint import DEEPSPEED_GLOBALS, report_unusable, unsafe_globals, weights_only_loads
+
         state = checkpoint.get("engine") or {}
-        tag = state.get("deepspeed_tag")
-        if tag is None or state.get("world") != self.ranks.world or not (out_dir / DS_CHECKPOINT_DIR / tag).is_dir():
-            return False  # partitions are per rank: a different number of processes cannot reuse them
-        path, _ = self.engine.load_checkpoint(
-            str(out_dir / DS_CHECKPOINT_DIR), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
-        )
+        tag, root = state.get("deepspeed_tag"), out_dir / DS_CHECKPOINT_DIR
+
+        def refuse(reason: str) -> bool:
+            report_unusable(out_dir / "checkpoint.pt", reason)
+            return False
+
+        if not isinstance(tag, str) or not re.fullmatch(r"step\d+", tag):  # a tag is a name under root, no path
+            return refuse("it names no DeepSpeed state of this run (written by another engine?)")
+        if state.get("world") != self.ranks.world:  # partitions are per rank: another process count cannot reuse them
+            return refuse(
+                f"its DeepSpeed partitions are for {state.get('world')} processes, this run has {self.ranks.world}"
+            )
+        if not (root / tag).is_dir():
+            return refuse(f"{root / tag} is missing")
+        for part in sorted((root / tag).iterdir()):  # checked before DeepSpeed touches any weight
+            refused = unsafe_globals(part, DEEPSPEED_GLOBALS) if part.is_file() else []
+            if refused:
+                return refuse(f"{part} holds objects that are not plain data: {', '.join(refused)}")
+        try:
+            with weights_only_loads(DEEPSPEED_GLOBALS):  # DeepSpeed itself asks for weights_only=False
+                path, _ = self.engine.load_checkpoint(
+                    str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+                )
+        except Exception as exc:  # the weights may be half-restored: not safe to start afresh in this process
+            raise TrainingError(
+                f"{root / tag}: DeepSpeed checkpoint unreadable ({exc}); remove it to start afresh"
+            ) from exc
         return path is not None
 
     def prune(self, out_dir: Path, keep: str) -> None:
