@@ -18,6 +18,7 @@ AREA_MODULES = (
     "jetscale.data.cli",
     "jetscale.models.cli",
     "jetscale.train.cli",
+    "jetscale.pretrain.cli",
     "jetscale.evaluate.cli",
     "jetscale.fit.cli",
     "jetscale.fit.forecast_cli",

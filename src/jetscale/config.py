@@ -21,6 +21,9 @@ from .errors import ConfigError
 from .models.catalog import DEFAULT_LR, MODEL_NAMES, MODEL_REVISION, width_problem
 
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
+# Pretraining axes (issue 12): in cell ids only for fine-tuning cells; from-scratch cells (pretrain 'none')
+# keep the ids and settings they had before these axes existed.
+PRETRAIN_AXES: tuple[str, ...] = ("pretrain", "n_pretrain", "finetune")
 # Where an extra axis may write: per-run training settings or the cell's model options.
 SETTABLE_PREFIXES: tuple[str, ...] = ("training.", "model.")
 
@@ -126,7 +129,7 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
             raise ConfigError(
                 f"{where}: grid.extra_axes.{name}.sets: unknown training setting {sets!r}; allowed: {allowed}"
             )
-    all_axes = set(BUILTIN_AXES) | set(extra)
+    all_axes = set(BUILTIN_AXES) | set(extra) | (set(PRETRAIN_AXES) if uses_pretraining(cfg) else set())
     for model, overrides in cfg["grid"].get("per_model", {}).items():
         if model not in MODEL_NAMES:
             raise ConfigError(f"{where}: grid.per_model.{model}: unknown model; known models: {list(MODEL_NAMES)}")
@@ -156,6 +159,7 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
     for model in cfg.get("resources", {}).get("train", {}):
         if model not in MODEL_NAMES:
             raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+    check_pretraining(cfg, where)
     data = cfg["data"]
     if data["source"] == "ingest" and not data.get("ingest", {}).get("paths"):
         raise ConfigError(f"{where}: data.ingest.paths: source is 'ingest' but no input files are listed")
@@ -177,6 +181,55 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
             )
 
 
+def uses_pretraining(cfg: dict) -> bool:
+    """Whether any model's cells include fine-tuning cells (a pretrain value other than 'none')."""
+    grid = cfg["grid"]
+    values = list(grid["axes"].get("pretrain", ["none"]))
+    for override in grid.get("per_model", {}).values():
+        values += list(override.get("pretrain", []))
+    return any(v != "none" for v in values)
+
+
+def check_pretraining(cfg: dict, where: str) -> None:
+    from .pretrain import METHODS
+
+    if not uses_pretraining(cfg):
+        return
+    for name in cfg["grid"].get("extra_axes", {}):
+        if name in PRETRAIN_AXES:
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}: {name!r} is a pretraining axis of this grid; rename the extra axis"
+            )
+    models = cfg["grid"]["axes"]["model"]
+    for model in models:
+        methods = [v for v in axis_values(cfg, "pretrain", model) if v != "none"]
+        for name in methods:
+            spec = METHODS[name]
+            if not spec.available():
+                raise ConfigError(
+                    f"{where}: grid.axes.pretrain: method {name!r} is not installed in this version "
+                    f"(its module {spec.module} is missing)"
+                )
+        if methods and not axis_values(cfg, "n_pretrain", model):
+            raise ConfigError(f"{where}: grid.axes.n_pretrain: list the unlabelled pool sizes for pretrain {methods}")
+    wanted = {v for m in models for v in axis_values(cfg, "pretrain", m)} - {"none"}
+    for name in sorted(wanted):
+        if METHODS[name].backbone not in models:
+            raise ConfigError(
+                f"{where}: grid.axes.pretrain: {name!r} pretrains {METHODS[name].backbone!r}, which is not in "
+                f"grid.axes.model {models}"
+            )
+    if cfg["data"]["source"] == "generate":
+        pool = train_pool_per_class(cfg) * len(cfg["classes"])
+        largest = max((max(axis_values(cfg, "n_pretrain", m), default=0) for m in models), default=0)
+        if largest > pool:
+            raise ConfigError(
+                f"{where}: grid.axes.n_pretrain: {largest} is larger than the training pool of {pool} jets "
+                "(pretraining reads the pool's last n_pretrain jets, without labels); "
+                "raise data.generate.jets_per_class"
+            )
+
+
 def train_pool_per_class(cfg: dict) -> int:
     data = cfg["data"]
     return data["generate"]["jets_per_class"] - data["val_per_class"] - data["test_per_class"]
@@ -187,8 +240,8 @@ def axis_values(cfg: dict, axis: str, model: str) -> list:
     override = cfg["grid"].get("per_model", {}).get(model, {})
     if axis in override:
         return list(override[axis])
-    if axis in BUILTIN_AXES:
-        return list(cfg["grid"]["axes"][axis])
+    if axis in BUILTIN_AXES or axis in PRETRAIN_AXES:
+        return list(cfg["grid"]["axes"].get(axis, {"pretrain": ["none"], "finetune": ["full"]}.get(axis, [])))
     return list(cfg["grid"]["extra_axes"][axis]["values"])
 
 
@@ -217,7 +270,7 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     if training.get("lr") is None:
         training["lr"] = DEFAULT_LR[model]
     revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
-    return {
+    settings = {
         "model": model,
         **revision,
         "width": cell["width"],
@@ -229,6 +282,11 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         "model_options": model_options,
         "training": training,
     }
+    if uses_pretraining(cfg) and cell.get("pretrain", "none") != "none":  # from scratch: no key, hashes unchanged
+        from .pretrain.plan import finetune_settings
+
+        settings["pretrain"] = finetune_settings(cfg, cell)
+    return settings
 
 
 def settings_hash(settings: dict) -> str:

@@ -4,6 +4,11 @@ A cell is an ordered dict of axis values. Its id is ``axis~value`` path segments
 axes (model, width, n_train, compute, seed) then the extra axes in config order. An extra axis whose value equals
 its declared default is *omitted* from the id, so adding an axis never renames (and so never invalidates) the
 runs that already exist: they are exactly the cells at the default value.
+
+Pretraining axes (``pretrain``, ``n_pretrain``, ``finetune``) follow the built-ins when the config has any
+fine-tuning cell. They appear in an id only when ``pretrain`` is not ``none``, and a from-scratch cell has
+``n_pretrain: None, finetune: None`` (one cell, not one per pool size). A method only pairs with the model it
+pretrains (``jetscale.pretrain.METHODS[m].backbone``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import BUILTIN_AXES, axis_values
+from .config import BUILTIN_AXES, PRETRAIN_AXES, axis_values, uses_pretraining
 from .errors import ConfigError
 
 SEP = "~"
@@ -50,15 +55,19 @@ def parse_value(text: str) -> Any:
 
 
 def axis_names(cfg: dict) -> list[str]:
-    return list(BUILTIN_AXES) + list(cfg["grid"].get("extra_axes", {}))
+    pretrain = list(PRETRAIN_AXES) if uses_pretraining(cfg) else []
+    return list(BUILTIN_AXES) + pretrain + list(cfg["grid"].get("extra_axes", {}))
 
 
 def cell_id(cfg: dict, cell: dict[str, Any]) -> str:
     extra = cfg["grid"].get("extra_axes", {})
+    pretraining = uses_pretraining(cfg)
     parts = []
     for axis in axis_names(cfg):
         value = cell[axis]
         if axis in extra and value == extra[axis]["default"]:
+            continue
+        if pretraining and axis in PRETRAIN_AXES and cell["pretrain"] == "none":
             continue
         parts.append(f"{axis}{SEP}{format_value(value)}")
     return "/".join(parts)
@@ -69,6 +78,9 @@ def parse_cell_id(cfg: dict, text: str) -> dict[str, Any]:
     names = axis_names(cfg)
     extra = cfg["grid"].get("extra_axes", {})
     cell = {axis: spec["default"] for axis, spec in extra.items()}
+    pretraining = uses_pretraining(cfg)
+    if pretraining:
+        cell.update(pretrain="none", n_pretrain=None, finetune=None)
     seen = []
     for segment in text.strip("/").split("/"):
         axis, sep, raw = segment.partition(SEP)
@@ -77,6 +89,8 @@ def parse_cell_id(cfg: dict, text: str) -> dict[str, Any]:
         cell[axis] = parse_value(raw)
         seen.append(axis)
     missing = [a for a in BUILTIN_AXES if a not in cell]
+    if pretraining and cell["pretrain"] != "none":
+        missing += [a for a in ("n_pretrain", "finetune") if cell.get(a) is None]
     if missing:
         raise ConfigError(f"cell id {text!r}: missing axes {missing}")
     if cell_id(cfg, cell) != text.strip("/"):
@@ -87,11 +101,32 @@ def parse_cell_id(cfg: dict, text: str) -> dict[str, Any]:
 def cells(cfg: dict) -> list[dict[str, Any]]:
     """All cells of the study, in a deterministic order (models in config order, then the product)."""
     names = axis_names(cfg)
+    joint = [a for a in names if a not in PRETRAIN_AXES]  # the pretraining axes enter as one joint value
     out = []
     for model in cfg["grid"]["axes"]["model"]:
-        value_lists = [[model]] + [axis_values(cfg, axis, model) for axis in names[1:]]
+        value_lists = [[model]] + [axis_values(cfg, axis, model) for axis in joint[1:]]
+        variants = pretrain_variants(cfg, model) if len(joint) < len(names) else [{}]
         for combo in itertools.product(*value_lists):
-            out.append(dict(zip(names, combo)))
+            base = dict(zip(joint, combo))
+            for variant in variants:
+                merged = {**base, **variant}
+                out.append({axis: merged[axis] for axis in names})
+    return out
+
+
+def pretrain_variants(cfg: dict, model: str) -> list[dict[str, Any]]:
+    """(pretrain, n_pretrain, finetune) values of ``model``'s cells: from scratch once, then every method that
+    pretrains this model x pool sizes x fine-tuning modes."""
+    from .pretrain import METHODS
+
+    out = []
+    for name in axis_values(cfg, "pretrain", model):
+        if name == "none":
+            out.append({"pretrain": "none", "n_pretrain": None, "finetune": None})
+        elif METHODS[name].backbone == model:
+            for n in axis_values(cfg, "n_pretrain", model):
+                for mode in axis_values(cfg, "finetune", model):
+                    out.append({"pretrain": name, "n_pretrain": n, "finetune": mode})
     return out
 
 

@@ -7,6 +7,7 @@ results/
   data/splits/meta.json              classes, feature names, sizes, truncation counts
   data/summary.{png,pdf}             data-summary figure
   runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt, eval.json
+  pretrain/<backbone id>/            backbone.pt (protected), pretrain.json, pretrain_log.csv, checkpoint.pt
   tables/runs.csv                    tidy table: one row per cell x metric
   fits/                              fit records (JSON) + fit_summary.csv
   figures/                           paper figures (PNG + PDF)
@@ -32,6 +33,19 @@ def splits_dir(root: Path) -> Path:
 
 def run_dir(root: Path, cell_id: str) -> Path:
     return Path(root) / "runs" / cell_id
+
+
+def pretrain_dir(root: Path, backbone_id: str) -> Path:
+    """A pretrained backbone: ``backbone_id`` = method~M/model~MODEL/width~W/n_pretrain~N."""
+    return Path(root) / "pretrain" / backbone_id
+
+
+def backbone_path(root: Path, backbone_id: str) -> Path:
+    return pretrain_dir(root, backbone_id) / "backbone.pt"
+
+
+def pretrain_record_path(root: Path, backbone_id: str) -> Path:
+    return pretrain_dir(root, backbone_id) / "pretrain.json"
 
 
 def runs_table(root: Path) -> Path:

@@ -126,6 +126,55 @@ class StudyPlan:
         """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""
         return self.train_resources(cid)["runtime"] * attempt
 
+    # ---- pretraining (issue 12) ------------------------------------------------------------
+    @functools.cached_property
+    def backbones(self) -> dict[str, tuple]:
+        """backbone id -> (method, model, width, n_pretrain) for every backbone a fine-tuning cell names."""
+        from .pretrain.plan import backbone_id, backbone_key, is_finetune
+
+        keys = {backbone_key(c) for c in self.cells.values() if is_finetune(c)}
+        return {backbone_id(k): k for k in sorted(keys)}
+
+    @property
+    def backbone_regex(self) -> str:
+        return r"method~[^/]+/model~[^/]+/width~\d+/n_pretrain~\d+"
+
+    @property
+    def finetune_cell_regex(self) -> str:
+        """Cell ids of fine-tuning cells only (the `finetune` rule; the `train` rule keeps the rest)."""
+        return rf"(?=(?:.*/)?pretrain{SEP})(?:{self.cell_regex})"
+
+    def backbone_of(self, cid: str) -> str:
+        """The backbone id a fine-tuning cell loads."""
+        from .pretrain.plan import backbone_id, backbone_key, is_finetune
+
+        cell = self.cell(cid)
+        if not is_finetune(cell):
+            raise ConfigError(f"cell {cid!r} trains from scratch; it loads no backbone")
+        return backbone_id(backbone_key(cell))
+
+    def backbone_file(self, cid: str) -> str:
+        return str(paths.backbone_path(self.root, self.backbone_of(cid)))
+
+    @functools.cache  # noqa: B019 - see settings_hash
+    def backbone_hash(self, bid: str) -> str:
+        from .pretrain.plan import backbone_settings
+
+        if bid not in self.backbones:
+            raise ConfigError(f"backbone {bid!r} is not named by any cell of this study")
+        return settings_hash(backbone_settings(self.cfg, self.backbones[bid]))
+
+    def pretrain_resources(self, bid: str) -> dict:
+        """A pretraining job's resources: default < resources.pretrain.<method> (e.g. more memory for vq_gpt)."""
+        res = stage_resources(self.cfg, "default")
+        res.update(self.cfg.get("resources", {}).get("pretrain", {}).get(self.backbones[bid][0], {}))
+        res.pop("widths", None)
+        return res
+
+    def pretrain_runtime(self, bid: str, attempt: int) -> int:
+        """Minutes for a pretraining job; a retry resumes from its checkpoint with more."""
+        return self.pretrain_resources(bid)["runtime"] * attempt
+
     # ---- results directory ----------------------------------------------------------------
     def stamp(self) -> dict:
         return {"study": self.cfg["study"], "data_fingerprint": data_fingerprint(self.cfg)}

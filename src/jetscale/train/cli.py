@@ -14,6 +14,9 @@ def register(subparsers) -> None:
     p.add_argument("--cell", required=True, help="cell id, e.g. model~part/width~16/n_train~1000/compute~auto/seed~0")
     p.add_argument("--splits", default="results/data/splits", help="splits directory (meta.json, train/ val/ test/)")
     p.add_argument("--out", required=True, help="run directory (metrics.json, predictions.parquet, ...)")
+    p.add_argument(
+        "--backbone", default=None, help="fine-tuning cells: the pretrained backbone.pt (default: results/pretrain/...)"
+    )
     p.add_argument("--threads", type=int, default=None, help="override training.threads")
     p.add_argument(
         "--processes",
@@ -56,6 +59,7 @@ def run(args) -> int:
                 args.out,
                 progress=not args.no_progress,
                 stop_after_steps=args.stop_after_steps,
+                backbone=args.backbone,
             )
         except preempt.StopForCheckpoint as exc:
             if os.environ.get("RANK", "0") == "0":
@@ -72,6 +76,8 @@ def rank_argv(args) -> list[str]:
     argv = ["train", "--config", args.config, "--cell", args.cell, "--splits", args.splits, "--out", args.out]
     if args.threads:
         argv += ["--threads", str(args.threads)]
+    if args.backbone:
+        argv += ["--backbone", args.backbone]
     if args.no_progress:
         argv.append("--no-progress")
     if args.stop_after_steps is not None:

@@ -275,8 +275,12 @@ def train_cell(
     *,
     progress: bool = True,
     stop_after_steps: int | None = None,
+    backbone: str | os.PathLike | None = None,
 ) -> dict:
     """Train the cell ``cell_id`` of the (validated) config ``cfg``; return the metrics record.
+
+    A fine-tuning cell (``pretrain~<method>``) first loads the pretrained backbone its id names from
+    ``backbone`` (default: its place under ``results/pretrain/``); see :mod:`jetscale.pretrain.finetune`.
 
     Resumes from ``out_dir/checkpoint.pt`` when it belongs to the same resolved settings. ``stop_after_steps``
     simulates a preemption (checkpoint + :class:`~jetscale.train.checkpoint.TrainingInterrupted` once that
@@ -310,6 +314,7 @@ def train_cell(
             progress=progress,
             stop_after_steps=stop_after_steps,
             t_start=t_start,
+            backbone=backbone,
         )
     finally:
         ranks.close()
@@ -330,6 +335,7 @@ def _train(
     progress,
     stop_after_steps,
     t_start,
+    backbone=None,
 ) -> dict:
     main = ranks.is_main
     if main:
@@ -364,6 +370,11 @@ def _train(
         return build_model(name, settings["width"], len(classes), inputs["train"].n_features, options).to(device)
 
     model = new_model()
+    finetune = None
+    if "pretrain" in settings:  # a fine-tuning cell: the backbone its id names, checked by settings hash
+        from ..pretrain.finetune import attach, default_backbone_path
+
+        finetune = attach(model, settings["pretrain"], backbone or default_backbone_path(cfg, cell))
     if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
         torch.manual_seed(seed + 1_000_003 * ranks.rank)
     batch_size = min(int(training["batch_size"]), settings["n_train"])
@@ -374,10 +385,10 @@ def _train(
         )
     budget = total_samples(settings)
     total_steps = max(1, math.ceil(budget / batch_size))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=float(training["lr"]), weight_decay=float(training["weight_decay"])
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(training["warmup_fraction"])))
+    params = finetune.param_groups(model) if finetune else model.parameters()
+    optimizer = torch.optim.AdamW(params, lr=float(training["lr"]), weight_decay=float(training["weight_decay"]))
+    schedule = lr_lambda(total_steps, float(training["warmup_fraction"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, finetune.lr_lambdas(schedule) if finetune else schedule)
     engine = make_engine(
         model,
         optimizer,
@@ -583,6 +594,9 @@ def _train(
         meta=meta,
         setup_s=t_run - t_start,
     )
+    if finetune is not None:
+        record["backbone_id"] = finetune.backbone_id
+        record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)
     if main:
         write_predictions(out_dir / "predictions.parquet", test.jet_id, test.labels, test_probs, classes)
         jio.write_json(out_dir / "metrics.json", record)

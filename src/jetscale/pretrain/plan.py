@@ -1,0 +1,90 @@
+"""Which backbone a fine-tuning cell names, and the settings that determine a pretraining job (torch-free).
+
+A backbone is identified by ``method~<m>/model~<model>/width~<w>/n_pretrain~<n>`` (its directory under
+``results/pretrain/``). Every fine-tuning cell with those values shares it, whatever its n_train, seed or
+fine-tuning mode: one pretraining job per backbone. Its settings (and their hash, which decides reuse and is
+part of every fine-tuning cell's settings) hold everything that changes the pretrained weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..models.catalog import DEFAULT_LR, MODEL_REVISION
+from . import NONE, method
+
+RUN_KNOBS = ("checkpoint_every_steps",)  # pretraining keys that do not change the weights (not hashed)
+
+
+def is_finetune(cell: dict) -> bool:
+    """A cell of a pretraining method (an extra axis that happens to be called 'pretrain' never is)."""
+    from . import METHODS
+
+    value = cell.get("pretrain", NONE)
+    return isinstance(value, str) and value in METHODS
+
+
+def backbone_key(cell: dict) -> tuple[str, str, int, int]:
+    """(method, model, width, n_pretrain) of the backbone a fine-tuning cell loads."""
+    return (cell["pretrain"], cell["model"], int(cell["width"]), int(cell["n_pretrain"]))
+
+
+def backbone_id(key: tuple[str, str, int, int]) -> str:
+    m, model, width, n = key
+    return f"method~{m}/model~{model}/width~{width}/n_pretrain~{n}"
+
+
+def parse_backbone_id(text: str) -> tuple[str, str, int, int]:
+    parts = dict(seg.split("~", 1) for seg in text.strip("/").split("/"))
+    try:
+        key = (parts["method"], parts["model"], int(parts["width"]), int(parts["n_pretrain"]))
+    except (KeyError, ValueError):
+        raise ValueError(f"backbone id {text!r}: expected method~M/model~MODEL/width~W/n_pretrain~N") from None
+    if backbone_id(key) != text.strip("/"):
+        raise ValueError(f"backbone id {text!r}: not in canonical form (expected {backbone_id(key)!r})")
+    return key
+
+
+def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
+    """Everything that determines the pretrained weights of backbone ``key``, as plain JSON-able data."""
+    name, model, width, n_pretrain = key
+    spec = method(name)
+    if spec.backbone != model:
+        raise ValueError(f"pretraining method {name!r} pretrains {spec.backbone!r}, not {model!r}")
+    p = copy.deepcopy(cfg["pretraining"])
+    for knob in RUN_KNOBS:
+        p.pop(knob, None)
+    options = p.pop("methods", {}).get(name, {}) or {}
+    p.pop("finetune", None)  # fine-tuning settings belong to the cells
+    if p.get("lr") is None:
+        p["lr"] = DEFAULT_LR.get(model, 1e-3)
+    revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
+    return {
+        "method": name,
+        "model": model,
+        **revision,
+        "width": width,
+        "n_pretrain": n_pretrain,
+        "classes": list(cfg["classes"]),
+        "n_particles": cfg["data"]["n_particles"],
+        "model_options": copy.deepcopy(cfg.get("models", {}).get(model, {})),
+        "method_options": options,
+        "pretraining": p,
+    }
+
+
+def finetune_settings(cfg: dict, cell: dict) -> dict:
+    """The part of a fine-tuning cell's settings that says what it loads and how it trains it."""
+    from ..config import settings_hash
+
+    key = backbone_key(cell)
+    out = {
+        "method": key[0],
+        "n_pretrain": key[3],
+        "mode": cell["finetune"],
+        "backbone_hash": settings_hash(backbone_settings(cfg, key)),
+    }
+    if cell["finetune"] == "catchup":
+        ft = cfg["pretraining"]["finetune"]
+        out["catchup_steps"], out["catchup_ramp_steps"] = ft["catchup_steps"], ft["catchup_ramp_steps"]
+    return out

@@ -1,0 +1,130 @@
+"""One pretraining job: unlabelled pool (labels never read), outputs, measured FLOPs, bit-identical resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from jetscale.config import load_config
+from jetscale.errors import DataError
+from jetscale.models.registry import build_model
+from jetscale.pretrain import plan
+from jetscale.pretrain.base import load_backbone
+from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
+from jetscale.train.checkpoint import TrainingInterrupted
+from jetscale.train.synthetic import write_synthetic_splits
+
+REPO = Path(__file__).resolve().parents[1]
+BID = "method~next_patch/model~bbt_neutron/width~16/n_pretrain~40"
+
+
+def small_config() -> dict:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
+    raw["data"]["generate"]["jets_per_class"] = 40
+    raw["grid"]["axes"].update({"model": ["bbt_neutron"], "width": [16], "n_train": [22], "compute": [64], "seed": [0]})
+    raw["grid"]["per_model"] = {}
+    raw["models"]["bbt_neutron"]["tokenizer"].update({"max_bytes": 128, "patch_size": 8})
+    raw["pretraining"] = {
+        "batch_size": 8,
+        "lr": 3e-3,
+        "compute": {"epochs": 2, "min_samples": 8, "max_samples": 1000},
+        "eval_every_samples": 40,
+        "eval_jets": 20,
+        "checkpoint_every_steps": 3,
+    }
+    return load_config(raw)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    torch.set_num_threads(1)
+    return small_config()
+
+
+@pytest.fixture(scope="module")
+def unlabelled_splits(tmp_path_factory, cfg):
+    """Synthetic splits whose label files are deleted: pretraining must not need them."""
+    root = write_synthetic_splits(
+        tmp_path_factory.mktemp("splits"), cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=8
+    )
+    for split in ("train", "val", "test"):
+        (root / split / "labels.npy").unlink()
+    return root
+
+
+def test_pool_is_the_tail_of_the_training_split_and_never_labels(unlabelled_splits):
+    pool = load_unlabelled(unlabelled_splits, "train", 40, tail=True)
+    assert set(pool) == {"features", "mask", "vectors"}
+    features = np.load(unlabelled_splits / "train" / "features.npy")
+    np.testing.assert_array_equal(pool["features"], features[26:])  # disjoint from the first 26 (n_train) jets
+    with pytest.raises(DataError, match="n_pretrain 70 exceeds the 66 jets"):
+        load_unlabelled(unlabelled_splits, "train", 70, tail=True)
+
+
+def test_backbone_ids_round_trip_and_settings_name_what_changes_weights(cfg):
+    key = ("next_patch", "bbt_neutron", 16, 40)
+    assert plan.parse_backbone_id(plan.backbone_id(key)) == key == plan.parse_backbone_id(BID)
+    settings = plan.backbone_settings(cfg, key)
+    assert settings["pretraining"]["lr"] == 3e-3 and "checkpoint_every_steps" not in settings["pretraining"]
+    other = copy.deepcopy(cfg)
+    other["pretraining"]["checkpoint_every_steps"] = 99  # a run knob: same backbone
+    assert plan.backbone_settings(other, key) == settings
+    with pytest.raises(ValueError, match="pretrains 'part', not 'bbt_neutron'"):
+        plan.backbone_settings(cfg, ("mpm", "bbt_neutron", 16, 40))
+
+
+def test_pretraining_job_writes_backbone_curve_flops_and_jets_seen(cfg, unlabelled_splits, tmp_path):
+    record = pretrain_backbone(cfg, BID, unlabelled_splits, tmp_path)
+    on_disk = json.loads((tmp_path / "pretrain.json").read_text())
+    assert on_disk == json.loads(json.dumps(record))
+    assert record["samples_seen"] == 80 == record["samples_budget"] and record["steps"] == 10
+    assert record["flops_per_jet"] > 1e4 and record["train_flops"] == pytest.approx(3 * record["flops_per_jet"] * 80)
+    assert record["n_params"] > record["n_backbone_params"] > 0
+    log = pd.read_csv(tmp_path / "pretrain_log.csv")
+    assert list(log.columns) == ["step", "samples", "loss", "lr", "throughput", "val_loss", "flops"]
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # the objective learns
+    assert log["val_loss"].notna().sum() == 2 and record["final_val_loss"] == log["val_loss"].iloc[-1]
+    saved = torch.load(tmp_path / "backbone.pt", weights_only=True)
+    assert saved["backbone_id"] == BID and saved["settings_hash"] == record["settings_hash"]
+    classifier = build_model("bbt_neutron", 16, 11, 19, cfg["models"]["bbt_neutron"])
+    assert load_backbone(classifier, saved["backbone"]) == ["head.bias", "head.weight"]
+
+
+def test_interrupted_pretraining_resumes_bit_identically(cfg, unlabelled_splits, tmp_path):
+    straight = pretrain_backbone(cfg, BID, unlabelled_splits, tmp_path / "straight")
+    with pytest.raises(TrainingInterrupted):
+        pretrain_backbone(cfg, BID, unlabelled_splits, tmp_path / "resumed", stop_after_steps=4)
+    assert not (tmp_path / "resumed" / "backbone.pt").exists()
+    resumed = pretrain_backbone(cfg, BID, unlabelled_splits, tmp_path / "resumed")
+    a = torch.load(tmp_path / "straight" / "backbone.pt", weights_only=True)["backbone"]
+    b = torch.load(tmp_path / "resumed" / "backbone.pt", weights_only=True)["backbone"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert resumed["final_loss"] == straight["final_loss"] and resumed["samples_seen"] == straight["samples_seen"]
+
+
+def test_labels_present_are_still_not_read(cfg, tmp_path, monkeypatch):
+    """With label files on disk, the job never opens them (np.load is watched)."""
+    root = write_synthetic_splits(tmp_path / "s", cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=8)
+    opened = []
+    real = np.load
+
+    def watched(path, *a, **k):
+        opened.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(np, "load", watched)
+    small = copy.deepcopy(cfg)
+    small["pretraining"]["compute"] = {"epochs": 0.1, "min_samples": 8, "max_samples": 8}
+    pretrain_backbone(small, BID, root, tmp_path / "out")
+    assert opened and "labels.npy" not in opened
+    shutil.rmtree(root)

@@ -1,0 +1,58 @@
+# Pretraining (issue 12). One job per backbone; every fine-tuning cell naming it depends on that one node.
+# Finished backbones are protected (read-only): a settings change does not silently re-pretrain them.
+
+
+rule pretrain:
+    input:
+        ROOT / "data/splits",
+    output:
+        backbone=protected(ROOT / "pretrain/{backbone}/backbone.pt"),
+        record=ROOT / "pretrain/{backbone}/pretrain.json",
+    log:
+        ROOT / "logs/pretrain/{backbone}.log",
+    wildcard_constraints:
+        backbone=PLAN.backbone_regex,
+    conda:
+        CONDA_ENV
+    threads: lambda wildcards: PLAN.pretrain_resources(wildcards.backbone)["threads"]
+    resources:
+        mem_mb=lambda wildcards: PLAN.pretrain_resources(wildcards.backbone)["mem_mb"],
+        runtime=lambda wildcards, attempt: PLAN.pretrain_runtime(
+            wildcards.backbone, attempt
+        ),
+        gpu=lambda wildcards: PLAN.pretrain_resources(wildcards.backbone)["gpus"],
+    params:
+        config=CONFIG_FILE,
+        settings=lambda wildcards: PLAN.backbone_hash(wildcards.backbone),
+    shell:
+        "jetscale pretrain --config {params.config} --backbone {wildcards.backbone}"
+        " --splits {input} --out $(dirname {output.backbone}) 2> {log}"
+
+
+# A fine-tuning cell: the train step of a `pretrain~<method>` cell, after the backbone it names.
+rule finetune:
+    input:
+        splits=ROOT / "data/splits",
+        backbone=lambda wildcards: PLAN.backbone_file(wildcards.cell),
+    output:
+        ROOT / "runs/{cell}/metrics.json",
+    log:
+        ROOT / "logs/train/{cell}.log",
+    wildcard_constraints:
+        cell=PLAN.finetune_cell_regex,
+    conda:
+        CONDA_ENV
+    threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
+    resources:
+        mem_mb=lambda wildcards: PLAN.train_resources(wildcards.cell)["mem_mb"],
+        runtime=lambda wildcards, attempt: PLAN.train_runtime(wildcards.cell, attempt),
+        gpu=lambda wildcards: PLAN.train_resources(wildcards.cell)["gpus"],
+    params:
+        config=CONFIG_FILE,
+        settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
+    shell:
+        "jetscale train --config {params.config} --cell {wildcards.cell} --splits {input.splits}"
+        " --backbone {input.backbone} --out $(dirname {output}) 2> {log}"
+
+
+ruleorder: finetune > train
