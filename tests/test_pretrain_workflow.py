@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 import yaml
 
@@ -25,6 +26,9 @@ def study(tmp_path_factory):
     raw.update(study="pretrain-tiny", results="results-pt")
     raw["grid"]["axes"].update(pretrain=["none", "next_patch"], n_pretrain=[40], finetune=["full", "frozen", "catchup"])
     raw["data"]["generate"]["n_shards"] = 1
+    raw["grid"]["axes"]["n_train"] = [11, 22]
+    raw["grid"]["per_model"] = {"particlenet": {"width": [8], "n_train": [22]}}
+    raw["fits"] = {"bootstrap": 5, "min_points": 3}
     config = workdir / "study.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     root = workdir / "results-pt"
@@ -59,3 +63,27 @@ def test_pretrain_runs_once_for_every_cell_that_names_it(study):
         assert metrics["backbone_id"] == BID and metrics["cell"]["pretrain"] == "next_patch"
     again = snakemake(workdir, config, "--cores", "1", *targets)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_the_study_ends_with_the_transfer_section(study):
+    workdir, config, root = study
+    out = snakemake(workdir, config, "--cores", "1")
+    assert out.returncode == 0, out.stderr[-4000:]
+    log = out.stderr + out.stdout
+    assert "rule pretrain:" not in log  # the backbone of the first test is reused
+    report = (root / "report.html").read_text()
+    assert "Pretraining and transfer" in report and "Effective data transferred" in report
+    for name in ("transfer_dt", "transfer_curves", "pretrain_loss"):
+        assert (root / "figures" / f"{name}.png").is_file() and f"id='{name}'" in report
+    import pandas as pd
+
+    transfer = pd.read_csv(root / "fits" / "transfer" / "transfer.csv")
+    assert set(transfer["finetune"]) == {"full", "frozen", "catchup"} and set(transfer["n"]) == {11, 22}
+    assert set(transfer["metric"]) == {"log_loss", "accuracy"}
+    for row in transfer.to_dict("records"):  # a finite number, or a bound, never both
+        if row["status"] == "ok":
+            assert np.isfinite(row["d_t"]) and pd.isna(row["bound"])
+        else:
+            assert row["status"] in ("beyond", "below") and pd.isna(row["d_t"]) and np.isfinite(row["bound_value"])
+    pretrain = pd.read_csv(root / "tables" / "pretrain.csv")
+    assert list(pretrain["backbone_id"]) == [BID]

@@ -219,9 +219,15 @@ def check_pretraining(cfg: dict, where: str) -> None:
                 f"{where}: grid.axes.pretrain: {name!r} pretrains {METHODS[name].backbone!r}, which is not in "
                 f"grid.axes.model {models}"
             )
+    scan = cfg.get("pretraining", {}).get("loss_scan", {})
+    for model in {METHODS[n].backbone for n in wanted}:
+        for width in scan.get("width", []):
+            if problem := width_problem(model, width):
+                raise ConfigError(f"{where}: pretraining.loss_scan.width: {width} for {model!r}: {problem}")
     if cfg["data"]["source"] == "generate":
         pool = train_pool_per_class(cfg) * len(cfg["classes"])
         largest = max((max(axis_values(cfg, "n_pretrain", m), default=0) for m in models), default=0)
+        largest = max([largest, *scan.get("n_pretrain", [])])
         if largest > pool:
             raise ConfigError(
                 f"{where}: grid.axes.n_pretrain: {largest} is larger than the training pool of {pool} jets "

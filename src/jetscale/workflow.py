@@ -130,10 +130,13 @@ class StudyPlan:
     @functools.cached_property
     def backbones(self) -> dict[str, tuple]:
         """backbone id -> (method, model, width, n_pretrain) for every backbone a fine-tuning cell names."""
-        from .pretrain.plan import backbone_id, backbone_key, is_finetune
+        from .pretrain.plan import study_backbones
 
-        keys = {backbone_key(c) for c in self.cells.values() if is_finetune(c)}
-        return {backbone_id(k): k for k in sorted(keys)}
+        return study_backbones(self.cfg)
+
+    @property
+    def all_backbone_records(self) -> list[str]:
+        return [str(paths.pretrain_record_path(self.root, bid)) for bid in self.backbones]
 
     @property
     def backbone_regex(self) -> str:

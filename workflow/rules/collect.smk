@@ -4,6 +4,7 @@
 rule collect:
     input:
         PLAN.all_eval_files,
+        PLAN.all_backbone_records,
     output:
         ROOT / "tables/runs.csv",
     log:

@@ -78,6 +78,13 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
         )
         for m in missing:
             print(f"  {m['cell_id']}: {m['reason']}", file=sys.stderr)
+    from ..config import uses_pretraining
+
+    if uses_pretraining(cfg):
+        from ..pretrain.plan import study_backbones
+        from ..pretrain.tables import collect_pretraining
+
+        collect_pretraining(cfg, list(study_backbones(cfg)), quiet=quiet)
     return runs_table(root), missing
 
 

@@ -117,6 +117,12 @@ def run_study_fits(cfg: dict) -> Path:
     summary = out_dir / "fit_summary.csv"
     with atomic_path(summary) as tmp:
         pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False, lineterminator="\n")
+    from ..config import uses_pretraining
+
+    if uses_pretraining(cfg):  # effective data transferred + pretraining-loss fits (fits/transfer/)
+        from .transfer_study import run_transfer_fits
+
+        run_transfer_fits(cfg, table)
     return summary
 
 

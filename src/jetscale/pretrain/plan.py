@@ -45,6 +45,21 @@ def parse_backbone_id(text: str) -> tuple[str, str, int, int]:
     return key
 
 
+def study_backbones(cfg: dict) -> dict[str, tuple[str, str, int, int]]:
+    """backbone id -> key for every backbone a fine-tuning cell of the study names (sorted)."""
+    from ..grid import cells
+
+    keys = {backbone_key(c) for c in cells(cfg) if is_finetune(c)}
+    scan = cfg.get("pretraining", {}).get("loss_scan") or {}
+    methods = {k[0]: k[1] for k in keys}
+    for name, model in methods.items():
+        widths = scan.get("width") or sorted({k[2] for k in keys if k[0] == name})
+        for width in widths:
+            for n in scan.get("n_pretrain") or []:
+                keys.add((name, model, int(width), int(n)))
+    return {backbone_id(k): k for k in sorted(keys)}
+
+
 def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
     """Everything that determines the pretrained weights of backbone ``key``, as plain JSON-able data."""
     name, model, width, n_pretrain = key
@@ -56,6 +71,7 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
         p.pop(knob, None)
     options = p.pop("methods", {}).get(name, {}) or {}
     p.pop("finetune", None)  # fine-tuning settings belong to the cells
+    p.pop("loss_scan", None)  # which backbones exist, not how one is trained
     if p.get("lr") is None:
         p["lr"] = DEFAULT_LR.get(model, 1e-3)
     revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}

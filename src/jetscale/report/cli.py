@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+TRANSFER_FIGURES = ("transfer_dt", "transfer_curves", "pretrain_loss")  # shown in their own report section
+
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="paper figures + self-contained results/report.html")
@@ -19,6 +21,7 @@ def register(sub) -> None:
 
 def build_report(cfg: dict, *, refit: bool = False) -> dict:
     """Fits (if asked, absent, or older than runs.csv) -> figures -> report.html; returns paths and timings."""
+    from ..config import uses_pretraining
     from ..fit.study import load_fit_docs, run_study_fits
     from ..io import write_text
     from ..paths import figures_dir, fits_dir, report_path, results_root, runs_table
@@ -37,9 +40,20 @@ def build_report(cfg: dict, *, refit: bool = False) -> dict:
     t_fit = time.perf_counter()
     tables = load_tables(cfg)
     figures = make_figures(cfg, tables, load_fit_docs(cfg), figures_dir(root))
+    sections = []
+    if uses_pretraining(cfg):  # D_T, fine-tuned vs scratch, pretraining loss scaling
+        from .transfer import make_transfer_figures, transfer_section
+
+        transfer_figures = make_transfer_figures(cfg, tables)
+        figures = figures + transfer_figures
+        sections.append(transfer_section(cfg, transfer_figures))
     t_fig = time.perf_counter()
     data_summary = root / "data" / "summary.png"
-    write_text(report_path(root), build_html(cfg, tables, figures, [data_summary] if data_summary.is_file() else []))
+    extra = [data_summary] if data_summary.is_file() else []
+    write_text(
+        report_path(root),
+        build_html(cfg, tables, [f for f in figures if f.stem not in TRANSFER_FIGURES], extra, sections),
+    )
     t_end = time.perf_counter()
     return {
         "report": report_path(root),

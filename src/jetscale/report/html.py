@@ -116,7 +116,9 @@ def headline_tables(summary) -> str:
     return "\n".join(out)
 
 
-def build_html(cfg: dict, tables: dict, figures: list[Path], extra_figures: list[Path] = ()) -> str:
+def build_html(
+    cfg: dict, tables: dict, figures: list[Path], extra_figures: list[Path] = (), sections: list[str] = ()
+) -> str:
     runs, missing, summary = tables["runs"], tables.get("missing"), tables.get("fit_summary")
     n_cells = runs["cell_id"].nunique() if not runs.empty else 0
     n_missing = 0 if missing is None or missing.empty else len(missing)
@@ -141,6 +143,7 @@ def build_html(cfg: dict, tables: dict, figures: list[Path], extra_figures: list
             f"{html.escape(fig_path.stem)}.</b> {html.escape(caption)} (PDF: "
             f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>"
         )
+    parts.extend(sections)  # e.g. the pretraining/transfer section
     parts.append(
         f"<h2 id='fit_summary'>Fit summary</h2><p>{html.escape(CAPTIONS['fit_summary'])} "
         "Full records: <code>results/fits/*.json</code>; this table: <code>results/fits/fit_summary.csv"

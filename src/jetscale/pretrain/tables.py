@@ -1,0 +1,69 @@
+"""Pretraining jobs -> tables the fits and the report read (``results/tables/pretrain*.csv``).
+
+``pretrain.csv``: one row per backbone: backbone_id, method, model, width, n_pretrain, final_loss (training,
+last log window), final_val_loss (held-out validation jets), n_params, n_backbone_params, flops_per_jet,
+train_flops, samples_seen, wall_time_s. ``pretrain_curves.csv``: every logged row of every job
+(backbone_id, method, model, width, n_pretrain, step, samples, flops, loss, val_loss): the loss curves.
+A backbone without its ``pretrain.json`` is listed in neither (the collect step reports it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..io import atomic_path
+from ..paths import pretrain_dir, results_root, runs_table
+
+RECORD_COLUMNS = (
+    "backbone_id",
+    "method",
+    "model",
+    "width",
+    "n_pretrain",
+    "final_loss",
+    "final_val_loss",
+    "n_params",
+    "n_backbone_params",
+    "flops_per_jet",
+    "train_flops",
+    "samples_seen",
+    "wall_time_s",
+)
+CURVE_COLUMNS = ("step", "samples", "flops", "loss", "val_loss")
+
+
+def pretrain_tables_paths(root: Path) -> tuple[Path, Path]:
+    tables = runs_table(root).parent
+    return tables / "pretrain.csv", tables / "pretrain_curves.csv"
+
+
+def collect_pretraining(cfg: dict, backbone_ids: list[str], *, quiet: bool = False) -> tuple[Path, Path]:
+    import pandas as pd
+
+    root = results_root(cfg)
+    records, curves = [], []
+    for bid in backbone_ids:
+        folder = pretrain_dir(root, bid)
+        path = folder / "pretrain.json"
+        if not path.is_file():
+            if not quiet:
+                print(f"jetscale collect: backbone {bid}: no pretrain.json (not pretrained yet)", file=sys.stderr)
+            continue
+        rec = json.loads(path.read_text())
+        records.append({k: rec.get(k) for k in RECORD_COLUMNS})
+        log = folder / "pretrain_log.csv"
+        if log.is_file():
+            frame = pd.read_csv(log)
+            for key in ("backbone_id", "method", "model", "width", "n_pretrain"):
+                frame[key] = rec[key]
+            curves.append(frame[["backbone_id", "method", "model", "width", "n_pretrain", *CURVE_COLUMNS]])
+    rec_path, curve_path = pretrain_tables_paths(root)
+    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(rec_path) as tmp:
+        pd.DataFrame(records, columns=RECORD_COLUMNS).to_csv(tmp, index=False, lineterminator="\n")
+    frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["backbone_id", *CURVE_COLUMNS])
+    with atomic_path(curve_path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
+    return rec_path, curve_path

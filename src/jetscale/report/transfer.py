@@ -1,0 +1,270 @@
+"""Report section of a study with pretraining: effective data transferred, fine-tuned vs from-scratch curves,
+pretraining loss vs compute and vs n_pretrain. Reads only tables/ and fits/transfer/ (never a run dir)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..fit.forms import powerlaw
+from ..fit.transfer import format_transfer
+from ..fit.transfer_study import transfer_dir
+from .figures import _plain_log_labels
+from ..paths import figures_dir, results_root
+
+FIGURE_NAMES = ("transfer_dt", "transfer_curves", "pretrain_loss")
+CAPTIONS = {
+    "transfer_dt": (
+        "Effective data transferred (Hernandez et al. 2021). Left: D_T(n), the extra labelled jets a from-scratch "
+        "model of the same architecture would need to match the fine-tuned one at n labelled jets, read off the "
+        "from-scratch seed-mean curve (monotone, log-linear between measured sizes); error bars: bootstrap over "
+        "seeds (95%). Right: the data multiplier (n + D_T)/n; 1 (dotted) = no transfer, below 1 = pretraining "
+        "hurts. Triangles ▲ are lower bounds: the fine-tuned model is better than anything the from-scratch curve "
+        "reaches, so only D_T > m_max − n is known (never extrapolated); ▼ are upper bounds (worse than the "
+        "smallest from-scratch point). Rows: test log-loss and test accuracy."
+    ),
+    "transfer_curves": (
+        "Test accuracy (left) and log-loss (right) vs labelled training jets: from scratch (black) against each "
+        "pretraining method / pool size / fine-tuning mode, mean over seeds ± spread."
+    ),
+    "pretrain_loss": (
+        "Self-supervised loss on held-out validation jets (labels unused). Left: along every pretraining job vs its "
+        "measured compute (FLOP counted with torch's flop counter, ×3 for training), with a power law with floor "
+        "fitted to each method's compute-optimal frontier (dashed). Right: final held-out loss vs the unlabelled "
+        "pool size n_pretrain per method × width, with a power-law-with-floor fit where there are enough points. "
+        "Losses are in each objective's own units and are not comparable across methods."
+    ),
+}
+
+
+def _read(cfg):
+    import pandas as pd
+
+    d = transfer_dir(cfg)
+    frame = pd.read_csv(d / "transfer.csv") if (d / "transfer.csv").is_file() else pd.DataFrame()
+    laws = json.loads((d / "laws.json").read_text()) if (d / "laws.json").is_file() else []
+    loss = json.loads((d / "pretrain_loss.json").read_text()) if (d / "pretrain_loss.json").is_file() else {}
+    return frame, laws, loss
+
+
+def _label(row) -> str:
+    return f"{row['method']} n_pre={int(row['n_pretrain'])} {row['finetune']}"
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{name}.{ext}", dpi=130 if ext == "png" else None, bbox_inches="tight")
+        paths.append(out / f"{name}.{ext}")
+    plt.close(fig)
+    return paths
+
+
+def make_transfer_figures(cfg: dict, tables: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    frame, _, loss = _read(cfg)
+    out = figures_dir(results_root(cfg))
+    paths = []
+    if not frame.empty:
+        paths += _dt_figure(frame, out)
+    paths += _curves_figure(tables["runs"], out)
+    if loss.get("vs_compute"):
+        paths += _loss_figure(loss, out)
+    return paths
+
+
+def _dt_figure(frame, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("log_loss", "accuracy") if (frame["metric"] == m).any()]
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(12, 4.2 * len(metrics)), squeeze=False)
+    keys = ["model", "width", "method", "n_pretrain", "finetune"]
+    for r, metric in enumerate(metrics):
+        sub = frame[(frame["metric"] == metric) & frame["n"].notna()]
+        for i, (_, series) in enumerate(sub.groupby(keys, sort=False)):
+            color = f"C{i % 10}"
+            label = f"{series['model'].iloc[0]} " + _label(series.iloc[0])
+            ok = series[series["bound"].isna()]
+            lo_b = series[series["bound"] == "lower"]
+            up_b = series[series["bound"] == "upper"]
+            n = ok["n"].to_numpy(float)
+            d = ok["d_t"].to_numpy(float)
+            lo = np.where(ok["ci_low"].notna(), d - ok["ci_low"].to_numpy(float), 0)
+            hi = np.where(ok["ci_high"].notna(), ok["ci_high"].to_numpy(float) - d, 0)
+            axes[r, 0].errorbar(n, d, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], fmt="o-", color=color, label=label)
+            axes[r, 1].errorbar(
+                n, 1 + d / n, yerr=[np.maximum(lo, 0) / n, np.maximum(hi, 0) / n], fmt="o-", color=color
+            )
+            for frame_b, marker in ((lo_b, "^"), (up_b, "v")):
+                if len(frame_b):
+                    nb, vb = frame_b["n"].to_numpy(float), frame_b["bound_value"].to_numpy(float)
+                    axes[r, 0].scatter(nb, vb, marker=marker, s=70, color=color)
+                    axes[r, 1].scatter(nb, 1 + vb / nb, marker=marker, s=70, color=color)
+        axes[r, 0].set_xscale("log")
+        axes[r, 0].set_yscale("symlog", linthresh=max(1.0, float(sub["n"].min() or 1) / 10))
+        axes[r, 0].axhline(0, color="k", lw=0.8, ls=":")
+        axes[r, 0].set_ylabel(f"D_T (jets), test {metric}")
+        axes[r, 1].set_xscale("log")
+        axes[r, 1].set_yscale("log")
+        axes[r, 1].axhline(1, color="k", lw=0.8, ls=":")
+        axes[r, 1].set_ylabel("data multiplier (n + D_T)/n")
+        for ax in axes[r]:
+            ax.set_xlabel("labelled training jets n")
+            ax.grid(alpha=0.3, which="both")
+            _plain_log_labels(ax.xaxis)
+        _plain_log_labels(axes[r, 1].yaxis)
+        axes[r, 0].legend(fontsize=8)
+    return _save(fig, out, "transfer_dt")
+
+
+def _curves_figure(runs, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    if "pretrain" not in runs.columns:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, metric in zip(axes, ("accuracy", "log_loss")):
+        rows = runs[(runs["metric"] == metric) & (runs["flavor"].fillna("") == "")]
+        groups = rows.groupby(["model", "width", "pretrain", "n_pretrain", "finetune"], sort=False, dropna=False)
+        for i, (key, sub) in enumerate(groups):
+            stats = sub.groupby("n_train")["value"].agg(["mean", "std"]).reset_index()
+            scratch = key[2] == "none"
+            label = f"{key[0]} w{key[1]} " + ("scratch" if scratch else f"{key[2]} n_pre={int(key[3])} {key[4]}")
+            ax.errorbar(
+                stats["n_train"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                fmt="o-" if scratch else "s--",
+                color="k" if scratch else f"C{i % 10}",
+                label=label,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training jets n")
+        ax.set_ylabel(f"test {metric}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    return _save(fig, out, "transfer_curves")
+
+
+def _loss_figure(loss: dict, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, doc in enumerate(loss["vs_compute"]):
+        c, y = np.array(doc["points"]["flops"]), np.array(doc["points"]["val_loss"])
+        axes[0].scatter(c, y, s=10, color=f"C{i}", alpha=0.5, label=f"{doc['method']} (held-out, all jobs)")
+        front = np.array(doc["points"]["frontier"], dtype=int)
+        if len(front):
+            axes[0].plot(c[front], y[front], "o", color=f"C{i}", mfc="none")
+        fitted = doc["fit"]
+        if fitted["converged"] and len(front):
+            xs = np.geomspace(c[front].min(), c[front].max(), 50)
+            p = fitted["params"]
+            axes[0].plot(
+                xs,
+                powerlaw(xs, p["y_inf"], p["A"], p["alpha"]),
+                "--",
+                color=f"C{i}",
+                label=f"fit: α={p['alpha']:.2g}, floor {p['y_inf']:.3g}",
+            )
+    for i, doc in enumerate(loss.get("vs_n_pretrain", [])):
+        x, y = np.array(doc["points"]["n_pretrain"]), np.array(doc["points"]["val_loss"])
+        axes[1].plot(x, y, "o-", color=f"C{i}", label=f"{doc['method']} w{doc['width']}")
+        if doc["fit"]["converged"]:
+            p = doc["fit"]["params"]
+            xs = np.geomspace(x.min(), x.max(), 50)
+            axes[1].plot(
+                xs, powerlaw(xs, p["y_inf"], p["A"], p["alpha"]), "--", color=f"C{i}", label=f"fit: α={p['alpha']:.2g}"
+            )
+    axes[0].set_xlabel("pretraining compute (FLOP)")
+    axes[1].set_xlabel("unlabelled jets n_pretrain")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_ylabel("held-out pretraining loss")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return _save(fig, out, "pretrain_loss")
+
+
+def transfer_section(cfg: dict, figures: list[Path]) -> str:
+    """HTML: the transfer figures, a D_T table and the D_T-law fits."""
+    from .html import _embed, _table
+
+    frame, laws, loss = _read(cfg)
+    parts = ["<h2 id='transfer'>Pretraining and transfer</h2>"]
+    for name in FIGURE_NAMES:
+        png = next((p for p in figures if p.stem == name and p.suffix == ".png"), None)
+        if png is not None:
+            parts.append(
+                f"<figure id='{name}'>{_embed(png)}<figcaption><b>{name}.</b> {html.escape(CAPTIONS[name])} "
+                f"(PDF: <code>figures/{name}.pdf</code>)</figcaption></figure>"
+            )
+    if not frame.empty:
+        view = frame.copy()
+        view["D_T"] = [
+            format_transfer(_row(r)) if r["status"] in ("ok", "beyond", "below") else r["status"]
+            for r in view.to_dict("records")
+        ]
+        parts.append(
+            "<h3>Effective data transferred</h3><p>D_T with its 95% bootstrap-over-seeds interval; "
+            "'&gt; x' = beyond the from-scratch curve's reach (a lower bound); full table: "
+            "<code>results/fits/transfer/transfer.csv</code>.</p>"
+        )
+        cols = [
+            "model",
+            "width",
+            "method",
+            "n_pretrain",
+            "finetune",
+            "metric",
+            "n",
+            "y_tuned",
+            "y_scratch_same_n",
+            "D_T",
+            "multiplier",
+        ]
+        parts.append(_table(view, cols))
+    if laws:
+        import pandas as pd
+
+        rows = [
+            {
+                **{
+                    k: d[k]
+                    for k in (
+                        "method",
+                        "finetune",
+                        "n_pretrain",
+                        "metric",
+                        "form",
+                        "n_points",
+                        "n_excluded",
+                        "n_beyond_reach",
+                        "message",
+                    )
+                },
+                **{f"{k}": v for k, v in d.get("params", {}).items()},
+            }
+            for d in laws
+        ]
+        parts.append(
+            "<h3>D_T = k · n^α · N^β</h3><p>Fitted in log space on the points with finite D_T &gt; 0 "
+            "(bounds and negative transfer excluded: with many lower bounds the law says little).</p>"
+        )
+        parts.append(_table(pd.DataFrame(rows)))
+    return "\n".join(parts)
+
+
+def _row(r: dict) -> dict:
+    clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+    clean["ci_high_beyond"] = bool(clean.get("ci_high_beyond"))
+    clean["ci_low_below"] = bool(clean.get("ci_low_below"))
+    return clean
