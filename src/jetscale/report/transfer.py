@@ -12,8 +12,8 @@ import numpy as np
 from ..fit.forms import powerlaw
 from ..fit.transfer import format_transfer
 from ..fit.transfer_study import transfer_dir
-from .figures import _plain_log_labels
 from ..paths import figures_dir, results_root
+from .figures import _plain_log_labels
 
 FIGURE_NAMES = ("transfer_dt", "transfer_curves", "pretrain_loss")
 CAPTIONS = {
