@@ -80,6 +80,8 @@ def describe_schema_error(err) -> str:
         return f"{key}: {err.instance!r} is not allowed; allowed values: {err.validator_value}"
     if err.validator == "required":
         return f"{key}: {err.message}"
+    if err.validator == "pattern":  # names that reach paths and shell commands keep to a safe alphabet
+        return f"{key}: {err.instance!r} does not match the safe pattern {err.validator_value!r}"
     return f"{key}: bad value {err.instance!r}: {err.message}"
 
 
@@ -106,6 +108,10 @@ def _defaults_filling(base):
 
 
 def check_semantics(cfg: dict, where: str = "config") -> None:
+    from .results_dir import location_problem
+
+    if problem := location_problem(cfg.get("results", "results")):
+        raise ConfigError(f"{where}: results: {problem}")
     axes = cfg["grid"]["axes"]
     extra = cfg["grid"].get("extra_axes", {})
     for i, model in enumerate(axes["model"]):

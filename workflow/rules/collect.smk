@@ -14,4 +14,4 @@ rule collect:
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale collect --config {params.config} 2> {log}"
+        "jetscale collect --config {params.config:q} 2> {log:q}"

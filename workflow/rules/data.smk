@@ -15,8 +15,8 @@ if PLAN.source == "generate":
         params:
             config=CONFIG_FILE,
         shell:
-            "jetscale generate --config {params.config} --shard {wildcards.shard}"
-            " --workers {threads} --out {output} 2> {log}"
+            "jetscale generate --config {params.config:q} --shard {wildcards.shard:q}"
+            " --workers {threads:q} --out {output:q} 2> {log:q}"
 
 else:
 
@@ -32,7 +32,7 @@ else:
         params:
             config=CONFIG_FILE,
         shell:
-            "jetscale ingest --config {params.config} --out {output} 2> {log}"
+            "jetscale ingest --config {params.config:q} --out {output:q} 2> {log:q}"
 
 
 rule split:
@@ -49,7 +49,7 @@ rule split:
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale split --config {params.config} --shards {input} --out {output} 2> {log}"
+        "jetscale split --config {params.config:q} --shards {input:q} --out {output:q} 2> {log:q}"
 
 
 rule data_summary:
@@ -66,4 +66,4 @@ rule data_summary:
     conda:
         CONDA_ENV
     shell:
-        "jetscale data-summary --splits {input} --out {output.png} 2> {log}"
+        "jetscale data-summary --splits {input:q} --out {output.png:q} 2> {log:q}"

@@ -13,4 +13,4 @@ rule evaluate:
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale evaluate --config {params.config} --run $(dirname {input}) 2> {log}"
+        'jetscale evaluate --config {params.config:q} --run "$(dirname {input:q})" 2> {log:q}'

@@ -13,4 +13,4 @@ rule fit:
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale fit --config {params.config} 2> {log}"
+        "jetscale fit --config {params.config:q} 2> {log:q}"

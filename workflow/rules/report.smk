@@ -15,4 +15,4 @@ rule report:
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale report --config {params.config} 2> {log}"
+        "jetscale report --config {params.config:q} 2> {log:q}"

@@ -21,5 +21,5 @@ rule train:
         config=CONFIG_FILE,
         settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
     shell:
-        "jetscale train --config {params.config} --cell {wildcards.cell}"
-        " --splits {input} --out $(dirname {output}) 2> {log}"
+        "jetscale train --config {params.config:q} --cell {wildcards.cell:q}"
+        ' --splits {input:q} --out "$(dirname {output:q})" 2> {log:q}'
