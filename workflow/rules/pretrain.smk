@@ -25,8 +25,8 @@ rule pretrain:
         config=CONFIG_FILE,
         settings=lambda wildcards: PLAN.backbone_hash(wildcards.backbone),
     shell:
-        "jetscale pretrain --config {params.config} --backbone {wildcards.backbone}"
-        " --splits {input} --out $(dirname {output.backbone}) 2> {log}"
+        "jetscale pretrain --config {params.config:q} --backbone {wildcards.backbone:q}"
+        ' --splits {input:q} --out "$(dirname {output.backbone:q})" 2> {log:q}'
 
 
 # A fine-tuning cell: the train step of a `pretrain~<method>` cell, after the backbone it names.
@@ -51,8 +51,8 @@ rule finetune:
         config=CONFIG_FILE,
         settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
     shell:
-        "jetscale train --config {params.config} --cell {wildcards.cell} --splits {input.splits}"
-        " --backbone {input.backbone} --out $(dirname {output}) 2> {log}"
+        "jetscale train --config {params.config:q} --cell {wildcards.cell:q} --splits {input.splits:q}"
+        ' --backbone {input.backbone:q} --out "$(dirname {output:q})" 2> {log:q}'
 
 
 ruleorder: finetune > train
