@@ -102,6 +102,9 @@ def _evaluate(args) -> int:
         meta = json.loads(metrics_file.read_text())
         doc = {"cell_id": meta.get("cell_id"), "settings_hash": meta.get("settings_hash"), **doc}
     write_json(run / "eval.json", json_safe(doc))
+    from ..train.history import archive_evaluation  # torch-free
+
+    archive_evaluation(run)
     return 0
 
 

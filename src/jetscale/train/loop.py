@@ -17,8 +17,8 @@ Outputs in ``out_dir`` (all written atomically; ``metrics.json`` last, it is Sna
 * ``train_log.csv``: ``step, samples, loss, lr, throughput, val_loss`` (``loss`` = mean training loss since the
   previous row, ``throughput`` = training jets/s over those steps, ``val_loss`` only on evaluation rows).
 * ``checkpoint.pt``: see ``jetscale.train.checkpoint``; written every ``checkpoint_every_steps`` and at the end.
-* ``history/<settings_hash>/{metrics.json,predictions.parquet}``: hard links to the finished result, so a
-  later retrain with changed settings never destroys it.
+* ``history/<settings_hash>[.n]/``: hard links to the whole finished run (see ``jetscale.train.history``), so
+  a later retrain never destroys it.
 * ``failure.json`` instead of ``metrics.json`` when the loss becomes NaN/inf (keys: status, reason, step,
   samples, cell_id, settings_hash, time); :class:`~jetscale.errors.TrainingError` is raised.
 """
@@ -51,6 +51,7 @@ from ..grid import parse_cell_id
 from ..models.registry import build_model, count_params, measure_flops_per_jet
 from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
+from .history import archive
 from .inputs import SplitInputs, load_split_inputs
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
@@ -243,22 +244,6 @@ def write_predictions(
         frame[f"score_{name}"] = probs[:, i].astype(np.float32)
     with jio.atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-
-
-def archive(out_dir: Path, shash: str) -> None:
-    """Hard-link metrics.json + predictions.parquet into history/<settings_hash>/ (copy where links fail)."""
-    import shutil
-
-    dest = out_dir / "history" / shash
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.json", "predictions.parquet"):
-        target = dest / name
-        if target.exists():
-            target.unlink()
-        try:
-            os.link(out_dir / name, target)
-        except OSError:
-            shutil.copy2(out_dir / name, target)
 
 
 def write_failure(out_dir: Path, reason: str, **extra) -> None:

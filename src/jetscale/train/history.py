@@ -1,0 +1,78 @@
+"""Archive of finished runs: ``runs/<cell>/history/<entry>/`` (a retrain never destroys a finished result).
+
+Snakemake deletes a job's outputs before rerunning it, so every finished run is archived as a whole, by hard
+links (copies where links fail): ``metrics.json``, ``predictions.parquet``, ``train_log.csv``, ``checkpoint.pt``,
+and ``eval.json`` once the evaluation has run. Files are replaced by atomic renames, so a link keeps the
+archived content even after the run directory is rewritten. Entries are never overwritten: the first finished
+run of a settings hash is ``history/<hash>/``, later ones (a retrain on changed data, say) ``<hash>.2``, ...
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+RUN_FILES = ("metrics.json", "predictions.parquet", "train_log.csv", "checkpoint.pt")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) or a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def entry_of(run_dir: str | os.PathLike) -> Path | None:
+    """The history entry that archives the run's current ``metrics.json`` (None when there is none)."""
+    run_dir = Path(run_dir)
+    history = run_dir / "history"
+    if not (run_dir / "metrics.json").is_file() or not history.is_dir():
+        return None
+    for entry in sorted(history.iterdir()):
+        if _same_file(entry / "metrics.json", run_dir / "metrics.json"):
+            return entry
+    return None
+
+
+def archive(run_dir: str | os.PathLike, shash: str) -> Path:
+    """Archive the finished run in ``run_dir`` under a new history entry; return the entry."""
+    run_dir = Path(run_dir)
+    existing = entry_of(run_dir)
+    if existing is not None:  # already archived (e.g. the same call repeated)
+        return existing
+    history = run_dir / "history"
+    history.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        entry = history / (shash if n == 1 else f"{shash}.{n}")
+        try:
+            entry.mkdir()  # atomic claim: two writers never share an entry
+            break
+        except FileExistsError:
+            n += 1
+    for name in RUN_FILES:
+        if (run_dir / name).is_file():
+            _link(run_dir / name, entry / name)
+    return entry
+
+
+def archive_evaluation(run_dir: str | os.PathLike) -> Path | None:
+    """Add ``eval.json`` to the history entry of the run's current result (where there is one)."""
+    run_dir = Path(run_dir)
+    entry = entry_of(run_dir)
+    if entry is not None and (run_dir / "eval.json").is_file():
+        target = entry / "eval.json"
+        if target.exists():  # an entry is never overwritten: keep the first evaluation beside it
+            if _same_file(run_dir / "eval.json", target):
+                return entry
+            target = entry / f"eval.{len(list(entry.glob('eval*.json'))) + 1}.json"
+        _link(run_dir / "eval.json", target)
+    return entry
