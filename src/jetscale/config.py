@@ -173,6 +173,11 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         gen = data.setdefault("generate", {})
         pool = train_pool_per_class(cfg) * len(classes)
         largest = max(max(axis_values(cfg, "n_train", m)) for m in axes["model"])
+        if gen["n_shards"] > gen["jets_per_class"]:  # every shard holds jets_per_class / n_shards jets of each class
+            raise ConfigError(
+                f"{where}: data.generate.n_shards: {gen['n_shards']} shards for {gen['jets_per_class']} jets per "
+                f"class would leave shards empty; allowed: 1 to {gen['jets_per_class']}"
+            )
         if pool <= 0:
             raise ConfigError(
                 f"{where}: data.generate.jets_per_class ({gen['jets_per_class']}) must exceed "

@@ -200,6 +200,27 @@ class StudyPlan:
                     f"or remove {path} (and {self.root / 'data'}) to regenerate the data for this config."
                 )
 
+        if self.source == "ingest":
+            self.check_ingested_files()
+
+    def check_ingested_files(self) -> None:
+        """Refuse when data.ingest.paths now resolve to other files than those the results were built from."""
+        from .data.manifest import changes, read_manifest
+
+        ingested = self.root / "data" / "ingested"
+        recorded = read_manifest(ingested)
+        if recorded is None:
+            return
+        found = changes(recorded, self.ingest_inputs)
+        if found:
+            raise ConfigError(
+                f"data.ingest.paths: the input files differ from those ingested into {ingested} ("
+                + "; ".join(found[:5])
+                + (f"; {len(found) - 5} more" if len(found) > 5 else "")
+                + "): the splits and every trained cell belong to the old files. Point `results:` at a new "
+                f"directory, or move {self.root / 'data'} and {self.root / 'runs'} away to build this study anew."
+            )
+
     def on_start(self) -> None:
         if not (self.root / STUDY_STAMP).exists():
             write_json(self.root / STUDY_STAMP, self.stamp())

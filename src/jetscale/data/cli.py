@@ -115,7 +115,7 @@ def _ingest(args) -> int:
 
 
 def _split(args) -> int:
-    from ..config import axis_values, data_fingerprint, load_config
+    from ..config import axis_values, load_config
     from .splits import build_splits
 
     cfg = load_config(args.config)
@@ -130,7 +130,7 @@ def _split(args) -> int:
         n_particles=data["n_particles"],
         seed=data.get("split_seed", 0),
         n_train_max=largest,
-        data_fingerprint=data_fingerprint(cfg),
+        data_fingerprint=_fingerprint(cfg, args.shards),
     )
     sizes, trunc = meta["sizes"], meta["truncated_jets"]
     print(f"splits in {args.out}: " + ", ".join(f"{s} {sizes[s]} jets" for s in sizes), file=sys.stderr)
@@ -140,6 +140,24 @@ def _split(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _fingerprint(cfg: dict, shards) -> str:
+    """The config's data fingerprint; for ingested data also the identity of the files read (their manifest)."""
+    from pathlib import Path
+
+    from ..config import data_fingerprint
+    from ..errors import DataError
+    from .manifest import read_manifest
+
+    fingerprint = data_fingerprint(cfg)
+    if cfg["data"]["source"] == "ingest":
+        for directory in (Path(s) for s in shards if Path(s).is_dir()):
+            recorded = read_manifest(directory)
+            if recorded is None:
+                raise DataError(f"{directory}: no manifest.json (an incomplete ingest); rerun jetscale ingest")
+            fingerprint += "+" + recorded["fingerprint"]
+    return fingerprint
 
 
 def _summary(args) -> int:

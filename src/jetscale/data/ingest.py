@@ -19,7 +19,9 @@ import numpy as np
 import yaml
 
 from ..errors import DataError
+from ..io import write_json
 from .features import energy_order, jet_kinematics, particle_features
+from .manifest import MANIFEST, manifest
 from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .store import PARTICLE_NAMES, JetTable, ShardWriter, validate_table
 
@@ -198,7 +200,7 @@ def convert(
             raise DataError(
                 f"{where}: branch {branch!r} has different particle counts from the other particle branches"
             )
-        particles[name] = ak.to_numpy(ak.flatten(arr)).astype(np.float64)
+        particles[name] = _numbers(ak.flatten(arr), branch, where)
     table = JetTable({"n_particles": counts.astype(np.int64)}, particles)
     table = table.take(np.flatnonzero(keep))
     counts, particles = table.counts, table.particles
@@ -209,7 +211,7 @@ def convert(
     particles = {k: v[perm] for k, v in particles.items()}
     jet = jet_kinematics(counts, particles["px"], particles["py"], particles["pz"], particles["e"])
     for key, branch in (mapping.get("jet") or {}).items():
-        jet[key] = ak.to_numpy(arrays[branch]).astype(np.float64)[keep]
+        jet[key] = _numbers(arrays[branch], branch, where)[keep]
     derived = particle_features(
         counts,
         particles["px"],
@@ -241,15 +243,24 @@ def convert(
     return table, int((~keep).sum())
 
 
+def _numbers(values, branch: str, where: str) -> np.ndarray:
+    """A branch's values as float64; a branch of strings (or other non-numbers) is a DataError naming it."""
+    import awkward as ak
+
+    try:
+        return ak.to_numpy(values).astype(np.float64)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{where}: branch {branch!r} does not hold numbers ({exc})") from None
+
+
 def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
     """(label index into ``classes`` (-1 = not wanted), keep mask) per jet."""
-    import awkward as ak
 
     spec = mapping["labels"]
     index = {c: i for i, c in enumerate(classes)}
     if "onehot" in spec:
         branches = list(spec["onehot"])
-        onehot = np.stack([ak.to_numpy(arrays[b]).astype(np.float64) for b in branches], axis=1)
+        onehot = np.stack([_numbers(arrays[b], b, where) for b in branches], axis=1)
         hot = (onehot > 0.5).sum(axis=1)
         if (hot != 1).any():
             row = int(np.flatnonzero(hot != 1)[0])
@@ -260,7 +271,7 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
         lut = np.array([index.get(spec["onehot"][b], -1) for b in branches])
         labels = lut[onehot.argmax(axis=1)]
     else:
-        raw = ak.to_numpy(arrays[spec["branch"]]).astype(np.int64)
+        raw = _numbers(arrays[spec["branch"]], spec["branch"], where).astype(np.int64)
         values = {int(k): v for k, v in spec["values"].items()}
         unknown = sorted(set(np.unique(raw).tolist()) - set(values))
         if unknown:
@@ -269,6 +280,34 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
             )
         labels = np.array([index.get(values[int(v)], -1) for v in raw], dtype=np.int64) if len(raw) else raw
     return labels.astype(np.int64), labels >= 0
+
+
+def _ingest_file(path: Path, i: int, mapping: dict, classes: list[str], out_dir: Path, zero: list, step: int) -> Path:
+    meta = {
+        "source": "ingest",
+        "input": str(path),
+        "mapping": mapping.get("_where"),
+        "classes": classes,
+        "filled_zero": zero,
+        "derived": list(mapping.get("derive") or []),
+    }
+    dropped = 0
+    with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
+        for start, arrays in iter_branches(path, mapping, step):
+            table, n_dropped = convert(arrays, mapping, classes, str(path), start, i * 1_000_000_000)
+            writer.write(table)
+            dropped += n_dropped
+    if writer.n_jets == 0:
+        writer.path.unlink(missing_ok=True)
+        found = f"{dropped} jets of other classes only" if dropped else "no entries"
+        raise DataError(f"{path}: no jets of the classes {classes} (the file has {found})")
+    print(
+        f"{path}: {writer.n_jets} jets -> {writer.path}"
+        + (f" ({dropped} jets of other classes dropped)" if dropped else "")
+        + (f"; filled with 0: {zero}" if zero else ""),
+        file=sys.stderr,
+    )
+    return writer.path
 
 
 def ingest_files(
@@ -295,27 +334,16 @@ def ingest_files(
     for path in paths:  # fail before any work is done
         check_input(path, mapping)
     out_dir, written = Path(out_dir), []
+    for stale in [*out_dir.glob("shard-*.parquet"), out_dir / MANIFEST]:  # a previous ingest's output
+        stale.unlink(missing_ok=True)
     zero = list(mapping.get("fill_zero") or [])
-    for i, path in enumerate(paths):
-        meta = {
-            "source": "ingest",
-            "input": str(path),
-            "mapping": mapping.get("_where"),
-            "classes": classes,
-            "filled_zero": zero,
-            "derived": list(mapping.get("derive") or []),
-        }
-        dropped = 0
-        with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
-            for start, arrays in iter_branches(path, mapping, step):
-                table, n_dropped = convert(arrays, mapping, classes, str(path), start, i * 1_000_000_000)
-                writer.write(table)
-                dropped += n_dropped
-        written.append(writer.path)
-        print(
-            f"{path}: {writer.n_jets} jets -> {writer.path}"
-            + (f" ({dropped} jets of other classes dropped)" if dropped else "")
-            + (f"; filled with 0: {zero}" if zero else ""),
-            file=sys.stderr,
-        )
+    try:
+        for i, path in enumerate(paths):
+            written.append(_ingest_file(path, i, mapping, classes, out_dir, zero, step))
+        # written last: a directory without it holds no complete ingest
+        write_json(out_dir / MANIFEST, manifest(paths, mapping=mapping.get("_where"), classes=classes))
+    except BaseException:  # no partial output: the shards of earlier files go too
+        for shard in written:
+            shard.unlink(missing_ok=True)
+        raise
     return written

@@ -63,6 +63,20 @@ class SplitArrays(dict):
         return len(self["labels"])
 
 
+def read_meta(splits_dir: str | Path) -> dict:
+    """``meta.json`` of a splits directory; missing or broken is a DataError naming the file."""
+    path = Path(splits_dir) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path}: splits metadata not found (run `jetscale split` first)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable splits metadata ({exc}); rerun `jetscale split`") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sizes"), dict):
+        raise DataError(f"{path}: not a splits metadata file (no 'sizes'); rerun `jetscale split`")
+    return meta
+
+
 def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> SplitArrays:
     """Memory-map split ``split`` ("train", "val" or "test") of ``splits_dir``; with ``n``, only its first n jets.
 
@@ -80,10 +94,7 @@ def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> Spli
     root = Path(splits_dir)
     if split not in SPLITS:
         raise DataError(f"{root}: unknown split {split!r}; splits are {list(SPLITS)}")
-    meta_path = root / "meta.json"
-    if not meta_path.is_file():
-        raise DataError(f"{meta_path}: splits metadata not found (run `jetscale split` first)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(root)
     size = int(meta["sizes"][split])
     if n is not None and not 0 <= n <= size:
         raise DataError(
@@ -95,7 +106,12 @@ def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> Spli
         path = root / split / f"{name}.npy"
         if not path.is_file():
             raise DataError(f"{path}: split array missing")
-        arr = np.load(path, mmap_mode="r")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:  # truncated or not an .npy file
+            raise DataError(f"{path}: unreadable split array ({exc}); rerun `jetscale split`") from None
+        if len(arr) != size:
+            raise DataError(f"{path}: {len(arr)} rows, meta.json says {size}; rerun `jetscale split`")
         arrays[name] = arr if n is None else arr[:n]
     return SplitArrays(meta=meta, **arrays)
 
