@@ -8,9 +8,12 @@ pythia8) lazily inside the command functions, so `jetscale --help` and the Snake
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import signal
 import sys
+import threading
 
 from .errors import JetscaleError
 
@@ -65,13 +68,33 @@ def _plan(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A preempted `jetscale train` must end as "requeue me" (75) even when the signal comes while torch is
+    # still importing: take SIGUSR1/SIGTERM as stop requests before anything heavy is imported.
+    with _stop_requests_from_the_start(argv[:1] == ["train"]):
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            return int(args.func(args) or 0)
+        except JetscaleError as exc:
+            print(f"jetscale {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+
+@contextlib.contextmanager
+def _stop_requests_from_the_start(enabled: bool):
+    previous = {}
+    if enabled and threading.current_thread() is threading.main_thread():
+        from .launch import preempt  # signal + threading only
+
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                previous[sig] = signal.signal(sig, preempt.request_stop)
     try:
-        return int(args.func(args) or 0)
-    except JetscaleError as exc:
-        print(f"jetscale {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

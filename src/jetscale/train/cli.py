@@ -43,13 +43,17 @@ def run(args) -> int:
     processes = args.processes if args.processes is not None else train_processes(cfg, parse_cell_id(cfg, args.cell))
     if processes < 1:
         raise ConfigError(f"--processes: {processes} is not allowed; use 1 or more")
+    if preempt.stop_requested():  # signalled while starting up: nothing trained, nothing to save
+        return _stopped_before_training()
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # this is the launcher: start the ranks
         from .launcher import run_ranks
 
         return run_ranks(rank_argv(args), processes)
 
-    from .loop import train_cell
+    from .loop import train_cell  # torch: seconds; a signal meanwhile is a stop request (jetscale.cli.main)
 
+    if preempt.stop_requested():
+        return _stopped_before_training()
     with preempt.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
         try:
             record = train_cell(
@@ -69,6 +73,18 @@ def run(args) -> int:
         summary = {k: record[k] for k in ("cell_id", "test_loss", "test_accuracy", "samples_seen", "wall_time_s")}
         print(json.dumps(summary))
     return 0
+
+
+def _stopped_before_training() -> int:
+    import signal
+
+    from ..launch import preempt
+
+    signum = preempt.stop_signal()
+    reason = signal.Signals(signum).name if signum is not None else "a stop request"
+    if os.environ.get("RANK", "0") == "0":
+        print(f"jetscale train: stopped by {reason} before training started; rerun to train", file=sys.stderr)
+    return preempt.EXIT_REQUEUE
 
 
 def rank_argv(args) -> list[str]:
