@@ -146,8 +146,13 @@ class ParticleTransformer(nn.Module):
         bias[b_idx, j[p_idx], i[p_idx]] = h
         return bias.permute(0, 3, 1, 2).masked_fill(~valid[:, None, None, :], NEG)
 
-    def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
-        """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
+    def encode(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The particle encoder (embedding, pair bias, particle-attention blocks) without the class attention.
+
+        x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> (particle embeddings (B, P, d), valid (B, P) bool).
+        A jet without real particles attends to its first slot (so no softmax row is all-padding). Masked
+        particle modelling (``jetscale.pretrain.mpm``) pretrains exactly this part.
+        """
         valid = mask[:, 0] > 0
         valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
         m = valid[:, None, :].to(x.dtype)
@@ -155,6 +160,11 @@ class ParticleTransformer(nn.Module):
         bias = self.attention_bias(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
+        return h, valid
+
+    def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+        """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
+        h, valid = self.encode(x, vectors, mask)
         cls = self.cls_token.expand(h.shape[0], -1, -1)
         cls_bias = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
         cls_bias = torch.zeros(cls_bias.shape, dtype=h.dtype, device=h.device).masked_fill(~cls_bias, NEG)
