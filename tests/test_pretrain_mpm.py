@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from jetscale.errors import ConfigError
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 from jetscale.pretrain import mpm
 from jetscale.train.synthetic import synthetic_jets
@@ -200,15 +201,28 @@ def test_flow_head_samples_standardised_features(arrays, batch):
 
 
 @pytest.mark.parametrize(
-    ("options", "key"),
+    ("options", "message"),
     [
-        ({"target": "bytes"}, "options.target"),
-        ({"mask_fraction": 1.0}, "options.mask_fraction"),
-        ({"kmeans_k": 0}, "options.kmeans_k"),
+        ({"target": "bytes"}, "pretraining.methods.mpm.target: 'bytes' is not one of"),
+        ({"mask_fraction": 1.0}, "pretraining.methods.mpm.mask_fraction: 1.0 is not in"),
+        ({"kmeans_k": 0}, "pretraining.methods.mpm.kmeans_k: 0 is not a positive integer"),
+        ({"decoder_layers": True}, "pretraining.methods.mpm.decoder_layers"),
     ],
 )
-def test_bad_options_name_the_key(options, key):
-    with pytest.raises(ValueError, match=key):
+def test_bad_options_name_the_key(options, message):
+    with pytest.raises(ConfigError, match=message):
         mpm.build("part", WIDTH, 19, 11, options, seed=0)
+
+
+def test_loss_takes_any_batch_size_and_jets_too_small_to_mask(arrays, batch):
+    obj = objective(arrays, "kmeans")
+    one = {k: v[:1] for k, v in batch.items()}
+    loss, stats = obj.loss(one)
+    loss.backward()
+    assert torch.isfinite(loss) and stats["n_masked"] > 0
+    tiny = {k: v[:2, ..., :2].clone() for k, v in batch.items()}  # two particles: floor(0.8) = 0 masked
+    loss, stats = obj.loss(tiny)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and stats["n_masked"] == 0.0
     with pytest.raises(ValueError, match="pretrains part"):
         mpm.build("particlenet", WIDTH, 19, 11, {}, seed=0)

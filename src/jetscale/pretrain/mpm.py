@@ -52,11 +52,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.schema import FEATURE_NAMES
+from ..errors import ConfigError
 from ..models.part import NEG, Block, ParticleTransformer
 from ..models.registry import build_model
 from .base import Objective, check_unlabelled
 
 TARGETS = ("l1", "kmeans", "flow_matching")
+OPTION_PATH = "pretraining.methods.mpm"  # where a study configures these options
 PID_FLAGS: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name.startswith("is_"))
 CONTINUOUS: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name not in PID_FLAGS and name != "charge")
 N_PID = 3 * (len(PID_FLAGS) + 1)  # (flag or none) × charge sign
@@ -206,7 +208,8 @@ class MaskedParticleModelling(Objective):
         rank = masked.long().cumsum(dim=1) - 1
         if masked.any() and int(rank.max()) >= self.mask_tokens.shape[0]:
             raise ValueError(
-                f"mpm: a jet has more than {self.mask_tokens.shape[0]} masked particles; raise options.max_particles"
+                f"mpm: a jet has more than {self.mask_tokens.shape[0]} masked particles; "
+                f"raise {OPTION_PATH}.max_particles"
             )
         dec[masked] = self.mask_tokens[rank[masked]].to(dec.dtype)
         attend = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(P, device=valid.device) == 0))
@@ -271,18 +274,27 @@ def _nearest(z: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 
 def _options(options: dict | None) -> dict:
+    """Our keys of the merged options (the rest are ParT's), defaults filled in, validated."""
     opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS}}
+
+    def bad(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{OPTION_PATH}.{key}: {opts[key]!r} {problem}")
+
     if opts["target"] not in TARGETS:
-        raise ValueError(f"mpm: options.target: {opts['target']!r} is not one of {list(TARGETS)}")
-    if not 0.0 < float(opts["mask_fraction"]) < 1.0:
-        raise ValueError(f"mpm: options.mask_fraction: {opts['mask_fraction']!r} is not in (0, 1)")
+        raise bad("target", f"is not one of {list(TARGETS)}")
+    if isinstance(opts["mask_fraction"], bool) or not isinstance(opts["mask_fraction"], (int, float)):
+        raise bad("mask_fraction", "is not a number")
+    if not 0.0 < opts["mask_fraction"] < 1.0:
+        raise bad("mask_fraction", "is not in (0, 1)")
     for key in ("decoder_layers", "max_particles", "kmeans_k", "kmeans_iters", "fit_particles", "flow_blocks"):
         if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < 1:
-            raise ValueError(f"mpm: options.{key}: {opts[key]!r} is not a positive integer")
-    if opts["flow_hidden"] is not None and (not isinstance(opts["flow_hidden"], int) or opts["flow_hidden"] < 1):
-        raise ValueError(f"mpm: options.flow_hidden: {opts['flow_hidden']!r} is not a positive integer")
-    if float(opts["id_weight"]) < 0:
-        raise ValueError(f"mpm: options.id_weight: {opts['id_weight']!r} is negative")
+            raise bad(key, "is not a positive integer")
+    if opts["flow_hidden"] is not None and (
+        isinstance(opts["flow_hidden"], bool) or not isinstance(opts["flow_hidden"], int) or opts["flow_hidden"] < 1
+    ):
+        raise bad("flow_hidden", "is not a positive integer (or null: 2 x width, at least 64)")
+    if isinstance(opts["id_weight"], bool) or not isinstance(opts["id_weight"], (int, float)) or opts["id_weight"] < 0:
+        raise bad("id_weight", "is not a number >= 0")
     return opts
 
 
