@@ -9,6 +9,7 @@ import torch
 from jetscale.errors import ConfigError
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 from jetscale.pretrain import mpm
+from jetscale.pretrain.base import load_backbone
 from jetscale.train.synthetic import synthetic_jets
 
 WIDTH = 16
@@ -136,6 +137,8 @@ def test_backbone_loads_into_a_part_classifier_with_every_key_consumed(arrays, b
     result = clf.load_state_dict(sd, strict=False)
     assert result.unexpected_keys == []
     assert {k.split(".")[0] for k in result.missing_keys} == {"cls_blocks", "norm", "fc", "cls_token"}
+    head = load_backbone(build_model("part", WIDTH, 11, 19), sd)  # what a fine-tuning cell calls
+    assert sorted(head) == sorted(result.missing_keys)
     assert any(k.startswith("blocks.") for k in sd) and "input_bn.running_mean" in sd
     clf.eval(), obj.eval()
     with torch.no_grad():
