@@ -37,6 +37,11 @@ def study_config(tmp_path: Path, *, models=MODELS, sizes=SIZES, seeds=(0, 1), bo
         "forms": ["powerlaw", "scurve", "bnsl"],
         "bootstrap": bootstrap,
         "min_points": 4,
+        "targets": [
+            {"metric": "tag_efficiency", "flavor": "b", "value": 0.9},
+            {"metric": "tag_efficiency", "flavor": "b", "value": 1.5},  # beyond ε = 1: never reached
+            {"metric": "log_loss", "value": 1.0},
+        ],
     }
     raw["report"] = {"confusion_n_train": "max", "color_by": "model", "facet_by": None, "style": "CMS"}
     path = tmp_path / "config.yaml"
@@ -116,7 +121,47 @@ def test_fit_records_and_summary(study):
     }
 
 
-EXPECTED_FIGURES = ["confusion", "flavor_metrics", "scaling_tag_efficiency", "scaling_charge_flip", "loss_scaling"]
+def test_mirage_forecasts_and_backtests(study):
+    _, _, root = study
+    runs = pd.read_csv(root / "tables" / "runs.csv", keep_default_na=False, na_values=[""])
+    assert {"tag_log_loss", "charge_log_loss", "tag_auc", "charge_auc"} <= set(runs["metric"])
+    summary = pd.read_csv(root / "fits" / "fit_summary.csv", keep_default_na=False, na_values=[""])
+    thresholds = summary[(summary["verdict"] == "threshold") & (summary["form"] == "scurve")]
+    assert len(thresholds) >= 1
+    # every threshold on a thresholded metric got a mirage verdict, and only those
+    assert thresholds["mirage"].isin(["emergent", "metric artefact", "undetermined"]).all()
+    assert summary[summary["verdict"] != "threshold"]["mirage"].isna().all()
+    # the synthetic ParT charge separation c(n) itself jumps at n_c = 2000: the charge log-loss jumps with it
+    part = thresholds[(thresholds["metric"] == "charge_flip") & thresholds["series"].str.contains("part")]
+    assert (part["mirage"] == "emergent").any(), part
+    docs = [json.loads(p.read_text()) for p in (root / "fits").glob("mirage__*.json")]
+    assert len(docs) == len(thresholds) and all(d["kind"] == "mirage" for d in docs)
+
+    forecasts = pd.read_csv(root / "fits" / "forecasts.csv", keep_default_na=False, na_values=[""])
+    assert len(forecasts) == 3 * 3  # 3 targets x 3 models
+    never = forecasts[forecasts["target"] == 1.5]
+    assert (~never["reachable"].astype(bool)).all() and never["n_train"].isna().all()
+    reached = forecasts[forecasts["reachable"].astype(bool)]
+    assert len(reached) >= 1 and (reached["train_flops"] > 0).all()
+    assert (reached["n_train_lo"].fillna(0) <= reached["n_train"]).all()
+
+    backtests = pd.read_csv(root / "fits" / "backtests.csv", keep_default_na=False, na_values=[""])
+    series = summary[summary["kind"].isin(["scaling", "loss_vs_data"])][["kind", "metric", "flavor", "series"]]
+    assert len(backtests) == len(series.drop_duplicates())  # one held-out size (30k) per series
+    assert (backtests["x"] == 30000).all() and set(backtests["form"]) <= {"powerlaw", "scurve"}
+    html = (root / "report.html").read_text()
+    for heading in ("Mirage check", "Forecasts", "Backtests", "Coverage:"):
+        assert heading in html
+
+
+EXPECTED_FIGURES = [
+    "confusion",
+    "flavor_metrics",
+    "scaling_tag_efficiency",
+    "scaling_charge_flip",
+    "mirage",
+    "loss_scaling",
+]
 
 
 def test_figures_and_report_exist(study):

@@ -154,6 +154,7 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         axis = cfg["report"].get(key)
         if axis is not None and axis not in all_axes:
             raise ConfigError(f"{where}: report.{key}: {axis!r} is not a grid axis; axes: {sorted(all_axes)}")
+    check_fit_targets(cfg, where)
     classes = cfg["classes"]
     for flavor, pair in cfg.get("flavor_pairs", {}).items():
         for name in pair:
@@ -245,6 +246,24 @@ def check_pretraining(cfg: dict, where: str) -> None:
                 "(pretraining reads the pool's last n_pretrain jets, without labels); "
                 "raise data.generate.jets_per_class"
             )
+
+
+def check_fit_targets(cfg: dict, where: str) -> None:
+    """fits.targets: a metric that collect writes, with a flavor exactly for the per-flavor ones."""
+    from .evaluate.collect import CONTINUOUS_FLAVOR_METRICS, FLAVOR_METRICS, GLOBAL_METRICS
+
+    per_flavor = FLAVOR_METRICS + CONTINUOUS_FLAVOR_METRICS
+    known = list(GLOBAL_METRICS + per_flavor)
+    for i, target in enumerate(cfg.get("fits", {}).get("targets", [])):
+        key, metric, flavor = f"{where}: fits.targets[{i}]", target["metric"], target.get("flavor", "")
+        if metric not in known:
+            raise ConfigError(f"{key}.metric: unknown metric {metric!r}; metrics: {known}")
+        if metric in per_flavor and flavor not in cfg.get("flavor_pairs", {}):
+            raise ConfigError(
+                f"{key}.flavor: {metric} is per flavor: give one of {list(cfg.get('flavor_pairs', {}))}, not {flavor!r}"
+            )
+        if metric not in per_flavor and flavor:
+            raise ConfigError(f"{key}.flavor: {metric} is not a per-flavor metric; leave flavor out")
 
 
 def train_pool_per_class(cfg: dict) -> int:

@@ -9,7 +9,8 @@ results/
   runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt, eval.json
   pretrain/<backbone id>/            backbone.pt (protected), pretrain.json, pretrain_log.csv, checkpoint.pt
   tables/runs.csv                    tidy table: one row per cell x metric
-  fits/                              fit records (JSON) + fit_summary.csv
+  fits/                              fit records (JSON) + fit_summary.csv, forecasts.csv, backtests.csv
+  logs/train/<cell id>.log           the train rule's log (jetscale status reads its last error)
   figures/                           paper figures (PNG + PDF)
   report.html                        the study report
 """
@@ -62,3 +63,15 @@ def figures_dir(root: Path) -> Path:
 
 def report_path(root: Path) -> Path:
     return Path(root) / "report.html"
+
+
+def forecasts_table(root: Path) -> Path:
+    return fits_dir(root) / "forecasts.csv"
+
+
+def backtests_table(root: Path) -> Path:
+    return fits_dir(root) / "backtests.csv"
+
+
+def train_log(root: Path, cell_id: str) -> Path:
+    return Path(root) / "logs" / "train" / f"{cell_id}.log"

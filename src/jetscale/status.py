@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .config import resolve_settings, settings_hash
 from .grid import cell_id, cells
-from .paths import results_root, run_dir
+from .paths import results_root, run_dir, train_log
 
 STATES = ("finished", "running", "failed", "pending")
 STALE_AFTER_S = 600.0
@@ -41,10 +41,6 @@ def budget_samples(settings: dict) -> int:
         auto = training["auto_compute"]
         return int(min(max(auto["epochs"] * settings["n_train"], auto["min_samples"]), auto["max_samples"]))
     return int(compute)
-
-
-def train_log_path(root: Path, cid: str) -> Path:
-    return Path(root) / "logs" / "train" / f"{cid}.log"
 
 
 def last_error(log: Path) -> str | None:
@@ -91,7 +87,7 @@ def _latest_mtime(paths) -> float | None:
 
 def cell_status(cfg: dict, root: Path, cell: dict, *, now: float, queue: dict, stale_after: float) -> dict:
     cid = cell_id(cfg, cell)
-    run, log = run_dir(root, cid), train_log_path(root, cid)
+    run, log = run_dir(root, cid), train_log(root, cid)
     settings = resolve_settings(cfg, cell)
     out = {
         "cell_id": cid,

@@ -3,10 +3,11 @@
 One row per cell × metric × flavor. Columns (in this order):
     cell_id, <every grid axis>, n_params, flops_per_jet, train_flops, samples_seen, wall_time_s, hardware,
     metric, flavor, value, error
-``flavor`` is empty for global metrics (accuracy, log_loss, ...), the quark species for tag_efficiency and
-charge_flip, and the class name for auc. ``error`` is the test-set counting uncertainty where one exists (empty
-otherwise). Rows follow the config grid order, then a fixed metric order, so two runs of the same study give
-byte-identical tables apart from the timing/hardware columns.
+``flavor`` is empty for global metrics (accuracy, log_loss, ...), the quark species for tag_efficiency,
+charge_flip and their continuous counterparts (tag/charge log-loss and AUC), and the class name for auc.
+``error`` is the test-set counting uncertainty where one exists (empty otherwise). Rows follow the config grid
+order, then a fixed metric order, so two runs of the same study give byte-identical tables apart from the
+timing/hardware columns.
 
 Cells that are not usable (``failure.json`` present, metrics.json / eval.json absent, or an eval.json made from
 an earlier training of the cell, i.e. with another settings_hash) go to
@@ -29,6 +30,8 @@ from ..paths import results_root, run_dir, runs_table
 RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "wall_time_s", "hardware")
 GLOBAL_METRICS = ("accuracy", "log_loss", "val_loss", "val_accuracy", "mean_auc")
 FLAVOR_METRICS = ("tag_efficiency", "charge_flip")
+# threshold-free counterparts (evaluate.metrics.flavor_continuous); absent from eval.json files made before them
+CONTINUOUS_FLAVOR_METRICS = ("tag_log_loss", "charge_log_loss", "tag_auc", "charge_auc")
 
 
 def tidy_columns(cfg: dict) -> list[str]:
@@ -132,8 +135,10 @@ def metric_rows(metrics: dict, evaluation: dict) -> list[dict]:
         "mean_auc": (sum(finite_auc) / len(finite_auc) if finite_auc else math.nan, math.nan),
     }
     rows = [{"metric": m, "flavor": "", "value": v, "error": e} for m, (v, e) in values.items()]
-    for metric in FLAVOR_METRICS:
+    for metric in FLAVOR_METRICS + CONTINUOUS_FLAVOR_METRICS:
         for flavor, fm in evaluation.get("flavors", {}).items():
+            if metric in CONTINUOUS_FLAVOR_METRICS and metric not in fm:
+                continue
             rows.append(
                 {
                     "metric": metric,

@@ -9,6 +9,14 @@ Flavor metrics for a quark species q with antiquark q̄ (indices i, j):
     flavor-tag efficiency  ε_q = B_q / 2
     charge-flip rate       f_q = (M[i,j] + M[j,i]) / B_q
 
+Continuous counterparts of ε_q and f_q (threshold-free: they change smoothly when the scores do, so a jump
+seen only in ε_q / f_q is an artefact of the argmax; Schaeffer et al. 2023), each the mean of the q and the q̄
+truth rows like ε_q, with p_pair = p_q + p_q̄:
+    tag_log_loss     −ln p_pair                        (the flavor part of the per-jet log-loss)
+    charge_log_loss  −ln (p_true / p_pair)             (the charge part; the two add up to −ln p_true)
+    tag_auc          one-vs-rest AUC of p_pair, {q, q̄} jets against all others
+    charge_auc       AUC of p_q / p_pair separating q from q̄ jets
+
 Statistical uncertainties come from the test-set counts only (the model is held fixed): each truth row of the
 confusion table is a multinomial sample of that row's jets, rows are independent, and the errors are the
 first-order (delta-method) propagation of the multinomial covariance Cov(M[r,a], M[r,b]) = (δ_ab M[r,a] −
@@ -96,6 +104,41 @@ def one_vs_rest_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def flavor_continuous(labels: np.ndarray, scores: np.ndarray, i: int, j: int) -> dict[str, float]:
+    """tag/charge log-loss (with standard errors) and AUC of the pair (i = q, j = q̄); see the module docstring."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=float)
+    nan = math.nan
+    out = {k: nan for k in ("tag_log_loss", "tag_log_loss_err", "charge_log_loss", "charge_log_loss_err")}
+    out.update(tag_auc=nan, charge_auc=nan)
+    rows = [labels == i, labels == j]
+    if not (rows[0].any() and rows[1].any()):
+        return out
+    pair = np.clip(scores[:, i] + scores[:, j], LOG_EPS, None)
+    own = np.where(labels == i, scores[:, i], scores[:, j])
+    tag = -np.log(np.clip(pair, LOG_EPS, 1.0))
+    charge = -np.log(np.clip(own / pair, LOG_EPS, 1.0))
+    for name, per_jet in (("tag_log_loss", tag), ("charge_log_loss", charge)):
+        means = [per_jet[r].mean() for r in rows]
+        var = [per_jet[r].var(ddof=1) / r.sum() if r.sum() > 1 else nan for r in rows]
+        out[name], out[f"{name}_err"] = float(0.5 * (means[0] + means[1])), 0.5 * math.sqrt(var[0] + var[1])
+    in_pair = rows[0] | rows[1]
+    out["tag_auc"] = _binary_auc(pair, in_pair)
+    out["charge_auc"] = _binary_auc((scores[:, i] / pair)[in_pair], rows[0][in_pair])
+    return out
+
+
+def _binary_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC (Mann–Whitney U, ties half) of ``score`` for ``positive`` vs the rest; NaN without both."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def flavor_metrics(counts: np.ndarray, i: int, j: int) -> dict[str, float]:
     """ε_q, f_q and their counting errors from the quark (row/column i) and antiquark (j) entries."""
     counts = np.asarray(counts, dtype=float)
@@ -163,6 +206,8 @@ def metrics_from_counts(
     if labels is not None and scores is not None:
         doc["log_loss"], uncertainties["log_loss"] = log_loss(labels, scores)
         doc["auc"] = dict(zip(classes, one_vs_rest_auc(labels, scores).tolist()))
+        for q, pair in flavor_pairs.items():
+            doc["flavors"][q].update(flavor_continuous(labels, scores, index[pair[0]], index[pair[1]]))
     doc["n_per_class"] = dict(zip(classes, counts.sum(axis=1).astype(int).tolist()))
     doc["counts"] = counts.astype(int).tolist()
     doc["uncertainties"] = uncertainties

@@ -5,7 +5,8 @@ points) and the same refit from the full-data optimum, with one correction: resa
 shrinks the variance of their mean by (n − 1)/n (a factor 1/2 with the default study's 2 seeds), which made
 95 % intervals cover far less than 95 % of the time. Each resampled seed therefore enters as
 mean + sqrt(n/(n − 1)) · (value − mean) (the variance-corrected bootstrap; Davison & Hinkley 1997, §3.3).
-Measured on synthetic power laws (3 seeds × 7 sizes, ``benchmarks/forecast_coverage.py``): see design notes.
+Measured by ``benchmarks/forecast_coverage.py`` (7 sizes, 100 replications): 95 % forecast intervals contain the
+true crossing in 85-90 % of replications with 2-3 seeds per size (72 % before the correction, 3 seeds, 40 reps).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ e.g. one model at one width):
 - loss_vs_compute: the compute-optimal frontier (lowest test log-loss reached at or below each measured
   training compute, train_flops) and a power law with floor fitted to the frontier points.
 
+After these: the mirage check, forecasts for fits.targets and backtests (:mod:`jetscale.fit.outlook`).
+
 Every record keeps converged=false with a reason instead of failing, so the report always builds.
 """
 
@@ -25,11 +27,11 @@ import numpy as np
 
 from ..grid import axis_names
 from ..io import atomic_path, write_json
-from ..paths import fits_dir, results_root, runs_table
+from ..paths import backtests_table, fits_dir, forecasts_table, results_root, runs_table
 from .compare import fit_and_compare
 from .fitting import fit
 
-HIGHER_IS_BETTER = {"tag_efficiency", "accuracy", "val_accuracy", "mean_auc", "auc"}
+HIGHER_IS_BETTER = {"tag_efficiency", "accuracy", "val_accuracy", "mean_auc", "auc", "tag_auc", "charge_auc"}
 LOSS_METRIC = "log_loss"
 SUMMARY_COLUMNS = [
     "kind",
@@ -50,6 +52,7 @@ SUMMARY_COLUMNS = [
     "delta_bic",
     "bootstrap_fraction_scurve",
     "verdict",
+    "mirage",
     "params",
     "message",
     "file",
@@ -105,6 +108,7 @@ def run_study_fits(cfg: dict) -> Path:
     first = loss_jobs(table, s_axes, varying, opts)  # holds the slowest job (chinchilla): start it first
     docs = parallel_map(_run_job, first + scaling_jobs(table, s_axes, varying, opts))
     docs = docs[len(first) :] + docs[: len(first)]
+    docs += outlook(table, docs, s_axes, varying, opts, results_root(cfg))
     written, rows = set(), []
     for doc in docs:
         name = doc.pop("_file")
@@ -124,6 +128,26 @@ def run_study_fits(cfg: dict) -> Path:
 
         run_transfer_fits(cfg, table)
     return summary
+
+
+def outlook(table, docs, s_axes, varying, opts, root) -> list[dict]:
+    """Mirage check (returns its records, marks the checked scaling records), forecasts.csv, backtests.csv."""
+    from . import outlook as ol
+
+    def groups(rows):
+        return _groups(rows, s_axes)
+
+    def label_of(series):
+        return series_label(series, varying)
+
+    mirage = parallel_map(_run_job, ol.mirage_jobs(table, docs, groups, opts, to_error, error_quantity, label_of))
+    for doc in mirage:
+        docs[doc.pop("_index")]["mirage"] = doc["mirage"]
+    jobs = ol.forecast_jobs(table, groups, docs, opts, to_error, error_quantity, label_of)
+    ol.write_csv(parallel_map(_run_job, jobs), ol.FORECAST_COLUMNS, forecasts_table(root))
+    backtests = [row for rows in parallel_map(_run_job, ol.backtest_jobs(docs, opts)) for row in rows]
+    ol.write_csv(backtests, ol.BACKTEST_COLUMNS, backtests_table(root))
+    return mirage
 
 
 def _groups(table, s_axes):
@@ -361,6 +385,7 @@ def summary_rows(doc: dict, name: str) -> list[dict]:
                 "delta_bic": comp.get("delta_bic"),
                 "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
                 "verdict": comp.get("verdict", ""),
+                "mirage": (doc.get("mirage") or {}).get("verdict"),
                 "params": format_params(params, err),
                 "message": "; ".join(m for m in (rec["message"], comp.get("n_c_note") if show_nc else None) if m),
                 "file": name,

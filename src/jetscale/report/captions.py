@@ -25,6 +25,14 @@ CAPTIONS = {
         "the tag-efficiency scaling figure (fits on f directly). The dotted line at 0.5 is a classifier with no "
         "charge information."
     ),
+    "mirage": (
+        "Mirage check (Schaeffer et al. 2023), one row per threshold verdict on a thresholded metric. Left: the "
+        "thresholded metric (error-type: 1 − ε_q, f_q or 1 − accuracy) per seed with its power-law (dashed) and "
+        "S-curve (solid) fits and n_c; right: the same classes' continuous counterpart (tag log-loss "
+        "−ln(p_q + p_q̄), charge log-loss −ln(p_true / (p_q + p_q̄)) or log-loss) with the same fits and "
+        "comparison. A threshold on both sides at overlapping n_c is emergent; a smooth counterpart means the "
+        "jump is an artefact of the argmax."
+    ),
     "loss_scaling": (
         "Test log-loss (nats per jet) on log-log axes. Left: vs parameter count N, coloured by training-set size, "
         "with the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training jets). "

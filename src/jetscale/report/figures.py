@@ -134,7 +134,7 @@ class Figures:
     def all(self) -> list[Path]:
         """Every figure, serially (make_figures draws them in parallel)."""
         out = []
-        for make in (self.confusion, self.flavor_metrics, self.scaling, self.loss_scaling):
+        for make in (self.confusion, self.flavor_metrics, self.scaling, self.mirage, self.loss_scaling):
             out += make()
         self._remove_stale(out)
         return out
@@ -142,7 +142,7 @@ class Figures:
     def _remove_stale(self, produced: list[Path]) -> None:
         """Delete figures of an earlier report (e.g. other facets) so the folder matches this report."""
         keep = {p.name for p in produced}
-        for prefix in ("confusion", "flavor_metrics", "scaling_", "loss_scaling"):
+        for prefix in ("confusion", "flavor_metrics", "scaling_", "loss_scaling", "mirage"):
             for path in self.out_dir.glob(f"{prefix}*"):
                 if path.suffix in (".png", ".pdf") and path.name not in keep:
                     path.unlink()
@@ -368,6 +368,11 @@ class Figures:
             )
             handles.setdefault("$n_c$ (95% CI)", h)
 
+    def mirage(self) -> list[Path]:
+        from .outlook import mirage_figure
+
+        return mirage_figure(self)
+
     def loss_scaling(self) -> list[Path]:
         import matplotlib.pyplot as plt
 
@@ -524,7 +529,7 @@ def _select(df, series: dict):
     return df[mask]
 
 
-FIGURE_GROUPS = (("scaling",), ("confusion", "flavor_metrics", "loss_scaling"))  # two balanced halves
+FIGURE_GROUPS = (("scaling", "mirage"), ("confusion", "flavor_metrics", "loss_scaling"))  # two balanced halves
 
 
 def _figure_group(job) -> list[Path]:
