@@ -126,11 +126,13 @@ def test_mirage_forecasts_and_backtests(study):
     runs = pd.read_csv(root / "tables" / "runs.csv", keep_default_na=False, na_values=[""])
     assert {"tag_log_loss", "charge_log_loss", "tag_auc", "charge_auc"} <= set(runs["metric"])
     summary = pd.read_csv(root / "fits" / "fit_summary.csv", keep_default_na=False, na_values=[""])
-    thresholds = summary[(summary["verdict"] == "threshold") & (summary["form"] == "scurve")]
+    scaling = summary[summary["kind"] == "scaling"]
+    thresholds = scaling[(scaling["verdict"] == "threshold") & (scaling["form"] == "scurve")]
     assert len(thresholds) >= 1
     # every threshold on a thresholded metric got a mirage verdict, and only those
     assert thresholds["mirage"].isin(["emergent", "metric artefact", "undetermined"]).all()
-    assert summary[summary["verdict"] != "threshold"]["mirage"].isna().all()
+    assert scaling[scaling["verdict"] != "threshold"]["mirage"].isna().all()
+    assert summary[summary["kind"] == "mirage"]["mirage"].notna().all()
     # the synthetic ParT charge separation c(n) itself jumps at n_c = 2000: the charge log-loss jumps with it
     part = thresholds[(thresholds["metric"] == "charge_flip") & thresholds["series"].str.contains("part")]
     assert (part["mirage"] == "emergent").any(), part
