@@ -31,7 +31,7 @@ CAPTIONS = {
         "S-curve (solid) fits and n_c; right: the same classes' continuous counterpart (tag log-loss "
         "−ln(p_q + p_q̄), charge log-loss −ln(p_true / (p_q + p_q̄)) or log-loss) with the same fits and "
         "comparison. A threshold on both sides at overlapping n_c is emergent; a smooth counterpart means the "
-        "jump is an artefact of the argmax."
+        "jump is an artefact of the argmax. At most 12 rows; the mirage table lists every check."
     ),
     "loss_scaling": (
         "Test log-loss (nats per jet) on log-log axes. Left: vs parameter count N, coloured by training-set size, "

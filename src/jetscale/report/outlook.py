@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..paths import backtests_table, fits_dir, forecasts_table
 
+MIRAGE_ROWS_MAX = 12  # rows of the mirage figure (one per checked threshold)
 FORECAST_TEXT = (
     "Training jets and training compute each series needs to reach the targets in <code>fits.targets</code>: the "
     "fitted curve (S-curve where the series has a threshold verdict, else power law with floor, unless the target "
@@ -154,11 +155,11 @@ def mirage_figure(figs) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    checked = [d for d in figs.fit_docs if d["kind"] == "mirage"]
+    checked = [d for d in figs.fit_docs if d["kind"] == "mirage"][:MIRAGE_ROWS_MAX]  # the table lists them all
     if not checked:
         return []
     with figs.style():
-        fig, axes = plt.subplots(len(checked), 2, figsize=(13, 4.6 * len(checked)), squeeze=False)
+        fig, axes = plt.subplots(len(checked), 2, figsize=(11, 3.8 * len(checked)), squeeze=False)
         for row, doc in zip(axes, checked):
             scaling = figs.fit_doc(
                 "scaling", metric=doc["thresholded_metric"], flavor=doc["flavor"], label=doc["label"]
