@@ -42,4 +42,4 @@ def test_sigterm_before_torch_is_imported_exits_75(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err
     assert "stopped by SIGTERM before training started" in err
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()

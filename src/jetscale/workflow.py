@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import re
 
 import yaml
 
-from . import paths
-from .config import data_fingerprint, load_config, resolve_settings, settings_hash
+from . import paths, results_dir
+from .config import load_config, resolve_settings, settings_hash
 from .errors import ConfigError
 from .grid import SEP, axis_names, cell_id, cells
 from .io import write_json, write_text
 
-STUDY_STAMP = "study.json"
+STUDY_STAMP = results_dir.STUDY_STAMP
 
 
 def stage_resources(cfg: dict, stage: str) -> dict:
@@ -180,26 +179,11 @@ class StudyPlan:
 
     # ---- results directory ----------------------------------------------------------------
     def stamp(self) -> dict:
-        return {"study": self.cfg["study"], "data_fingerprint": data_fingerprint(self.cfg)}
+        return results_dir.stamp(self.cfg)
 
     def check_results_dir(self) -> None:
         """Refuse a results dir written by a different study or data configuration."""
-        path = self.root / STUDY_STAMP
-        if not path.exists():
-            return
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: unreadable study stamp ({exc}); fix or remove it") from None
-        want = self.stamp()
-        for key in ("study", "data_fingerprint"):
-            if found.get(key) != want[key]:
-                raise ConfigError(
-                    f"results: {str(self.root)!r} was written by a different configuration ({key} "
-                    f"{found.get(key)!r}, this config has {want[key]!r}). Point `results:` at a new directory, "
-                    f"or remove {path} (and {self.root / 'data'}) to regenerate the data for this config."
-                )
-
+        results_dir.check_owner(self.cfg)
         if self.source == "ingest":
             self.check_ingested_files()
 
@@ -222,6 +206,16 @@ class StudyPlan:
             )
 
     def on_start(self) -> None:
+        """Lock the results dir for this Snakemake run (two runs from different working directories would
+        otherwise train the same cells at once), then stamp it."""
+        from snakemake.exceptions import WorkflowError
+
+        from .errors import JetscaleError
+
+        try:
+            self._lock = results_dir.hold_lock(self.root / results_dir.LOCK, "a Snakemake run")  # until exit
+        except JetscaleError as exc:
+            raise WorkflowError(f"jetscale: {exc}") from None
         if not (self.root / STUDY_STAMP).exists():
             write_json(self.root / STUDY_STAMP, self.stamp())
 

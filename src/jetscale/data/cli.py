@@ -62,6 +62,9 @@ def _generate(args) -> int:
         if args.shard is None:
             raise ConfigError("generate --config needs --shard I")
         cfg = load_config(args.config)
+        from ..results_dir import check_owner
+
+        check_owner(cfg)  # writes into this study's results dir
         gen = cfg["data"]["generate"]
         meta = provenance(
             seed=gen["seed"],
@@ -102,6 +105,9 @@ def _ingest(args) -> int:
         from ..config import load_config
 
         cfg = load_config(args.config)
+        from ..results_dir import check_owner
+
+        check_owner(cfg)  # writes into this study's results dir
         classes = list(cfg["classes"])
         paths = paths or cfg["data"].get("ingest", {}).get("paths")
         mapping = mapping or cfg["data"].get("ingest", {}).get("mapping")
@@ -119,6 +125,9 @@ def _split(args) -> int:
     from .splits import build_splits
 
     cfg = load_config(args.config)
+    from ..results_dir import check_owner
+
+    check_owner(cfg)  # writes into this study's results dir
     data = cfg["data"]
     largest = max(max(axis_values(cfg, "n_train", m)) for m in cfg["grid"]["axes"]["model"])
     meta = build_splits(

@@ -93,6 +93,9 @@ def _evaluate(args) -> int:
     from .metrics import json_safe
 
     cfg = load_config(args.config)
+    from ..results_dir import check_owner
+
+    check_owner(cfg)  # writes into this study's results dir
     run = Path(args.run)
     if (run / "failure.json").is_file():
         raise DataError(f"{run}: the run failed (failure.json present); nothing to evaluate")
@@ -113,6 +116,9 @@ def _collect(args) -> int:
     from .collect import collect
 
     cfg = load_config(args.config)
+    from ..results_dir import check_owner
+
+    check_owner(cfg)  # writes into this study's results dir
     path, missing = collect(cfg)
     print(path)
     return 0

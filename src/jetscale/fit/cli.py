@@ -34,10 +34,10 @@ def _fit(args) -> int:
     if args.csv:
         return _table_mode(args)
     if args.config:
-        from ..config import load_config
+        from ..results_dir import load_study_config
         from .study import run_study_fits
 
-        print(run_study_fits(load_config(args.config)))
+        print(run_study_fits(load_study_config(args.config)))
         return 0
     raise JetscaleError("give either --csv FILE --x COL --y COL --form FORM, or --config config.yaml")
 

@@ -63,9 +63,9 @@ def build_report(cfg: dict, *, refit: bool = False) -> dict:
 
 
 def _report(args) -> int:
-    from ..config import load_config
+    from ..results_dir import load_study_config
 
-    out = build_report(load_config(args.config), refit=args.refit)
+    out = build_report(load_study_config(args.config), refit=args.refit)
     s = out["seconds"]
     print(
         f"jetscale report: {len(out['figures'])} figure files; fits {s['fit']:.1f} s, figures {s['figures']:.1f} s, "

@@ -31,13 +31,23 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_config
+    from pathlib import Path
+
+    from ..results_dir import hold_lock, load_study_config
+
+    cfg = load_study_config(args.config)  # refuses another study's results dir
+    if "WORLD_SIZE" in os.environ:  # a rank (of our launcher, which holds the cell's lock, or of torchrun)
+        return _run(args, cfg)
+    with hold_lock(Path(args.out) / ".train.lock", f"jetscale train --cell {args.cell}"):  # one trainer per cell
+        return _run(args, cfg)
+
+
+def _run(args, cfg: dict) -> int:
     from ..errors import ConfigError
     from ..grid import parse_cell_id
     from ..launch import preempt
     from ..workflow import train_processes
 
-    cfg = load_config(args.config)
     if args.threads:
         cfg["training"]["threads"] = args.threads
     processes = args.processes if args.processes is not None else train_processes(cfg, parse_cell_id(cfg, args.cell))
