@@ -32,7 +32,7 @@ JET_KEYS = ("jet_pt", "jet_eta", "jet_phi", "jet_energy")
 def load_mapping(name_or_path: str | Path) -> dict:
     """A shipped mapping by name (``jetclass``) or a mapping YAML path, checked for completeness."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # (a directory named like a shipped mapping is not one)
         if not path.is_file():
             raise DataError(f"{path}: mapping file not found")
         text, where = path.read_text(), str(path)

@@ -370,8 +370,10 @@ class DeepSpeedEngine(Engine):
             report_unusable(out_dir / "checkpoint.pt", reason)
             return False
 
+        if tag is None:
+            return refuse("it names no DeepSpeed state (written by another engine?)")
         if not isinstance(tag, str) or not re.fullmatch(r"step\d+", tag):  # a tag is a name under root, no path
-            return refuse("it names no DeepSpeed state of this run (written by another engine?)")
+            return refuse(f"its DeepSpeed tag {tag!r} is not a step directory of {root}")
         if state.get("world") != self.ranks.world:  # partitions are per rank: another process count cannot reuse them
             return refuse(
                 f"its DeepSpeed partitions are for {state.get('world')} processes, this run has {self.ranks.world}"
