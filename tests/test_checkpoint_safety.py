@@ -127,3 +127,19 @@ def test_deepspeed_checkpoint_resumes_through_the_safe_loader(splits, tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert resumed["test_loss"] == straight["test_loss"]
+
+
+def test_a_checkpoint_of_other_splits_is_not_resumed(splits, tmp_path, capfd):
+    import shutil
+
+    cfg = small_config()
+    other = tmp_path / "other-splits"
+    shutil.copytree(splits, other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "data_fingerprint": "changed"}))
+    out = tmp_path / "run"
+    interrupted_run(cfg, splits, out)
+    capfd.readouterr()
+    record = loop.train_cell(cfg, CELL, other, out, progress=False)
+    assert "is unusable (trained on other splits (data_fingerprint differs))" in capfd.readouterr().err
+    assert record["steps"] == 10

@@ -401,6 +401,8 @@ def _train(
         "early_stopped": False,
     }
     resumed = ckpt.load_checkpoint(ckpt_path, shash)
+    if resumed is not None and resumed.get("data_fingerprint") != meta.get("data_fingerprint"):
+        resumed = ckpt.report_unusable(ckpt_path, "trained on other splits (data_fingerprint differs)")
     if resumed is not None and engine.load(out_dir, resumed):
         rngs = resumed.get("rng_ranks")
         ckpt.set_rng_state(rngs[ranks.rank] if rngs and len(rngs) == ranks.world else resumed["rng"])
@@ -421,6 +423,7 @@ def _train(
                     "rng": rngs[0],
                     "rng_ranks": rngs if ranks.world > 1 else None,
                     "settings_hash": shash,
+                    "data_fingerprint": meta.get("data_fingerprint"),  # a resume needs the same splits
                     "cell_id": cell_id,
                     "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
                 },
