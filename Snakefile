@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 localrules:
     all,
     data_summary,
+    input_stats,
     collect,
     fit,
     report,

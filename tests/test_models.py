@@ -132,6 +132,7 @@ def test_each_model_overfits_a_tiny_batch(name, jets):
 def test_models_command_prints_the_width_ladder(tmp_path, capsys):
     from jetscale.cli import main
     from jetscale.config import load_config
+    from jetscale.inputs.spec import model_inputs
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     tiny = repo / "tests" / "data" / "tiny_study.yaml"
@@ -148,7 +149,8 @@ def test_models_command_prints_the_width_ladder(tmp_path, capsys):
     ]
     cfg = load_config(str(tiny))
     for row in table.itertuples():
-        model = build_model(row.model, row.width, 11, 19, cfg["models"].get(row.model, {}))
+        n_features = len(model_inputs(cfg, row.model))  # the declared inputs: 19 Table-1 (+ derived) features
+        model = build_model(row.model, row.width, 11, n_features, cfg["models"].get(row.model, {}))
         assert row.n_params == count_params(model)
     part = table[table["model"] == "part"]["fwd_flops_per_jet"].tolist()
     assert 0 < part[0] < part[1]  # measured, and growing with width

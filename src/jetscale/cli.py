@@ -1,7 +1,7 @@
 """`jetscale` command line: one subcommand per pipeline stage.
 
 Each area of the package contributes its subcommands through a ``register(subparsers)`` function in its own
-``cli.py`` (data, models, train, evaluate, fit, report, launch). Those modules import heavy dependencies (torch,
+``cli.py`` (data, inputs, models, train, evaluate, fit, report, launch). Those modules import heavy dependencies (torch,
 pythia8) lazily inside the command functions, so `jetscale --help` and the Snakemake DAG stay fast.
 """
 
@@ -19,6 +19,7 @@ from .errors import JetscaleError
 
 AREA_MODULES = (
     "jetscale.data.cli",
+    "jetscale.inputs.cli",
     "jetscale.models.cli",
     "jetscale.train.cli",
     "jetscale.pretrain.cli",

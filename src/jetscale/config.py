@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .inputs.spec import check_inputs, is_raw, model_inputs
 from .models.catalog import DEFAULT_LR, MODEL_NAMES, MODEL_REVISION, width_problem
 
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
@@ -167,6 +168,7 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         if model not in MODEL_NAMES:
             raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(MODEL_NAMES)}")
     check_pretraining(cfg, where)
+    check_inputs(cfg, where)
     data = cfg["data"]
     if data["source"] == "ingest" and not data.get("ingest", {}).get("paths"):
         raise ConfigError(f"{where}: data.ingest.paths: source is 'ingest' but no input files are listed")
@@ -306,6 +308,10 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     if training.get("lr") is None:
         training["lr"] = DEFAULT_LR[model]
     revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
+    # the declared input spec; the split's raw features (what every model saw before specs) add nothing,
+    # so those cells keep their hashes
+    features = model_inputs(cfg, model)
+    inputs = {} if is_raw(features) else {"inputs": features}
     settings = {
         "model": model,
         **revision,
@@ -316,6 +322,7 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         "classes": list(cfg["classes"]),
         "n_particles": cfg["data"]["n_particles"],
         "model_options": model_options,
+        **inputs,
         "training": training,
     }
     if uses_pretraining(cfg) and cell.get("pretrain", "none") != "none":  # from scratch: no key, hashes unchanged

@@ -16,6 +16,8 @@ from . import paths, results_dir
 from .config import load_config, resolve_settings, settings_hash
 from .errors import ConfigError
 from .grid import SEP, axis_names, cell_id, cells
+from .inputs.spec import model_inputs, needs_statistics
+from .inputs.stats import stats_path
 from .io import write_json, write_text
 
 STUDY_STAMP = results_dir.STUDY_STAMP
@@ -113,6 +115,14 @@ class StudyPlan:
     @functools.cache  # noqa: B019 - one plan per Snakemake process; the cache lives as long as it does
     def settings_hash(self, cid: str) -> str:
         return settings_hash(resolve_settings(self.cfg, self.cell(cid)))
+
+    @functools.cache  # noqa: B019 - see settings_hash
+    def input_stats(self, cid: str) -> list[str]:
+        """The recorded input statistics a cell's training needs (none when its inputs use no 'auto' scaling)."""
+        cell = self.cell(cid)
+        if not needs_statistics(model_inputs(self.cfg, cell["model"])):
+            return []
+        return [str(stats_path(self.root / "data" / "splits", cell["n_train"]))]
 
     def resources(self, stage: str) -> dict:
         return stage_resources(self.cfg, stage)

@@ -12,6 +12,7 @@ CONDA_ENV = "../../envs/jetscale.yaml"
 wildcard_constraints:
     cell=PLAN.cell_regex,
     shard=r"\d{4}",
+    n_train=r"\d+",
 
 
 onstart:

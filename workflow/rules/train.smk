@@ -1,10 +1,25 @@
-# One training job per grid cell. `settings` is the cell's resolved settings hash: Snakemake's params
+# One training job per grid cell (and one input-statistics job per training-subset size). `settings` is the cell's resolved settings hash: Snakemake's params
 # rerun-trigger retrains exactly the cells whose settings changed, and nothing else.
+
+
+rule input_stats:
+    input:
+        ROOT / "data/splits",
+    output:
+        ROOT / "data/input_stats/n_train~{n_train}.json",
+    log:
+        ROOT / "logs/input_stats/n_train~{n_train}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "jetscale input-stats --splits {input:q} --n-train {wildcards.n_train:q} --out {output:q} 2> {log:q}"
 
 
 rule train:
     input:
-        ROOT / "data/splits",
+        splits=ROOT / "data/splits",
+        # the training subset's input statistics, recorded once beside the splits (cells of raw inputs: none)
+        stats=lambda wildcards: PLAN.input_stats(wildcards.cell),
     output:
         ROOT / "runs/{cell}/metrics.json",
     log:
@@ -22,4 +37,4 @@ rule train:
         settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
     shell:
         "jetscale train --config {params.config:q} --cell {wildcards.cell:q}"
-        ' --splits {input:q} --out "$(dirname {output:q})" 2> {log:q}'
+        ' --splits {input.splits:q} --out "$(dirname {output:q})" 2> {log:q}'

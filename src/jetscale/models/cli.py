@@ -57,6 +57,9 @@ def measure_ladder(
     import numpy as np
     import torch
 
+    from ..inputs.prepare import InputTransform
+    from ..inputs.spec import model_inputs
+    from ..inputs.stats import compute_stats
     from .registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 
     if splits:
@@ -67,12 +70,14 @@ def measure_ladder(
         from ..train.synthetic import synthetic_jets
 
         jets = synthetic_jets(n_jets, len(cfg["classes"]), n_particles=cfg["data"]["n_particles"], seed=0)
-    n_features = jets["features"].shape[-1]
     rows = []
     torch.manual_seed(0)
     for name, widths in ladder_widths.items():
         options = cfg.get("models", {}).get(name, {})
-        arrays, _ = prepare_inputs(name, options, jets["features"], jets["mask"], jets["vectors"])
+        # the model's declared inputs; statistics of these jets (the values do not change parameters or FLOPs)
+        transform = InputTransform.from_spec(model_inputs(cfg, name), compute_stats(jets, len(jets["labels"])))
+        n_features = transform.n_features
+        arrays, _ = prepare_inputs(name, options, jets["features"], jets["mask"], jets["vectors"], transform)
         batch = batch_tensors(arrays, np.arange(len(jets["labels"])))
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)

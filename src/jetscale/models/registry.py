@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..inputs.prepare import InputTransform
 from ..tokenize.bytes import ByteTokenizer
 from ..tokenize.particles import particle_arrays
 from .bbt_neutron import BBTNeutron
@@ -89,16 +90,26 @@ def build_model(name: str, width: int, n_classes: int, n_features: int, options:
 
 
 def prepare_inputs(
-    name: str, options: dict | None, features: np.ndarray, mask: np.ndarray, vectors: np.ndarray | None = None
+    name: str,
+    options: dict | None,
+    features: np.ndarray,
+    mask: np.ndarray,
+    vectors: np.ndarray | None = None,
+    transform: InputTransform | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Split arrays → the model's input arrays (first axis = jets) and facts about them (truncation)."""
+    """Split arrays → the model's input arrays (first axis = jets) and facts about them (truncation).
+
+    ``transform`` is the cell's resolved input spec (``jetscale.inputs``); None or a raw one passes the
+    Table-1 features through unchanged.
+    """
+    model_features = None if transform is None or transform.raw else transform.apply(features)
     if name == "bbt_neutron":
         tok = ByteTokenizer.from_options((options or {}).get("tokenizer"))
-        tokens, truncated = tok.encode(features, mask)
+        tokens, truncated = tok.encode(features if model_features is None else model_features, mask)
         patches, patch_mask = tok.patches(tokens)
         info = {"truncated_jets": int(truncated.sum()), "n_jets": int(len(tokens)), "seq_len": tok.seq_len}
         return {"patches": patches, "patch_mask": patch_mask}, info
-    return particle_arrays(features, mask, vectors), {"n_jets": int(len(mask))}
+    return particle_arrays(features, mask, vectors, model_features), {"n_jets": int(len(mask))}
 
 
 def batch_tensors(

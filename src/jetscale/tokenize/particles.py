@@ -3,7 +3,8 @@
 Splits store particles as (n, P, F) rows (energy order, padded, ``mask`` True for real particles). The models
 take channels-first tensors:
 
-* ``x``       (n, F, P) float32: the 19 Table-1 features, zero on padded slots;
+* ``x``       (n, F, P) float32: the model's input features (the 19 Table-1 features, or as prepared by
+  ``jetscale.inputs``), zero on padded slots;
 * ``points``  (n, 2, P) float32: (Δη, Δφ) to the jet axis, the coordinates of ParticleNet's first k-NN;
 * ``vectors`` (n, 4, P) float32: (px, py, pz, E) in GeV, for ParT's pair features;
 * ``mask``    (n, 1, P) float32: 1 for real particles.
@@ -21,14 +22,23 @@ from ..data.schema import FEATURE_NAMES
 POINT_FEATURES = ("deta", "dphi")
 
 
-def particle_arrays(features: np.ndarray, mask: np.ndarray, vectors: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """(n, P, F) features, (n, P) mask, (n, P, 4) vectors -> channels-first padded arrays (see module doc)."""
+def particle_arrays(
+    features: np.ndarray, mask: np.ndarray, vectors: np.ndarray | None = None, model_features: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """(n, P, 19) features, (n, P) mask, (n, P, 4) vectors -> channels-first padded arrays (see module doc).
+
+    ``model_features`` (n, P, F), when given, are the prepared inputs for ``x`` (``jetscale.inputs``); the
+    k-NN points stay the raw (Δη, Δφ) of ``features`` either way.
+    """
     m = np.asarray(mask, dtype=bool)
-    x = np.where(m[:, :, None], np.asarray(features, dtype=np.float32), 0.0).transpose(0, 2, 1)
+    raw = np.asarray(features, dtype=np.float32)
     cols = [FEATURE_NAMES.index(name) for name in POINT_FEATURES]
+    points = np.where(m[:, :, None], raw[:, :, cols], 0.0).transpose(0, 2, 1)
+    x_in = raw if model_features is None else np.asarray(model_features, dtype=np.float32)
+    x = np.where(m[:, :, None], x_in, 0.0).transpose(0, 2, 1)
     out = {
         "x": np.ascontiguousarray(x, dtype=np.float32),
-        "points": np.ascontiguousarray(x[:, cols, :], dtype=np.float32),
+        "points": np.ascontiguousarray(points, dtype=np.float32),
         "mask": m[:, None, :].astype(np.float32),
     }
     if vectors is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inputs.prepare import InputTransform
 from ..models.registry import batch_tensors, prepare_inputs
 
 EAGER_LIMIT_BYTES = 2 * 2**30  # per split and process
@@ -31,19 +32,32 @@ def prepared_bytes_per_jet(name: str, options: dict, n_particles: int, n_feature
 class SplitInputs:
     """Rows of one split as model-ready tensors: ``tensors(idx, device)``; ``labels``, ``jet_id``, ``info``."""
 
-    def __init__(self, name: str, options: dict, raw: dict[str, np.ndarray], *, eager: bool | None = None):
-        self.name, self.options = name, options
+    def __init__(
+        self,
+        name: str,
+        options: dict,
+        raw: dict[str, np.ndarray],
+        *,
+        eager: bool | None = None,
+        transform: InputTransform | None = None,
+    ):
+        self.name, self.options, self.transform = name, options, transform
         self.labels = np.asarray(raw["labels"]).astype(np.int64)
         self.jet_id = np.asarray(raw["jet_id"])
         self.n = len(self.labels)
-        self.n_features = int(raw["features"].shape[-1])
+        self.n_features = transform.n_features if transform is not None else int(raw["features"].shape[-1])
         if eager is None:
             per_jet = prepared_bytes_per_jet(name, options, int(raw["features"].shape[1]), self.n_features)
             eager = self.n * per_jet <= EAGER_LIMIT_BYTES
         self.eager = eager
         if eager:
             self.arrays, self.info = prepare_inputs(
-                name, options, np.asarray(raw["features"]), np.asarray(raw["mask"]), np.asarray(raw["vectors"])
+                name,
+                options,
+                np.asarray(raw["features"]),
+                np.asarray(raw["mask"]),
+                np.asarray(raw["vectors"]),
+                transform,
             )
             self.raw = None
         else:
@@ -57,7 +71,7 @@ class SplitInputs:
         back[order] = np.arange(len(order))
         sorted_rows = rows[order]
         f, m, v = (np.asarray(self.raw[key][sorted_rows])[back] for key in ("features", "mask", "vectors"))
-        arrays, _ = prepare_inputs(self.name, self.options, f, m, v)
+        arrays, _ = prepare_inputs(self.name, self.options, f, m, v, self.transform)
         return arrays
 
     def _streamed_info(self) -> dict[str, Any]:
@@ -72,6 +86,7 @@ class SplitInputs:
                     np.asarray(self.raw["features"][rows]),
                     np.asarray(self.raw["mask"][rows]),
                     np.asarray(self.raw["vectors"][rows]),
+                    self.transform,
                 )
                 truncated += chunk["truncated_jets"]
                 info["seq_len"] = chunk["seq_len"]
@@ -87,8 +102,32 @@ class SplitInputs:
 
 
 def load_split_inputs(
-    splits_dir: str | os.PathLike, split: str, name: str, options: dict, n: int | None = None, eager: bool | None = None
+    splits_dir: str | os.PathLike,
+    split: str,
+    name: str,
+    options: dict,
+    n: int | None = None,
+    eager: bool | None = None,
+    transform: InputTransform | None = None,
 ) -> SplitInputs:
     from ..data.splits import load_split
 
-    return SplitInputs(name, options, load_split(splits_dir, split, n=n), eager=eager)
+    return SplitInputs(name, options, load_split(splits_dir, split, n=n), eager=eager, transform=transform)
+
+
+def input_transform(features: list[dict] | None, splits_dir: str | os.PathLike, n_train: int) -> tuple:
+    """The cell's resolved input spec (None for the raw features) and where its statistics came from.
+
+    Statistics are those of the cell's training subset, read from the file the workflow's ``input_stats``
+    step recorded beside the splits (computed here, identically, where it has not run).
+    """
+    from ..inputs.stats import load_stats
+
+    if not features:
+        return None, None
+    from ..inputs.spec import needs_statistics
+
+    if not needs_statistics(features):
+        return InputTransform.from_spec(features), None
+    stats, source = load_stats(splits_dir, n_train)
+    return InputTransform.from_spec(features, stats), source

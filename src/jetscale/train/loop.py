@@ -51,7 +51,7 @@ from ..models.registry import build_model, count_params, measure_flops_per_jet
 from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
 from .history import archive
-from .inputs import SplitInputs, load_split_inputs
+from .inputs import SplitInputs, input_transform, load_split_inputs
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
@@ -342,8 +342,11 @@ def _train(
     pretrain = bool(training.get("pretrain")) and name == "bbt_neutron"
     if pretrain:
         options["lm_head"] = True
+    transform, stats_source = input_transform(settings.get("inputs"), splits_dir, settings["n_train"])
     inputs = {
-        split: load_split_inputs(splits_dir, split, name, options, settings["n_train"] if split == "train" else None)
+        split: load_split_inputs(
+            splits_dir, split, name, options, settings["n_train"] if split == "train" else None, transform=transform
+        )
         for split in ("train", "val", "test")
     }
     input_info = {split: inp.info for split, inp in inputs.items()}
@@ -581,6 +584,7 @@ def _train(
         input_info=input_info,
         meta=meta,
         setup_s=t_run - t_start,
+        inputs={"features": transform.record(), "statistics": stats_source} if transform is not None else None,
     )
     if finetune is not None:
         record["backbone_id"] = finetune.backbone_id
@@ -615,6 +619,7 @@ def metrics_record(
     input_info,
     meta,
     setup_s,
+    inputs=None,
 ) -> dict:
     """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
     samples = int(state["position"])
@@ -653,6 +658,7 @@ def metrics_record(
         "versions": versions(engine.name),
         "git_revision": git_revision(),
         "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
+        "inputs": inputs,  # the resolved input spec (centres/scales of this subset); None = raw features
         "settings": settings,
         "settings_hash": shash,
         "finished_at": datetime.now(UTC).isoformat(),

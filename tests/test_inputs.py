@@ -1,0 +1,271 @@
+"""Declared model inputs: transforms, recorded statistics, spec parsing, settings hashes, eager = streamed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.data.schema import FEATURE_NAMES
+from jetscale.errors import ConfigError, DataError
+from jetscale.inputs.prepare import InputTransform, resolve
+from jetscale.inputs.spec import PRESETS, is_raw, parse_inputs
+from jetscale.inputs.stats import compute_stats, load_stats, stats_path, write_stats
+from jetscale.inputs.transforms import apply_steps, parse_step
+from jetscale.train.synthetic import write_synthetic_splits
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
+X = np.array([-100.0, -2.0, -0.3, 0.0, 1e-4, 0.3, 2.0, 100.0])
+
+
+def steps(*raw):
+    return [parse_step(r, "t") for r in raw]
+
+
+# ------------------------------------------------------------------------------------------ transforms
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("identity", X),
+        ("log", np.log(np.maximum(X, 1e-3))),
+        ({"log": {"floor": 0.5}}, np.log(np.maximum(X, 0.5))),
+        ("log10", np.log10(np.maximum(X, 1e-3))),
+        ("signed_log", np.sign(X) * np.log1p(np.abs(X))),
+        ({"signed_power": 0.5}, np.sign(X) * np.sqrt(np.abs(X))),
+        ({"tanh_power": {"scale": 0.2, "power": 0.25}}, np.tanh(0.2 * np.sign(X) * np.abs(X) ** 0.25)),
+        ({"clip": [-1, 1]}, np.clip(X, -1, 1)),
+    ],
+)
+def test_each_transform_computes_its_formula_and_is_monotone(raw, expected):
+    y = apply_steps(steps(raw), X)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=0)
+    assert np.all(np.diff(y) >= 0)  # X is sorted: the quantile shortcut of the statistics relies on this
+
+
+def test_reference_ip_compression_values():
+    """The CEPC JoI reference's d0/z0 transform: tanh(0.2·sign(x)·|x|^0.25), x in mm."""
+    y = apply_steps(steps({"tanh_power": {"scale": 0.2, "power": 0.25}}), np.array([0.2, -0.2, 18.0]))
+    np.testing.assert_allclose(y, [np.tanh(0.2 * 0.2**0.25), -np.tanh(0.2 * 0.2**0.25), np.tanh(0.2 * 18**0.25)])
+    assert y[0] > 0.1  # a 0.2 mm b-decay track: ≈0.13, no longer ≈0.01 of a V0-dominated spread
+
+
+def test_transforms_chain_in_order():
+    y = apply_steps(steps("signed_log", {"clip": [-1, 1]}), X)
+    np.testing.assert_allclose(y, np.clip(np.sign(X) * np.log1p(np.abs(X)), -1, 1))
+
+
+@pytest.mark.parametrize(
+    "raw,problem",
+    [
+        ("sqrt", "unknown transform 'sqrt'"),
+        ({"log": {"base": 2}}, "unknown parameter(s) ['base']"),
+        ({"log": {"floor": 0}}, "floor must be positive"),
+        ({"signed_power": -1}, "power must be positive"),
+        ({"tanh_power": {"scale": 0.2}}, "missing parameter(s) ['power']"),
+        ({"clip": [1, -1]}, "lo must be below hi"),
+        ({"clip": ["a", 1]}, "must be a finite number"),
+        ({"log": 1, "clip": [0, 1]}, "a name or a one-key mapping"),
+    ],
+)
+def test_bad_transform_names_the_problem(raw, problem):
+    with pytest.raises(ConfigError, match=r"^t") as err:
+        parse_step(raw, "t")
+    assert problem in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ spec
+def test_presets_and_overrides():
+    raw = parse_inputs(None, "bbt_neutron")
+    assert is_raw(raw) and [f["name"] for f in raw] == list(FEATURE_NAMES)
+    phys = {f["name"]: f for f in parse_inputs(None, "particlenet")}
+    assert list(phys) == list(FEATURE_NAMES) + ["d0_sig", "z0_sig"]
+    assert phys["d0"]["transform"] == [{"step": "tanh_power", "scale": 0.2, "power": 0.25}]
+    assert phys["d0_err"]["standardise"] == "auto" and phys["deta"] == {
+        "name": "deta",
+        "transform": [],
+        "standardise": "none",
+    }
+    custom = parse_inputs(
+        {"features": {"z0_sig": None, "log_pt": {"standardise": {"centre": 1, "scale": 2}}}}, "part", "inputs"
+    )
+    names = [f["name"] for f in custom]
+    assert "z0_sig" not in names and "d0_sig" in names
+    log_pt = custom[names.index("log_pt")]
+    assert log_pt["standardise"] == {"centre": 1.0, "scale": 2.0} and log_pt["transform"] == []
+    added = parse_inputs({"preset": "raw", "features": {"d0_sig": {"transform": "signed_log"}}}, "bbt_neutron")
+    assert [f["name"] for f in added][-1] == "d0_sig" and not is_raw(added)
+
+
+@pytest.mark.parametrize(
+    "inputs,problem",
+    [
+        ({"particlenet": "fancy"}, "inputs.particlenet.preset: unknown preset 'fancy'"),
+        ({"particlenet": {"features": {"mass": {}}}}, "inputs.particlenet.features.mass: unknown feature"),
+        ({"part": {"features": {"d0": {"transform": "cube"}}}}, "inputs.part.features.d0.transform: unknown"),
+        ({"part": {"features": {"d0": {"standardise": "minmax"}}}}, "inputs.part.features.d0.standardise"),
+        ({"part": {"features": {"d0": {"scale": 1}}}}, "inputs.part.features.d0: unknown key(s) ['scale']"),
+        ({"resnet": "raw"}, "inputs.resnet: unknown model"),
+    ],
+)
+def test_bad_input_spec_in_the_config_names_the_key(default_config_dict, inputs, problem):
+    raw = copy.deepcopy(default_config_dict)
+    raw["inputs"] = inputs
+    with pytest.raises(ConfigError) as err:
+        load_config(raw)
+    assert problem in str(err.value)
+
+
+def test_spec_enters_the_settings_hash_of_exactly_the_cells_it_affects(default_config_dict):
+    cfg = load_config(default_config_dict)
+    cells = {m: {"model": m, "width": w, "n_train": 1000, "compute": "auto", "seed": 0} for m, w in
+             (("particlenet", 16), ("part", 16), ("bbt_neutron", 32))}  # fmt: skip
+    before = {m: settings_hash(resolve_settings(cfg, c)) for m, c in cells.items()}
+    assert "inputs" not in resolve_settings(cfg, cells["bbt_neutron"])  # raw bytes: the hash it always had
+    assert resolve_settings(cfg, cells["particlenet"])["inputs"][7]["name"] == "d0"
+    changed = copy.deepcopy(default_config_dict)
+    changed["inputs"] = {"particlenet": {"features": {"z0_sig": None}}}
+    after = {m: settings_hash(resolve_settings(load_config(changed), c)) for m, c in cells.items()}
+    assert after["particlenet"] != before["particlenet"]
+    assert after["part"] == before["part"] and after["bbt_neutron"] == before["bbt_neutron"]
+    explicit_raw = copy.deepcopy(default_config_dict)
+    explicit_raw["inputs"] = {"bbt_neutron": "raw", "part": "physics"}
+    cfg_raw = load_config(explicit_raw)
+    assert settings_hash(resolve_settings(cfg_raw, cells["bbt_neutron"])) == before["bbt_neutron"]
+    assert settings_hash(resolve_settings(cfg_raw, cells["part"])) == before["part"]
+
+
+# ------------------------------------------------------------------------------------------ statistics
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs") / "data" / "splits"
+    path = write_synthetic_splits(root, CLASSES, {"train": 88, "val": 22, "test": 22}, n_particles=12)
+    meta = json.loads((path / "meta.json").read_text())
+    meta["data_fingerprint"] = "abc123"
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def real_values(splits, n, column):
+    f = np.load(splits / "train" / "features.npy")[:n]
+    m = np.load(splits / "train" / "mask.npy")[:n]
+    return f[m][:, FEATURE_NAMES.index(column)]
+
+
+def test_recorded_statistics_are_the_training_subsets_quantiles(splits):
+    record = write_stats(splits, 44)
+    path = stats_path(splits, 44)
+    assert path == splits.parent / "input_stats" / "n_train~44.json" and path.is_file()
+    assert json.loads(path.read_text()) == record
+    assert record["n_train"] == 44 and record["n_jets"] == 44 and record["data_fingerprint"] == "abc123"
+    values = real_values(splits, 44, "log_pt")
+    assert record["n_particles"] == len(values)
+    np.testing.assert_array_equal(
+        record["features"]["log_pt"], np.quantile(values, [0.16, 0.5, 0.84], method="inverted_cdf")
+    )
+    # only the subset counts: the 88-jet set has other statistics
+    assert write_stats(splits, 88)["features"]["log_pt"] != record["features"]["log_pt"]
+    # deterministic: recomputing writes the same bytes
+    text = path.read_text()
+    write_stats(splits, 44)
+    assert path.read_text() == text
+
+
+def test_auto_standardisation_equals_direct_statistics_of_the_transformed_values(splits):
+    stats = compute_stats({"features": np.load(splits / "train" / "features.npy"),
+                           "mask": np.load(splits / "train" / "mask.npy")}, 88)  # fmt: skip
+    for name, chain in (("d0_err", [{"log": {"floor": 1e-3}}]), ("d0", ["signed_log"]), ("log_e", [])):
+        feat = {"name": name, "transform": steps(*chain), "standardise": "auto"}
+        (resolved,) = resolve([feat], stats)
+        y = apply_steps(feat["transform"], real_values(splits, 88, name))
+        q16, q50, q84 = np.quantile(y, [0.16, 0.5, 0.84], method="inverted_cdf")
+        assert resolved["centre"] == pytest.approx(q50, rel=1e-12)
+        assert resolved["scale"] == pytest.approx((q84 - q16) / 2, rel=1e-12)
+
+
+def test_recorded_statistics_are_reused_computed_when_missing_and_refused_for_other_data(splits):
+    write_stats(splits, 66)
+    recorded, source = load_stats(splits, 66)
+    assert source == str(stats_path(splits, 66))
+    stats_path(splits, 66).unlink()
+    computed, source = load_stats(splits, 66)
+    assert source == "computed" and computed == recorded
+    other = dict(recorded, data_fingerprint="other")
+    stats_path(splits, 66).write_text(json.dumps(other))
+    with pytest.raises(DataError, match="recorded for data other, but the splits are abc123"):
+        load_stats(splits, 66)
+    stats_path(splits, 66).unlink()
+
+
+def test_constant_feature_gets_unit_scale_and_derived_significance(splits):
+    stats = write_stats(splits, 88)
+    spec = parse_inputs(None, "particlenet")
+    transform = InputTransform.from_spec(spec, stats)
+    rec = {f["name"]: f for f in transform.record()}
+    assert rec["is_photon"]["scale"] == 1.0 and rec["is_photon"]["centre"] == 0.0
+    f = np.zeros((1, 3, len(FEATURE_NAMES)), np.float32)
+    d0, err = FEATURE_NAMES.index("d0"), FEATURE_NAMES.index("d0_err")
+    f[0, :, d0], f[0, :, err] = [0.1, -0.05, 0.0], [0.01, 0.005, 0.0]  # two tracks and a neutral
+    out = transform.apply(f)
+    assert out.shape == (1, 3, len(spec)) and out.dtype == np.float32
+    sig = transform.names.index("d0_sig")
+    expected = (np.sign([10, -10, 0]) * np.log1p([10, 10, 0]) - rec["d0_sig"]["centre"]) / rec["d0_sig"]["scale"]
+    np.testing.assert_allclose(out[0, :, sig], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[0, :, d0], np.tanh(0.2 * np.sign(f[0, :, d0]) * np.abs(f[0, :, d0]) ** 0.25))
+
+
+# ------------------------------------------------------------------------------------------ eager = streamed
+@pytest.mark.parametrize("model,preset", [("particlenet", "physics"), ("part", "physics"), ("bbt_neutron", "physics")])
+def test_eager_and_streamed_inputs_give_identical_batches_with_the_spec(splits, model, preset):
+    import torch
+
+    from jetscale.train.inputs import input_transform, load_split_inputs
+
+    spec = parse_inputs(preset, model)
+    transform, _ = input_transform(spec, splits, 88)
+    options = {"tokenizer": {"max_bytes": 256}} if model == "bbt_neutron" else {}
+    eager = load_split_inputs(splits, "train", model, options, 88, eager=True, transform=transform)
+    lazy = load_split_inputs(splits, "train", model, options, 88, eager=False, transform=transform)
+    assert eager.eager and not lazy.eager and eager.n_features == lazy.n_features == len(spec)
+    rng = np.random.default_rng(0)
+    for idx in (rng.permutation(88)[:16], slice(10, 40), np.array([87, 3, 3, 50])):
+        a, b = eager.tensors(idx), lazy.tensors(idx)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    if model != "bbt_neutron":  # the spec changed x; the k-NN points stay the raw (Δη, Δφ)
+        raw = load_split_inputs(splits, "train", model, options, 88, eager=True)
+        assert not torch.equal(raw.tensors(slice(0, 8))["x"], eager.tensors(slice(0, 8))["x"][:, :19])
+        torch.testing.assert_close(raw.tensors(slice(0, 8))["points"], eager.tensors(slice(0, 8))["points"])
+
+
+def test_default_config_declares_what_the_code_defaults_are():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for model, preset in (cfg.get("inputs") or {}).items():
+        assert preset in PRESETS, model
+
+
+def test_run_records_its_resolved_spec_and_statistics(splits, tmp_path, default_config_dict):
+    from jetscale.train import loop
+
+    raw = copy.deepcopy(default_config_dict)
+    raw["data"].update({"n_particles": 12, "val_per_class": 2, "test_per_class": 2})
+    raw["data"]["generate"]["jets_per_class"] = 12
+    raw["grid"]["axes"].update({"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [48], "seed": [0]})
+    raw["grid"]["per_model"] = {}
+    raw["training"].update({"batch_size": 16, "eval_every_samples": 48, "early_stopping_patience": None})
+    cfg = load_config(raw)
+    cell = "model~particlenet/width~8/n_train~44/compute~48/seed~0"
+    stats = write_stats(splits, 44)
+    record = loop.train_cell(cfg, cell, splits, tmp_path, progress=False)
+    assert record["inputs"]["statistics"] == str(stats_path(splits, 44))
+    resolved = {f["name"]: f for f in record["inputs"]["features"]}
+    expected = resolve(parse_inputs(None, "particlenet"), stats)
+    assert list(resolved) == [f["name"] for f in expected] and resolved["log_pt"] == expected[2]
+    assert record["settings"]["inputs"] == parse_inputs(None, "particlenet")
+    assert json.loads((tmp_path / "metrics.json").read_text())["inputs"] == record["inputs"]
