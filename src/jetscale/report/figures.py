@@ -16,6 +16,7 @@ import numpy as np
 
 from ..fit.forms import evaluate as evaluate_form
 from ..fit.study import HIGHER_IS_BETTER, compute_frontier
+from ..reference import OVERLAY_MODELS, overlay_label, reference_for
 from .tables import chosen_n_train, seed_means, series_axes
 
 METRIC_LABELS = {
@@ -27,6 +28,10 @@ METRIC_LABELS = {
 FORM_LABELS = {"powerlaw": "power law", "scurve": "S-curve", "bnsl": "BNSL", "chinchilla": "Chinchilla"}
 FORM_STYLES = {"powerlaw": "--", "scurve": "-", "bnsl": ":"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+REFERENCE_STYLE = {  # published CEPC numbers: black/grey, apart from the study's palette
+    "particlenet": {"marker": {"marker": "D", "s": 55, "color": "black"}, "line": {"color": "black", "ls": "-."}},
+    "part": {"marker": {"marker": "*", "s": 120, "color": "dimgray"}, "line": {"color": "dimgray", "ls": (0, (1, 1))}},
+}
 
 
 def class_label(name: str) -> str:
@@ -49,6 +54,7 @@ class Figures:
         self.facet_by = cfg["report"].get("facet_by")
         self.series = self._series_list()
         self.colors = self._colors()
+        self.reference = reference_for(cfg)  # published CEPC numbers; None unless the 11 JoI classes
 
     # ------------------------------------------------------------------------------------------ helpers
     def _series_list(self) -> list[dict]:
@@ -230,6 +236,7 @@ class Figures:
                         alpha=0.9,
                         error_kw={"elinewidth": 1.2},
                     )
+                self._reference_markers(ax, metric, flavors)
                 ax.set_xticks(np.arange(len(flavors)), [f"${q}$" for q in flavors])
                 ax.tick_params(axis="x", which="minor", bottom=False, top=False)
                 ax.set_xlabel("Quark flavor $q$")
@@ -304,6 +311,7 @@ class Figures:
                     doc = self.fit_doc("scaling", metric=metric, flavor=flavor, series=series)
                     if doc:
                         self._draw_fits(ax, doc, color, higher, handles)
+                self._reference_lines(ax, metric, flavor, handles)
                 ax.set_xscale("log")
                 ax.set_title(f"${flavor}$ jets" if flavor else metric, fontsize=15)
                 if metric == "charge_flip":
@@ -331,6 +339,32 @@ class Figures:
             fig.suptitle(title + (f" ({self.facet_by} = {facet})" if facet is not None else ""), fontsize=17)
             fig.tight_layout()
             return self.save(fig, name)
+
+    def _reference_values(self, metric: str, flavor: str):
+        """(model entry, value) of each overlaid published model for this metric and flavor."""
+        if self.reference is None or metric not in ("tag_efficiency", "charge_flip"):
+            return []
+        out = []
+        for name in OVERLAY_MODELS:
+            entry = self.reference["models"][name]
+            if flavor in entry["flavors"]:
+                out.append((name, entry, entry["flavors"][flavor][metric]))
+        return out
+
+    def _reference_markers(self, ax, metric: str, flavors: list[str]) -> None:
+        for name in OVERLAY_MODELS:
+            points = [
+                (i, v) for i, q in enumerate(flavors) for n, _, v in self._reference_values(metric, q) if n == name
+            ]
+            if points:
+                entry = self.reference["models"][name]
+                x, y = zip(*points)
+                ax.scatter(x, y, zorder=5, label=overlay_label(entry), **REFERENCE_STYLE[name]["marker"])
+
+    def _reference_lines(self, ax, metric: str, flavor: str, handles: dict) -> None:
+        for name, entry, value in self._reference_values(metric, flavor):
+            h = ax.axhline(value, zorder=1, **REFERENCE_STYLE[name]["line"])
+            handles.setdefault(overlay_label(entry), h)
 
     def _draw_fits(self, ax, doc, color, higher, handles) -> None:
         xs = np.asarray(doc["points"]["x"], dtype=float)

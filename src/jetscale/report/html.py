@@ -10,6 +10,7 @@ from pathlib import Path
 from ..paths import results_root
 from .captions import CAPTIONS, caption_for
 from .outlook import outlook_sections
+from .reference import reference_section
 
 FIGURE_ORDER = (
     "confusion",
@@ -155,6 +156,7 @@ def build_html(
             f"{html.escape(fig_path.stem)}.</b> {html.escape(caption)} (PDF: "
             f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>"
         )
+    parts.append(reference_section(cfg, runs))
     parts.extend(sections)  # e.g. the pretraining/transfer section
     parts.append(
         f"<h2 id='fit_summary'>Fit summary</h2><p>{html.escape(CAPTIONS['fit_summary'])} "
