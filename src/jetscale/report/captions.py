@@ -11,14 +11,18 @@ CAPTIONS = {
         "Flavor-tag efficiency ε_q (left) and charge-flip rate f_q (right) per quark flavor, grouped by model, at "
         "the same n_train as the confusion matrices. Bars: mean over seeds; error bars: σ² = s²/n_seeds + "
         "mean σ_stat², with s the spread over seeds and σ_stat the test-set counting error (multinomial rows, "
-        "delta method). f_q = 0.5 (dotted) means no charge information."
+        "delta method). f_q = 0.5 (dotted) means no charge information. For a study of the 11 JoI classes, black "
+        "diamonds (ParticleNet, PRL 132 (2024) 221802) and grey stars (ParT, the authors' repository) are the "
+        "published CEPC full-simulation results with ~600k training jets per class."
     ),
     "scaling_tag_efficiency": (
         "Flavor-tag efficiency vs number of training jets, one panel per quark flavor. Points: mean over seeds "
         "± uncertainty (as in the per-flavor figure). Curves: fits to 1 − ε on the individual seeds — power law "
         "with floor (dashed) and logistic S-curve in log10 n (solid); the form preferred by the comparison is "
         "drawn bold. Stars: critical data size n_c with its bootstrap 95% interval, shown only where the "
-        "S-curve wins clearly (ΔAIC ≥ 6, ΔBIC ≥ 6, ≥ 90% of bootstrap-over-seeds replicates, n_c inside the range)."
+        "S-curve wins clearly (ΔAIC ≥ 6, ΔBIC ≥ 6, ≥ 90% of bootstrap-over-seeds replicates, n_c inside the range). "
+        "For a study of the 11 JoI classes, horizontal lines mark the published CEPC full-simulation results "
+        "(ParticleNet dash-dotted, ParT dotted; ~600k training jets per class)."
     ),
     "scaling_charge_flip": (
         "Charge-flip rate vs number of training jets, one panel per quark flavor, with the same conventions as "
