@@ -155,3 +155,25 @@ def test_a_model_revision_retrains_only_that_models_cells(default_config_dict, m
     assert resolve_settings(cfg, part)["model_revision"] == 2  # ParT aligned with weaver-core
     particlenet = next(c for c in cells(cfg) if c["model"] == "particlenet")
     assert "model_revision" not in resolve_settings(cfg, particlenet)  # revision 1 leaves old hashes alone
+
+
+def test_per_model_learning_rate_changes_only_that_models_settings(default_config_dict):
+    import copy
+
+    from jetscale.config import resolve_settings, settings_hash
+
+    cells = {m: {"model": m, "width": 16 if m != "bbt_neutron" else 32, "n_train": 100, "compute": "auto", "seed": 0}
+             for m in ("particlenet", "part", "bbt_neutron")}  # fmt: skip
+    base = copy.deepcopy(default_config_dict)
+    base["training"]["lr"] = None
+    before = {m: resolve_settings(load_config(base), c) for m, c in cells.items()}
+    per_model = copy.deepcopy(base)
+    per_model["training"]["lr"] = {"particlenet": 3.0e-3, "part": None}
+    after = {m: resolve_settings(load_config(per_model), c) for m, c in cells.items()}
+    assert after["particlenet"]["training"]["lr"] == 3.0e-3
+    assert settings_hash(after["part"]) == settings_hash(before["part"])
+    assert settings_hash(after["bbt_neutron"]) == settings_hash(before["bbt_neutron"])
+    bad = copy.deepcopy(base)
+    bad["training"]["lr"] = {"resnet": 1.0e-3}
+    with pytest.raises(ConfigError, match="training.lr"):
+        load_config(bad)

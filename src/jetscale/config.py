@@ -305,6 +305,8 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
             continue
         root, *keys = spec["sets"].split(".")
         _set_nested(training if root == "training" else model_options, keys, value)
+    if isinstance(training.get("lr"), dict):  # per-model learning rates: the cell's model's (or its default)
+        training["lr"] = training["lr"].get(model)
     if training.get("lr") is None:
         training["lr"] = DEFAULT_LR[model]
     revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
