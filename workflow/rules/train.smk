@@ -1,5 +1,6 @@
-# One training job per grid cell (and one input-statistics job per training-subset size). `settings` is the cell's resolved settings hash: Snakemake's params
-# rerun-trigger retrains exactly the cells whose settings changed, and nothing else.
+# One training job per grid cell (and one input-statistics job per training-subset size). `settings` is the
+# cell's resolved settings hash: Snakemake's params rerun-trigger retrains exactly the cells whose settings
+# changed, and nothing else.
 
 
 rule input_stats:
