@@ -57,10 +57,11 @@ def measure(
         jets = {k: np.array(v) for k, v in load_split(splits, "train", n=n).items()}
     else:
         jets = synthetic_jets(n, 11, n_particles=64, seed=0)
-    arrays, _ = prepare_inputs(model_name, BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"])
+    options = BBT_OPTIONS if model_name == "bbt_neutron" else {}  # model options refuse unknown keys
+    arrays, _ = prepare_inputs(model_name, options, jets["features"], jets["mask"], jets["vectors"])
     labels = torch.from_numpy(jets["labels"]).to(device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = build_model(model_name, width, 11, 19, BBT_OPTIONS).to(device)
+    model = build_model(model_name, width, 11, 19, options).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")

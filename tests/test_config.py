@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -97,6 +98,8 @@ def test_extra_axis_default_leaves_existing_settings_unchanged(default_config_di
 def test_model_default_lr_and_model_axis_settings(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
     raw["grid"]["extra_axes"] = {"patch": {"values": [1, 16], "default": 16, "sets": "model.tokenizer.patch_size"}}
+    for model in ("particlenet", "part"):  # no tokenizer: those models keep the default only
+        raw["grid"]["per_model"][model]["patch"] = [16]
     cfg = load_config(raw)
     s = resolve_settings(
         cfg, {"model": "bbt_neutron", "width": 32, "n_train": 100, "compute": "auto", "seed": 0, "patch": 1}
@@ -147,7 +150,8 @@ def test_a_model_revision_retrains_only_that_models_cells(default_config_dict, m
 
     cfg = load_config(default_config_dict)
     before = {json.dumps(c, sort_keys=True): settings_hash(resolve_settings(cfg, c)) for c in cells(cfg)}
-    monkeypatch.setitem(catalog.MODEL_REVISION, "bbt_neutron", 2)
+    bumped = dataclasses.replace(catalog.get("bbt_neutron"), revision=2)
+    monkeypatch.setitem(catalog.MODELS, "bbt_neutron", bumped)
     after = {json.dumps(c, sort_keys=True): settings_hash(resolve_settings(cfg, c)) for c in cells(cfg)}
     changed = {json.loads(k)["model"] for k in before if before[k] != after[k]}
     assert changed == {"bbt_neutron"}

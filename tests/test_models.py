@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from jetscale.models.catalog import MODEL_NAMES, REFERENCE_WIDTH, width_problem
+from jetscale.models import catalog
+from jetscale.models.catalog import width_problem
 from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 from jetscale.train.synthetic import synthetic_jets
 
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 512}}
 SMALL = {"particlenet": 8, "part": 8, "bbt_neutron": 16}
+MODEL_NAMES = catalog.names()
+
+
+def options_for(name, **extra):
+    """Model options refuse unknown keys: the tokenizer goes to BBT-Neutron only."""
+    return {**(BBT_OPTIONS if name == "bbt_neutron" else {}), **extra}
+
 
 # Reference parameter counts, 19 input features and 11 classes (ParT: 4 pair features).
 # ParticleNet / ParT: measured 2026-11-25 with weaver-core 0.5.3 (pip-installed into a scratch venv):
@@ -31,14 +39,14 @@ def jets():
 
 def inputs_for(name, jets, options=None):
     arrays, _ = prepare_inputs(
-        name, options if options is not None else BBT_OPTIONS, jets["features"], jets["mask"], jets["vectors"]
+        name, options if options is not None else options_for(name), jets["features"], jets["mask"], jets["vectors"]
     )
     return batch_tensors(arrays, np.arange(len(jets["labels"])))
 
 
 def small_model(name, seed=0):
     torch.manual_seed(seed)
-    return build_model(name, SMALL[name], 11, 19, BBT_OPTIONS)
+    return build_model(name, SMALL[name], 11, 19, options_for(name))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -95,7 +103,8 @@ def test_bbt_neutron_is_order_sensitive(jets):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_reference_parameter_counts(name):
-    model = build_model(name, REFERENCE_WIDTH[name], 11, 19, {**BBT_OPTIONS, "lm_head": True})
+    lm_head = {"lm_head": True} if name == "bbt_neutron" else {}
+    model = build_model(name, catalog.get(name).reference_width, 11, 19, options_for(name, **lm_head))
     assert count_params(model) == pytest.approx(REFERENCE_PARAMS[name], rel=0.01)
 
 
@@ -104,10 +113,10 @@ def test_width_rules_match_the_registry():
         for width in (8, 12, 16, 20, 24, 32):
             ok = width_problem(name, width) is None
             if ok:
-                build_model(name, width, 11, 19, BBT_OPTIONS)
+                build_model(name, width, 11, 19, options_for(name))
             else:
                 with pytest.raises(ValueError):
-                    build_model(name, width, 11, 19, BBT_OPTIONS)
+                    build_model(name, width, 11, 19, options_for(name))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -19,7 +19,9 @@ import yaml
 
 from .errors import ConfigError
 from .inputs.spec import check_inputs, is_raw, model_inputs
-from .models.catalog import DEFAULT_LR, MODEL_NAMES, MODEL_REVISION, width_problem
+from .models import catalog
+from .models.catalog import width_problem
+from .options import OptionError, check_path
 
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
 # Pretraining axes (issue 12): in cell ids only for fine-tuning cells; from-scratch cells (pretrain 'none')
@@ -108,18 +110,35 @@ def _defaults_filling(base):
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
+def run_knobs(section: str = "training") -> tuple[str, ...]:
+    """Keys of a config section marked ``x-run-knob`` in the schema: speed/placement, never in a settings hash."""
+    props = _parsed_schema()["properties"][section]["properties"]
+    return tuple(key for key, sub in props.items() if sub.get("x-run-knob"))
+
+
+def _hashed(section: str, values: dict) -> dict:
+    """``values`` of a config section without its run knobs, and without x-hash-omit-default keys at default."""
+    props = _parsed_schema()["properties"][section]["properties"]
+    out = {}
+    for key, value in values.items():
+        sub = props.get(key, {})
+        if sub.get("x-run-knob") or (sub.get("x-hash-omit-default") and value == sub.get("default")):
+            continue
+        out[key] = copy.deepcopy(value)
+    return out
+
+
 def check_semantics(cfg: dict, where: str = "config") -> None:
     from .results_dir import location_problem
 
     if problem := location_problem(cfg.get("results", "results")):
         raise ConfigError(f"{where}: results: {problem}")
+    known = catalog.names()
     axes = cfg["grid"]["axes"]
     extra = cfg["grid"].get("extra_axes", {})
     for i, model in enumerate(axes["model"]):
-        if model not in MODEL_NAMES:
-            raise ConfigError(
-                f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(MODEL_NAMES)}"
-            )
+        if model not in known:
+            raise ConfigError(f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(known)}")
     for name in extra:
         if name in BUILTIN_AXES:
             raise ConfigError(
@@ -138,8 +157,8 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
             )
     all_axes = set(BUILTIN_AXES) | set(extra) | (set(PRETRAIN_AXES) if uses_pretraining(cfg) else set())
     for model, overrides in cfg["grid"].get("per_model", {}).items():
-        if model not in MODEL_NAMES:
-            raise ConfigError(f"{where}: grid.per_model.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+        if model not in known:
+            raise ConfigError(f"{where}: grid.per_model.{model}: unknown model; known models: {list(known)}")
         for axis in overrides:
             if axis not in all_axes or axis == "model":
                 raise ConfigError(
@@ -161,12 +180,17 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         for name in pair:
             if name not in classes:
                 raise ConfigError(f"{where}: flavor_pairs.{flavor}: class {name!r} is not in classes {classes}")
-    for model in cfg.get("models", {}):
-        if model not in MODEL_NAMES:
-            raise ConfigError(f"{where}: models.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+    for model, options in cfg.get("models", {}).items():
+        if model not in known:
+            raise ConfigError(f"{where}: models.{model}: unknown model; known models: {list(known)}")
+        try:
+            catalog.get(model).parse_options(options)
+        except OptionError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    check_model_axes(cfg, where)
     for model in cfg.get("resources", {}).get("train", {}):
-        if model not in MODEL_NAMES:
-            raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+        if model not in known:
+            raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(known)}")
     check_pretraining(cfg, where)
     check_inputs(cfg, where)
     data = cfg["data"]
@@ -268,6 +292,30 @@ def check_fit_targets(cfg: dict, where: str) -> None:
             raise ConfigError(f"{key}.flavor: {metric} is not a per-flavor metric; leave flavor out")
 
 
+def check_model_axes(cfg: dict, where: str = "config") -> None:
+    """An extra axis ``sets: model.<path>`` must name an option of every model whose cells take a value other
+    than the default, and each such value must be accepted there (merged over that model's config options)."""
+    for name, spec in cfg["grid"].get("extra_axes", {}).items():
+        root, *keys = spec["sets"].split(".")
+        if root != "model":
+            continue
+        for model in cfg["grid"]["axes"]["model"]:
+            for i, value in enumerate(axis_values(cfg, name, model)):
+                if value == spec["default"]:
+                    continue
+                options = copy.deepcopy(cfg.get("models", {}).get(model) or {})
+                _set_nested(options, keys, value)
+                try:
+                    check_path(catalog.get(model).options, keys, value, f"models.{model}")
+                    catalog.get(model).parse_options(options)
+                except OptionError as exc:
+                    hint = f" (limit the axis with grid.per_model.{model}.{name}: [{spec['default']!r}])"
+                    raise ConfigError(
+                        f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: {exc}"
+                        + (hint if "names no option" in str(exc) else "")
+                    ) from None
+
+
 def train_pool_per_class(cfg: dict) -> int:
     data = cfg["data"]
     return data["generate"]["jets_per_class"] - data["val_per_class"] - data["test_per_class"]
@@ -286,16 +334,15 @@ def axis_values(cfg: dict, axis: str, model: str) -> list:
 def resolve_settings(cfg: dict, cell: dict) -> dict:
     """Everything that determines one training run's result, as plain JSON-able data.
 
-    Two runs with equal resolved settings are interchangeable, so this (and its hash) decides reuse.
-    Timing/hardware knobs that do not change results (threads, device, compile, processes: the jets seen and
-    the averaged gradients do not depend on them) are left out.
+    Two runs with equal resolved settings are interchangeable, so this (and its hash) decides reuse. The
+    ``training`` section enters whole except its run knobs (schema ``x-run-knob``: threads, device, compile,
+    processes, checkpoint cadence; the jets seen and the averaged gradients do not depend on them) and keys
+    at a default that reproduces what ran before they existed (schema ``x-hash-omit-default``: precision
+    'auto'). Model options enter as written in the config (defaults live in the model's options dataclass).
     """
     model = cell["model"]
-    training = copy.deepcopy(cfg["training"])
-    for knob in ("threads", "device", "checkpoint_every_steps", "processes", "compile"):
-        training.pop(knob, None)
-    if training.get("precision") == "auto":  # 'auto' is what ran before the knob existed: keep old hashes
-        training.pop("precision")
+    model_spec = catalog.get(model)
+    training = _hashed("training", cfg["training"])
     model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
     for axis, spec in cfg["grid"].get("extra_axes", {}).items():
         value = cell.get(axis, spec["default"])
@@ -308,8 +355,8 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     if isinstance(training.get("lr"), dict):  # per-model learning rates: the cell's model's (or its default)
         training["lr"] = training["lr"].get(model)
     if training.get("lr") is None:
-        training["lr"] = DEFAULT_LR[model]
-    revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
+        training["lr"] = model_spec.default_lr
+    revision = {"model_revision": model_spec.revision} if model_spec.revision > 1 else {}
     # the declared input spec; the split's raw features (what every model saw before specs) add nothing,
     # so those cells keep their hashes
     features = model_inputs(cfg, model)

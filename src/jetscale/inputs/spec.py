@@ -131,14 +131,14 @@ def needs_statistics(features: list[dict]) -> bool:
 
 def check_inputs(cfg: dict, where: str = "config") -> None:
     """Config validation: every model's ``inputs`` entry parses (raises ConfigError naming the key)."""
-    from ..models.catalog import MODEL_NAMES
+    from ..models.catalog import names
 
     section = cfg.get("inputs") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: inputs: a mapping of model name to input spec, got {section!r}")
     for model, raw in section.items():
-        if model not in MODEL_NAMES:
-            raise ConfigError(f"{where}: inputs.{model}: unknown model; known models: {list(MODEL_NAMES)}")
+        if model not in names():
+            raise ConfigError(f"{where}: inputs.{model}: unknown model; known models: {list(names())}")
         try:
             parse_inputs(raw, model)
         except ConfigError as exc:

@@ -17,11 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenize.bytes import PAD, VOCAB_SIZE
-
-
-def n_heads_for(width: int) -> int:
-    """Heads of 64 channels at widths that are multiples of 64 (≥ 128), otherwise two heads."""
-    return width // 64 if width >= 128 and width % 64 == 0 else 2
+from .catalog import bbt_heads as n_heads_for  # the width -> heads rule lives in the catalog
 
 
 class RMSNorm(nn.Module):
@@ -135,3 +131,15 @@ class BBTNeutron(nn.Module):
             raise ValueError("this BBT-Neutron was built without an LM head (model option lm_head: true)")
         B, N, _ = h.shape
         return logits, self.lm_head(h).view(B, N, self.patch_size, VOCAB_SIZE)
+
+
+def build(spec, width: int, n_classes: int, n_features: int, options) -> BBTNeutron:
+    """The catalog's builder (``options``: ``catalog.BBTNeutronOptions``)."""
+    return BBTNeutron(
+        n_classes,
+        width=width,
+        n_layers=options.n_layers or spec.depth(width),
+        patch_size=options.tokenizer.patch_size,
+        lm_head=options.lm_head,
+        n_heads=spec.heads(width),
+    )

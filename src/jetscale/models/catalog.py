@@ -1,32 +1,258 @@
-"""Torch-free facts about the models: names, default learning rates, and which widths are valid.
+"""The model catalog: one :class:`ModelSpec` per model, torch-free.
 
-Config validation and the Snakemake DAG import this module, so it must stay cheap (no torch import).
-Width rules match ``jetscale.models.registry`` (where width → architecture is documented).
+Config validation and the Snakemake DAG import this module, so it must stay cheap (no torch, no numpy). Everything
+the pipeline needs to know about a model is in its spec: the name used in the config, the default learning rate,
+the reference width, the revision (part of the settings hash), the width rules (which widths are valid, the
+default depth and heads at a width), a typed options dataclass (config ``models.<name>``; its defaults live
+there and unknown keys are refused), the builder that makes the ``torch.nn.Module``, the kind of input it
+eats (:data:`INPUT_KINDS`) and the pretraining heads it can carry.
+
+Adding a model = one module with the ``nn.Module`` and a ``build`` function, plus one ``register(ModelSpec(...))``
+below (and its options dataclass). Nothing else names models: training, evaluation, ``jetscale models``, config
+validation and the grid read the spec. ``tests/test_catalog.py`` registers a toy model and trains it through
+the normal cell path.
+
+The builder is ``"module:function"`` with the signature
+``build(spec, width, n_classes, n_features, options) -> nn.Module`` (``options`` an instance of ``spec.options``,
+defaults filled in). Its forward takes the input kind's arrays as keyword tensors and returns class logits
+``(B, n_classes)``.
 """
 
 from __future__ import annotations
 
-MODEL_NAMES: tuple[str, ...] = ("bbt_neutron", "particlenet", "part")
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-DEFAULT_LR: dict[str, float] = {"bbt_neutron": 1e-4, "particlenet": 1e-3, "part": 1e-3}
+from ..options import parse
+from ..tokenize.options import TokenizerOptions
 
-# Bumped when a model's computation changes, so that its finished cells get a new settings hash and are
-# retrained (the other models' cells keep theirs). part 2: aligned with weaver-core's ParticleTransformer
-# (self-pairs in the pair bias, pair BatchNorm over real pairs only, no GELU on the bias, raw class-token query).
-MODEL_REVISION: dict[str, int] = {"part": 2}
 
-# The width at which each model is its published reference configuration.
-REFERENCE_WIDTH: dict[str, int] = {"particlenet": 64, "part": 128, "bbt_neutron": 768}
+def resolve(target: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute (imported on first use)."""
+    module, _, attr = target.partition(":")
+    if not attr:
+        raise ValueError(f"{target!r} is not 'module:function'")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class InputKind:
+    """How split arrays (features (n, P, F), mask (n, P), vectors (n, P, 4)) become a model's input arrays.
+
+    ``prepare`` is ``"module:function"``: ``(options, features, mask, vectors, model_features) -> (arrays, info)``
+    (``model_features``: the input spec's transformed features, None for the raw ones) where arrays
+    are numpy arrays with jets on the first axis, and info holds facts such as ``n_jets`` (and
+    ``truncated_jets`` where the preparation can drop particles). A batch is trimmed along ``length_axis`` of
+    every array to its longest jet, read from the boolean/0-1 array ``length_key``.
+    """
+
+    name: str
+    prepare: str
+    length_key: str
+    length_axis: int
+    bytes_per_jet: Callable[[Any, int, int], int]  # (options, n_particles, n_features) -> upper bound
+    counts_truncation: bool = False
+
+
+def _particle_bytes(options, n_particles: int, n_features: int) -> int:
+    return n_particles * 4 * (n_features + 2 + 1 + 4)  # float32 x, points (Δη, Δφ), mask, four-vectors
+
+
+def _byte_bytes(options, n_particles: int, n_features: int) -> int:
+    return 2 * options.tokenizer.max_bytes  # byte patches + patch mask (upper bound)
+
+
+INPUT_KINDS: dict[str, InputKind] = {
+    kind.name: kind
+    for kind in (
+        # x (n, F, P), points (n, 2, P), mask (n, 1, P), vectors (n, 4, P): see jetscale.tokenize.particles
+        InputKind("particles", "jetscale.tokenize.particles:model_inputs", "mask", -1, _particle_bytes),
+        # patches (n, N, S) bytes, patch_mask (n, N): see jetscale.tokenize.bytes; needs options.tokenizer
+        InputKind("bytes", "jetscale.tokenize.bytes:model_inputs", "patch_mask", 1, _byte_bytes, True),
+    )
+}
+
+
+# -------------------------------------------------------------------------------------------- specs
+def min_width_problem(width: int) -> str | None:
+    return f"width {width} is below the minimum of 8" if width < 8 else None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: str  # "module:function", see the module docstring
+    options: type  # frozen dataclass of the config's models.<name> options
+    default_lr: float  # used when training.lr is null
+    reference_width: int  # the width at which the model is its published reference configuration
+    input_kind: str  # a key of INPUT_KINDS
+    depth: Callable[[int], int] | None = None  # width -> default number of blocks (None: fixed architecture)
+    heads: Callable[[int], int] | None = None  # width -> attention heads
+    width_rule: Callable[[int], str | None] = min_width_problem  # why a width is invalid (None when valid)
+    blocks: str = "blocks"  # attribute of the built model holding the blocks its depth counts
+    # Bumped when the model's computation changes, so its finished cells get a new settings hash and retrain
+    # (other models' cells keep theirs). Revision 1 adds nothing to the settings.
+    revision: int = 1
+    pretrain_heads: tuple[str, ...] = ()  # pretraining methods (jetscale.pretrain) whose head it can carry
+    summary: str = ""
+
+    def parse_options(self, mapping: Any, where: str | None = None):
+        """Config ``models.<name>`` -> an ``options`` instance (OptionError names the bad key)."""
+        return parse(self.options, mapping, where or f"models.{self.name}")
+
+    def width_problem(self, width: int) -> str | None:
+        return self.width_rule(width)
+
+    @property
+    def inputs(self) -> InputKind:
+        return INPUT_KINDS[self.input_kind]
+
+    def build(self, width: int, n_classes: int, n_features: int, options: Any = None):
+        """The ``nn.Module`` at ``width`` (imports torch and the model's module)."""
+        problem = self.width_problem(width)
+        if problem:
+            raise ValueError(problem)
+        return resolve(self.builder)(self, width, n_classes, n_features, self.parse_options(options))
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add ``spec`` to the catalog (``replace=True`` to redefine one, e.g. in a test)."""
+    if spec.name in MODELS and not replace:
+        raise ValueError(f"model {spec.name!r} is already in the catalog")
+    if spec.input_kind not in INPUT_KINDS:
+        raise ValueError(f"model {spec.name!r}: unknown input kind {spec.input_kind!r}; known: {list(INPUT_KINDS)}")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def names() -> tuple[str, ...]:
+    """Model names in registration order."""
+    return tuple(MODELS)
+
+
+def get(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {list(MODELS)}") from None
 
 
 def width_problem(model: str, width: int) -> str | None:
     """Return why ``width`` is not valid for ``model`` (None when it is valid)."""
-    if model not in MODEL_NAMES:
-        return f"unknown model {model!r}; known models: {', '.join(MODEL_NAMES)}"
-    if width < 8:
-        return f"width {width} is below the minimum of 8"
-    if model == "part" and width % 8:
-        return f"width {width} must be a multiple of 8 for part (8 attention heads)"
-    if model == "bbt_neutron" and width % 4:
+    if model not in MODELS:
+        return f"unknown model {model!r}; known models: {', '.join(MODELS)}"
+    return MODELS[model].width_problem(width)
+
+
+# ------------------------------------------------------------------------------------- the models
+@dataclass(frozen=True)
+class BBTNeutronOptions:
+    tokenizer: TokenizerOptions = field(default_factory=TokenizerOptions)
+    n_layers: int | None = None  # None: bbt_depth(width)
+    lm_head: bool = False  # the next-patch LM head (forced on when training.pretrain)
+
+    def __post_init__(self):
+        if self.n_layers is not None and self.n_layers < 1:
+            raise ValueError(f"n_layers: {self.n_layers} must be at least 1")
+
+
+@dataclass(frozen=True)
+class ParticleNetOptions:
+    k: int = 16  # nearest neighbours of each EdgeConv
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k: {self.k} must be at least 1")
+
+
+@dataclass(frozen=True)
+class ParTOptions:
+    n_layers: int | None = None  # particle-attention blocks; None: part_depth(width)
+    n_cls_layers: int = 2  # class-attention blocks
+
+    def __post_init__(self):
+        if self.n_layers is not None and self.n_layers < 1:
+            raise ValueError(f"n_layers: {self.n_layers} must be at least 1")
+        if self.n_cls_layers < 1:
+            raise ValueError(f"n_cls_layers: {self.n_cls_layers} must be at least 1")
+
+
+def bbt_depth(width: int) -> int:
+    """BBT-Neutron depth at constant width/depth = 64 (the reference: 768/12), between 2 and 12 layers."""
+    return min(12, max(2, round(width / 64)))
+
+
+def bbt_heads(width: int) -> int:
+    """Heads of 64 channels at widths that are multiples of 64 (≥ 128), otherwise two heads."""
+    return width // 64 if width >= 128 and width % 64 == 0 else 2
+
+
+def bbt_width_problem(width: int) -> str | None:
+    if width % 4 and not min_width_problem(width):
         return f"width {width} must be a multiple of 4 for bbt_neutron (two heads of even size for RoPE)"
-    return None
+    return min_width_problem(width)
+
+
+def part_depth(width: int) -> int:
+    """ParT particle-attention blocks at constant width/depth = 16 (the reference: 128/8), between 2 and 8."""
+    return min(8, max(2, round(8 * width / 128)))
+
+
+def part_width_problem(width: int) -> str | None:
+    if width % 8 and not min_width_problem(width):
+        return f"width {width} must be a multiple of 8 for part (8 attention heads)"
+    return min_width_problem(width)
+
+
+register(
+    ModelSpec(
+        "bbt_neutron",
+        builder="jetscale.models.bbt_neutron:build",
+        options=BBTNeutronOptions,
+        default_lr=1e-4,  # the paper's
+        reference_width=768,
+        input_kind="bytes",
+        depth=bbt_depth,
+        heads=bbt_heads,
+        width_rule=bbt_width_problem,
+        blocks="layers",
+        pretrain_heads=("next_patch",),
+        summary="binary tokenization + decoder-only transformer (RoPE, SwiGLU)",
+    )
+)
+register(
+    ModelSpec(
+        "particlenet",
+        builder="jetscale.models.particlenet:build",
+        options=ParticleNetOptions,
+        default_lr=1e-3,
+        reference_width=64,
+        input_kind="particles",
+        blocks="edge_convs",
+        summary="EdgeConv on k-nearest-neighbour graphs of the particles",
+    )
+)
+register(
+    ModelSpec(
+        "part",
+        builder="jetscale.models.part:build",
+        options=ParTOptions,
+        default_lr=1e-3,
+        reference_width=128,
+        input_kind="particles",
+        depth=part_depth,
+        heads=lambda width: 8,
+        width_rule=part_width_problem,
+        blocks="blocks",
+        # 2: aligned with weaver-core's ParticleTransformer (self-pairs in the pair bias, pair BatchNorm over real
+        # pairs only, no GELU on the bias, raw class-token query)
+        revision=2,
+        summary="Particle Transformer: attention with a pair-feature bias, class-attention blocks",
+    )
+)

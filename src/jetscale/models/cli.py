@@ -27,7 +27,7 @@ def ladder(cfg: dict, widths: str | None = None) -> dict[str, list[int]]:
     """model -> sorted widths: the grid's (per-model overrides included), or ``widths`` where given."""
     from ..errors import ConfigError
     from ..grid import cells
-    from .catalog import MODEL_NAMES, width_problem
+    from .catalog import names, width_problem
 
     out: dict[str, set[int]] = {}
     for cell in cells(cfg):
@@ -37,8 +37,8 @@ def ladder(cfg: dict, widths: str | None = None) -> dict[str, list[int]]:
             continue
         name, _, values = part.partition("=")
         name = name.strip()
-        if name not in MODEL_NAMES:
-            raise ConfigError(f"--widths: unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+        if name not in names():
+            raise ConfigError(f"--widths: unknown model {name!r}; known models: {', '.join(names())}")
         try:
             out[name] = {int(v) for v in values.split(",")}
         except ValueError:
@@ -60,6 +60,7 @@ def measure_ladder(
     from ..inputs.prepare import InputTransform
     from ..inputs.spec import model_inputs
     from ..inputs.stats import compute_stats
+    from .catalog import get
     from .registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 
     if splits:
@@ -78,10 +79,10 @@ def measure_ladder(
         transform = InputTransform.from_spec(model_inputs(cfg, name), compute_stats(jets, len(jets["labels"])))
         n_features = transform.n_features
         arrays, _ = prepare_inputs(name, options, jets["features"], jets["mask"], jets["vectors"], transform)
-        batch = batch_tensors(arrays, np.arange(len(jets["labels"])))
+        batch = batch_tensors(arrays, np.arange(len(jets["labels"])), kind=get(name).inputs)
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)
-            blocks = {"bbt_neutron": "layers", "part": "blocks", "particlenet": "edge_convs"}[name]
+            blocks = get(name).blocks
             rows.append(
                 {
                     "model": name,

@@ -172,3 +172,15 @@ class ParticleTransformer(nn.Module):
         for block in self.cls_blocks:
             cls = block(h, cls_bias, x_cls=cls)
         return self.fc(self.norm(cls).squeeze(1))
+
+
+def build(spec, width: int, n_classes: int, n_features: int, options) -> ParticleTransformer:
+    """The catalog's builder (``options``: ``catalog.ParTOptions``)."""
+    return ParticleTransformer(
+        n_features,
+        n_classes,
+        width=width,
+        n_heads=spec.heads(width),
+        n_layers=options.n_layers or spec.depth(width),
+        n_cls_layers=options.n_cls_layers,
+    )

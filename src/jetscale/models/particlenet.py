@@ -123,3 +123,8 @@ class ParticleNet(nn.Module):
         jet = torch.div(rows, P, rounding_mode="floor")
         pooled = h.new_zeros(B, h.shape[1]).index_add(0, jet, h) / counts[:, None]
         return self.fc(pooled)
+
+
+def build(spec, width: int, n_classes: int, n_features: int, options) -> ParticleNet:
+    """The catalog's builder (``options``: ``catalog.ParticleNetOptions``)."""
+    return ParticleNet(n_features, n_classes, width=width, k=options.k)

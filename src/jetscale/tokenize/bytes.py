@@ -26,9 +26,13 @@ classifier reads.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..options import parse
+from .options import TokenizerOptions
 
 BOS, EOS, SEP, PAD = 0x02, 0x03, 0x1F, 256
 VOCAB_SIZE = 257
@@ -40,27 +44,15 @@ _POW10 = 10 ** np.arange(16, dtype=np.int64)
 
 
 @dataclass(frozen=True)
-class ByteTokenizer:
-    """Options come straight from config ``models.bbt_neutron.tokenizer``."""
-
-    mode: str = "native"  # native | text
-    dtype: str = "float32"  # native mode: float32 | float16
-    patch_size: int = 16
-    max_bytes: int = 1024
-    precision: int = 4  # text mode: digits after the decimal point
-
-    def __post_init__(self):
-        if self.mode not in ("native", "text"):
-            raise ValueError(f"tokenizer.mode: {self.mode!r} is not allowed; allowed values: ['native', 'text']")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"tokenizer.dtype: {self.dtype!r} is not allowed; allowed values: {list(_DTYPES)}")
-        if self.patch_size < 1 or self.max_bytes < 2 + self.patch_size:
-            raise ValueError(f"tokenizer: need patch_size >= 1 and max_bytes >= patch_size + 2 (got {self})")
+class ByteTokenizer(TokenizerOptions):
+    """The tokenizer with the options of config ``models.bbt_neutron.tokenizer`` (defaults: TokenizerOptions)."""
 
     @classmethod
-    def from_options(cls, options: dict | None) -> ByteTokenizer:
-        known = {k: v for k, v in (options or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_options(cls, options: dict | TokenizerOptions | None) -> ByteTokenizer:
+        """From a config mapping (unknown keys refused) or a :class:`TokenizerOptions`."""
+        if isinstance(options, TokenizerOptions):
+            options = dataclasses.asdict(options)
+        return parse(cls, options, "tokenizer")
 
     @property
     def seq_len(self) -> int:
@@ -256,3 +248,13 @@ class ByteTokenizer:
         n = tokens.shape[0]
         patches = tokens.reshape(n, -1, self.patch_size)
         return patches, (patches != PAD).any(axis=-1)
+
+
+def model_inputs(options, features, mask, vectors=None, model_features=None) -> tuple[dict[str, np.ndarray], dict]:
+    """The catalog's "bytes" input kind: byte patches of ``options.tokenizer`` and truncation counts (of
+    ``model_features``, the input spec's transformed features, where given)."""
+    tok = ByteTokenizer.from_options(options.tokenizer)
+    tokens, truncated = tok.encode(features if model_features is None else model_features, mask)
+    patches, patch_mask = tok.patches(tokens)
+    info = {"truncated_jets": int(truncated.sum()), "n_jets": int(len(tokens)), "seq_len": tok.seq_len}
+    return {"patches": patches, "patch_mask": patch_mask}, info

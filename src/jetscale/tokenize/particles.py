@@ -47,6 +47,12 @@ def particle_arrays(
     return out
 
 
+def model_inputs(options, features, mask, vectors=None, model_features=None) -> tuple[dict[str, np.ndarray], dict]:
+    """The catalog's "particles" input kind: :func:`particle_arrays` and the number of jets (``model_features``:
+    the input spec's transformed features, None for the raw Table-1 ones)."""
+    return particle_arrays(features, mask, vectors, model_features), {"n_jets": int(len(mask))}
+
+
 def pair_features_for(vectors, i, j, eps: float = 1e-8):
     """ParT interaction features for the particle pairs (i[k], j[k]) only.
 

@@ -16,17 +16,16 @@ import numpy as np
 import torch
 
 from ..inputs.prepare import InputTransform
+from ..models import catalog
 from ..models.registry import batch_tensors, prepare_inputs
 
 EAGER_LIMIT_BYTES = 2 * 2**30  # per split and process
 INFO_CHUNK = 65536  # jets per chunk when counting truncated jets of a lazy split
 
 
-def prepared_bytes_per_jet(name: str, options: dict, n_particles: int, n_features: int) -> int:
-    if name == "bbt_neutron":
-        max_bytes = int(((options or {}).get("tokenizer") or {}).get("max_bytes", 1024))
-        return 2 * max_bytes  # byte patches + patch mask (upper bound)
-    return n_particles * 4 * (n_features + 2 + 1 + 4)  # float32 x, points (Δη, Δφ), mask, four-vectors
+def prepared_bytes_per_jet(name: str, options, n_particles: int, n_features: int) -> int:
+    spec = catalog.get(name)
+    return spec.inputs.bytes_per_jet(spec.parse_options(options), n_particles, n_features)
 
 
 class SplitInputs:
@@ -35,25 +34,27 @@ class SplitInputs:
     def __init__(
         self,
         name: str,
-        options: dict,
+        options,
         raw: dict[str, np.ndarray],
         *,
         eager: bool | None = None,
         transform: InputTransform | None = None,
     ):
-        self.name, self.options, self.transform = name, options, transform
+        spec = catalog.get(name)
+        self.name, self.options, self.kind = name, spec.parse_options(options), spec.inputs
+        self.transform = transform
         self.labels = np.asarray(raw["labels"]).astype(np.int64)
         self.jet_id = np.asarray(raw["jet_id"])
         self.n = len(self.labels)
         self.n_features = transform.n_features if transform is not None else int(raw["features"].shape[-1])
         if eager is None:
-            per_jet = prepared_bytes_per_jet(name, options, int(raw["features"].shape[1]), self.n_features)
+            per_jet = prepared_bytes_per_jet(name, self.options, int(raw["features"].shape[1]), self.n_features)
             eager = self.n * per_jet <= EAGER_LIMIT_BYTES
         self.eager = eager
         if eager:
             self.arrays, self.info = prepare_inputs(
                 name,
-                options,
+                self.options,
                 np.asarray(raw["features"]),
                 np.asarray(raw["mask"]),
                 np.asarray(raw["vectors"]),
@@ -76,7 +77,7 @@ class SplitInputs:
 
     def _streamed_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"n_jets": self.n}
-        if self.name == "bbt_neutron":
+        if self.kind.counts_truncation:
             truncated = 0
             for start in range(0, self.n, INFO_CHUNK):
                 rows = np.arange(start, min(self.n, start + INFO_CHUNK))
@@ -96,16 +97,16 @@ class SplitInputs:
     def tensors(self, idx: np.ndarray | slice, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Rows ``idx`` as tensors on ``device``, trimmed to the batch's longest jet."""
         if self.eager:
-            return batch_tensors(self.arrays, idx, device)
+            return batch_tensors(self.arrays, idx, device, self.kind)
         rows = np.arange(self.n)[idx] if isinstance(idx, slice) else np.asarray(idx)
-        return batch_tensors(self._prepare(rows), slice(None), device)
+        return batch_tensors(self._prepare(rows), slice(None), device, self.kind)
 
 
 def load_split_inputs(
     splits_dir: str | os.PathLike,
     split: str,
     name: str,
-    options: dict,
+    options,
     n: int | None = None,
     eager: bool | None = None,
     transform: InputTransform | None = None,

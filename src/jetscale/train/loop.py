@@ -47,6 +47,7 @@ from .. import io as jio
 from ..config import resolve_settings, settings_hash
 from ..errors import ConfigError, DataError, TrainingError
 from ..grid import parse_cell_id
+from ..models import catalog
 from ..models.registry import build_model, count_params, measure_flops_per_jet
 from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
@@ -339,7 +340,8 @@ def _train(
     if meta.get("classes") and list(meta["classes"]) != list(classes):
         raise DataError(f"{splits_dir}/meta.json: classes {meta['classes']} differ from the config's {classes}")
     options = copy.deepcopy(settings["model_options"])
-    pretrain = bool(training.get("pretrain")) and name == "bbt_neutron"
+    spec = catalog.get(name)
+    pretrain = bool(training.get("pretrain")) and "next_patch" in spec.pretrain_heads
     if pretrain:
         options["lm_head"] = True
     transform, stats_source = input_transform(settings.get("inputs"), splits_dir, settings["n_train"])
@@ -652,7 +654,7 @@ def metrics_record(
         "n_val": input_info["val"]["n_jets"],
         "n_test": input_info["test"]["n_jets"],
         "truncated_jets": {k: v.get("truncated_jets") for k, v in input_info.items()}
-        if settings["model"] == "bbt_neutron"
+        if catalog.get(settings["model"]).inputs.counts_truncation
         else None,
         "hardware": hardware(device, torch.get_num_threads(), engine, ranks),
         "versions": versions(engine.name),
