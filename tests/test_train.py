@@ -102,6 +102,19 @@ def test_killed_run_resumes_to_identical_weights(cfg, splits, tmp_path):
     assert ma["test_loss"] == mb["test_loss"] and ma["samples_seen"] == mb["samples_seen"]
 
 
+def test_train_log_after_a_resume_equals_an_uninterrupted_runs(cfg, splits, tmp_path):
+    """The running-loss window is checkpointed: the row after the resume averages the same steps."""
+    loop.train_cell(cfg, CELL, splits, tmp_path / "straight", progress=False)
+    with pytest.raises(TrainingInterrupted):  # step 4 is between log rows (steps 3, 6, 9, 10)
+        loop.train_cell(cfg, CELL, splits, tmp_path / "resumed", progress=False, stop_after_steps=4)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert saved["window_steps"] == 1 and saved["window_loss"] > 0
+    loop.train_cell(cfg, CELL, splits, tmp_path / "resumed", progress=False)
+    a, b = (pd.read_csv(tmp_path / run / "train_log.csv") for run in ("straight", "resumed"))
+    pd.testing.assert_frame_equal(a.drop(columns="throughput"), b.drop(columns="throughput"))
+    assert (b["throughput"] > 0).all()
+
+
 def test_nan_loss_stops_with_reason(cfg, splits, tmp_path, monkeypatch):
     real = loop.compute_loss
     calls = []

@@ -1,5 +1,9 @@
 """Train one grid cell: ``train_cell(cfg, cell_id, splits_dir, out_dir)``.
 
+``train_cell`` sets up the process (threads, device, ranks) and runs a :class:`CellTraining`: its constructor
+builds everything from the cell's resolved settings and resumes a :class:`TrainState` from the checkpoint,
+``train()`` runs the steps, ``finish()`` scores the best weights and writes the outputs.
+
 Recipe: AdamW (weight decay from config; learning rate = ``training.lr`` or the model's default), linear
 warmup over ``warmup_fraction`` of the steps then cosine decay to zero, gradient-norm clipping, fixed batch
 size. Compute budget = training samples seen: the cell's ``compute`` (an int) or, for 'auto',
@@ -35,6 +39,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,6 +258,38 @@ def write_failure(out_dir: Path, reason: str, **extra) -> None:
 
 
 # ------------------------------------------------------------------------------------------- the run
+@dataclass
+class TrainState:
+    """What a run has done so far: everything a checkpoint needs beyond model, optimizer, engine and RNGs.
+
+    ``window_*`` accumulate the training loss, steps and seconds since the last ``train_log.csv`` row, so the
+    first row after a resume averages the same steps as an uninterrupted run's.
+    """
+
+    step: int = 0  # optimizer steps done
+    position: int = 0  # samples drawn from the sampler's stream
+    best_val: float = math.inf
+    best_val_accuracy: float | None = None
+    best_step: int = 0
+    best_state: dict | None = None  # weights at the best validation loss (None: no evaluation yet)
+    evals_since_best: int = 0
+    log_rows: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0  # training seconds of earlier attempts
+    done: bool = False
+    early_stopped: bool = False
+    window_loss: float = 0.0
+    window_steps: int = 0
+    window_seconds: float = 0.0
+
+    def as_checkpoint(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        """The state saved in ``saved`` (keys a checkpoint of an older version lacks keep their defaults)."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+
+
 def train_cell(
     cfg: dict,
     cell_id: str,
@@ -275,328 +312,338 @@ def train_cell(
     record and rank 0 writes the files.
     """
     t_start = time.perf_counter()
-    cell = parse_cell_id(cfg, cell_id)
-    settings = resolve_settings(cfg, cell)
-    shash = settings_hash(settings)
-    training = settings["training"]
-    out_dir = Path(out_dir)
-    threads = int(cfg["training"].get("threads", 1))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(cfg["training"].get("threads", 1)))
     tune_allocator()
     device = resolve_device(cfg["training"].get("device", "auto"))
     ranks = init_ranks(device)
     try:
-        return _train(
-            cfg,
-            cell,
-            cell_id,
-            settings,
-            shash,
-            training,
-            Path(splits_dir),
-            out_dir,
-            device,
-            ranks,
-            progress=progress,
-            stop_after_steps=stop_after_steps,
-            t_start=t_start,
-            backbone=backbone,
+        run = CellTraining(
+            cfg, cell_id, Path(splits_dir), Path(out_dir), device, ranks, t_start=t_start, backbone=backbone
         )
+        run.train(progress=progress, stop_after_steps=stop_after_steps)
+        return run.finish()
     finally:
         ranks.close()
 
 
-def _train(
-    cfg,
-    cell,
-    cell_id,
-    settings,
-    shash,
-    training,
-    splits_dir,
-    out_dir,
-    device,
-    ranks: Ranks,
-    *,
-    progress,
-    stop_after_steps,
-    t_start,
-    backbone=None,
-) -> dict:
-    main = ranks.is_main
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
-            (out_dir / stale).unlink(missing_ok=True)
-    ranks.barrier()
-    seed = int(settings["seed"])
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+class CellTraining:
+    """One cell's run: ``__init__`` sets up (settings, data, model, engine, resumed state), :meth:`train` runs
+    the steps (each: :meth:`step`, then log/:meth:`evaluate`/early stop, then :meth:`save` when due),
+    :meth:`finish` scores the best weights and writes the outputs."""
 
-    # data ------------------------------------------------------------------------------------------
-    name, classes = settings["model"], settings["classes"]
-    meta = read_meta(splits_dir)
-    if meta.get("classes") and list(meta["classes"]) != list(classes):
-        raise DataError(f"{splits_dir}/meta.json: classes {meta['classes']} differ from the config's {classes}")
-    options = copy.deepcopy(settings["model_options"])
-    spec = catalog.get(name)
-    pretrain = bool(training.get("pretrain")) and "next_patch" in spec.pretrain_heads
-    if pretrain:
-        options["lm_head"] = True
-    transform, stats_source = input_transform(settings.get("inputs"), splits_dir, settings["n_train"])
-    inputs = {
-        split: load_split_inputs(
-            splits_dir, split, name, options, settings["n_train"] if split == "train" else None, transform=transform
+    def __init__(
+        self, cfg, cell_id, splits_dir: Path, out_dir: Path, device, ranks: Ranks, *, t_start: float, backbone=None
+    ):
+        self.cfg, self.cell_id, self.splits_dir, self.out_dir = cfg, cell_id, splits_dir, out_dir
+        self.device, self.ranks, self.t_start = device, ranks, t_start
+        self.cell = parse_cell_id(cfg, cell_id)
+        self.settings = settings = resolve_settings(cfg, self.cell)
+        self.shash = settings_hash(settings)
+        self.training = training = settings["training"]
+        if ranks.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
+                (out_dir / stale).unlink(missing_ok=True)
+        ranks.barrier()
+        self.seed = seed = int(settings["seed"])
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self._load_data()
+        self.model = self.new_model()
+        self.finetune = None
+        if "pretrain" in settings:  # a fine-tuning cell: the backbone its id names, checked by settings hash
+            from ..pretrain.finetune import attach, default_backbone_path
+
+            self.finetune = attach(self.model, settings["pretrain"], backbone or default_backbone_path(cfg, self.cell))
+        if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
+            torch.manual_seed(seed + 1_000_003 * ranks.rank)
+        self._make_engine(training)
+        self.sampler = Sampler(settings["n_train"], seed)
+        self.eval_every = max(1, int(training["eval_every_samples"]))
+        self.patience = training.get("early_stopping_patience")
+        self.ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))  # a run knob, not hashed
+        self.ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
+        self.state = self._resume() or TrainState()
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        settings, splits_dir = self.settings, self.splits_dir
+        self.name, self.classes = name, classes = settings["model"], settings["classes"]
+        self.meta = read_meta(splits_dir)
+        if self.meta.get("classes") and list(self.meta["classes"]) != list(classes):
+            raise DataError(
+                f"{splits_dir}/meta.json: classes {self.meta['classes']} differ from the config's {classes}"
+            )
+        self.spec = catalog.get(name)
+        self.options = copy.deepcopy(settings["model_options"])
+        self.pretrain = bool(self.training.get("pretrain")) and "next_patch" in self.spec.pretrain_heads
+        if self.pretrain:
+            self.options["lm_head"] = True
+        self.transform, self.stats_source = input_transform(settings.get("inputs"), splits_dir, settings["n_train"])
+        self.inputs = {
+            split: load_split_inputs(
+                splits_dir,
+                split,
+                name,
+                self.options,
+                settings["n_train"] if split == "train" else None,
+                transform=self.transform,
+            )
+            for split in ("train", "val", "test")
+        }
+        self.input_info = {split: inp.info for split, inp in self.inputs.items()}
+        self.train_labels = torch.from_numpy(self.inputs["train"].labels)
+
+    def new_model(self):
+        n_features = self.inputs["train"].n_features
+        return build_model(self.name, self.settings["width"], len(self.classes), n_features, self.options).to(
+            self.device
         )
-        for split in ("train", "val", "test")
-    }
-    input_info = {split: inp.info for split, inp in inputs.items()}
-    train_labels = torch.from_numpy(inputs["train"].labels)
-    val_labels, test = inputs["val"].labels, inputs["test"]
 
-    # model, optimiser, schedule ----------------------------------------------------------------------
-    def new_model():
-        return build_model(name, settings["width"], len(classes), inputs["train"].n_features, options).to(device)
-
-    model = new_model()
-    finetune = None
-    if "pretrain" in settings:  # a fine-tuning cell: the backbone its id names, checked by settings hash
-        from ..pretrain.finetune import attach, default_backbone_path
-
-        finetune = attach(model, settings["pretrain"], backbone or default_backbone_path(cfg, cell))
-    if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
-        torch.manual_seed(seed + 1_000_003 * ranks.rank)
-    batch_size = min(int(training["batch_size"]), settings["n_train"])
-    if batch_size < ranks.world:
-        raise ConfigError(
-            f"training.batch_size: a batch of {batch_size} jets cannot be shared among "
-            f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes"
+    def _make_engine(self, training: dict) -> None:
+        ranks = self.ranks
+        self.batch_size = min(int(training["batch_size"]), self.settings["n_train"])
+        if self.batch_size < ranks.world:
+            raise ConfigError(
+                f"training.batch_size: a batch of {self.batch_size} jets cannot be shared among "
+                f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes"
+            )
+        self.budget = total_samples(self.settings)
+        self.total_steps = max(1, math.ceil(self.budget / self.batch_size))
+        finetune = self.finetune
+        params = finetune.param_groups(self.model) if finetune else self.model.parameters()
+        optimizer = torch.optim.AdamW(params, lr=float(training["lr"]), weight_decay=float(training["weight_decay"]))
+        schedule = lr_lambda(self.total_steps, float(training["warmup_fraction"]))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, finetune.lr_lambdas(schedule) if finetune else schedule
         )
-    budget = total_samples(settings)
-    total_steps = max(1, math.ceil(budget / batch_size))
-    params = finetune.param_groups(model) if finetune else model.parameters()
-    optimizer = torch.optim.AdamW(params, lr=float(training["lr"]), weight_decay=float(training["weight_decay"]))
-    schedule = lr_lambda(total_steps, float(training["warmup_fraction"]))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, finetune.lr_lambdas(schedule) if finetune else schedule)
-    engine = make_engine(
-        model,
-        optimizer,
-        scheduler,  # compile is a speed knob, kept out of the settings
-        {**training, "batch_size": batch_size, "compile": cfg["training"].get("compile", False)},
-        ranks,
-    )
-    sampler = Sampler(settings["n_train"], seed)
-    eval_every = max(1, int(training["eval_every_samples"]))
-    patience = training.get("early_stopping_patience")
-    ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))
-    ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
+        compile_ = self.cfg["training"].get("compile", False)  # a speed knob, kept out of the settings
+        self.engine = make_engine(
+            self.model, optimizer, scheduler, {**training, "batch_size": self.batch_size, "compile": compile_}, ranks
+        )
 
-    state = {
-        "step": 0,
-        "position": 0,
-        "best_val": math.inf,
-        "best_val_accuracy": None,
-        "best_step": 0,
-        "best_state": None,
-        "evals_since_best": 0,
-        "log_rows": [],
-        "elapsed": 0.0,
-        "done": False,
-        "early_stopped": False,
-    }
-    resumed = ckpt.load_checkpoint(ckpt_path, shash)
-    if resumed is not None and resumed.get("data_fingerprint") != meta.get("data_fingerprint"):
-        resumed = ckpt.report_unusable(ckpt_path, "trained on other splits (data_fingerprint differs)")
-    if resumed is not None and engine.load(out_dir, resumed):
-        rngs = resumed.get("rng_ranks")
-        ckpt.set_rng_state(rngs[ranks.rank] if rngs and len(rngs) == ranks.world else resumed["rng"])
-        state.update({k: resumed[k] for k in state})
+    def _resume(self) -> TrainState | None:
+        saved = ckpt.load_checkpoint(self.ckpt_path, self.shash)
+        if saved is not None and saved.get("data_fingerprint") != self.meta.get("data_fingerprint"):
+            saved = ckpt.report_unusable(self.ckpt_path, "trained on other splits (data_fingerprint differs)")
+        if saved is None or not self.engine.load(self.out_dir, saved):
+            return None
+        rngs = saved.get("rng_ranks")
+        ckpt.set_rng_state(rngs[self.ranks.rank] if rngs and len(rngs) == self.ranks.world else saved["rng"])
+        return TrainState.from_checkpoint(saved)
 
-    def save() -> None:
-        tag = f"step{state['step']}"
-        engine_state = engine.save(out_dir, tag)  # collective under DeepSpeed
-        weights = engine.full_state_dict(copy=False)  # saved right away; collective under ZeRO-3
+    # ---- the loop -------------------------------------------------------------------------------
+    def train(self, *, progress: bool = True, stop_after_steps: int | None = None) -> None:
+        """Steps until the budget is spent or early stopping; raises TrainingInterrupted after a stop request."""
+        state, ranks = self.state, self.ranks
+        self.t_run = self.t_window = time.perf_counter()
+        self.bar = None
+        if progress and ranks.is_main:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total_steps, initial=state.step, desc=self.cell_id, unit="step", leave=False, file=sys.stderr
+            )
+        ckpt.REQUESTS.checkpoint = False
+        self.model.train()
+        try:
+            with ckpt.signal_handlers():
+                while not state.done and state.step < self.total_steps:
+                    drawn = self.step()
+                    last = state.step >= self.total_steps
+                    evaluated = state.position // self.eval_every > (state.position - drawn) // self.eval_every
+                    if evaluated or last or state.step % LOG_EVERY_STEPS == 0:
+                        self.log_row(evaluate=evaluated or last)
+                    stop, wants_ckpt = self.requests()
+                    if state.step % self.ckpt_every == 0 or wants_ckpt or stop:
+                        self.save()
+                        ckpt.REQUESTS.checkpoint = False
+                        if stop:
+                            raise ckpt.TrainingInterrupted(
+                                f"{self.cell_id}: stopped by {ckpt.stop_reason()} at step "
+                                f"{state.step}; checkpoint written, rerun to resume"
+                            )
+                    if stop_after_steps is not None and state.step >= stop_after_steps and not state.done and not last:
+                        self.save()
+                        raise ckpt.TrainingInterrupted(
+                            f"{self.cell_id}: stopped after {state.step} steps (stop_after_steps)"
+                        )
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        state.done = True
+        self.save()
+        if ranks.is_main:
+            write_log(self.out_dir / "train_log.csv", state.log_rows)
+
+    def step(self) -> int:
+        """One optimizer step on the next global batch; returns the number of jets drawn."""
+        state, ranks, device = self.state, self.ranks, self.device
+        idx = self.sampler.batch(state.position, self.batch_size)  # the global batch; this rank trains its share
+        local = ranks.shard(idx)
+        batch = self.inputs["train"].tensors(local, device)
+        with self.engine.autocast():
+            loss = compute_loss(self.engine.forward_model, batch, self.train_labels[local].to(device), self.pretrain)
+        if ranks.world > 1:
+            # Weight each rank's mean by its share so the ranks' averaged gradient is the global-batch mean
+            # (shares differ by one jet when the batch does not divide); stop requests are voted on so all
+            # ranks stop, and checkpoint, at the same step.
+            share = len(local) / len(idx)
+            step_loss, *self._votes = ranks.all_sum(
+                [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint]
+            )
+            loss = loss * (share * ranks.world)
+        else:
+            step_loss = float(loss.detach())
+        if not math.isfinite(step_loss):
+            self.fail(f"non-finite training loss ({step_loss}) at step {state.step + 1}")
+        self.engine.backward(loss)
+        self.engine.step()
+        state.step += 1
+        state.position += len(idx)
+        state.window_loss += step_loss
+        state.window_steps += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return len(idx)
+
+    def requests(self) -> tuple[bool, bool]:
+        """(stop, checkpoint) asked for: by this process, or by any rank's vote at this step."""
+        if self.ranks.world > 1:
+            stop_votes, ckpt_votes = self._votes
+            return stop_votes > 0, ckpt_votes > 0
+        return ckpt.stop_requested(), ckpt.REQUESTS.checkpoint
+
+    def fail(self, reason: str) -> None:
+        state = self.state
+        if self.ranks.is_main:
+            write_failure(
+                self.out_dir,
+                reason,
+                step=state.step + 1,
+                samples=state.position,
+                cell_id=self.cell_id,
+                settings_hash=self.shash,
+            )
+        raise TrainingError(f"{self.cell_id}: {reason}; see {self.out_dir / 'failure.json'}")
+
+    def log_row(self, *, evaluate: bool) -> None:
+        """A train_log.csv row for the steps since the last one (and a validation score when ``evaluate``)."""
+        state = self.state
+        now = time.perf_counter()
+        seconds = state.window_seconds + (now - self.t_window)
+        row = {
+            "step": state.step,
+            "samples": state.position,
+            "loss": round(state.window_loss / state.window_steps, 6),
+            "lr": float(f"{self.engine.scheduler.get_last_lr()[0]:.6g}"),
+            "throughput": round(state.window_steps * self.batch_size / max(seconds, 1e-9), 1),
+            "val_loss": None,
+        }
+        if evaluate:
+            row["val_loss"] = round(self.evaluate(), 6)
+            if self.bar is not None:
+                self.bar.set_postfix(loss=row["loss"], val=row["val_loss"])
+        state.log_rows.append(row)
+        state.window_loss, state.window_steps, state.window_seconds = 0.0, 0, 0.0
+        self.t_window = time.perf_counter()
+
+    def evaluate(self) -> float:
+        """Score the validation set; keep the best weights; count towards early stopping. Returns val loss."""
+        state = self.state
+        probs = predict(self.engine.module, self.inputs["val"], self.device, self.engine.eval_autocast, self.ranks)
+        val_loss, val_acc = loss_and_accuracy(probs, self.inputs["val"].labels)
+        if val_loss < state.best_val:
+            state.best_val, state.best_val_accuracy, state.best_step = val_loss, val_acc, state.step
+            state.evals_since_best = 0
+            state.best_state = self.engine.full_state_dict()
+        else:
+            state.evals_since_best += 1
+            if self.patience and state.evals_since_best >= self.patience:
+                state.done = state.early_stopped = True
+        return val_loss
+
+    def save(self) -> None:
+        """checkpoint.pt (rank 0) + the engine's own files; collective under DeepSpeed/ZeRO-3."""
+        state, ranks, engine = self.state, self.ranks, self.engine
+        tag = f"step{state.step}"
+        engine_state = engine.save(self.out_dir, tag)
+        weights = engine.full_state_dict(copy=False)  # saved right away
         rngs = ranks.gather_objects(ckpt.rng_state())
-        if main:
+        if ranks.is_main:
+            now = time.perf_counter()
             ckpt.save_checkpoint(
-                ckpt_path,
+                self.ckpt_path,
                 {
-                    **state,
+                    **state.as_checkpoint(),
+                    "window_seconds": state.window_seconds + (now - self.t_window),
                     "model": weights,
                     "engine": engine_state,
                     "rng": rngs[0],
                     "rng_ranks": rngs if ranks.world > 1 else None,
-                    "settings_hash": shash,
-                    "data_fingerprint": meta.get("data_fingerprint"),  # a resume needs the same splits
-                    "cell_id": cell_id,
-                    "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
+                    "settings_hash": self.shash,
+                    "data_fingerprint": self.meta.get("data_fingerprint"),  # a resume needs the same splits
+                    "cell_id": self.cell_id,
+                    "elapsed": state.elapsed + (now - self.t_run),
                 },
             )
         ranks.barrier()
-        engine.prune(out_dir, tag)
+        engine.prune(self.out_dir, tag)
 
-    def evaluate_val() -> tuple[float, float]:
-        probs = predict(engine.module, inputs["val"], device, engine.eval_autocast, ranks)
-        return loss_and_accuracy(probs, val_labels)
-
-    # loop ------------------------------------------------------------------------------------------
-    t_run = time.perf_counter()
-    bar = None
-    if progress and main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=state["step"], desc=cell_id, unit="step", leave=False, file=sys.stderr)
-    running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
-    ckpt.REQUESTS.checkpoint = False
-    model.train()
-    try:
-        with ckpt.signal_handlers():
-            while not state["done"] and state["step"] < total_steps:
-                idx = sampler.batch(state["position"], batch_size)  # the global batch; this rank trains its share
-                local = ranks.shard(idx)
-                batch = inputs["train"].tensors(local, device)
-                with engine.autocast():
-                    loss = compute_loss(engine.forward_model, batch, train_labels[local].to(device), pretrain)
-                if ranks.world > 1:
-                    # Weight each rank's mean by its share so the ranks' averaged gradient is the global-batch mean
-                    # (shares differ by one jet when the batch does not divide); stop requests are voted on so all
-                    # ranks stop, and checkpoint, at the same step.
-                    share = len(local) / len(idx)
-                    step_loss, stop_votes, ckpt_votes = ranks.all_sum(
-                        [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint]
-                    )
-                    loss = loss * (share * ranks.world)
-                else:
-                    step_loss = float(loss.detach())
-                if not math.isfinite(step_loss):
-                    reason = f"non-finite training loss ({step_loss}) at step {state['step'] + 1}"
-                    if main:
-                        write_failure(
-                            out_dir,
-                            reason,
-                            step=state["step"] + 1,
-                            samples=state["position"],
-                            cell_id=cell_id,
-                            settings_hash=shash,
-                        )
-                    raise TrainingError(f"{cell_id}: {reason}; see {out_dir / 'failure.json'}")
-                engine.backward(loss)
-                engine.step()
-                state["step"] += 1
-                state["position"] += len(idx)
-                running_loss += step_loss
-                running_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                evaluated = state["position"] // eval_every > (state["position"] - len(idx)) // eval_every
-                last = state["step"] >= total_steps
-                if evaluated or last or state["step"] % LOG_EVERY_STEPS == 0:
-                    now = time.perf_counter()
-                    row = {
-                        "step": state["step"],
-                        "samples": state["position"],
-                        "loss": round(running_loss / running_steps, 6),
-                        "lr": float(f"{engine.scheduler.get_last_lr()[0]:.6g}"),
-                        "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1),
-                        "val_loss": None,
-                    }
-                    if evaluated or last:
-                        val_loss, val_acc = evaluate_val()
-                        row["val_loss"] = round(val_loss, 6)
-                        if val_loss < state["best_val"]:
-                            state.update(
-                                best_val=val_loss,
-                                best_val_accuracy=val_acc,
-                                best_step=state["step"],
-                                evals_since_best=0,
-                                best_state=engine.full_state_dict(),
-                            )
-                        else:
-                            state["evals_since_best"] += 1
-                            if patience and state["evals_since_best"] >= patience:
-                                state["done"] = state["early_stopped"] = True
-                        if bar is not None:
-                            bar.set_postfix(loss=row["loss"], val=row["val_loss"])
-                    state["log_rows"].append(row)
-                    running_loss, running_steps, t_window = 0.0, 0, time.perf_counter()
-                if ranks.world > 1:
-                    stop, wants_ckpt = stop_votes > 0, ckpt_votes > 0
-                else:
-                    stop, wants_ckpt = ckpt.stop_requested(), ckpt.REQUESTS.checkpoint
-                if state["step"] % ckpt_every == 0 or wants_ckpt or stop:
-                    save()
-                    ckpt.REQUESTS.checkpoint = False
-                    if stop:
-                        raise ckpt.TrainingInterrupted(
-                            f"{cell_id}: stopped by {ckpt.stop_reason()} at step "
-                            f"{state['step']}; checkpoint written, rerun to resume"
-                        )
-                if (
-                    stop_after_steps is not None
-                    and state["step"] >= stop_after_steps
-                    and not state["done"]
-                    and not last
-                ):
-                    save()
-                    raise ckpt.TrainingInterrupted(f"{cell_id}: stopped after {state['step']} steps (stop_after_steps)")
-    finally:
-        if bar is not None:
-            bar.close()
-    state["done"] = True
-    save()
-    if main:
-        write_log(out_dir / "train_log.csv", state["log_rows"])
-
-    # final evaluation with the best weights -------------------------------------------------------------
-    final_model = engine.module
-    if engine.partitioned:  # ZeRO-3 holds a slice of each weight per rank: score a plain, whole copy
-        final_model = new_model()
-        final_model.load_state_dict(state["best_state"] or engine.full_state_dict())
-    elif state["best_state"] is not None:
-        final_model.load_state_dict(state["best_state"])
-    if state["best_state"] is not None:  # the best evaluation already scored these weights on val
-        val_loss, val_acc = state["best_val"], state["best_val_accuracy"]
-    else:
-        val_loss, val_acc = loss_and_accuracy(
-            predict(final_model, inputs["val"], device, engine.eval_autocast, ranks), val_labels
+    # ---- the result -----------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Restore the best weights, score val and test, write predictions + metrics.json; return the record."""
+        state, engine, ranks = self.state, self.engine, self.ranks
+        final_model = engine.module
+        if engine.partitioned:  # ZeRO-3 holds a slice of each weight per rank: score a plain, whole copy
+            final_model = self.new_model()
+            final_model.load_state_dict(state.best_state or engine.full_state_dict())
+        elif state.best_state is not None:
+            final_model.load_state_dict(state.best_state)
+        val, test = self.inputs["val"], self.inputs["test"]
+        if state.best_state is not None:  # the best evaluation already scored these weights on val
+            val_loss, val_acc = state.best_val, state.best_val_accuracy
+        else:
+            probs = predict(final_model, val, self.device, engine.eval_autocast, ranks)
+            val_loss, val_acc = loss_and_accuracy(probs, val.labels)
+        test_probs = predict(final_model, test, self.device, engine.eval_autocast, ranks)
+        test_loss, test_acc = loss_and_accuracy(test_probs, test.labels)
+        sample = val.tensors(slice(0, min(64, val.n)), self.device)
+        record = metrics_record(
+            cfg=self.cfg,
+            cell=self.cell,
+            cell_id=self.cell_id,
+            settings=self.settings,
+            shash=self.shash,
+            model=final_model,
+            state=state,
+            flops_per_jet=measure_flops_per_jet(final_model, sample),
+            val=(val_loss, val_acc),
+            test=(test_loss, test_acc),
+            budget=self.budget,
+            total_steps=self.total_steps,
+            batch_size=self.batch_size,
+            device=self.device,
+            engine=engine,
+            ranks=ranks,
+            wall_time_s=state.elapsed + (time.perf_counter() - self.t_run),
+            input_info=self.input_info,
+            meta=self.meta,
+            setup_s=self.t_run - self.t_start,
+            inputs={"features": self.transform.record(), "statistics": self.stats_source}
+            if self.transform is not None
+            else None,
         )
-    test_probs = predict(final_model, test, device, engine.eval_autocast, ranks)
-    test_loss, test_acc = loss_and_accuracy(test_probs, test.labels)
-    sample = inputs["val"].tensors(slice(0, min(64, inputs["val"].n)), device)
-    flops_per_jet = measure_flops_per_jet(final_model, sample)
-    record = metrics_record(
-        cfg=cfg,
-        cell=cell,
-        cell_id=cell_id,
-        settings=settings,
-        shash=shash,
-        model=final_model,
-        state=state,
-        flops_per_jet=flops_per_jet,
-        val=(val_loss, val_acc),
-        test=(test_loss, test_acc),
-        budget=budget,
-        total_steps=total_steps,
-        batch_size=batch_size,
-        device=device,
-        engine=engine,
-        ranks=ranks,
-        wall_time_s=state["elapsed"] + (time.perf_counter() - t_run),
-        input_info=input_info,
-        meta=meta,
-        setup_s=t_run - t_start,
-        inputs={"features": transform.record(), "statistics": stats_source} if transform is not None else None,
-    )
-    if finetune is not None:
-        record["backbone_id"] = finetune.backbone_id
-        record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)
-    if main:
-        write_predictions(out_dir / "predictions.parquet", test.jet_id, test.labels, test_probs, classes)
-        jio.write_json(out_dir / "metrics.json", record)
-        archive(out_dir, shash)
-    ranks.barrier()
-    return record
+        if self.finetune is not None:
+            record["backbone_id"] = self.finetune.backbone_id
+            record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)
+        if ranks.is_main:
+            write_predictions(self.out_dir / "predictions.parquet", test.jet_id, test.labels, test_probs, self.classes)
+            jio.write_json(self.out_dir / "metrics.json", record)
+            archive(self.out_dir, self.shash)
+        ranks.barrier()
+        return record
 
 
 def metrics_record(
@@ -624,7 +671,7 @@ def metrics_record(
     inputs=None,
 ) -> dict:
     """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
-    samples = int(state["position"])
+    samples = int(state.position)
     return {
         "status": "ok",
         "cell_id": cell_id,
@@ -644,11 +691,11 @@ def metrics_record(
         "samples_seen": samples,
         "samples_budget": budget,
         "epochs_seen": samples / settings["n_train"],
-        "steps": int(state["step"]),
+        "steps": int(state.step),
         "steps_budget": total_steps,
         "batch_size": batch_size,
-        "best_step": int(state["best_step"]),
-        "early_stopped": bool(state["early_stopped"]),
+        "best_step": int(state.best_step),
+        "early_stopped": bool(state.early_stopped),
         "wall_time_s": round(wall_time_s, 3),
         "setup_time_s": round(setup_s, 3),
         "n_val": input_info["val"]["n_jets"],
