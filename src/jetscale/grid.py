@@ -59,6 +59,12 @@ def axis_names(cfg: dict) -> list[str]:
     return list(BUILTIN_AXES) + pretrain + list(cfg["grid"].get("extra_axes", {}))
 
 
+def series_axes(cfg: dict, table) -> list[str]:
+    """The axes that tell one scaling series from another (all but n_train and seed) present in ``table``'s
+    columns: a series is one curve of a metric against n_train, averaged over seeds."""
+    return [a for a in axis_names(cfg) if a not in ("n_train", "seed") and a in table.columns]
+
+
 def cell_id(cfg: dict, cell: dict[str, Any]) -> str:
     extra = cfg["grid"].get("extra_axes", {})
     pretraining = uses_pretraining(cfg)

@@ -1,41 +1,93 @@
-"""The results tree, in one place (every stage and the Snakefile build paths through these helpers).
+"""The results tree, in one place: every stage, the rules and the tests build paths through these helpers.
 
 results/
-  study.json                         which study/data this directory belongs to
-  data/shards/shard-0000.parquet     generated (or ingested) jets, one row per jet
+  study.json                         which study/data this directory belongs to (STUDY_STAMP)
+  .jetscale/config.yaml              the merged, validated config every job reads
+  data/shards/shard-0000.parquet     generated jets, one row per jet (or data/ingested/ for user files)
   data/splits/{train,val,test}/      padded memory-mapped arrays (see jetscale.data.splits)
   data/splits/meta.json              classes, feature names, sizes, truncation counts
   data/summary.{png,pdf}             data-summary figure
   runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt, eval.json
+                                     (failure.json instead of metrics.json after a failure;
+                                     history/<settings hash>/ keeps every finished result)
   pretrain/<backbone id>/            backbone.pt (protected), pretrain.json, pretrain_log.csv, checkpoint.pt
-  tables/runs.csv                    tidy table: one row per cell x metric
+  tables/runs.csv                    tidy table: one row per cell x metric (+ missing.csv, confusion.csv)
   fits/                              fit records (JSON) + fit_summary.csv, forecasts.csv, backtests.csv
-  logs/train/<cell id>.log           the train rule's log (jetscale status reads its last error)
   figures/                           paper figures (PNG + PDF)
   report.html                        the study report
+  logs/<stage>/...                   one log per job
+
+Functions take the results root (or a run directory) and return a ``Path``; they work with Snakemake wildcards
+too (``run_file(root, "{cell}", METRICS)``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+# ---- one run's files (inside runs/<cell id>/)
+METRICS = "metrics.json"  # the train rule's target; written last
+PREDICTIONS = "predictions.parquet"
+TRAIN_LOG = "train_log.csv"
+CHECKPOINT = "checkpoint.pt"
+FAILURE = "failure.json"
+EVAL = "eval.json"
+HISTORY = "history"
+
+# ---- study files
+STUDY_STAMP = "study.json"
+SPLIT_META = "meta.json"
+FIT_SUMMARY = "fit_summary.csv"
+
 
 def results_root(cfg: dict) -> Path:
     return Path(cfg.get("results", "results"))
 
 
-def shard_path(root: Path, index: int) -> Path:
-    return Path(root) / "data" / "shards" / f"shard-{index:04d}.parquet"
+def study_stamp(root: Path) -> Path:
+    return Path(root) / STUDY_STAMP
+
+
+def effective_config(root: Path) -> Path:
+    return Path(root) / ".jetscale" / "config.yaml"
+
+
+# ---- data
+def shard_path(root: Path, index: int | str) -> Path:
+    name = f"shard-{index:04d}.parquet" if isinstance(index, int) else f"shard-{index}.parquet"
+    return Path(root) / "data" / "shards" / name
+
+
+def ingested_dir(root: Path) -> Path:
+    return Path(root) / "data" / "ingested"
 
 
 def splits_dir(root: Path) -> Path:
     return Path(root) / "data" / "splits"
 
 
+def split_meta(splits: Path) -> Path:
+    return Path(splits) / SPLIT_META
+
+
+def data_summary(root: Path, suffix: str = ".png") -> Path:
+    return Path(root) / "data" / f"summary{suffix}"
+
+
+# ---- runs
 def run_dir(root: Path, cell_id: str) -> Path:
     return Path(root) / "runs" / cell_id
 
 
+def run_file(root: Path, cell_id: str, name: str) -> Path:
+    return run_dir(root, cell_id) / name
+
+
+def history_dir(run: Path, settings_hash: str) -> Path:
+    return Path(run) / HISTORY / settings_hash
+
+
+# ---- pretrained backbones
 def pretrain_dir(root: Path, backbone_id: str) -> Path:
     """A pretrained backbone: ``backbone_id`` = method~M/model~MODEL/width~W/n_pretrain~N."""
     return Path(root) / "pretrain" / backbone_id
@@ -49,12 +101,30 @@ def pretrain_record_path(root: Path, backbone_id: str) -> Path:
     return pretrain_dir(root, backbone_id) / "pretrain.json"
 
 
+# ---- tables, fits, figures, report
+def tables_dir(root: Path) -> Path:
+    return Path(root) / "tables"
+
+
 def runs_table(root: Path) -> Path:
-    return Path(root) / "tables" / "runs.csv"
+    return tables_dir(root) / "runs.csv"
+
+
+def missing_table(tables: Path) -> Path:
+    """Cells without a result and why (beside runs.csv in ``tables``)."""
+    return Path(tables) / "missing.csv"
+
+
+def confusion_table(tables: Path) -> Path:
+    return Path(tables) / "confusion.csv"
 
 
 def fits_dir(root: Path) -> Path:
     return Path(root) / "fits"
+
+
+def fit_summary(root: Path) -> Path:
+    return fits_dir(root) / FIT_SUMMARY
 
 
 def figures_dir(root: Path) -> Path:
@@ -75,3 +145,9 @@ def backtests_table(root: Path) -> Path:
 
 def train_log(root: Path, cell_id: str) -> Path:
     return Path(root) / "logs" / "train" / f"{cell_id}.log"
+
+
+def log_path(root: Path, stage: str, name: str | None = None) -> Path:
+    """logs/<stage>.log, or logs/<stage>/<name>.log for per-job logs (name may hold a cell id)."""
+    logs = Path(root) / "logs"
+    return logs / f"{stage}.log" if name is None else logs / stage / f"{name}.log"

@@ -84,7 +84,7 @@ class StudyPlan:
         if self.source == "generate":
             n = self.cfg["data"]["generate"]["n_shards"]
             return [str(paths.shard_path(self.root, i)) for i in range(n)]
-        return [str(self.root / "data" / "ingested")]
+        return [str(paths.ingested_dir(self.root))]
 
     @property
     def ingest_inputs(self) -> list[str]:
@@ -104,7 +104,7 @@ class StudyPlan:
 
     @property
     def all_eval_files(self) -> list[str]:
-        return [str(paths.run_dir(self.root, cid) / "eval.json") for cid in self.cells]
+        return [str(paths.run_file(self.root, cid, paths.EVAL)) for cid in self.cells]
 
     def cell(self, cid: str) -> dict:
         try:
@@ -231,7 +231,7 @@ class StudyPlan:
 
     def write_effective_config(self) -> str:
         """The merged, validated config every job reads (rewritten only when it changes)."""
-        path = self.root / ".jetscale" / "config.yaml"
+        path = paths.effective_config(self.root)
         text = yaml.safe_dump(self.cfg, sort_keys=False)
         if not path.exists() or path.read_text() != text:
             write_text(path, text)

@@ -6,12 +6,12 @@ rule collect:
         PLAN.all_eval_files,
         PLAN.all_backbone_records,
     output:
-        ROOT / "tables/runs.csv",
+        paths.runs_table(ROOT),
     log:
-        ROOT / "logs/collect.log",
+        paths.log_path(ROOT, "collect"),
     conda:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale collect --config {params.config:q} 2> {log:q}"
+        "jetscale collect --config {params.config:q} --out {output:q} 2> {log:q}"

@@ -1,11 +1,12 @@
 # Grid and path helpers shared by all rules. The heavy lifting is in jetscale.workflow.
+from jetscale import paths
 from jetscale.launch.slurm import check_workflow_partitions
 from jetscale.workflow import StudyPlan
 
 PLAN = StudyPlan.from_snakemake(config)
 ROOT = PLAN.root
 CONFIG_FILE = PLAN.write_effective_config()
-REPORT = str(ROOT / "report.html")
+REPORT = str(paths.report_path(ROOT))
 CONDA_ENV = "../../envs/jetscale.yaml"
 
 

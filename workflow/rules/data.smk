@@ -3,9 +3,9 @@ if PLAN.source == "generate":
 
     rule generate_shard:
         output:
-            ROOT / "data/shards/shard-{shard}.parquet",
+            paths.shard_path(ROOT, "{shard}"),
         log:
-            ROOT / "logs/generate/shard-{shard}.log",
+            paths.log_path(ROOT, "generate", "shard-{shard}"),
         conda:
             CONDA_ENV
         threads: PLAN.resources("generate")["threads"]
@@ -24,9 +24,9 @@ else:
         input:
             PLAN.ingest_inputs,
         output:
-            directory(ROOT / "data/ingested"),
+            directory(paths.ingested_dir(ROOT)),
         log:
-            ROOT / "logs/ingest.log",
+            paths.log_path(ROOT, "ingest"),
         conda:
             CONDA_ENV
         params:
@@ -39,9 +39,9 @@ rule split:
     input:
         PLAN.shard_inputs,
     output:
-        directory(ROOT / "data/splits"),
+        directory(paths.splits_dir(ROOT)),
     log:
-        ROOT / "logs/split.log",
+        paths.log_path(ROOT, "split"),
     conda:
         CONDA_ENV
     resources:
@@ -54,15 +54,15 @@ rule split:
 
 rule data_summary:
     input:
-        ROOT / "data/splits",
+        paths.splits_dir(ROOT),
     output:
         png=report(
-            ROOT / "data/summary.png",
+            paths.data_summary(ROOT),
             caption="../report/data_summary.rst",
             category="Data",
         ),
     log:
-        ROOT / "logs/data_summary.log",
+        paths.log_path(ROOT, "data_summary"),
     conda:
         CONDA_ENV
     shell:

@@ -1,16 +1,18 @@
-# Per-run metrics from the test-set predictions.
+# Per-run metrics from the test-set predictions (both written by the train rule, metrics.json last).
 
 
 rule evaluate:
     input:
-        ROOT / "runs/{cell}/metrics.json",
+        metrics=paths.run_file(ROOT, "{cell}", paths.METRICS),
+        predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),
     output:
-        ROOT / "runs/{cell}/eval.json",
+        paths.run_file(ROOT, "{cell}", paths.EVAL),
     log:
-        ROOT / "logs/evaluate/{cell}.log",
+        paths.log_path(ROOT, "evaluate", "{cell}"),
     conda:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
     shell:
-        'jetscale evaluate --config {params.config:q} --run "$(dirname {input:q})" 2> {log:q}'
+        "jetscale evaluate --config {params.config:q} --metrics {input.metrics:q}"
+        " --predictions {input.predictions:q} --out {output:q} 2> {log:q}"

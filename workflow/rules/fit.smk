@@ -3,14 +3,14 @@
 
 rule fit:
     input:
-        ROOT / "tables/runs.csv",
+        paths.runs_table(ROOT),
     output:
-        ROOT / "fits/fit_summary.csv",
+        paths.fit_summary(ROOT),
     log:
-        ROOT / "logs/fit.log",
+        paths.log_path(ROOT, "fit"),
     conda:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale fit --config {params.config:q} 2> {log:q}"
+        "jetscale fit --config {params.config:q} --table {input:q} --out {output:q} 2> {log:q}"

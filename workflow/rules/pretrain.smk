@@ -35,9 +35,10 @@ rule finetune:
         splits=ROOT / "data/splits",
         backbone=lambda wildcards: PLAN.backbone_file(wildcards.cell),
     output:
-        ROOT / "runs/{cell}/metrics.json",
+        metrics=paths.run_file(ROOT, "{cell}", paths.METRICS),
+        predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),
     log:
-        ROOT / "logs/train/{cell}.log",
+        paths.log_path(ROOT, "train", "{cell}"),
     wildcard_constraints:
         cell=PLAN.finetune_cell_regex,
     conda:
@@ -52,7 +53,7 @@ rule finetune:
         settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
     shell:
         "jetscale train --config {params.config:q} --cell {wildcards.cell:q} --splits {input.splits:q}"
-        ' --backbone {input.backbone:q} --out "$(dirname {output:q})" 2> {log:q}'
+        " --backbone {input.backbone:q} --out {output.metrics:q} 2> {log:q}"
 
 
 ruleorder: finetune > train

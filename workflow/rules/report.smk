@@ -1,18 +1,20 @@
-# Figures and the HTML report, built from results/tables and results/fits only.
+# Figures and the HTML report, built from results/tables and results/fits only (never refits: that is the
+# fit rule's output).
 
 
 rule report:
     input:
-        table=ROOT / "tables/runs.csv",
-        fits=ROOT / "fits/fit_summary.csv",
-        data=ROOT / "data/summary.png",
+        table=paths.runs_table(ROOT),
+        fits=paths.fit_summary(ROOT),
+        data=paths.data_summary(ROOT),
     output:
-        ROOT / "report.html",
+        REPORT,
     log:
-        ROOT / "logs/report.log",
+        paths.log_path(ROOT, "report"),
     conda:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
     shell:
-        "jetscale report --config {params.config:q} 2> {log:q}"
+        "jetscale report --config {params.config:q} --table {input.table:q} --fits {input.fits:q}"
+        " --data-summary {input.data:q} --out {output:q} 2> {log:q}"

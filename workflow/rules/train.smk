@@ -18,13 +18,14 @@ rule input_stats:
 
 rule train:
     input:
-        splits=ROOT / "data/splits",
+        splits=paths.splits_dir(ROOT),
         # the training subset's input statistics, recorded once beside the splits (cells of raw inputs: none)
         stats=lambda wildcards: PLAN.input_stats(wildcards.cell),
     output:
-        ROOT / "runs/{cell}/metrics.json",
+        metrics=paths.run_file(ROOT, "{cell}", paths.METRICS),
+        predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),
     log:
-        ROOT / "logs/train/{cell}.log",
+        paths.log_path(ROOT, "train", "{cell}"),
     conda:
         CONDA_ENV
     threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
@@ -38,4 +39,4 @@ rule train:
         settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
     shell:
         "jetscale train --config {params.config:q} --cell {wildcards.cell:q}"
-        ' --splits {input.splits:q} --out "$(dirname {output:q})" 2> {log:q}'
+        " --splits {input.splits:q} --out {output.metrics:q} 2> {log:q}"

@@ -20,11 +20,17 @@ def register(sub) -> None:
 
     p = sub.add_parser("evaluate", help="write <run>/eval.json from <run>/predictions.parquet")
     p.add_argument("--config", default="config.yaml")
-    p.add_argument("--run", required=True, help="a run directory, results/runs/<cell id>")
+    p.add_argument("--run", help="a run directory, results/runs/<cell id> (sets the three paths below)")
+    p.add_argument("--predictions", help="test-set predictions (default: <run>/predictions.parquet)")
+    p.add_argument("--metrics", help="the run's metrics.json (default: <run>/metrics.json)")
+    p.add_argument("--out", help="where eval.json goes (default: <run>/eval.json)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("collect", help="all evaluated cells -> results/tables/runs.csv (+ missing.csv)")
     p.add_argument("--config", default="config.yaml")
+    p.add_argument(
+        "--out", help="the tidy table (default: <results>/tables/runs.csv); missing.csv, confusion.csv beside"
+    )
     p.set_defaults(func=_collect)
 
 
@@ -88,7 +94,9 @@ def read_confusion_csv(path: Path, classes: list[str]):
 
 
 def _evaluate(args) -> int:
+    from .. import paths
     from ..config import load_config
+    from ..errors import JetscaleError
     from ..io import write_json
     from .metrics import json_safe
 
@@ -96,18 +104,24 @@ def _evaluate(args) -> int:
     from ..results_dir import check_owner
 
     check_owner(cfg)  # writes into this study's results dir
-    run = Path(args.run)
-    if (run / "failure.json").is_file():
-        raise DataError(f"{run}: the run failed (failure.json present); nothing to evaluate")
-    doc = _predictions_metrics(run / "predictions.parquet", list(cfg["classes"]), dict(cfg["flavor_pairs"]))
-    metrics_file = run / "metrics.json"
-    if metrics_file.is_file():
+    if not args.run and not (args.predictions and args.out):
+        raise JetscaleError("give --run DIR, or --predictions FILE --out FILE [--metrics FILE]")
+    run = Path(args.run) if args.run else None
+    predictions = Path(args.predictions) if args.predictions else run / paths.PREDICTIONS
+    metrics_file = Path(args.metrics) if args.metrics else (run / paths.METRICS if run else None)
+    out = Path(args.out) if args.out else run / paths.EVAL
+    failure = predictions.parent / paths.FAILURE
+    if failure.is_file():
+        raise DataError(f"{predictions.parent}: the run failed (failure.json present); nothing to evaluate")
+    doc = _predictions_metrics(predictions, list(cfg["classes"]), dict(cfg["flavor_pairs"]))
+    if metrics_file is not None and metrics_file.is_file():
         meta = json.loads(metrics_file.read_text())
         doc = {"cell_id": meta.get("cell_id"), "settings_hash": meta.get("settings_hash"), **doc}
-    write_json(run / "eval.json", json_safe(doc))
-    from ..train.history import archive_evaluation  # torch-free
+    write_json(out, json_safe(doc))
+    if out.name == paths.EVAL:  # in a run directory: archive it with the run's finished result
+        from ..train.history import archive_evaluation  # torch-free
 
-    archive_evaluation(run)
+        archive_evaluation(out.parent)
     return 0
 
 
@@ -119,7 +133,7 @@ def _collect(args) -> int:
     from ..results_dir import check_owner
 
     check_owner(cfg)  # writes into this study's results dir
-    path, missing = collect(cfg)
+    path, missing = collect(cfg, out=Path(args.out) if args.out else None)
     print(path)
     return 0
 

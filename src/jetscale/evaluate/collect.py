@@ -23,6 +23,7 @@ import math
 import sys
 from pathlib import Path
 
+from .. import paths
 from ..grid import axis_names, cell_id, cells
 from ..io import atomic_path
 from ..paths import results_root, run_dir, runs_table
@@ -38,11 +39,13 @@ def tidy_columns(cfg: dict) -> list[str]:
     return ["cell_id", *axis_names(cfg), *RUN_COLUMNS, "metric", "flavor", "value", "error"]
 
 
-def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
-    """Write runs.csv, confusion.csv and missing.csv; return (runs.csv path, missing rows)."""
+def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple[Path, list[dict]]:
+    """Write runs.csv (at ``out``, default: the study's), confusion.csv and missing.csv beside it; return
+    (runs.csv path, missing rows)."""
     import pandas as pd
 
     root = results_root(cfg)
+    table = Path(out) if out is not None else runs_table(root)
     axes = axis_names(cfg)
     rows, confusion_rows, missing = [], [], []
     for cell in cells(cfg):
@@ -52,8 +55,8 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
         if reason:
             missing.append({"cell_id": cid, **cell, "reason": reason})
             continue
-        metrics = json.loads((run / "metrics.json").read_text())
-        evaluation = json.loads((run / "eval.json").read_text())
+        metrics = json.loads((run / paths.METRICS).read_text())
+        evaluation = json.loads((run / paths.EVAL).read_text())
         if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
             missing.append(
                 {
@@ -67,16 +70,16 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
         rows += [{**base, **r} for r in metric_rows(metrics, evaluation)]
         confusion_rows += confusion_long(base, axes, evaluation)
     columns = tidy_columns(cfg)
-    write_csv(pd.DataFrame(rows, columns=columns), runs_table(root))
     write_csv(
         pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
-        runs_table(root).with_name("confusion.csv"),
+        paths.confusion_table(table.parent),
     )
-    write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), runs_table(root).with_name("missing.csv"))
+    write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), paths.missing_table(table.parent))
+    write_csv(pd.DataFrame(rows, columns=columns), table)  # the rule's target: last
     if missing and not quiet:
         print(
             f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
-            f"(listed in {runs_table(root).with_name('missing.csv')}):",
+            f"(listed in {paths.missing_table(table.parent)}):",
             file=sys.stderr,
         )
         for m in missing:
@@ -88,11 +91,11 @@ def collect(cfg: dict, *, quiet: bool = False) -> tuple[Path, list[dict]]:
         from ..pretrain.tables import collect_pretraining
 
         collect_pretraining(cfg, list(study_backbones(cfg)), quiet=quiet)
-    return runs_table(root), missing
+    return table, missing
 
 
 def missing_reason(run: Path) -> str | None:
-    failure = run / "failure.json"
+    failure = run / paths.FAILURE
     if failure.is_file():
         try:
             info = json.loads(failure.read_text())
@@ -103,9 +106,9 @@ def missing_reason(run: Path) -> str | None:
         except (OSError, ValueError):
             detail = "failure.json unreadable"
         return f"failed: {detail}"
-    if not (run / "metrics.json").is_file():
+    if not (run / paths.METRICS).is_file():
         return "not trained (no metrics.json)"
-    if not (run / "eval.json").is_file():
+    if not (run / paths.EVAL).is_file():
         return "not evaluated (no eval.json)"
     return None
 

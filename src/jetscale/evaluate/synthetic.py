@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from .. import paths
 from ..grid import cell_id, cells
 from ..paths import results_root, run_dir
 
@@ -70,13 +71,13 @@ def write_synthetic_study(
         run = run_dir(root, cid)
         run.mkdir(parents=True, exist_ok=True)
         if cid in fail:
-            (run / "failure.json").write_text(json.dumps({"reason": "non-finite loss at step 12"}))
+            (run / paths.FAILURE).write_text(json.dumps({"reason": "non-finite loss at step 12"}))
             continue
         model, n_train = cell["model"], int(cell["n_train"])
         df = synthetic_predictions(
             list(cfg["classes"]), cfg["flavor_pairs"], model, n_train, int(cell["seed"]), jets_per_class
         )
-        df.to_parquet(run / "predictions.parquet", index=False)
+        df.to_parquet(run / paths.PREDICTIONS, index=False)
         samples = int(np.clip(20 * n_train, 6000, 60000))
         p_true = df[[f"score_{c}" for c in cfg["classes"]]].to_numpy()[np.arange(len(df)), df["label"]]
         loss = float(-np.log(np.clip(p_true, 1e-15, 1)).mean())
@@ -96,6 +97,6 @@ def write_synthetic_study(
             "settings": {},
             "settings_hash": "0" * 16,
         }
-        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / paths.METRICS).write_text(json.dumps(metrics))
         written.append(cid)
     return written

@@ -20,6 +20,10 @@ def register(sub) -> None:
         "config.yaml reads results/tables/runs.csv and writes results/fits/*.json + fit_summary.csv.",
     )
     p.add_argument("--config", help="study mode: fit everything in results/tables/runs.csv")
+    p.add_argument("--table", help="study mode: the runs table to fit (default: the study's tables/runs.csv)")
+    p.add_argument(
+        "--out", help="study mode: fit_summary.csv to write, fit records beside it (default: <results>/fits/)"
+    )
     p.add_argument("--csv", help="table mode: any CSV file")
     p.add_argument("--x", help="column of the scaling variable (N for chinchilla)")
     p.add_argument("--x2", help="second column (D for chinchilla)")
@@ -37,7 +41,7 @@ def _fit(args) -> int:
         from ..results_dir import load_study_config
         from .study import run_study_fits
 
-        print(run_study_fits(load_study_config(args.config)))
+        print(run_study_fits(load_study_config(args.config), table=args.table, summary=args.out))
         return 0
     raise JetscaleError("give either --csv FILE --x COL --y COL --form FORM, or --config config.yaml")
 

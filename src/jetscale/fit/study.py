@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..grid import axis_names
+from ..grid import series_axes
 from ..io import atomic_path, write_json
-from ..paths import backtests_table, fits_dir, forecasts_table, results_root, runs_table
+from ..paths import backtests_table, fit_summary, fits_dir, forecasts_table, results_root, runs_table
 from .compare import fit_and_compare
 from .fitting import fit
 
@@ -69,10 +69,6 @@ def to_error(metric: str, values):
     return 1.0 - values if metric in HIGHER_IS_BETTER else values
 
 
-def series_axes(cfg: dict, table) -> list[str]:
-    return [a for a in axis_names(cfg) if a not in ("n_train", "seed") and a in table.columns]
-
-
 def series_label(series: dict, varying: list[str]) -> str:
     parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in varying]
     return ", ".join(parts) or "all"
@@ -82,12 +78,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_") or "all"
 
 
-def read_runs_table(cfg: dict):
+def read_runs_table(cfg: dict, path: Path | None = None):
+    """The tidy runs table (``path``, default: the study's ``tables/runs.csv``)."""
     import pandas as pd
 
     from ..errors import DataError
 
-    path = runs_table(results_root(cfg))
+    path = Path(path) if path is not None else runs_table(results_root(cfg))
     if not path.is_file():
         raise DataError(f"{path}: not found; run `jetscale collect --config ...` first")
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
@@ -95,12 +92,16 @@ def read_runs_table(cfg: dict):
     return table
 
 
-def run_study_fits(cfg: dict) -> Path:
-    """Fit every target of the study; write the JSON records and fit_summary.csv; return the summary path."""
+def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = None) -> Path:
+    """Fit every target of the study; write the JSON records and fit_summary.csv; return the summary path.
+
+    ``table`` (default: the study's runs.csv) is read; ``summary`` (default: ``paths.fit_summary``) is written
+    last, with the JSON fit records in its directory."""
     import pandas as pd
 
-    table = read_runs_table(cfg)
-    out_dir = fits_dir(results_root(cfg))
+    table = read_runs_table(cfg, table)
+    summary = Path(summary) if summary is not None else fit_summary(results_root(cfg))
+    out_dir = summary.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     opts = cfg["fits"]
     s_axes = series_axes(cfg, table)
@@ -118,7 +119,6 @@ def run_study_fits(cfg: dict) -> Path:
     for stale in out_dir.glob("*.json"):
         if stale.name not in written:
             stale.unlink()
-    summary = out_dir / "fit_summary.csv"
     with atomic_path(summary) as tmp:
         pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False, lineterminator="\n")
     from ..config import uses_pretraining
@@ -402,9 +402,10 @@ def format_params(params: dict, err: dict) -> str:
     return "; ".join(parts)
 
 
-def load_fit_docs(cfg: dict) -> list[dict]:
+def load_fit_docs(cfg: dict, directory: Path | None = None) -> list[dict]:
+    """The fit records (JSON) in ``directory`` (default: the study's fits/)."""
     out = []
-    for path in sorted(fits_dir(results_root(cfg)).glob("*.json")):
+    for path in sorted(Path(directory or fits_dir(results_root(cfg))).glob("*.json")):
         doc = json.loads(path.read_text())
         doc["_file"] = path.name
         out.append(doc)

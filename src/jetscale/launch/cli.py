@@ -63,7 +63,7 @@ def _launch(args) -> int:
     root = paths.results_root(cfg)
     known = cell_ids(cfg)
     if args.all:
-        ids = [c for c in known if not (paths.run_dir(root, c) / "metrics.json").exists()]
+        ids = [c for c in known if not paths.run_file(root, c, paths.METRICS).exists()]
     else:
         ids = list(dict.fromkeys(args.cells))
         unknown = [c for c in ids if c not in set(known)]

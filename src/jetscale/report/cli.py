@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 TRANSFER_FIGURES = ("transfer_dt", "transfer_curves", "pretrain_loss")  # shown in their own report section
 
@@ -16,30 +17,59 @@ def register(sub) -> None:
         action="store_true",
         help="re-run every fit from results/tables/runs.csv first (regenerate the figures in seconds)",
     )
+    p.add_argument("--table", help="the runs table (default: <results>/tables/runs.csv)")
+    p.add_argument(
+        "--fits",
+        help="use this fit_summary.csv (and the fit records beside it) as they are, never refitting: what the "
+        "report rule passes, since the fits are the fit rule's outputs (default: <results>/fits/fit_summary.csv, "
+        "refitted when absent or older than the table)",
+    )
+    p.add_argument("--data-summary", help="data-summary figure to embed (default: <results>/data/summary.png)")
+    p.add_argument("--out", help="the report (default: <results>/report.html)")
     p.set_defaults(func=_report)
 
 
-def build_report(cfg: dict, *, refit: bool = False) -> dict:
-    """Fits (if asked, absent, or older than runs.csv) -> figures -> report.html; returns paths and timings."""
+def build_report(
+    cfg: dict,
+    *,
+    refit: bool = False,
+    table: Path | None = None,
+    fits: Path | None = None,
+    data_summary: Path | None = None,
+    out: Path | None = None,
+) -> dict:
+    """Fits (if asked, absent, or older than runs.csv; never when ``fits`` is given) -> figures ->
+    report.html; returns paths and timings. Paths default to the study's (``jetscale.paths``)."""
+    from .. import paths
     from ..config import uses_pretraining
+    from ..errors import DataError
     from ..fit.study import load_fit_docs, run_study_fits
     from ..io import write_text
-    from ..paths import figures_dir, fits_dir, report_path, results_root, runs_table
     from .figures import make_figures
     from .html import build_html
     from .tables import load_tables
 
-    root = results_root(cfg)
+    root = paths.results_root(cfg)
     t0 = time.perf_counter()
-    summary, table = fits_dir(root) / "fit_summary.csv", runs_table(root)
-    stale = summary.is_file() and table.is_file() and table.stat().st_mtime > summary.stat().st_mtime
-    if stale and not refit:
-        print(f"jetscale report: {table} is newer than {summary}; refitting", file=sys.stderr)
-    if refit or stale or not summary.is_file():
-        run_study_fits(cfg)
+    table = Path(table) if table else paths.runs_table(root)
+    out = Path(out) if out else paths.report_path(root)
+    data_summary = Path(data_summary) if data_summary else paths.data_summary(root)
+    if fits is not None:
+        summary = Path(fits)
+        if refit:
+            raise DataError("--refit and --fits exclude each other: --fits uses the given fits as they are")
+        if not summary.is_file():
+            raise DataError(f"{summary}: fit summary not found; run `jetscale fit --config ...` first")
+    else:
+        summary = paths.fit_summary(root)
+        stale = summary.is_file() and table.is_file() and table.stat().st_mtime > summary.stat().st_mtime
+        if stale and not refit:
+            print(f"jetscale report: {table} is newer than {summary}; refitting", file=sys.stderr)
+        if refit or stale or not summary.is_file():
+            run_study_fits(cfg, table=table, summary=summary)
     t_fit = time.perf_counter()
-    tables = load_tables(cfg)
-    figures = make_figures(cfg, tables, load_fit_docs(cfg), figures_dir(root))
+    tables = load_tables(cfg, table, summary)
+    figures = make_figures(cfg, tables, load_fit_docs(cfg, summary.parent), paths.figures_dir(root))
     sections = []
     if uses_pretraining(cfg):  # D_T, fine-tuned vs scratch, pretraining loss scaling
         from .transfer import make_transfer_figures, transfer_section
@@ -48,15 +78,11 @@ def build_report(cfg: dict, *, refit: bool = False) -> dict:
         figures = figures + transfer_figures
         sections.append(transfer_section(cfg, transfer_figures))
     t_fig = time.perf_counter()
-    data_summary = root / "data" / "summary.png"
     extra = [data_summary] if data_summary.is_file() else []
-    write_text(
-        report_path(root),
-        build_html(cfg, tables, [f for f in figures if f.stem not in TRANSFER_FIGURES], extra, sections),
-    )
+    write_text(out, build_html(cfg, tables, [f for f in figures if f.stem not in TRANSFER_FIGURES], extra, sections))
     t_end = time.perf_counter()
     return {
-        "report": report_path(root),
+        "report": out,
         "figures": figures,
         "seconds": {"fit": t_fit - t0, "figures": t_fig - t_fit, "html": t_end - t_fig, "total": t_end - t0},
     }
@@ -65,7 +91,14 @@ def build_report(cfg: dict, *, refit: bool = False) -> dict:
 def _report(args) -> int:
     from ..results_dir import load_study_config
 
-    out = build_report(load_study_config(args.config), refit=args.refit)
+    out = build_report(
+        load_study_config(args.config),
+        refit=args.refit,
+        table=args.table,
+        fits=args.fits,
+        data_summary=args.data_summary,
+        out=args.out,
+    )
     s = out["seconds"]
     print(
         f"jetscale report: {len(out['figures'])} figure files; fits {s['fit']:.1f} s, figures {s['figures']:.1f} s, "

@@ -16,8 +16,9 @@ import numpy as np
 
 from ..fit.forms import evaluate as evaluate_form
 from ..fit.study import HIGHER_IS_BETTER, compute_frontier
+from ..grid import series_axes
 from ..reference import OVERLAY_MODELS, overlay_label, reference_for
-from .tables import chosen_n_train, seed_means, series_axes
+from .tables import chosen_n_train, seed_means
 
 METRIC_LABELS = {
     "tag_efficiency": r"Flavor-tag efficiency $\varepsilon_q$",

@@ -13,29 +13,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..grid import axis_names
-from ..paths import results_root, runs_table
+from .. import paths
 
 
-def load_tables(cfg: dict) -> dict[str, pd.DataFrame]:
-    """runs.csv, confusion.csv, missing.csv (empty frames where absent) and fit_summary.csv."""
+def load_tables(cfg: dict, table: Path | None = None, fit_summary: Path | None = None) -> dict[str, pd.DataFrame]:
+    """runs.csv, confusion.csv, missing.csv (empty frames where absent) and fit_summary.csv.
+
+    ``table`` / ``fit_summary`` default to the study's (``jetscale.paths``); confusion and missing lie beside
+    the table."""
     from ..fit.study import read_runs_table
 
-    root = results_root(cfg)
-    tables = {"runs": read_runs_table(cfg)}
+    root = paths.results_root(cfg)
+    table = Path(table) if table is not None else paths.runs_table(root)
+    tables = {"runs": read_runs_table(cfg, table)}
     for name, path in (
-        ("confusion", runs_table(root).with_name("confusion.csv")),
-        ("missing", runs_table(root).with_name("missing.csv")),
-        ("fit_summary", root / "fits" / "fit_summary.csv"),
+        ("confusion", paths.confusion_table(table.parent)),
+        ("missing", paths.missing_table(table.parent)),
+        ("fit_summary", fit_summary if fit_summary is not None else paths.fit_summary(root)),
     ):
         tables[name] = (
             pd.read_csv(path, keep_default_na=False, na_values=[""]) if Path(path).is_file() else pd.DataFrame()
         )
     return tables
-
-
-def series_axes(cfg: dict, table: pd.DataFrame) -> list[str]:
-    return [a for a in axis_names(cfg) if a not in ("n_train", "seed") and a in table.columns]
 
 
 def seed_means(table: pd.DataFrame, group_axes: list[str], metric: str, flavor: str = "") -> pd.DataFrame:

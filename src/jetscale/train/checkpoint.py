@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import paths
 from ..errors import JetscaleError
 from ..io import atomic_path
 from ..launch import preempt
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = paths.CHECKPOINT
 
 
 class TrainingInterrupted(preempt.StopForCheckpoint, JetscaleError):

@@ -13,7 +13,12 @@ def register(subparsers) -> None:
     p.add_argument("--config", default="config.yaml", help="study config (YAML)")
     p.add_argument("--cell", required=True, help="cell id, e.g. model~part/width~16/n_train~1000/compute~auto/seed~0")
     p.add_argument("--splits", default="results/data/splits", help="splits directory (meta.json, train/ val/ test/)")
-    p.add_argument("--out", required=True, help="run directory (metrics.json, predictions.parquet, ...)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory (metrics.json, predictions.parquet, ...), or the metrics.json in it (the train rule's "
+        "declared output)",
+    )
     p.add_argument(
         "--backbone", default=None, help="fine-tuning cells: the pretrained backbone.pt (default: results/pretrain/...)"
     )
@@ -35,6 +40,7 @@ def run(args) -> int:
 
     from ..results_dir import hold_lock, load_study_config
 
+    args.out = run_directory(args.out)  # the rule passes its metrics.json
     cfg = load_study_config(args.config)  # refuses another study's results dir
     if "WORLD_SIZE" in os.environ:  # a rank (of our launcher, which holds the cell's lock, or of torchrun)
         return _run(args, cfg)
@@ -95,6 +101,13 @@ def _stopped_before_training() -> int:
     if os.environ.get("RANK", "0") == "0":
         print(f"jetscale train: stopped by {reason} before training started; rerun to train", file=sys.stderr)
     return preempt.EXIT_REQUEUE
+
+
+def run_directory(out: str) -> str:
+    """``--out``: a run directory, or the path of the metrics.json inside one."""
+    from ..paths import METRICS
+
+    return os.path.dirname(out) or "." if os.path.basename(out) == METRICS else out
 
 
 def rank_argv(args) -> list[str]:

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import io as jio
+from .. import paths
 from ..config import resolve_settings, settings_hash
 from ..errors import ConfigError, DataError, TrainingError
 from ..grid import parse_cell_id
@@ -254,7 +255,7 @@ def write_predictions(
 
 def write_failure(out_dir: Path, reason: str, **extra) -> None:
     record = {"status": "failed", "reason": reason, **extra, "time": datetime.now(UTC).isoformat()}
-    jio.write_json(out_dir / "failure.json", record)
+    jio.write_json(out_dir / paths.FAILURE, record)
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -342,7 +343,7 @@ class CellTraining:
         self.training = training = settings["training"]
         if ranks.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            for stale in ("metrics.json", "failure.json"):  # a finished result survives in history/
+            for stale in (paths.METRICS, paths.FAILURE):  # a finished result survives in history/
                 (out_dir / stale).unlink(missing_ok=True)
         ranks.barrier()
         self.seed = seed = int(settings["seed"])
@@ -475,7 +476,7 @@ class CellTraining:
         state.done = True
         self.save()
         if ranks.is_main:
-            write_log(self.out_dir / "train_log.csv", state.log_rows)
+            write_log(self.out_dir / paths.TRAIN_LOG, state.log_rows)
 
     def step(self) -> int:
         """One optimizer step on the next global batch; returns the number of jets drawn."""
@@ -526,7 +527,7 @@ class CellTraining:
                 cell_id=self.cell_id,
                 settings_hash=self.shash,
             )
-        raise TrainingError(f"{self.cell_id}: {reason}; see {self.out_dir / 'failure.json'}")
+        raise TrainingError(f"{self.cell_id}: {reason}; see {self.out_dir / paths.FAILURE}")
 
     def log_row(self, *, evaluate: bool) -> None:
         """A train_log.csv row for the steps since the last one (and a validation score when ``evaluate``)."""
@@ -639,8 +640,8 @@ class CellTraining:
             record["backbone_id"] = self.finetune.backbone_id
             record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)
         if ranks.is_main:
-            write_predictions(self.out_dir / "predictions.parquet", test.jet_id, test.labels, test_probs, self.classes)
-            jio.write_json(self.out_dir / "metrics.json", record)
+            write_predictions(self.out_dir / paths.PREDICTIONS, test.jet_id, test.labels, test_probs, self.classes)
+            jio.write_json(self.out_dir / paths.METRICS, record)
             archive(self.out_dir, self.shash)
         ranks.barrier()
         return record
