@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--precisions", default="fp32,bf16")
     a = p.parse_args(argv)
 
+    from jetscale.data.testing import write_synthetic_splits
     from jetscale.train import loop
-    from jetscale.train.synthetic import write_synthetic_splits
 
     tmp = Path(tempfile.mkdtemp(prefix="engine_parity_"))
     classes = config(a.width, a.steps, a.batch_size, a.device, "fp32", {"enabled": False})["classes"]

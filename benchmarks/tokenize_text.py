@@ -3,7 +3,7 @@
     python benchmarks/tokenize_text.py                       # 2,000 synthetic jets, precision 4, max_bytes 1024
     python benchmarks/tokenize_text.py --jets 5000 --max-bytes 16384 --repeats 5
 
-Synthetic jets (``jetscale.train.synthetic``, ~24 of 64 particles, 19 float32 features) go through
+Synthetic jets (``jetscale.data.testing``, ~24 of 64 particles, 19 float32 features) go through
 ``ByteTokenizer._encode_text_reference`` (the original per-particle loop) and ``ByteTokenizer.encode``
 (vectorised); the best of ``--repeats`` runs is reported, and the two outputs are checked to be identical.
 """
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
+from jetscale.data.testing import synthetic_jets
 from jetscale.tokenize.bytes import ByteTokenizer
-from jetscale.train.synthetic import synthetic_jets
 
 
 def best_time(fn, repeats: int) -> tuple[float, tuple]:

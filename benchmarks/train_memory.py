@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         print(json.dumps(one_run(config, cell, splits, str(Path(splits).parent / f"run-{mode}"), mode)))
         return 0
 
-    from jetscale.train.synthetic import write_synthetic_splits
+    from jetscale.data.testing import write_synthetic_splits
 
     tmp = Path(tempfile.mkdtemp(prefix="train_memory_"))
     try:

@@ -6,7 +6,7 @@
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --widths particlenet=64,128 ...
     python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
 
-Synthetic jets (``jetscale.train.synthetic``, ~24 particles of 64) or, with ``--splits``, the first training
+Synthetic jets (``jetscale.data.testing``, ~24 particles of 64) or, with ``--splits``, the first training
 jets of a splits directory go through the
 same input preparation, trimming and AdamW step as ``train_cell``. Peak memory is the process's peak RSS
 growth on CPU (ru_maxrss is a high-water mark, so each measurement runs in a fresh subprocess) and
@@ -44,9 +44,9 @@ def measure(
     import numpy as np
     import torch
 
+    from jetscale.data.testing import synthetic_jets
     from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
     from jetscale.train.distributed import Ranks, make_engine
-    from jetscale.train.synthetic import synthetic_jets
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -121,8 +121,8 @@ def copy_weights(name: str, src: nn.Module, dst: nn.Module) -> None:
 
 
 def batches_of(name: str, n_batches: int, batch_size: int, seed: int = 0) -> tuple[list[dict], list[torch.Tensor]]:
+    from jetscale.data.testing import synthetic_jets
     from jetscale.models.registry import batch_tensors, prepare_inputs
-    from jetscale.train.synthetic import synthetic_jets
 
     jets = synthetic_jets(n_batches * batch_size, N_CLASSES, n_particles=64, seed=seed)
     arrays, _ = prepare_inputs(name, None, jets["features"], jets["mask"], jets["vectors"])

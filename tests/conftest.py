@@ -40,7 +40,7 @@ def no_leaked_distributed_env():
 @pytest.fixture(autouse=True)
 def clean_stop_requests():
     """A stop request (signal or call) is process-wide state: never let one cross into another test."""
-    from jetscale.launch import preempt
+    from jetscale import signals as preempt
 
     preempt.reset()
     yield

@@ -96,7 +96,7 @@ def sacct_states(job_ids) -> dict[str, str]:
 def tiny_training_config(compute: int = 8000) -> tuple[dict, str]:
     """A validated config with one tiny ParticleNet cell (~12 s of CPU training) and that cell's id.
 
-    Pair with ``jetscale.train.synthetic.write_synthetic_splits(dir, cfg["classes"], {"train": 66, "val": 33,
+    Pair with ``jetscale.data.testing.write_synthetic_splits(dir, cfg["classes"], {"train": 66, "val": 33,
     "test": 33}, n_particles=16)``.
     """
     import yaml

@@ -71,9 +71,9 @@ def toy_config(**options) -> dict:
 
 
 def test_a_registered_toy_model_trains_through_the_cell_path(toy, tmp_path):
+    from jetscale.data.testing import write_synthetic_splits
     from jetscale.models.registry import count_params
     from jetscale.train import loop
-    from jetscale.train.synthetic import write_synthetic_splits
 
     cfg = load_config(toy_config(hidden_mult=3))
     (cell,) = cells(cfg)

@@ -12,7 +12,7 @@ from jetscale.cli import main
 from jetscale.data.splits import load_split
 from jetscale.data.store import read_shard, shard_metadata
 from jetscale.data.summary import class_statistics
-from jetscale.data.testing import write_synthetic_splits
+from jetscale.data.testing import build_synthetic_splits
 
 pytestmark = pytest.mark.xdist_group("data")
 CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
@@ -62,7 +62,7 @@ def test_generate_shards_then_split_from_config(tmp_path, capsys):
 
 
 def test_split_rejects_n_train_beyond_pool(tmp_path, capsys):
-    write_synthetic_splits(tmp_path, CLASSES, jets_per_class=20)
+    build_synthetic_splits(tmp_path, CLASSES, jets_per_class=20)
     config = small_config(tmp_path, val_per_class=5, test_per_class=10)
     rc = main(["split", "--config", config, "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "s2")])
     assert rc == 2
@@ -101,14 +101,14 @@ def test_standalone_generate_writes_rolling_shards(tmp_path):
 
 
 def test_data_summary_figure(tmp_path):
-    splits = write_synthetic_splits(tmp_path, CLASSES, jets_per_class=30)
+    splits = build_synthetic_splits(tmp_path, CLASSES, jets_per_class=30)
     out = tmp_path / "fig" / "summary.png"
     assert main(["data-summary", "--splits", str(splits), "--out", str(out)]) == 0
     assert out.stat().st_size > 20_000 and out.with_suffix(".pdf").stat().st_size > 5_000
 
 
 def test_summary_statistics_order_classes_like_the_synthetic_truth(tmp_path):
-    splits = write_synthetic_splits(tmp_path, CLASSES, jets_per_class=40, n_particles=64)
+    splits = build_synthetic_splits(tmp_path, CLASSES, jets_per_class=40, n_particles=64)
     arrays = load_split(splits, "train")
     stats = class_statistics(arrays.features, arrays.mask, arrays.labels, CLASSES)
     # synthetic jets: multiplicity and |d0| grow with the label index

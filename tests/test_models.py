@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from jetscale.data.testing import synthetic_jets
 from jetscale.models import catalog
 from jetscale.models.catalog import width_problem
 from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
-from jetscale.train.synthetic import synthetic_jets
 
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 512}}
 SMALL = {"particlenet": 8, "part": 8, "bbt_neutron": 16}

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jetscale.data.testing import synthetic_jets
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 from jetscale.pretrain import METHODS, method
 from jetscale.pretrain.base import check_unlabelled, load_backbone
 from jetscale.pretrain.next_patch import build, next_patch_loss, next_patch_targets
 from jetscale.tokenize.bytes import PAD, VOCAB_SIZE
-from jetscale.train.synthetic import synthetic_jets
 
 OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 8, "max_bytes": 256}}
 

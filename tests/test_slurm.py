@@ -64,9 +64,9 @@ def test_submitit_training_interrupted_resumes_from_checkpoint(slurm_cluster, tm
     """A real tiny training cell (jetscale.train.loop.train_cell) through `TrainCell` on Slurm: preempted once
     it has a checkpoint, it is requeued (same Slurm job), resumes, and ends with the same metrics as a run
     that was never interrupted."""
+    from jetscale.data.testing import write_synthetic_splits
     from jetscale.launch.submit import make_executor, submit_cells, wait
     from jetscale.train.loop import train_cell
-    from jetscale.train.synthetic import write_synthetic_splits
 
     cfg, cell = tiny_training_config(compute=8000)
     cfg["results"] = str(tmp_path / "results")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from jetscale.launch import preempt
+from jetscale import signals as preempt
 from slurm_helpers import PROFILE, REPO
 
 TOY = "jetscale.launch.toy:toy_train_cell"

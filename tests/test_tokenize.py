@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from jetscale.data.testing import synthetic_jets
 from jetscale.tokenize.bytes import BOS, EOS, PAD, SEP, VOCAB_SIZE, ByteTokenizer
 from jetscale.tokenize.particles import pair_features, particle_arrays
-from jetscale.train.synthetic import synthetic_jets
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from jetscale.config import load_config
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import TrainingError
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
-from jetscale.train.synthetic import write_synthetic_splits
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = "model~particlenet/width~8/n_train~44/compute~160/seed~0"

@@ -21,12 +21,12 @@ import pytest
 import torch
 import yaml
 
+from jetscale import signals as preempt
 from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.grid import parse_cell_id
-from jetscale.launch import preempt
+from jetscale.resources import train_processes, train_resources
 from jetscale.train import loop
-from jetscale.train.synthetic import write_synthetic_splits
-from jetscale.workflow import train_processes, train_resources
 
 REPO = Path(__file__).resolve().parents[1]
 BBT = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"

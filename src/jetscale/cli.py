@@ -11,9 +11,7 @@ import argparse
 import contextlib
 import importlib
 import json
-import signal
 import sys
-import threading
 
 from .errors import JetscaleError
 
@@ -82,20 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
 
-@contextlib.contextmanager
 def _stop_requests_from_the_start(enabled: bool):
-    previous = {}
-    if enabled and threading.current_thread() is threading.main_thread():
-        from .launch import preempt  # signal + threading only
+    from . import signals  # signal + threading only
 
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                previous[sig] = signal.signal(sig, preempt.request_stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return signals.default_signals_stop() if enabled else contextlib.nullcontext()
 
 
 if __name__ == "__main__":

@@ -136,8 +136,14 @@ def pretrain_variants(cfg: dict, model: str) -> list[dict[str, Any]]:
     return out
 
 
-def cell_ids(cfg: dict) -> list[str]:
-    ids = [cell_id(cfg, c) for c in cells(cfg)]
-    if len(set(ids)) != len(ids):
+def cells_by_id(cfg: dict) -> dict[str, dict[str, Any]]:
+    """id -> cell for every cell of the study, in :func:`cells` order; two cells with one id are refused."""
+    every = cells(cfg)
+    out = {cell_id(cfg, c): c for c in every}
+    if len(out) != len(every):
         raise ConfigError("grid: two cells map to the same id (an axis lists a value twice?)")
-    return ids
+    return out
+
+
+def cell_ids(cfg: dict) -> list[str]:
+    return list(cells_by_id(cfg))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,7 +46,28 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON (NaN/inf become null, numpy scalars/arrays plain numbers/lists), written atomically."""
+    write_text(
+        path, json.dumps(json_safe(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+    )
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None, recursively (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if type(obj).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return json_safe(obj.item())
+        if isinstance(obj, np.ndarray):
+            return json_safe(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -15,54 +15,20 @@ import yaml
 from . import paths, results_dir
 from .config import load_config, resolve_settings, settings_hash
 from .errors import ConfigError
-from .grid import SEP, axis_names, cell_id, cells
+from .grid import SEP, axis_names, cells_by_id
 from .inputs.spec import model_inputs, needs_statistics
 from .inputs.stats import stats_path
 from .io import write_json, write_text
+from .resources import stage_resources, train_resources
 
 STUDY_STAMP = results_dir.STUDY_STAMP
-
-
-def stage_resources(cfg: dict, stage: str) -> dict:
-    """threads, mem_mb, runtime (minutes), gpus (+ slurm_partition) of a stage: built-ins < default < stage."""
-    res = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
-    res.update(cfg.get("resources", {}).get("default", {}))
-    if stage != "default":
-        res.update(cfg.get("resources", {}).get(stage, {}))
-    res.pop("widths", None)
-    return res
-
-
-def train_resources(cfg: dict, cell: dict) -> dict:
-    """A training cell's resources: default < resources.train.<model> < its widths.<width>."""
-    res = stage_resources(cfg, "default")
-    per_model = dict(cfg.get("resources", {}).get("train", {}).get(cell["model"], {}))
-    per_width = per_model.pop("widths", {}).get(str(cell["width"]), {})
-    res.update(per_model)
-    res.update(per_width)
-    # every data-parallel rank runs training.threads torch threads: reserve the cores for all of them
-    res["threads"] = max(int(res["threads"]), _processes(cfg, res) * int(cfg["training"].get("threads", 1)))
-    return res
-
-
-def _processes(cfg: dict, res: dict) -> int:
-    processes = cfg["training"].get("processes", "auto")
-    return max(1, int(res.get("gpus", 0))) if processes == "auto" else int(processes)
-
-
-def train_processes(cfg: dict, cell: dict) -> int:
-    """Data-parallel processes for a cell: ``training.processes``, where 'auto' is one per requested GPU."""
-    return _processes(cfg, train_resources(cfg, cell))
 
 
 class StudyPlan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.root = paths.results_root(cfg)
-        all_cells = cells(cfg)
-        self.cells = {cell_id(cfg, c): c for c in all_cells}
-        if len(self.cells) != len(all_cells):
-            raise ConfigError("grid: two cells map to the same id (a value listed twice?)")
+        self.cells = cells_by_id(cfg)
         self.check_results_dir()
 
     @classmethod

@@ -46,7 +46,8 @@ def _classes(config: str | None) -> tuple[list[str], dict]:
 
 
 def _metrics(args) -> int:
-    from .metrics import json_safe, metrics_from_counts
+    from ..io import json_safe
+    from .metrics import metrics_from_counts
 
     classes, pairs = _classes(args.config)
     if args.predictions:
@@ -98,7 +99,6 @@ def _evaluate(args) -> int:
     from ..config import load_config
     from ..errors import JetscaleError
     from ..io import write_json
-    from .metrics import json_safe
 
     cfg = load_config(args.config)
     from ..results_dir import check_owner
@@ -117,7 +117,7 @@ def _evaluate(args) -> int:
     if metrics_file is not None and metrics_file.is_file():
         meta = json.loads(metrics_file.read_text())
         doc = {"cell_id": meta.get("cell_id"), "settings_hash": meta.get("settings_hash"), **doc}
-    write_json(out, json_safe(doc))
+    write_json(out, doc)
     if out.name == paths.EVAL:  # in a run directory: archive it with the run's finished result
         from ..train.history import archive_evaluation  # torch-free
 

@@ -228,16 +228,3 @@ def metrics_from_predictions(predictions, classes: Sequence[str], flavor_pairs: 
     predicted = scores.argmax(axis=1) if labels.size else np.zeros(0, dtype=np.int64)
     counts = confusion_counts(labels, predicted, len(classes))
     return metrics_from_counts(counts, classes, flavor_pairs, labels=labels, scores=scores)
-
-
-def json_safe(obj):
-    """Replace NaN/inf floats by None (strict JSON has no NaN) recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return json_safe(obj.item())
-    return obj

@@ -49,7 +49,7 @@ def _fit(args) -> int:
 def _table_mode(args) -> int:
     import pandas as pd
 
-    from ..evaluate.metrics import json_safe
+    from ..io import json_safe
     from .fitting import fit
 
     missing = [flag for flag, v in (("--x", args.x), ("--y", args.y), ("--form", args.form)) if not v]

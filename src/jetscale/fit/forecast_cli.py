@@ -64,7 +64,7 @@ def _check(args) -> None:
 
 
 def _forecast(args) -> int:
-    from ..evaluate.metrics import json_safe
+    from ..io import json_safe
     from .forecast import forecast
 
     _check(args)
@@ -75,7 +75,7 @@ def _forecast(args) -> int:
 
 
 def _backtest(args) -> int:
-    from ..evaluate.metrics import json_safe
+    from ..io import json_safe
     from .backtest import backtest
 
     _check(args)

@@ -8,7 +8,7 @@
 
 Each cell runs as ``TrainCell(config, cell_id, splits_dir, out_dir)``, a ``submitit.helpers.Checkpointable``:
 near its time limit (Slurm sends USR2 ``signal_delay_s`` before) or when preempted, the training loop is asked
-to save ``out_dir/checkpoint.pt`` at its next step boundary (:mod:`jetscale.launch.preempt`), then submitit
+to save ``out_dir/checkpoint.pt`` at its next step boundary (:mod:`jetscale.signals`), then submitit
 requeues the job, and the new attempt resumes from the checkpoint. One task per GPU: ranks and the master
 address come from ``submitit.JobEnvironment`` and are exported as the torch.distributed ``env://`` variables.
 """
@@ -25,9 +25,8 @@ from typing import Any
 
 import submitit
 
-from .. import paths
+from .. import paths, signals
 from ..errors import JetscaleError, TrainingError
-from . import preempt
 
 TRAIN_FN = "jetscale.train.loop:train_cell"
 CLUSTERS = ("slurm", "local", "debug")
@@ -71,7 +70,7 @@ class TrainCell(submitit.helpers.Checkpointable):
 
     ``config`` is a config path (loaded with jetscale.config.load_config in the job) or an already-loaded dict.
     On USR2 (submitit's timeout/preemption signal) or USR1, training is asked to stop at its next step boundary
-    (:mod:`jetscale.launch.preempt`); when it raises ``StopForCheckpoint`` (or returns/fails while a stop is
+    (:mod:`jetscale.signals`); when it raises ``StopForCheckpoint`` (or returns/fails while a stop is
     pending) submitit's handler checkpoints this callable and requeues the job. A training that does not stop
     within ``grace_s`` gets submitit's handler anyway (requeue from its last periodic checkpoint).
     """
@@ -87,12 +86,12 @@ class TrainCell(submitit.helpers.Checkpointable):
             from ..config import load_config
 
             cfg = load_config(config)
-        preempt.reset()
+        signals.reset()
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         watchdog: list[threading.Timer] = []
 
         def defer(signum, frame):  # runs in the main thread, between two bytecodes of training
-            preempt.request_stop(signum)
+            signals.request_stop(signum)
             if callable(submitit_handler) and not watchdog:
                 signal.signal(signal.SIGUSR2, submitit_handler)  # a second USR2 goes straight to submitit
                 timer = threading.Timer(self.grace_s, os.kill, (os.getpid(), signal.SIGUSR2))
@@ -106,7 +105,7 @@ class TrainCell(submitit.helpers.Checkpointable):
         try:
             return resolve(self.fn)(cfg, cell_id, splits_dir, out_dir)
         except BaseException:
-            if not preempt.stop_requested() or not callable(submitit_handler):
+            if not signals.stop_requested() or not callable(submitit_handler):
                 raise
         finally:
             for timer in watchdog:
@@ -120,7 +119,7 @@ class TrainCell(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit before requeueing: resubmit the same call; training resumes from its checkpoint."""
-        preempt.request_stop()
+        signals.request_stop()
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 Used by the Slurm tests and ``jetscale launch --toy-steps N`` (smoke-test a cluster in a minute). It follows the
 same contract as :func:`jetscale.train.loop.train_cell`: resume from ``out_dir/checkpoint.*`` when present,
-poll :func:`jetscale.launch.preempt.stop_requested` at step boundaries, save and raise ``StopForCheckpoint``.
+poll :func:`jetscale.signals.stop_requested` at step boundaries, save and raise ``StopForCheckpoint``.
 Its result is checkable: ``total`` must equal 1 + 2 + ... + steps whatever the number of interruptions.
 """
 
@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from . import preempt
+from .. import signals
 
 
 def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
@@ -37,12 +37,12 @@ def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
         time.sleep(step_s)
         state["step"] += 1
         state["total"] += state["step"]
-        if state["step"] % every == 0 or preempt.stop_requested():
+        if state["step"] % every == 0 or signals.stop_requested():
             _save(ckpt, state)
-        if preempt.stop_requested():
+        if signals.stop_requested():
             with open(out / "steps.log", "a") as log:
-                log.write(f"stop at step={state['step']} signal={preempt.stop_signal()}\n")
-            raise preempt.StopForCheckpoint(state["step"])
+                log.write(f"stop at step={state['step']} signal={signals.stop_signal()}\n")
+            raise signals.StopForCheckpoint(state["step"])
     metrics = {
         "cell": cell_id,
         "steps": state["step"],
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     """``python -m jetscale.launch.toy --cell ID --out DIR [--steps N --step-s S]``: the process-side protocol.
 
     This is what ``jetscale train`` does when a Slurm job runs it directly: SIGUSR1/SIGTERM request a stop, the
-    loop checkpoints at a step boundary, and the process exits with ``preempt.EXIT_REQUEUE`` (75) so that the
+    loop checkpoints at a step boundary, and the process exits with ``signals.EXIT_REQUEUE`` (75) so that the
     attempt counts as failed and is retried (Snakemake ``retries``) -- the retry resumes from the checkpoint.
     """
     import argparse
@@ -78,12 +78,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=5)
     a = p.parse_args(argv)
     cfg = {"toy": {"steps": a.steps, "step_s": a.step_s, "checkpoint_every": a.checkpoint_every}}
-    with preempt.stop_on_signals():
+    with signals.stop_on_signals():
         try:
             toy_train_cell(cfg, a.cell, None, a.out)
-        except preempt.StopForCheckpoint as stop:
+        except signals.StopForCheckpoint as stop:
             print(f"stopped for checkpoint at step {stop}", file=sys.stderr)
-            return preempt.EXIT_REQUEUE
+            return signals.EXIT_REQUEUE
     return 0
 
 

@@ -68,7 +68,7 @@ def measure_ladder(
 
         jets = {k: np.array(v) for k, v in load_split(splits, "val", n=n_jets).items()}
     else:
-        from ..train.synthetic import synthetic_jets
+        from ..data.testing import synthetic_jets
 
         jets = synthetic_jets(n_jets, len(cfg["classes"]), n_particles=cfg["data"]["n_particles"], seed=0)
     rows = []

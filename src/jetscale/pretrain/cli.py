@@ -21,9 +21,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from .. import signals
     from ..config import load_config
     from ..errors import ConfigError
-    from ..launch import preempt
     from .plan import parse_backbone_id
 
     cfg = load_config(args.config)
@@ -35,14 +35,14 @@ def run(args) -> int:
         raise ConfigError(f"--backbone: {exc}") from None
     from .loop import pretrain_backbone
 
-    with preempt.stop_on_signals():
+    with signals.stop_on_signals():
         try:
             record = pretrain_backbone(
                 cfg, args.backbone, args.splits, args.out, stop_after_steps=args.stop_after_steps
             )
-        except preempt.StopForCheckpoint as exc:
+        except signals.StopForCheckpoint as exc:
             print(f"jetscale pretrain: {exc}", file=sys.stderr)
-            return preempt.EXIT_REQUEUE
+            return signals.EXIT_REQUEUE
     keys = ("backbone_id", "final_loss", "final_val_loss", "samples_seen", "train_flops", "wall_time_s")
     print(json.dumps({k: record[k] for k in keys}))
     return 0

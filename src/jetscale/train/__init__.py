@@ -6,7 +6,7 @@ Importing this package does not import torch; the names below load lazily.
 
 from __future__ import annotations
 
-__all__ = ["train_cell", "checkpoint_now", "TrainingInterrupted"]  # stop protocol: jetscale.launch.preempt
+__all__ = ["train_cell", "checkpoint_now", "TrainingInterrupted"]  # stop protocol: jetscale.signals
 
 
 def __getattr__(name):
@@ -14,8 +14,12 @@ def __getattr__(name):
         from .loop import train_cell
 
         return train_cell
-    if name in ("checkpoint_now", "TrainingInterrupted"):
-        from . import checkpoint
+    if name == "checkpoint_now":
+        from ..signals import checkpoint_now
 
-        return getattr(checkpoint, name)
+        return checkpoint_now
+    if name == "TrainingInterrupted":
+        from .checkpoint import TrainingInterrupted
+
+        return TrainingInterrupted
     raise AttributeError(name)

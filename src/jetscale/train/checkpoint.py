@@ -1,4 +1,4 @@
-"""Atomic training checkpoints, and checkpoint-on-signal for preemptible (Slurm/submitit) jobs.
+"""Atomic training checkpoints for preemptible (Slurm/submitit) jobs.
 
 A checkpoint (``checkpoint.pt``, written through a temporary file + rename) holds everything needed to
 continue bit-identically on CPU: model, optimizer and scheduler state, torch/numpy/python RNG states, the
@@ -11,13 +11,9 @@ and containers only; the RNG states are stored as such), and DeepSpeed's per-ran
 with an allow-list of exactly the DeepSpeed types they hold. A checkpoint that cannot be used (unreadable,
 holding other objects, from other settings) is reported on stderr and the run starts afresh.
 
-Stopping follows the launcher protocol of :mod:`jetscale.launch.preempt`: the loop polls
-``preempt.stop_requested()`` after every optimizer step; when set it writes a checkpoint and raises
-:class:`TrainingInterrupted` (a ``preempt.StopForCheckpoint``); rerunning the same cell resumes. ``jetscale
-train`` turns SIGUSR1/SIGTERM into stop requests and exits with ``preempt.EXIT_REQUEUE`` (75); submitit's
-``TrainCell`` installs its own handlers. When ``train_cell`` is called directly it also maps SIGUSR1/SIGTERM to
-stop requests, but only where those signals still have their default handler. :func:`checkpoint_now` asks
-for a checkpoint at the next step boundary without stopping (or, with ``stop=True``, requests the stop).
+Stopping follows the protocol of :mod:`jetscale.signals`: the loop polls ``signals.stop_requested()`` after
+every optimizer step; when set it writes a checkpoint and raises :class:`TrainingInterrupted` (a
+``signals.StopForCheckpoint``); rerunning the same cell resumes.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ import contextlib
 import os
 import random
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,61 +32,13 @@ import torch
 from .. import paths
 from ..errors import JetscaleError
 from ..io import atomic_path
-from ..launch import preempt
+from ..signals import StopForCheckpoint
 
 CHECKPOINT_NAME = paths.CHECKPOINT
 
 
-class TrainingInterrupted(preempt.StopForCheckpoint, JetscaleError):
+class TrainingInterrupted(StopForCheckpoint, JetscaleError):
     """The run stopped on request (signal / stop request / ``stop_after_steps``) after writing a checkpoint."""
-
-
-class _Requests:
-    checkpoint = False
-
-
-REQUESTS = _Requests()
-
-
-def checkpoint_now(stop: bool = False) -> None:
-    """Ask the running ``train_cell`` to write a checkpoint at the end of its current step (signal-safe).
-
-    With ``stop=True`` this is ``preempt.request_stop()``: checkpoint, then raise :class:`TrainingInterrupted`.
-    """
-    REQUESTS.checkpoint = True
-    if stop:
-        preempt.request_stop()
-
-
-def stop_requested() -> bool:
-    return preempt.stop_requested()
-
-
-def stop_reason() -> str:
-    signum = preempt.stop_signal()
-    return signal.Signals(signum).name if signum is not None else "a stop request"
-
-
-class signal_handlers:
-    """Context manager: SIGUSR1/SIGTERM → ``preempt.request_stop`` where they have the default handler
-    (main thread only; elsewhere, or where a launcher installed its own handler, nothing changes)."""
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR1", None), signal.SIGTERM) if s is not None)
-
-    def __enter__(self):
-        self.previous = {}
-        try:
-            for sig in self.SIGNALS:
-                if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                    self.previous[sig] = signal.signal(sig, preempt.request_stop)
-        except ValueError:  # not the main thread
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        return False
 
 
 def rng_state() -> dict[str, Any]:

@@ -49,17 +49,17 @@ def run(args) -> int:
 
 
 def _run(args, cfg: dict) -> int:
+    from .. import signals
     from ..errors import ConfigError
     from ..grid import parse_cell_id
-    from ..launch import preempt
-    from ..workflow import train_processes
+    from ..resources import train_processes
 
     if args.threads:
         cfg["training"]["threads"] = args.threads
     processes = args.processes if args.processes is not None else train_processes(cfg, parse_cell_id(cfg, args.cell))
     if processes < 1:
         raise ConfigError(f"--processes: {processes} is not allowed; use 1 or more")
-    if preempt.stop_requested():  # signalled while starting up: nothing trained, nothing to save
+    if signals.stop_requested():  # signalled while starting up: nothing trained, nothing to save
         return _stopped_before_training()
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # this is the launcher: start the ranks
         from .launcher import run_ranks
@@ -68,9 +68,9 @@ def _run(args, cfg: dict) -> int:
 
     from .loop import train_cell  # torch: seconds; a signal meanwhile is a stop request (jetscale.cli.main)
 
-    if preempt.stop_requested():
+    if signals.stop_requested():
         return _stopped_before_training()
-    with preempt.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
+    with signals.stop_on_signals():  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75 (requeue)
         try:
             record = train_cell(
                 cfg,
@@ -81,10 +81,10 @@ def _run(args, cfg: dict) -> int:
                 stop_after_steps=args.stop_after_steps,
                 backbone=args.backbone,
             )
-        except preempt.StopForCheckpoint as exc:
+        except signals.StopForCheckpoint as exc:
             if os.environ.get("RANK", "0") == "0":
                 print(f"jetscale train: {exc}", file=sys.stderr)
-            return preempt.EXIT_REQUEUE
+            return signals.EXIT_REQUEUE
     if os.environ.get("RANK", "0") == "0":
         summary = {k: record[k] for k in ("cell_id", "test_loss", "test_accuracy", "samples_seen", "wall_time_s")}
         print(json.dumps(summary))
@@ -92,15 +92,14 @@ def _run(args, cfg: dict) -> int:
 
 
 def _stopped_before_training() -> int:
-    import signal
+    from .. import signals
 
-    from ..launch import preempt
-
-    signum = preempt.stop_signal()
-    reason = signal.Signals(signum).name if signum is not None else "a stop request"
     if os.environ.get("RANK", "0") == "0":
-        print(f"jetscale train: stopped by {reason} before training started; rerun to train", file=sys.stderr)
-    return preempt.EXIT_REQUEUE
+        print(
+            f"jetscale train: stopped by {signals.stop_reason()} before training started; rerun to train",
+            file=sys.stderr,
+        )
+    return signals.EXIT_REQUEUE
 
 
 def run_directory(out: str) -> str:

@@ -1,7 +1,7 @@
 """Start one training cell as N data-parallel processes on this node (``jetscale train --processes N``).
 
 Why not ``torchrun``: a preempted Slurm job signals the launcher, and the cell must end as "checkpointed,
-requeue me" (exit 75, see :mod:`jetscale.launch.preempt`). torchrun turns a SIGTERM into its own failure and
+requeue me" (exit 75, see :mod:`jetscale.signals`). torchrun turns a SIGTERM into its own failure and
 exit status; this launcher forwards SIGTERM/SIGUSR1/SIGINT to every rank (they vote, checkpoint together at the
 next step and exit 75) and exits with the ranks' status. A rank that fails takes the others down after a
 short grace, instead of leaving them blocked in a collective. The ranks see the usual ``env://`` variables,
@@ -17,9 +17,8 @@ import subprocess
 import sys
 import time
 
-from ..launch.preempt import EXIT_REQUEUE
+from ..signals import EXIT_REQUEUE, forwarding
 
-FORWARDED = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s is not None)
 GRACE_S = 10.0
 
 
@@ -50,13 +49,7 @@ def run_ranks(argv: list[str], processes: int) -> int:
     cmd = [sys.executable, "-m", "jetscale.cli", *argv]
     children = [subprocess.Popen(cmd, env=rank_env(r, processes, port)) for r in range(processes)]
 
-    def forward(signum, frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in FORWARDED}
-    try:
+    with forwarding(children):  # the ranks vote on the stop and checkpoint together
         failed_at = None
         while any(c.poll() is None for c in children):
             if failed_at is None and any(c.returncode not in (None, 0) for c in children):
@@ -66,9 +59,6 @@ def run_ranks(argv: list[str], processes: int) -> int:
                     if c.poll() is None:
                         c.kill()
             time.sleep(0.1)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     codes = [c.returncode for c in children]
     if all(code == 0 for code in codes):
         return 0

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import io as jio
-from .. import paths
+from .. import paths, signals
 from ..config import resolve_settings, settings_hash
 from ..errors import ConfigError, DataError, TrainingError
 from ..grid import parse_cell_id
@@ -308,7 +308,7 @@ def train_cell(
 
     Resumes from ``out_dir/checkpoint.pt`` when it belongs to the same resolved settings. ``stop_after_steps``
     simulates a preemption (checkpoint + :class:`~jetscale.train.checkpoint.TrainingInterrupted` once that
-    many steps are done); launchers use :func:`jetscale.train.checkpoint.checkpoint_now` or signals instead.
+    many steps are done); launchers use :func:`jetscale.signals.checkpoint_now` or signals instead.
     Run by several data-parallel processes (see :mod:`jetscale.train.distributed`), every rank returns the
     record and rank 0 writes the files.
     """
@@ -446,10 +446,10 @@ class CellTraining:
             self.bar = tqdm(
                 total=self.total_steps, initial=state.step, desc=self.cell_id, unit="step", leave=False, file=sys.stderr
             )
-        ckpt.REQUESTS.checkpoint = False
+        signals.REQUESTS.checkpoint = False
         self.model.train()
         try:
-            with ckpt.signal_handlers():
+            with signals.default_signals_stop():
                 while not state.done and state.step < self.total_steps:
                     drawn = self.step()
                     last = state.step >= self.total_steps
@@ -459,10 +459,10 @@ class CellTraining:
                     stop, wants_ckpt = self.requests()
                     if state.step % self.ckpt_every == 0 or wants_ckpt or stop:
                         self.save()
-                        ckpt.REQUESTS.checkpoint = False
+                        signals.REQUESTS.checkpoint = False
                         if stop:
                             raise ckpt.TrainingInterrupted(
-                                f"{self.cell_id}: stopped by {ckpt.stop_reason()} at step "
+                                f"{self.cell_id}: stopped by {signals.stop_reason()} at step "
                                 f"{state.step}; checkpoint written, rerun to resume"
                             )
                     if stop_after_steps is not None and state.step >= stop_after_steps and not state.done and not last:
@@ -492,7 +492,7 @@ class CellTraining:
             # ranks stop, and checkpoint, at the same step.
             share = len(local) / len(idx)
             step_loss, *self._votes = ranks.all_sum(
-                [float(loss.detach()) * share, ckpt.stop_requested(), ckpt.REQUESTS.checkpoint]
+                [float(loss.detach()) * share, signals.stop_requested(), signals.REQUESTS.checkpoint]
             )
             loss = loss * (share * ranks.world)
         else:
@@ -514,7 +514,7 @@ class CellTraining:
         if self.ranks.world > 1:
             stop_votes, ckpt_votes = self._votes
             return stop_votes > 0, ckpt_votes > 0
-        return ckpt.stop_requested(), ckpt.REQUESTS.checkpoint
+        return signals.stop_requested(), signals.REQUESTS.checkpoint
 
     def fail(self, reason: str) -> None:
         state = self.state
