@@ -62,12 +62,50 @@ def _err(raw) -> str:
             "built-in axis",
         ),
         (lambda c: c["flavor_pairs"].update(t=["t", "tbar"]), "flavor_pairs.t: class 't'"),
+        (lambda c: c["training"].update(lr=float("nan")), "training.lr: nan is not allowed; numbers must be finite"),
+        (lambda c: c["data"].update(val_per_class=float("inf")), "data.val_per_class: inf is not allowed"),
+        (
+            lambda c: c["grid"]["per_model"]["part"].update(n_train=[-100]),
+            "grid.per_model.part.n_train[0]: bad value -100: -100 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["grid"]["per_model"]["part"].update(n_train=["abc"]),
+            "grid.per_model.part.n_train[0]: bad value 'abc': 'abc' is not of type 'integer'",
+        ),
+        (
+            lambda c: c["grid"]["extra_axes"].update(
+                lr={"values": [1e-3, "fast"], "default": 1e-3, "sets": "training.lr"}
+            ),
+            "grid.extra_axes.lr.values[1]: 'fast' for sets 'training.lr': training.lr: bad value 'fast'",
+        ),
+        (
+            lambda c: c["grid"]["extra_axes"].update(
+                wd={"values": [0.01, -1], "default": 0.01, "sets": "training.weight_decay"}
+            ),
+            "training.weight_decay: bad value -1: -1 is less than the minimum of 0",
+        ),
+        (lambda c: c["fits"].update(metrics=["tag_efficiency", "ppv"]), "fits.metrics[1]: 'ppv' is not allowed"),
     ],
 )
 def test_bad_config_names_the_key(default_config_dict, mutate, expected):
     raw = copy.deepcopy(default_config_dict)
     mutate(raw)
     assert expected in _err(raw)
+
+
+def test_fit_metrics_are_the_collected_ones():
+    from jetscale.config import schema
+    from jetscale.evaluate.collect import CONTINUOUS_FLAVOR_METRICS, FLAVOR_METRICS, GLOBAL_METRICS
+
+    allowed = schema()["properties"]["fits"]["properties"]["metrics"]["items"]["enum"]
+    assert set(allowed) == {*GLOBAL_METRICS, *FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS, "auc"}
+
+
+def test_null_resets_a_mapping_to_its_default(default_config_dict):
+    raw = copy.deepcopy(default_config_dict)
+    raw["flavor_pairs"], raw["grid"]["extra_axes"] = None, None
+    cfg = load_config(raw)
+    assert cfg["flavor_pairs"] == {} and cfg["grid"]["extra_axes"] == {}
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -92,3 +92,39 @@ def test_lint_and_format(repo_root, tmp_path):
         [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=repo_root, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stderr
+
+
+def test_config_errors_under_snakemake_are_one_line_with_the_key(repo_root, tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("grid:\n  per_model:\n    part: {n_train: [-100]}\n")
+    out = _snakemake(repo_root, "-n", "--configfile", str(overlay), "--config", f"results={tmp_path}")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    line = next(x for x in text.splitlines() if "invalid study configuration" in x)
+    assert line.endswith("grid.per_model.part.n_train[0]: bad value -100: -100 is less than the minimum of 1")
+    assert "Failed validating" not in text and "jsonschema" not in text
+
+
+def test_an_overlay_resets_a_mapping_with_null(repo_root, tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("flavor_pairs: null\n")
+    out = _snakemake(repo_root, "-n", "--configfile", str(overlay), "--config", f"results={tmp_path / 'r'}")
+    assert out.returncode == 0, out.stderr
+    written = load_config(tmp_path / "r" / ".jetscale" / "config.yaml")
+    assert written["flavor_pairs"] == {}
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(repo_root, tmp_path):
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("flavor_pairs:\n" + "\n".join("  " + line for line in lines) + "\n")
+    t0 = time.perf_counter()
+    out = _snakemake(repo_root, "-n", "--configfile", str(bomb), "--config", f"results={tmp_path}")
+    assert out.returncode != 0
+    assert "flavor_pairs.a5: expands to more than 200000 values" in out.stdout + out.stderr
+    assert time.perf_counter() - t0 < 60  # Snakemake's own start-up included; the check itself is linear
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_config(bomb)

@@ -11,6 +11,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,19 @@ def schema() -> dict:
     return copy.deepcopy(_parsed_schema())
 
 
+# Values a config may expand to (YAML aliases included): far above any real study, far below an alias bomb.
+MAX_CONFIG_VALUES = 200_000
+
+
 def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
-    """Return the validated config (a new dict, defaults filled in) from a YAML path or a dict."""
+    """Return the validated config (a new dict, defaults filled in) from a YAML path or a dict.
+
+    Refused before anything runs, with the key named: YAML that expands to more than MAX_CONFIG_VALUES values
+    (an alias bomb), NaN/inf numbers, schema violations, and what :func:`check_semantics` checks. A ``null``
+    where the schema wants a mapping resets that mapping to its default (how an overlay config empties one,
+    since overlays merge mappings key by key)."""
     if isinstance(source, dict):
+        check_values(source, where or "config")
         raw, where = copy.deepcopy(source), where or "config"
     else:
         path = Path(source)
@@ -56,9 +67,52 @@ def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
             raise ConfigError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    if not isinstance(source, dict):
+        check_values(raw, where)
+    reset_nulled_mappings(raw, _parsed_schema())
     validate_schema(raw, where)
     check_semantics(raw, where)
     return raw
+
+
+def check_values(raw: Any, where: str) -> None:
+    """Refuse NaN/inf numbers (naming the key) and configs that expand to more than MAX_CONFIG_VALUES values.
+
+    Shared sub-trees (YAML aliases) are counted once per use but walked once, so an alias bomb is refused in
+    linear time instead of being expanded."""
+    sizes: dict[int, int] = {}
+
+    def walk(node: Any, path: list) -> int:
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where}: {_key_path(path)}: {node!r} is not allowed; numbers must be finite")
+        if not isinstance(node, dict | list):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        total = 1
+        for key, value in items:
+            total += walk(value, [*path, key])
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"{where}: {_key_path(path) or '(top level)'}: expands to more than {MAX_CONFIG_VALUES} "
+                    "values (YAML aliases?); a study config is far smaller"
+                )
+        sizes[id(node)] = total
+        return total
+
+    walk(raw, [])
+
+
+def reset_nulled_mappings(raw: dict, schema_node: dict) -> None:
+    """Drop keys whose value is null where the schema wants a mapping (so the default applies)."""
+    for key, sub in schema_node.get("properties", {}).items():
+        if key not in raw or not isinstance(sub, dict):
+            continue
+        if raw[key] is None and sub.get("type") == "object":
+            del raw[key]
+        elif isinstance(raw[key], dict):
+            reset_nulled_mappings(raw[key], sub)
 
 
 def validate_schema(cfg: dict, where: str = "config") -> None:
@@ -164,6 +218,13 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
                 raise ConfigError(
                     f"{where}: grid.per_model.{model}.{axis}: unknown axis; axes: {sorted(all_axes - {'model'})}"
                 )
+            # the values an axis of grid.axes (or any extra axis) accepts
+            root = _parsed_schema()
+            sub = root["properties"]["grid"]["properties"]["axes"]["properties"].get(axis)
+            _check_against(
+                overrides[axis], sub or root["definitions"]["axis_values"], where, ["grid", "per_model", model, axis]
+            )
+    check_training_axes(cfg, where)
     for model in axes["model"]:
         for width in axis_values(cfg, "width", model):
             if not isinstance(width, int) or (problem := width_problem(model, width)):
@@ -290,6 +351,41 @@ def check_fit_targets(cfg: dict, where: str) -> None:
             )
         if metric not in per_flavor and flavor:
             raise ConfigError(f"{key}.flavor: {metric} is not a per-flavor metric; leave flavor out")
+
+
+def _check_against(value: Any, sub: dict, where: str, path: list) -> None:
+    """Validate ``value`` against a sub-schema of the config schema; an error names ``path`` + the inner key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator({**sub, "definitions": _parsed_schema()["definitions"]})
+    errors = list(validator.iter_errors(value))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        err.path.extendleft(reversed(path))  # absolute_path reads path
+        raise ConfigError(f"{where}: {describe_schema_error(err)}")
+
+
+def check_training_axes(cfg: dict, where: str = "config") -> None:
+    """Every value an extra axis ``sets: training.<key>`` takes (per-model overrides included) must be one the
+    schema accepts for that training setting."""
+    training_schema = _parsed_schema()["properties"]["training"]
+    for name, spec in cfg["grid"].get("extra_axes", {}).items():
+        root, *keys = spec["sets"].split(".")
+        if root != "training":
+            continue
+        for model in cfg["grid"]["axes"]["model"]:
+            for i, value in enumerate(axis_values(cfg, name, model)):
+                if value == spec["default"]:
+                    continue
+                training = copy.deepcopy(cfg["training"])
+                _set_nested(training, keys, value)
+                try:
+                    _check_against(training, training_schema, where, ["training"])
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: "
+                        + str(exc).removeprefix(f"{where}: ")
+                    ) from None
 
 
 def check_model_axes(cfg: dict, where: str = "config") -> None:
