@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from jetscale.config import load_config
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
-from jetscale.train.synthetic import write_synthetic_splits
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError, TrainingError
 from jetscale.grid import cell_id, cells, parse_cell_id
 from jetscale.models.registry import build_model
@@ -18,7 +19,6 @@ from jetscale.pretrain.finetune import FineTune, attach
 from jetscale.pretrain.loop import pretrain_backbone
 from jetscale.pretrain.plan import backbone_id, backbone_key
 from jetscale.train import loop
-from jetscale.train.synthetic import write_synthetic_splits
 from jetscale.workflow import StudyPlan
 
 REPO = Path(__file__).resolve().parents[1]

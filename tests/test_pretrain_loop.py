@@ -14,13 +14,13 @@ import torch
 import yaml
 
 from jetscale.config import load_config
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import DataError
 from jetscale.models.registry import build_model
 from jetscale.pretrain import plan
 from jetscale.pretrain.base import load_backbone
 from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
 from jetscale.train.checkpoint import TrainingInterrupted
-from jetscale.train.synthetic import write_synthetic_splits
 
 REPO = Path(__file__).resolve().parents[1]
 BID = "method~next_patch/model~bbt_neutron/width~16/n_pretrain~40"

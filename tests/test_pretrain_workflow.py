@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jetscale.train.synthetic import write_synthetic_splits
+from jetscale.data.testing import write_synthetic_splits
 from study_helpers import snakemake
 from test_pretrain_finetune import raw_config
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .. import io as jio
+from .. import signals
 from ..config import settings_hash
 from ..errors import DataError, TrainingError
 from ..models.registry import batch_tensors, count_params, prepare_inputs
@@ -178,9 +179,9 @@ def pretrain_backbone(
     # loop --------------------------------------------------------------------------------------------
     t_run = time.perf_counter()
     running, running_steps, t_window = 0.0, 0, time.perf_counter()
-    ckpt.REQUESTS.checkpoint = False
+    signals.REQUESTS.checkpoint = False
     objective.train()
-    with ckpt.signal_handlers():
+    with signals.default_signals_stop():
         while state["step"] < total_steps:
             idx = sampler.batch(state["position"], batch_size)
             batch = batch_tensors(arrays, idx, device)
@@ -214,12 +215,12 @@ def pretrain_backbone(
                     state["last_val"] = row["val_loss"] = round(held_out_loss(objective, held_arrays, device), 6)
                 state["log_rows"].append(row)
                 running, running_steps, t_window = 0.0, 0, time.perf_counter()
-            stop = ckpt.stop_requested()
-            if state["step"] % ckpt_every == 0 or ckpt.REQUESTS.checkpoint or stop:
+            stop = signals.stop_requested()
+            if state["step"] % ckpt_every == 0 or signals.REQUESTS.checkpoint or stop:
                 save()
-                ckpt.REQUESTS.checkpoint = False
+                signals.REQUESTS.checkpoint = False
                 if stop:
-                    raise ckpt.TrainingInterrupted(f"{bid}: stopped by {ckpt.stop_reason()}; rerun to resume")
+                    raise ckpt.TrainingInterrupted(f"{bid}: stopped by {signals.stop_reason()}; rerun to resume")
             if stop_after_steps is not None and state["step"] >= stop_after_steps and not last:
                 save()
                 raise ckpt.TrainingInterrupted(f"{bid}: stopped after {state['step']} steps (stop_after_steps)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from ..models.catalog import DEFAULT_LR, MODEL_REVISION
+from ..models import catalog
 from . import NONE, method
 
 RUN_KNOBS = ("checkpoint_every_steps",)  # pretraining keys that do not change the weights (not hashed)
@@ -73,8 +73,8 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
     p.pop("finetune", None)  # fine-tuning settings belong to the cells
     p.pop("loss_scan", None)  # which backbones exist, not how one is trained
     if p.get("lr") is None:
-        p["lr"] = DEFAULT_LR.get(model, 1e-3)
-    revision = {"model_revision": MODEL_REVISION[model]} if MODEL_REVISION.get(model, 1) > 1 else {}
+        p["lr"] = catalog.get(model).default_lr
+    revision = {"model_revision": catalog.get(model).revision} if catalog.get(model).revision > 1 else {}
     return {
         "method": name,
         "model": model,
