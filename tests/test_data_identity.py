@@ -17,7 +17,7 @@ from jetscale.data.ingest import ingest_files
 from jetscale.data.manifest import changes
 from jetscale.data.splits import load_split
 from jetscale.errors import ConfigError, DataError
-from jetscale.train.synthetic import write_synthetic_splits
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.workflow import StudyPlan
 from test_data_ingest import CLASSES, jetclass_arrays, write_root
 

@@ -10,7 +10,7 @@ import yaml
 
 from jetscale.train import loop
 from jetscale.train.history import RUN_FILES
-from jetscale.train.synthetic import write_synthetic_splits
+from jetscale.data.testing import write_synthetic_splits
 from test_train import CELL, small_config
 
 

@@ -10,7 +10,7 @@ from jetscale.errors import ConfigError
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 from jetscale.pretrain import mpm
 from jetscale.pretrain.base import load_backbone
-from jetscale.train.synthetic import synthetic_jets
+from jetscale.data.testing import synthetic_jets
 
 WIDTH = 16
 
