@@ -20,6 +20,7 @@ defaults filled in). Its forward takes the input kind's arrays as keyword tensor
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,12 @@ class ModelSpec:
     def parse_options(self, mapping: Any, where: str | None = None):
         """Config ``models.<name>`` -> an ``options`` instance (OptionError names the bad key)."""
         return parse(self.options, mapping, where or f"models.{self.name}")
+
+    def own_options(self, mapping: dict | None) -> dict:
+        """The keys of ``mapping`` that are this model's options (a pretraining method's ``build`` gets the
+        model's and the method's options in one mapping; the method checks its own)."""
+        known = {f.name for f in dataclasses.fields(self.options)}
+        return {k: v for k, v in (mapping or {}).items() if k in known}
 
     def width_problem(self, width: int) -> str | None:
         return self.width_rule(width)

@@ -53,6 +53,7 @@ from torch import nn
 
 from ..data.schema import FEATURE_NAMES
 from ..errors import ConfigError
+from ..models import catalog
 from ..models.part import NEG, Block, ParticleTransformer
 from ..models.registry import build_model
 from .base import Objective, check_unlabelled
@@ -307,7 +308,7 @@ def build(model_name: str, width: int, n_features: int, n_classes: int, options:
     opts = _options(options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        part = build_model("part", width, n_classes, n_features, options)
+        part = build_model("part", width, n_classes, n_features, catalog.get("part").own_options(options))
         return MaskedParticleModelling(part, width, opts)
 
 

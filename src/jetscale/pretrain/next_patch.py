@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models import catalog
 from ..models.bbt_neutron import BBTNeutron
 from ..models.registry import build_model
 from ..tokenize.bytes import PAD, VOCAB_SIZE
@@ -65,4 +66,5 @@ def build(model_name: str, width: int, n_features: int, n_classes: int, options:
     if model_name != "bbt_neutron":
         raise ValueError(f"next_patch pretrains bbt_neutron, not {model_name!r}")
     torch.manual_seed(seed)
-    return NextPatch(build_model(model_name, width, n_classes, n_features, {**options, "lm_head": True}))
+    own = catalog.get(model_name).own_options(options)
+    return NextPatch(build_model(model_name, width, n_classes, n_features, {**own, "lm_head": True}))
