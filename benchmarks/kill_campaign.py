@@ -31,7 +31,7 @@ TIMING_KEYS = ("wall_time_s", "setup_time_s", "finished_at", "hardware", "git_re
 
 def write_study(tmp: Path, args) -> tuple[Path, Path, str]:
     from jetscale.config import load_config
-    from jetscale.train.synthetic import write_synthetic_splits
+    from jetscale.data.testing import write_synthetic_splits
 
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["results"] = str(tmp / "results")

@@ -16,8 +16,8 @@ from jetscale.config import load_config
 from jetscale.data.ingest import ingest_files
 from jetscale.data.manifest import changes
 from jetscale.data.splits import load_split
-from jetscale.errors import ConfigError, DataError
 from jetscale.data.testing import write_synthetic_splits
+from jetscale.errors import ConfigError, DataError
 from jetscale.workflow import StudyPlan
 from test_data_ingest import CLASSES, jetclass_arrays, write_root
 

@@ -8,9 +8,9 @@ import sys
 
 import yaml
 
+from jetscale.data.testing import write_synthetic_splits
 from jetscale.train import loop
 from jetscale.train.history import RUN_FILES
-from jetscale.data.testing import write_synthetic_splits
 from test_train import CELL, small_config
 
 

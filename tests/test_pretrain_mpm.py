@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from jetscale.data.testing import synthetic_jets
 from jetscale.errors import ConfigError
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 from jetscale.pretrain import mpm
 from jetscale.pretrain.base import load_backbone
-from jetscale.data.testing import synthetic_jets
 
 WIDTH = 16
 
