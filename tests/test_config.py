@@ -103,9 +103,9 @@ def test_fit_metrics_are_the_collected_ones():
 
 def test_null_resets_a_mapping_to_its_default(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
-    raw["flavor_pairs"], raw["grid"]["extra_axes"] = None, None
+    raw["models"], raw["grid"]["extra_axes"] = None, None
     cfg = load_config(raw)
-    assert cfg["flavor_pairs"] == {} and cfg["grid"]["extra_axes"] == {}
+    assert cfg["models"] == {} and cfg["grid"]["extra_axes"] == {}
 
 
 def test_missing_and_malformed_files(tmp_path):

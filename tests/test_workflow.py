@@ -107,11 +107,11 @@ def test_config_errors_under_snakemake_are_one_line_with_the_key(repo_root, tmp_
 
 def test_an_overlay_resets_a_mapping_with_null(repo_root, tmp_path):
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("flavor_pairs: null\n")
+    overlay.write_text("models: null\n")  # config.yaml sets BBT-Neutron's tokenizer; null drops it
     out = _snakemake(repo_root, "-n", "--configfile", str(overlay), "--config", f"results={tmp_path / 'r'}")
     assert out.returncode == 0, out.stderr
     written = load_config(tmp_path / "r" / ".jetscale" / "config.yaml")
-    assert written["flavor_pairs"] == {}
+    assert written["models"] == {}
 
 
 def test_a_yaml_alias_bomb_is_refused_quickly(repo_root, tmp_path):
