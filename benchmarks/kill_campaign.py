@@ -5,7 +5,8 @@
 
 A SIGKILL gives the process no chance to checkpoint: whatever survives is the last atomic checkpoint.pt (written
 every --checkpoint-every steps). Each attempt runs ``jetscale train`` in a fresh process and is killed after a
-uniformly random delay (start-up included, so some kills land while importing or loading, some mid-save);
+uniformly random delay in [0, T / N] s (T: the uninterrupted run) after it has written a new checkpoint, so
+every kill lands in training (mid-step, mid-evaluation or mid-save) and each attempt makes some progress;
 the cell is rerun until it finishes. Prints how many kills landed, then whether the final weights, metrics.json
 (without timing/host keys) and train_log.csv (without the throughput column) equal the uninterrupted run's.
 """
@@ -113,14 +114,20 @@ def main() -> int:
         subprocess.run(train_command(config, splits, cell, tmp / "straight"), check=True, env=env, capture_output=True)
         straight_s = time.perf_counter() - t0
         victim, kills, attempts, steps_at_kill = tmp / "killed", 0, 0, []
+        # each attempt waits until training has written a new checkpoint, then is killed a random time later
+        # (mid-step, mid-evaluation or mid-save), so the N kills spread over the whole run
+        max_delay = straight_s / max(args.kills, 1)
         while not (victim / "metrics.json").is_file():
             attempts += 1
             proc = subprocess.Popen(
                 train_command(config, splits, cell, victim), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
             if kills < args.kills:
+                last = _checkpoint_step(victim)
+                while proc.poll() is None and _checkpoint_step(victim) == last:  # past start-up: training moves
+                    time.sleep(0.05)
                 try:
-                    proc.wait(timeout=rng.uniform(0.5, straight_s))
+                    proc.wait(timeout=rng.uniform(0.0, max_delay))
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
