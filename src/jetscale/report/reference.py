@@ -12,8 +12,9 @@ import html
 
 import pandas as pd
 
+from ..grid import series_axes
 from ..reference import JOI_FLAVORS, overlay_label, reference_for
-from .tables import seed_means, series_axes
+from .tables import seed_means
 
 QUANTITIES = (("tag_efficiency", "ε"), ("charge_flip", "f"))
 
