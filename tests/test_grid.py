@@ -45,7 +45,7 @@ def test_float_and_bool_values_round_trip(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
     raw["grid"]["extra_axes"] = {
         "lr": {"values": [1e-05, 0.25], "default": 1e-3, "sets": "training.lr"},
-        "pretrain": {"values": [True, False], "default": False, "sets": "training.pretrain"},
+        "lm_loss": {"values": [True, False], "default": False, "sets": "training.pretrain"},
     }
     cfg = load_config(raw)
     for c in cells(cfg):
