@@ -19,6 +19,7 @@ if [ "${1:-}" = --prepare ]; then
   exit 0
 fi
 OUT=${OUT:-/tmp/gpu_check}
+STEP_TIMEOUT=${STEP_TIMEOUT:-240}  # seconds per step; the four steps must fit the lease
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu PYTHON=.venv/bin/python: a dry run of this script on a machine without a GPU
 mkdir -p "$OUT"
 if ! "$PY" -c "import deepspeed, jsonschema" 2>/dev/null; then
@@ -31,9 +32,9 @@ widths="particlenet=64,128;part=128,256;bbt_neutron=512,768"
 some="particlenet=64;part=128;bbt_neutron=512,768"
 if [ "$DEVICE" = cpu ]; then widths="particlenet=16;part=16;bbt_neutron=32"; some=$widths; fi
 set +e  # from here on a step that fails or runs out of time does not cost the others their figures
-tp=(timeout 240 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
+tp=(timeout "$STEP_TIMEOUT" "$PY" benchmarks/train_throughput.py --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
 "${tp[@]}" --widths "$widths" | tee "$OUT/throughput_torch.txt"
-timeout 200 "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
+timeout "$STEP_TIMEOUT" "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
   | tee "$OUT/parity.txt"
 "${tp[@]}" --engine deepspeed --zero-stage 2 --widths "$some" | tee "$OUT/throughput_deepspeed.txt"
 "${tp[@]}" --compile --widths "$some" | tee "$OUT/throughput_compiled.txt"
