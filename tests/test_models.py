@@ -12,8 +12,11 @@ from jetscale.models.catalog import width_problem
 from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
 
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 512}}
-SMALL = {"particlenet": 8, "part": 8, "bbt_neutron": 16}
+SMALL = {"particlenet": 8, "part": 8, "bbt_neutron": 16, "vq_gpt": 16}
 MODEL_NAMES = catalog.names()
+# small-model extras: vq_gpt's tokenizer is fitted on the test jets (as a from-scratch cell fits it on its own),
+# quickly and with a small codebook
+SMALL_OPTIONS = {"vq_gpt": {"codebook_size": 64, "vq_steps": 50, "vq_batch_jets": 16}}
 
 
 def options_for(name, **extra):
@@ -29,7 +32,10 @@ def options_for(name, **extra):
 #       embed_dims=[128,512,128], pair_embed_dims=[64,64,64], num_heads=8, num_layers=8, num_cls_layers=2,
 #       fc_params=[], ...) (the particle_transformer repo's example config)           -> 2,143,879 parameters
 # BBT-Neutron: the paper (arXiv:2412.00129) reports ~160M parameters; no exact count is published.
-REFERENCE_PARAMS = {"particlenet": 370_801, "part": 2_143_879, "bbt_neutron": 160_000_000}
+# vq_gpt: no published count either; this is our OmniJet-alpha configuration (codebook 8192, GPT 256 wide with
+#   3 blocks and 8 heads, MLP tokenizer 19-128-128-16) counted by hand: tokenizer 42,275 + token embedding
+#   8194 x 256 + 3 blocks x 789,760 + final norm 512 + summation head 65,792 + 2,827 = 4,578,350.
+REFERENCE_PARAMS = {"particlenet": 370_801, "part": 2_143_879, "bbt_neutron": 160_000_000, "vq_gpt": 4_578_350}
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +50,24 @@ def inputs_for(name, jets, options=None):
     return batch_tensors(arrays, np.arange(len(jets["labels"])))
 
 
-def small_model(name, seed=0):
+def small_model(name, jets, seed=0):
+    """The model at its small width; a model with a fit-once step (ModelSpec.fit_inputs) gets it on ``jets``."""
     torch.manual_seed(seed)
-    return build_model(name, SMALL[name], 11, 19, options_for(name))
+    options = {**options_for(name), **SMALL_OPTIONS.get(name, {})}
+    model = build_model(name, SMALL[name], 11, 19, options)
+    spec = catalog.get(name)
+    if spec.fit_inputs:
+        from jetscale.train.inputs import Unlabelled
+
+        arrays, _ = prepare_inputs(name, options, jets["features"], jets["mask"], jets["vectors"])
+        fit = catalog.resolve(spec.fit_inputs)
+        fit(model, Unlabelled(len(jets["labels"]), lambda rows: {k: v[rows] for k, v in arrays.items()}), seed)
+    return model
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_forward_shapes_and_flops(name, jets):
-    model = small_model(name)
+    model = small_model(name, jets)
     batch = inputs_for(name, jets)
     assert model(**batch).shape == (16, 11)
     assert measure_flops_per_jet(model, batch) > 0
@@ -60,7 +76,7 @@ def test_forward_shapes_and_flops(name, jets):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_bf16_autocast_forward_and_backward(name, jets):
     """The GPU recipe's mixed precision, run on CPU: every model must accept bf16 activations."""
-    model = small_model(name).eval()  # no dropout: compare bf16 with fp32 on equal terms
+    model = small_model(name, jets).eval()  # no dropout: compare bf16 with fp32 on equal terms
     batch = inputs_for(name, jets)
     with torch.no_grad():
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -78,7 +94,7 @@ def test_bf16_autocast_forward_and_backward(name, jets):
 
 @pytest.mark.parametrize("name", ["particlenet", "part"])
 def test_particle_models_are_permutation_invariant(name, jets):
-    model = small_model(name).eval()
+    model = small_model(name, jets).eval()
     batch = {k: v.clone() for k, v in inputs_for(name, jets).items()}
     perm = torch.randperm(batch["mask"].shape[-1], generator=torch.Generator().manual_seed(1))
     permuted = {k: v[..., perm] for k, v in batch.items()}
@@ -87,7 +103,7 @@ def test_particle_models_are_permutation_invariant(name, jets):
 
 
 def test_bbt_neutron_is_order_sensitive(jets):
-    model = small_model("bbt_neutron").eval()
+    model = small_model("bbt_neutron", jets).eval()
     perm = np.random.default_rng(2).permutation(32)
     shuffled = {k: jets[k][:, perm] if k in ("features", "vectors", "mask") else jets[k] for k in jets}
     # the tokenizer writes real particles in the given order; shuffling reorders their bytes
@@ -121,7 +137,7 @@ def test_width_rules_match_the_registry():
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_each_model_overfits_a_tiny_batch(name, jets):
-    model = small_model(name)
+    model = small_model(name, jets)
     batch = inputs_for(name, jets)
     labels = torch.from_numpy(jets["labels"])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

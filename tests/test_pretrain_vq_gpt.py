@@ -322,10 +322,12 @@ def test_classifier_heads(fitted, head):
 
 
 def test_bad_options_name_the_key():
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['codebok_size'\]"):
+    with pytest.raises(ValueError, match=r"vq_gpt.codebok_size: unknown option; allowed: \['codebook_size'"):
         vq_gpt.build("vq_gpt", WIDTH, 19, 11, {"codebok_size": 8}, seed=0)
-    with pytest.raises(ValueError, match="tokenizer: unknown tokenizer 'cnn'"):
+    with pytest.raises(ValueError, match=r"vq_gpt.tokenizer: 'cnn' is not allowed; allowed values: \['mlp'"):
         vq_gpt.build("vq_gpt", WIDTH, 19, 11, {"tokenizer": "cnn"}, seed=0)
+    with pytest.raises(ValueError, match="vq_gpt.vq_steps: bad value '10': must be an integer"):
+        vq_gpt.build("vq_gpt", WIDTH, 19, 11, {"vq_steps": "10"}, seed=0)
     with pytest.raises(ValueError, match=r"features: unknown feature\(s\) \['pt'\]"):
         vq_gpt.build("vq_gpt", WIDTH, 19, 11, {"features": ["pt"]}, seed=0)
     with pytest.raises(ValueError, match="not 'part'"):

@@ -245,9 +245,10 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         if model not in known:
             raise ConfigError(f"{where}: models.{model}: unknown model; known models: {list(known)}")
         try:
-            catalog.get(model).parse_options(options)
+            parsed = catalog.get(model).parse_options(options)
         except OptionError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        check_option_widths(cfg, model, parsed, f"models.{model}", where)
     check_model_axes(cfg, where)
     for model in cfg.get("resources", {}).get("train", {}):
         if model not in known:
@@ -278,6 +279,32 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
                 f"{train_pool_per_class(cfg)} per class "
                 f"x {len(classes)} classes); raise data.generate.jets_per_class"
             )
+
+
+def check_option_widths(cfg: dict, model: str, options: Any, key: str, where: str) -> None:
+    """Every grid width of ``model`` must suit its options (e.g. GPT heads set in the options divide it)."""
+    if model not in cfg["grid"]["axes"]["model"]:
+        return
+    for width in axis_values(cfg, "width", model):
+        if problem := catalog.get(model).width_problem(width, options):
+            raise ConfigError(f"{where}: {key}: grid width {width} for model {model!r}: {problem}")
+
+
+def check_method_options(cfg: dict, name: str, model: str, where: str) -> None:
+    """``pretraining.methods.<name>`` keys that are options of the model it pretrains are merged over
+    ``models.<model>`` (pretraining and fine-tuning alike): the merge must be valid model options."""
+    from .pretrain import METHODS
+
+    method_options = (cfg.get("pretraining", {}).get("methods") or {}).get(name) or {}
+    spec = catalog.get(model)
+    own = method_options if METHODS[name].model_options_only else spec.own_options(method_options)
+    merged = {**(cfg.get("models", {}).get(model) or {}), **own}
+    key = f"pretraining.methods.{name} over models.{model}"
+    try:
+        parsed = spec.parse_options(merged, key)
+    except OptionError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    check_option_widths(cfg, model, parsed, key, where)
 
 
 def uses_pretraining(cfg: dict) -> bool:
@@ -318,6 +345,7 @@ def check_pretraining(cfg: dict, where: str) -> None:
                 f"{where}: grid.axes.pretrain: {name!r} pretrains {METHODS[name].backbone!r}, which is not in "
                 f"grid.axes.model {models}"
             )
+        check_method_options(cfg, name, METHODS[name].backbone, where)
     scan = cfg.get("pretraining", {}).get("loss_scan", {})
     for model in {METHODS[n].backbone for n in wanted}:
         for width in scan.get("width", []):
@@ -434,12 +462,19 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     ``training`` section enters whole except its run knobs (schema ``x-run-knob``: threads, device, compile,
     processes, checkpoint cadence; the jets seen and the averaged gradients do not depend on them) and keys
     at a default that reproduces what ran before they existed (schema ``x-hash-omit-default``: precision
-    'auto'). Model options enter as written in the config (defaults live in the model's options dataclass).
+    'auto'). Model options enter as written in the config (defaults live in the model's options dataclass);
+    a fine-tuning cell's also hold those of ``pretraining.methods.<method>`` that are the model's own options.
     """
     model = cell["model"]
     model_spec = catalog.get(model)
     training = _hashed("training", cfg["training"])
     model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
+    finetune = uses_pretraining(cfg) and cell.get("pretrain", "none") != "none"
+    if finetune:
+        # The classifier has its backbone's architecture: the method's options that are this model's own,
+        # merged over models.<model> as the pretraining job merged them (none: settings as before).
+        method_options = (cfg.get("pretraining", {}).get("methods") or {}).get(cell["pretrain"]) or {}
+        model_options.update(copy.deepcopy(model_spec.own_options(method_options)))
     for axis, spec in cfg["grid"].get("extra_axes", {}).items():
         value = cell.get(axis, spec["default"])
         if value == spec["default"]:
@@ -470,7 +505,7 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         **inputs,
         "training": training,
     }
-    if uses_pretraining(cfg) and cell.get("pretrain", "none") != "none":  # from scratch: no key, hashes unchanged
+    if finetune:  # from scratch: no key, hashes unchanged
         from .pretrain.plan import finetune_settings
 
         settings["pretrain"] = finetune_settings(cfg, cell)

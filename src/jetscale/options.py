@@ -3,7 +3,8 @@
 A model's options (config ``models.<name>``) and the BBT tokenizer's are frozen dataclasses: the defaults live
 in the class, and :func:`parse` refuses unknown keys and values of the wrong type, naming the key path, e.g.
 ``models.part.n_layer: unknown option; allowed: ['n_cls_layers', 'n_layers']``. Supported field types: ``bool``,
-``int``, ``float`` (an int is accepted), ``str``, ``Literal[...]``, ``X | None`` and nested option dataclasses.
+``int``, ``float`` (an int is accepted), ``str``, ``Literal[...]``, ``tuple[X, ...]`` (from a list),
+``X | None`` and nested option dataclasses.
 A class may check value ranges in ``__post_init__`` by raising ``ValueError("<field>: <problem>")``.
 """
 
@@ -102,6 +103,13 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(hint):
         return parse(hint, value, where)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{where}: option type {hint!r}: only tuple[X, ...] is supported by jetscale.options")
+        if not isinstance(value, list | tuple):
+            raise OptionError(f"{where}: bad value {value!r}: must be a list")
+        return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
             raise OptionError(f"{where}: bad value {value!r}: must be true or false")

@@ -54,7 +54,8 @@ def _physics() -> dict[str, dict]:
 
 
 PRESETS: dict[str, dict[str, dict]] = {"raw": {name: {} for name in FEATURE_NAMES}, "physics": _physics()}
-DEFAULT_PRESET: dict[str, str] = {"particlenet": "physics", "part": "physics", "bbt_neutron": "raw"}
+# vq_gpt: raw, as its pretraining pool (the tokenizer standardises itself; its options name Table-1 features)
+DEFAULT_PRESET: dict[str, str] = {"particlenet": "physics", "part": "physics", "bbt_neutron": "raw", "vq_gpt": "raw"}
 
 
 def parse_inputs(raw: Any, model: str, where: str = "inputs") -> list[dict]:

@@ -28,6 +28,8 @@ from typing import Any
 
 from ..options import parse
 from ..tokenize.options import TokenizerOptions
+from .vq_gpt_options import REFERENCE_WIDTH as VQ_GPT_REFERENCE_WIDTH
+from .vq_gpt_options import VQGPTOptions, default_heads
 
 
 def resolve(target: str) -> Any:
@@ -93,11 +95,16 @@ class ModelSpec:
     depth: Callable[[int], int] | None = None  # width -> default number of blocks (None: fixed architecture)
     heads: Callable[[int], int] | None = None  # width -> attention heads
     width_rule: Callable[[int], str | None] = min_width_problem  # why a width is invalid (None when valid)
-    blocks: str = "blocks"  # attribute of the built model holding the blocks its depth counts
+    blocks: str = "blocks"  # attribute (dotted path) of the built model holding the blocks its depth counts
     # Bumped when the model's computation changes, so its finished cells get a new settings hash and retrain
     # (other models' cells keep theirs). Revision 1 adds nothing to the settings.
     revision: int = 1
     pretrain_heads: tuple[str, ...] = ()  # pretraining methods (jetscale.pretrain) whose head it can carry
+    # "module:function" (model, train, seed) -> stats: a fit-once step on the training subset's model inputs
+    # (``train``: jetscale.train.inputs.Unlabelled, no labels) that a from-scratch cell runs before its first
+    # step (e.g. a tokenizer); what it fits must live in the model's state dict (checkpointed, so a resumed cell
+    # does not refit; a fine-tuning cell loads it with the backbone instead). None: nothing to fit.
+    fit_inputs: str | None = None
     summary: str = ""
 
     def parse_options(self, mapping: Any, where: str | None = None):
@@ -110,8 +117,14 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(self.options)}
         return {k: v for k, v in (mapping or {}).items() if k in known}
 
-    def width_problem(self, width: int) -> str | None:
-        return self.width_rule(width)
+    def width_problem(self, width: int, options: Any = None) -> str | None:
+        """Why ``width`` is invalid (None when valid): the width rule, then the options' own ``width_problem``
+        where the options class has one (e.g. attention heads set in the options must divide the width)."""
+        problem = self.width_rule(width)
+        if problem:
+            return problem
+        check = getattr(self.parse_options(options), "width_problem", None)
+        return check(width) if check else None
 
     @property
     def inputs(self) -> InputKind:
@@ -119,10 +132,11 @@ class ModelSpec:
 
     def build(self, width: int, n_classes: int, n_features: int, options: Any = None):
         """The ``nn.Module`` at ``width`` (imports torch and the model's module)."""
-        problem = self.width_problem(width)
+        options = self.parse_options(options)
+        problem = self.width_problem(width, options)
         if problem:
             raise ValueError(problem)
-        return resolve(self.builder)(self, width, n_classes, n_features, self.parse_options(options))
+        return resolve(self.builder)(self, width, n_classes, n_features, options)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -261,5 +275,21 @@ register(
         # pairs only, no GELU on the bias, raw class-token query)
         revision=2,
         summary="Particle Transformer: attention with a pair-feature bias, class-attention blocks",
+    )
+)
+register(
+    ModelSpec(
+        "vq_gpt",
+        builder="jetscale.models.vq_gpt:build",
+        options=VQGPTOptions,  # shared with the vq_gpt pretraining method (jetscale.pretrain.vq_gpt)
+        default_lr=1e-3,
+        reference_width=VQ_GPT_REFERENCE_WIDTH,
+        input_kind="particles",  # the same prepared particle inputs as ParT/ParticleNet; it reads x and mask
+        depth=lambda width: VQGPTOptions().n_layers,  # fixed depth (option n_layers), as OmniJet-alpha's 3 blocks
+        heads=default_heads,
+        width_rule=min_width_problem,  # + VQGPTOptions.width_problem: the GPT heads divide the width
+        blocks="gpt.blocks",
+        fit_inputs="jetscale.models.vq_gpt:fit_tokenizer",  # from scratch: tokens of its own training jets
+        summary="OmniJet-alpha: VQ-VAE particle tokens, a GPT over the pT-ordered sequence, a summation head",
     )
 )

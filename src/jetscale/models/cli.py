@@ -82,12 +82,14 @@ def measure_ladder(
         batch = batch_tensors(arrays, np.arange(len(jets["labels"])), kind=get(name).inputs)
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)
-            blocks = get(name).blocks
+            blocks = model
+            for attr in get(name).blocks.split("."):  # a dotted path, e.g. "gpt.blocks"
+                blocks = getattr(blocks, attr)
             rows.append(
                 {
                     "model": name,
                     "width": width,
-                    "depth": len(getattr(model, blocks)),
+                    "depth": len(blocks),
                     "n_params": count_params(model),
                     "fwd_flops_per_jet": measure_flops_per_jet(model, batch),
                 }

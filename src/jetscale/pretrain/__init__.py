@@ -29,6 +29,8 @@ class MethodSpec:
     backbone: str  # catalog model the backbone belongs to (and whose from-scratch series it is compared with)
     module: str  # importable module with build() [and prepare()]
     summary: str
+    # True: every option of the method is an option of its catalog model (config validation refuses other keys)
+    model_options_only: bool = False
 
     def available(self) -> bool:
         """Whether the method's module is installed (libraries land one by one)."""
@@ -61,6 +63,7 @@ METHODS: dict[str, MethodSpec] = {
             "vq_gpt",
             "jetscale.pretrain.vq_gpt",
             "OmniJet-alpha: VQ-VAE particle tokens, then a GPT with next-token cross-entropy",
+            model_options_only=True,
         ),
     )
 }

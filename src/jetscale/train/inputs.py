@@ -10,6 +10,8 @@ prepared once because that is faster.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,15 @@ INFO_CHUNK = 65536  # jets per chunk when counting truncated jets of a lazy spli
 def prepared_bytes_per_jet(name: str, options, n_particles: int, n_features: int) -> int:
     spec = catalog.get(name)
     return spec.inputs.bytes_per_jet(spec.parse_options(options), n_particles, n_features)
+
+
+@dataclass(frozen=True)
+class Unlabelled:
+    """A split's model inputs without its labels: ``n`` jets, ``rows(idx)`` -> their model-input arrays (numpy,
+    untrimmed). What a model's fit-once step (``ModelSpec.fit_inputs``) is given, so it cannot read labels."""
+
+    n: int
+    rows: Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 class SplitInputs:
@@ -93,6 +104,16 @@ class SplitInputs:
                 info["seq_len"] = chunk["seq_len"]
             info["truncated_jets"] = truncated
         return info
+
+    def input_arrays(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Model-input arrays of ``rows`` (numpy, untrimmed; labels are never among them)."""
+        rows = np.asarray(rows)
+        if self.eager:
+            return {key: value[rows] for key, value in self.arrays.items()}
+        return self._prepare(rows)
+
+    def unlabelled(self) -> Unlabelled:
+        return Unlabelled(self.n, self.input_arrays)
 
     def tensors(self, idx: np.ndarray | slice, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Rows ``idx`` as tensors on ``device``, trimmed to the batch's longest jet."""

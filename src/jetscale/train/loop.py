@@ -281,6 +281,7 @@ class TrainState:
     window_loss: float = 0.0
     window_steps: int = 0
     window_seconds: float = 0.0
+    input_fit: dict | None = None  # stats of the model's fit-once step (ModelSpec.fit_inputs), from scratch only
 
     def as_checkpoint(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -357,6 +358,11 @@ class CellTraining:
             from ..pretrain.finetune import attach, default_backbone_path
 
             self.finetune = attach(self.model, settings["pretrain"], backbone or default_backbone_path(cfg, self.cell))
+        self.ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
+        saved = self._usable_checkpoint()
+        # Before the engine exists (it may wrap or partition the weights): a resumed run gets the fitted
+        # weights from its checkpoint instead, so it never refits.
+        input_fit = self.fit_inputs() if saved is None else None
         if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
             torch.manual_seed(seed + 1_000_003 * ranks.rank)
         self._make_engine(training)
@@ -364,8 +370,7 @@ class CellTraining:
         self.eval_every = max(1, int(training["eval_every_samples"]))
         self.patience = training.get("early_stopping_patience")
         self.ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))  # a run knob, not hashed
-        self.ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
-        self.state = self._resume() or TrainState()
+        self.state = self._resume(saved) or self._fresh_state(input_fit, refit=saved is not None)
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -424,10 +429,34 @@ class CellTraining:
             self.model, optimizer, scheduler, {**training, "batch_size": self.batch_size, "compile": compile_}, ranks
         )
 
-    def _resume(self) -> TrainState | None:
+    def fit_inputs(self) -> dict | None:
+        """The model's fit-once step on this cell's training inputs, never its labels (``ModelSpec.fit_inputs``,
+        e.g. vq_gpt's tokenizer); from-scratch cells only: a fine-tuning cell loaded it with the backbone."""
+        if self.spec.fit_inputs is None or self.finetune is not None:
+            return None
+        fit = catalog.resolve(self.spec.fit_inputs)
+        return fit(self.model, self.inputs["train"].unlabelled(), self.seed)
+
+    def _usable_checkpoint(self) -> dict | None:
+        """This cell's checkpoint when it belongs to these settings and splits, else None."""
         saved = ckpt.load_checkpoint(self.ckpt_path, self.shash)
         if saved is not None and saved.get("data_fingerprint") != self.meta.get("data_fingerprint"):
             saved = ckpt.report_unusable(self.ckpt_path, "trained on other splits (data_fingerprint differs)")
+        return saved
+
+    def _fresh_state(self, input_fit: dict | None, *, refit: bool) -> TrainState:
+        """A new run's state. ``refit``: the fit was skipped for a checkpoint the engine then refused, so the
+        model still needs its fit-once step (the engine has not stepped yet; its weights are the model's)."""
+        if refit and self.spec.fit_inputs is not None and self.finetune is None:
+            if self.engine.partitioned:
+                raise TrainingError(
+                    f"{self.ckpt_path}: unusable, and {self.name}'s fit-once step cannot run on partitioned "
+                    "weights; delete the checkpoint and rerun"
+                )
+            input_fit = self.fit_inputs()
+        return TrainState(input_fit=input_fit)
+
+    def _resume(self, saved: dict | None) -> TrainState | None:
         if saved is None or not self.engine.load(self.out_dir, saved):
             return None
         rngs = saved.get("rng_ranks")
@@ -636,6 +665,8 @@ class CellTraining:
             if self.transform is not None
             else None,
         )
+        if state.input_fit is not None:
+            record["input_fit"] = state.input_fit
         if self.finetune is not None:
             record["backbone_id"] = self.finetune.backbone_id
             record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...models.vq_gpt_options import VQGPTOptions
 from ...tokenize.particles import particle_arrays
 from ..base import check_unlabelled
 from .model import VQGPTClassifier, VQGPTObjective
-from .options import VQGPTOptions
 from .quality import codebook_usage, feature_w1, observable_w1, resolution
 from .tokenizer import fit_vqvae
 

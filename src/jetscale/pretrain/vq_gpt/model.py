@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...models.vq_gpt_options import VQGPTOptions, feature_columns, feature_names
 from ..base import Objective, check_unlabelled
 from .gpt import IGNORE, JetGPT, generate, pt_order, sequences
-from .options import VQGPTOptions, feature_columns, feature_names
 from .tokenizer import VQVAE
 
 

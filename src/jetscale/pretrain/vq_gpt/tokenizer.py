@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .options import VQGPTOptions
+from ...models.vq_gpt_options import VQGPTOptions
 
 SEARCH_CHUNK = 4096  # particles per nearest-code search: keeps the (chunk, K) distance matrix small
 
@@ -251,8 +251,9 @@ def fit_vqvae(
             if step % log_every == 0 or step == opts.vq_steps - 1:
                 curve.append({"step": step + 1, "reco_loss": round(value, 6)})
     vq.train(was)
-    for p in params:
+    for p in params:  # frozen from here on, with no stale gradient an optimizer (or its weight decay) could apply
         p.requires_grad_(False)
+        p.grad = None
     vq.fitted.fill_(True)
     return {
         "steps": opts.vq_steps,
