@@ -13,12 +13,15 @@ part            embedding dim      embed (w,4w,w), pair (w/2,w/2,w/2), L particl
 bbt_neutron     hidden size        patch MLP (16w→4w→w), L RoPE decoder layers, SwiGLU 4w,           w = 768
                                    heads of 64 (two heads below 128), LM head optional;
                                    depth at a fixed aspect ratio: L = clamp(round(w/64), 2, 12)
+vq_gpt          GPT hidden size    VQ-VAE tokenizer (fitted, frozen), token embedding, 3 GPT blocks    w = 256
+                                   (MLP 4w, w // 32 heads), summation head; depth: option n_layers
 ==============  =================  ==============================================================  ==========
 
 Model options (config ``models.<name>``) are the spec's options dataclass (``catalog.BBTNeutronOptions``,
 ``ParticleNetOptions``, ``ParTOptions``): bbt_neutron ``tokenizer`` (``jetscale.tokenize.options``),
 ``n_layers`` (default: the depth rule above) and ``lm_head`` (false; forced on when ``training.pretrain``);
-particlenet ``k`` (16); part ``n_layers`` (default: the depth rule above), ``n_cls_layers`` (2).
+particlenet ``k`` (16); part ``n_layers`` (default: the depth rule above), ``n_cls_layers`` (2); vq_gpt
+``vq_gpt_options.VQGPTOptions`` (tokenizer, codebook, GPT and head; shared with its pretraining method).
 
 Depth rules: both transformers keep the reference's width/depth ratio below the reference width (as in
 LLM scaling families), so the small widths of the CPU study are shallower as well as narrower; at and

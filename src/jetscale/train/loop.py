@@ -11,7 +11,9 @@ clamp(epochs × n_train, min_samples, max_samples). The sampler draws an indepen
 n_train jets per epoch (seeded by (seed, epoch)), so the stream is a pure function of the seed and resumes
 from a single number. Every ``eval_every_samples`` the full validation set is scored; training stops early
 after ``early_stopping_patience`` evaluations without a better validation loss and the best weights are
-restored. Test-set scores of the restored model go to ``predictions.parquet``.
+restored. Test-set scores of the restored model go to ``predictions.parquet``. A model whose spec declares a
+fit-once step (``ModelSpec.fit_inputs``, e.g. vq_gpt's tokenizer) runs it on the training jets' inputs before
+the first step of a from-scratch cell; a resumed run takes the fitted weights from its checkpoint.
 
 Outputs in ``out_dir`` (all written atomically; ``metrics.json`` last, it is Snakemake's target):
 

@@ -6,12 +6,15 @@
    ``START t_1 … t_n STOP`` sequences (:mod:`.gpt`); ``objective.sample(n)`` generates jets.
 3. :func:`classifier`: the fine-tuning model, the same tokenizer + GPT with a classification head; it loads
    ``objective.backbone_state_dict()`` (tokenizer + GPT, every key consumed) and takes the particle inputs.
+   It is the catalog model ``vq_gpt`` (:mod:`jetscale.models.vq_gpt`), whose from-scratch cells fit their
+   own tokenizer on their training jets.
 4. :func:`evaluate`: token quality on jets the tokenizer was not fitted on, and Wasserstein-1 distances per
    particle feature and per jet observable between generated and real jets (and, as the tokenization floor,
    between reconstructed and real jets).
 
 Options (``pretraining.methods.vq_gpt`` merged over ``models.vq_gpt``): see
-:class:`~.options.VQGPTOptions`; ``width`` is the GPT's hidden size. Labels never enter any of this.
+:class:`jetscale.models.vq_gpt_options.VQGPTOptions`; ``width`` is the GPT's hidden size. Labels never enter
+any of this.
 """
 
 from __future__ import annotations
