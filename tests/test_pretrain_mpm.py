@@ -194,7 +194,13 @@ def test_particle_id_classes():
     x[0, names.index("is_muon"), 1], x[0, names.index("charge"), 1] = 1, -1
     x[0, names.index("charge"), 2] = 1  # charged, no flag
     photon, muon, other = mpm.PID_FLAGS.index("is_photon"), mpm.PID_FLAGS.index("is_muon"), len(mpm.PID_FLAGS)
-    assert mpm.particle_id(x)[0].tolist() == [3 * photon + 1, 3 * muon, 3 * other + 2]
+    assert mpm.particle_id(x, mpm.TargetColumns.of(None))[0].tolist() == [3 * photon + 1, 3 * muon, 3 * other + 2]
+    # by name: the same particles under an input spec that reorders the columns and adds one
+    order = [*reversed(names), "d0_sig"]
+    y = torch.cat([x[:, [names.index(n) for n in reversed(names)]], torch.zeros(1, 1, 3)], dim=1)
+    assert mpm.particle_id(y, mpm.TargetColumns.of(order))[0].tolist() == [3 * photon + 1, 3 * muon, 3 * other + 2]
+    with pytest.raises(ValueError, match="mpm needs the model inputs \\['d0'\\]"):
+        mpm.TargetColumns.of([n for n in names if n != "d0"])
 
 
 def test_flow_head_samples_standardised_features(arrays, batch):

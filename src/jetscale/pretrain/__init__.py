@@ -3,7 +3,8 @@
 Torch-free (config validation and the Snakemake DAG import it). A method's code lives in its own module,
 imported only when a pretraining or fine-tuning job runs (:meth:`MethodSpec.load`). Each module provides
 
-* ``build(model_name, width, n_features, n_classes, options, seed) -> Objective`` (see :mod:`.base`), and
+* ``build(model_name, width, n_features, n_classes, options, seed, input_names=None) -> Objective`` (see
+  :mod:`.base`; ``input_names``: the model-input columns under the model's input spec, None = Table-1), and
 * optionally ``prepare(objective, unlabelled_arrays, seed) -> dict``: a fit-once step on unlabelled data
   (a K-means codebook, a VQ-VAE) that runs before the gradient loop; what it fits lives in the objective's
   state dict, so it is checkpointed with it.

@@ -80,10 +80,12 @@ def read_backbone(path: str | Path, expected_hash: str) -> dict:
     return saved
 
 
-def attach(model: nn.Module, pretrain: dict, path: str | Path) -> FineTune:
+def attach(model: nn.Module, pretrain: dict, path: str | Path, saved: dict | None = None) -> FineTune:
     """Load the backbone at ``path`` into ``model`` (checked against ``pretrain.backbone_hash``) and set up
-    ``pretrain["mode"]``. ``pretrain`` is the cell's resolved ``settings["pretrain"]``."""
-    saved = read_backbone(path, pretrain["backbone_hash"])
+    ``pretrain["mode"]``. ``pretrain`` is the cell's resolved ``settings["pretrain"]``; ``saved``: the file's
+    contents when the caller has already read them with :func:`read_backbone`."""
+    if saved is None:
+        saved = read_backbone(path, pretrain["backbone_hash"])
     try:
         head = load_backbone(model, saved["backbone"], source=str(path))
     except ValueError as exc:

@@ -43,6 +43,9 @@ from .. import io as jio
 from .. import signals
 from ..config import settings_hash
 from ..errors import DataError, TrainingError
+from ..inputs.prepare import InputTransform
+from ..inputs.spec import needs_statistics
+from ..inputs.stats import compute_stats
 from ..models.registry import batch_tensors, count_params, prepare_inputs
 from ..train import checkpoint as ckpt
 from ..train.distributed import Ranks, TorchEngine, resolve_device
@@ -80,6 +83,18 @@ def load_unlabelled(splits_dir: str | os.PathLike, split: str, n: int, *, tail: 
             raise DataError(f"{path}: split array missing")
         out[name] = np.asarray(np.load(path, mmap_mode="r")[rows])
     return out
+
+
+def pool_input_transform(features: list[dict] | None, pool: dict[str, np.ndarray]):
+    """(statistics, transform) of the backbone's input spec; ``auto`` standardisation uses the unlabelled pool.
+
+    Fine-tuning cells reuse these statistics (not their own subset's), so the backbone sees the same scale of
+    inputs it was pretrained on. (None, None) for the raw features.
+    """
+    if not features:
+        return None, None
+    stats = compute_stats(pool, len(pool["mask"])) if needs_statistics(features) else None
+    return stats, InputTransform.from_spec(features, stats)
 
 
 def build_options(settings: dict) -> dict:
@@ -121,19 +136,26 @@ def pretrain_backbone(
     model_name, options = settings["model"], settings["model_options"]
     n_pretrain = int(settings["n_pretrain"])
     raw = load_unlabelled(splits_dir, "train", n_pretrain, tail=True)
-    arrays, info = prepare_inputs(model_name, options, raw["features"], raw["mask"], raw["vectors"])
+    input_stats, transform = pool_input_transform(settings.get("inputs"), raw)
+    arrays, info = prepare_inputs(model_name, options, raw["features"], raw["mask"], raw["vectors"], transform)
     val_size = int(json.loads((Path(splits_dir) / "meta.json").read_text())["sizes"]["val"])
     held = load_unlabelled(splits_dir, "val", min(int(p["eval_jets"]), val_size), tail=False)
-    held_arrays, _ = prepare_inputs(model_name, options, held["features"], held["mask"], held["vectors"])
+    held_arrays, _ = prepare_inputs(model_name, options, held["features"], held["mask"], held["vectors"], transform)
     n_held = len(held["mask"])
-    n_features = int(raw["features"].shape[-1])
+    n_features = transform.n_features if transform is not None else int(raw["features"].shape[-1])
 
     # objective, optimiser, schedule --------------------------------------------------------------------
     spec = method(settings["method"])
     module = spec.load()
     # build() gets the catalog model's options (so the backbone fits the classifier) + the method's own
     objective = module.build(
-        model_name, settings["width"], n_features, len(settings["classes"]), build_options(settings), seed
+        model_name,
+        settings["width"],
+        n_features,
+        len(settings["classes"]),
+        build_options(settings),
+        seed,
+        input_names=transform.names if transform is not None else None,
     ).to(device)
     batch_size = min(int(p["batch_size"]), n_pretrain)
     budget = total_samples({"compute": "auto", "n_train": n_pretrain, "training": {"auto_compute": p["compute"]}})
@@ -241,6 +263,7 @@ def pretrain_backbone(
         info=info,
         n_held=n_held,
         device=device,
+        inputs=transform.record() if transform is not None else None,
     )
     write_log(out_dir / "pretrain_log.csv", state["log_rows"])
     jio.write_json(out_dir / RECORD_NAME, record)
@@ -254,6 +277,7 @@ def pretrain_backbone(
                 "method": settings["method"],
                 "model": model_name,
                 "width": settings["width"],
+                "input_stats": input_stats,
             },
             tmp,
         )
@@ -325,6 +349,7 @@ def pretrain_record(
     info,
     n_held,
     device,
+    inputs,
 ) -> dict:
     """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies)."""
     rows = state["log_rows"]
@@ -354,6 +379,7 @@ def pretrain_record(
         "n_held_out": n_held,
         "pool": {"split": "train", "rows": "last n_pretrain", "n_jets": info.get("n_jets")},
         "prepare": state["prepare"],
+        "inputs": inputs,  # the resolved input spec (centres/scales of the pool); None = raw features
         "wall_time_s": round(wall_time_s, 3),
         "setup_time_s": round(setup_s, 3),
         "hardware": {"device": device.type, "threads": torch.get_num_threads()},

@@ -46,6 +46,9 @@ layers within 0.5% downstream), ``id_weight`` (1.0), ``max_particles`` (256), ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -79,16 +82,33 @@ DEFAULTS = {
     "flow_blocks": 3,
 }
 
-_CONT_IDX = [FEATURE_NAMES.index(name) for name in CONTINUOUS]
-_FLAG_IDX = [FEATURE_NAMES.index(name) for name in PID_FLAGS]
-_CHARGE_IDX = FEATURE_NAMES.index("charge")
+
+@dataclass(frozen=True)
+class TargetColumns:
+    """Where the targets sit among the model-input columns (by name: an input spec may transform, add or
+    reorder features). The regression/K-means targets are the 11 continuous features as the classifier sees
+    them (e.g. tanh-compressed d0 under the ``physics`` preset); the PID class needs the flags and the charge."""
+
+    continuous: tuple[int, ...]
+    flags: tuple[int, ...]
+    charge: int
+
+    @classmethod
+    def of(cls, names: Sequence[str] | None) -> TargetColumns:
+        names = list(FEATURE_NAMES if names is None else names)
+        missing = [n for n in (*CONTINUOUS, *PID_FLAGS, "charge") if n not in names]
+        if missing:
+            raise ValueError(f"mpm needs the model inputs {missing} (its targets); the input spec drops them")
+        return cls(
+            tuple(names.index(n) for n in CONTINUOUS), tuple(names.index(n) for n in PID_FLAGS), names.index("charge")
+        )
 
 
-def particle_id(x: torch.Tensor) -> torch.Tensor:
-    """x (B, F, P) Table-1 features -> (B, P) class in [0, 24): 3 · (PID flag, or 7 = none) + charge sign + 1."""
-    flags = x[:, _FLAG_IDX]
+def particle_id(x: torch.Tensor, columns: TargetColumns) -> torch.Tensor:
+    """x (B, F, P) model inputs -> (B, P) class in [0, 24): 3 · (PID flag, or 7 = none) + charge sign + 1."""
+    flags = x[:, list(columns.flags)]
     flag = torch.where(flags.amax(dim=1) > 0.5, flags.argmax(dim=1), len(PID_FLAGS))
-    return 3 * flag + torch.sign(x[:, _CHARGE_IDX]).long() + 1
+    return 3 * flag + torch.sign(x[:, columns.charge]).long() + 1
 
 
 def sample_masked(valid: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -157,8 +177,9 @@ class FlowHead(nn.Module):
 class MaskedParticleModelling(Objective):
     name = "mpm"
 
-    def __init__(self, part: ParticleTransformer, width: int, opts: dict):
+    def __init__(self, part: ParticleTransformer, width: int, opts: dict, columns: TargetColumns | None = None):
         super().__init__()
+        self.columns = columns or TargetColumns.of(None)
         for attr in CLASSIFIER_ONLY:
             delattr(part, attr)
         self.backbone = part
@@ -222,7 +243,7 @@ class MaskedParticleModelling(Objective):
 
     def standardised(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, F, P) -> (B, P, 11) continuous features standardised with the fitted means/widths."""
-        return (x[:, _CONT_IDX].transpose(1, 2).float() - self.target_mean) / self.target_std
+        return (x[:, list(self.columns.continuous)].transpose(1, 2).float() - self.target_mean) / self.target_std
 
     def nearest_centroid(self, z: torch.Tensor) -> torch.Tensor:
         return _nearest(z, self.codebook)
@@ -243,7 +264,7 @@ class MaskedParticleModelling(Objective):
         if n_masked == 0:  # only jets too small to mask: nothing to predict, keep the graph
             zero = out.sum() * 0.0 + h.sum() * 0.0
             return zero, {"n_masked": 0.0, "mask_fraction": 0.0}
-        pid = particle_id(batch["x"])[masked]
+        pid = particle_id(batch["x"], self.columns)[masked]
         id_logits = self.id_head(out).float()
         id_loss = F.cross_entropy(id_logits, pid, label_smoothing=LABEL_SMOOTHING)
         cont = self.standardised(batch["x"])[masked]
@@ -299,21 +320,34 @@ def _options(options: dict | None) -> dict:
     return opts
 
 
-def build(model_name: str, width: int, n_features: int, n_classes: int, options: dict, seed: int):
-    """The MPM objective on the catalog ParT at ``width`` (see the module docstring for ``options``)."""
+def build(
+    model_name: str,
+    width: int,
+    n_features: int,
+    n_classes: int,
+    options: dict,
+    seed: int,
+    input_names: Sequence[str] | None = None,
+):
+    """The MPM objective on the catalog ParT at ``width`` (see the module docstring for ``options``).
+    ``input_names``: the model-input columns (None: the Table-1 features, unchanged)."""
     if model_name != "part":
         raise ValueError(f"mpm pretrains part, not {model_name!r}")
-    if n_features != len(FEATURE_NAMES):
-        raise ValueError(f"mpm needs the {len(FEATURE_NAMES)} Table-1 features, got n_features={n_features}")
+    expected = len(FEATURE_NAMES) if input_names is None else len(input_names)
+    if n_features != expected:
+        raise ValueError(f"mpm: n_features={n_features} but the inputs have {expected} columns")
+    columns = TargetColumns.of(input_names)
     opts = _options(options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         part = build_model("part", width, n_classes, n_features, catalog.get("part").own_options(options))
-        return MaskedParticleModelling(part, width, opts)
+        return MaskedParticleModelling(part, width, opts, columns)
 
 
 # -- prepare: the fit-once step on unlabelled jets --------------------------------------------------------------
-def _real_particles(arrays: dict[str, np.ndarray], limit: int, rng: np.random.Generator) -> np.ndarray:
+def _real_particles(
+    arrays: dict[str, np.ndarray], limit: int, rng: np.random.Generator, columns: Sequence[int]
+) -> np.ndarray:
     """(N, 11) continuous features of up to ``limit`` real particles from randomly chosen jets (seeded)."""
     if "x" in arrays:  # model inputs: x (n, F, P), mask (n, 1, P)
         x, channels_first = arrays["x"], True
@@ -329,7 +363,8 @@ def _real_particles(arrays: dict[str, np.ndarray], limit: int, rng: np.random.Ge
         rows = np.sort(order[start : start + 4096])  # sorted: memory-mapped reads stay sequential
         xi = np.asarray(x[rows], dtype=np.float32)
         mi = np.asarray(arrays["mask"][rows]).reshape(len(rows), -1) > 0
-        xi = xi[:, _CONT_IDX, :].transpose(0, 2, 1) if channels_first else xi[:, :, _CONT_IDX]
+        cols = list(columns)
+        xi = xi[:, cols, :].transpose(0, 2, 1) if channels_first else xi[:, :, cols]
         chunks.append(xi[mi])
         total += len(chunks[-1])
         if total >= limit:
@@ -366,7 +401,7 @@ def kmeans(points: torch.Tensor, k: int, iters: int, seed: int) -> tuple[torch.T
 def prepare(objective: MaskedParticleModelling, unlabelled_arrays: dict[str, np.ndarray], seed: int) -> dict:
     """Fit the target standardisation (all targets) and the K-means codebook (``kmeans``) on unlabelled jets."""
     rng = np.random.default_rng(seed)
-    pts = _real_particles(unlabelled_arrays, objective.fit_particles, rng)
+    pts = _real_particles(unlabelled_arrays, objective.fit_particles, rng, objective.columns.continuous)
     if len(pts) == 0:
         raise ValueError("mpm prepare: the unlabelled arrays hold no real particles")
     mean = pts.mean(axis=0, dtype=np.float64)

@@ -62,7 +62,9 @@ class NextPatch(Objective):
         return {k: v for k, v in self.model.state_dict().items() if not k.startswith(NOT_BACKBONE)}
 
 
-def build(model_name: str, width: int, n_features: int, n_classes: int, options: dict, seed: int) -> NextPatch:
+def build(
+    model_name: str, width: int, n_features: int, n_classes: int, options: dict, seed: int, input_names=None
+) -> NextPatch:
     if model_name != "bbt_neutron":
         raise ValueError(f"next_patch pretrains bbt_neutron, not {model_name!r}")
     torch.manual_seed(seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+from ..inputs.spec import is_raw, model_inputs
 from ..models import catalog
 from . import NONE, method
 
@@ -75,6 +76,9 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
     if p.get("lr") is None:
         p["lr"] = catalog.get(model).default_lr
     revision = {"model_revision": catalog.get(model).revision} if catalog.get(model).revision > 1 else {}
+    # The backbone sees the inputs its classifier will see (raw: nothing added, so those hashes stay).
+    features = model_inputs(cfg, model)
+    inputs = {} if is_raw(features) else {"inputs": features}
     return {
         "method": name,
         "model": model,
@@ -85,6 +89,7 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
         "n_particles": cfg["data"]["n_particles"],
         "model_options": copy.deepcopy(cfg.get("models", {}).get(model, {})),
         "method_options": options,
+        **inputs,
         "pretraining": p,
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..inputs.prepare import InputTransform
 from ..models import catalog
 from ..models.registry import batch_tensors, prepare_inputs
@@ -137,11 +138,15 @@ def load_split_inputs(
     return SplitInputs(name, options, load_split(splits_dir, split, n=n), eager=eager, transform=transform)
 
 
-def input_transform(features: list[dict] | None, splits_dir: str | os.PathLike, n_train: int) -> tuple:
+def input_transform(
+    features: list[dict] | None, splits_dir: str | os.PathLike, n_train: int, backbone: tuple | None = None
+) -> tuple:
     """The cell's resolved input spec (None for the raw features) and where its statistics came from.
 
     Statistics are those of the cell's training subset, read from the file the workflow's ``input_stats``
-    step recorded beside the splits (computed here, identically, where it has not run).
+    step recorded beside the splits (computed here, identically, where it has not run). A fine-tuning cell
+    (``backbone`` = (path, contents)) uses the statistics its backbone was pretrained with instead: the
+    pretrained weights expect inputs on that scale.
     """
     from ..inputs.stats import load_stats
 
@@ -151,5 +156,10 @@ def input_transform(features: list[dict] | None, splits_dir: str | os.PathLike, 
 
     if not needs_statistics(features):
         return InputTransform.from_spec(features), None
+    if backbone is not None:
+        path, saved = backbone
+        if not saved.get("input_stats"):
+            raise DataError(f"{path}: backbone holds no input statistics (pretrained before they were recorded)")
+        return InputTransform.from_spec(features, saved["input_stats"]), str(path)
     stats, source = load_stats(splits_dir, n_train)
     return InputTransform.from_spec(features, stats), source

@@ -353,13 +353,19 @@ class CellTraining:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        self.backbone = None  # a fine-tuning cell: (path, contents) of the backbone its id names, hash-checked
+        if "pretrain" in settings:
+            from ..pretrain.finetune import default_backbone_path, read_backbone
+
+            path = Path(backbone or default_backbone_path(cfg, self.cell))
+            self.backbone = (path, read_backbone(path, settings["pretrain"]["backbone_hash"]))
         self._load_data()
         self.model = self.new_model()
         self.finetune = None
-        if "pretrain" in settings:  # a fine-tuning cell: the backbone its id names, checked by settings hash
-            from ..pretrain.finetune import attach, default_backbone_path
+        if self.backbone is not None:
+            from ..pretrain.finetune import attach
 
-            self.finetune = attach(self.model, settings["pretrain"], backbone or default_backbone_path(cfg, self.cell))
+            self.finetune = attach(self.model, settings["pretrain"], *self.backbone)
         self.ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
         saved = self._usable_checkpoint()
         # Before the engine exists (it may wrap or partition the weights): a resumed run gets the fitted
@@ -388,7 +394,9 @@ class CellTraining:
         self.pretrain = bool(self.training.get("pretrain")) and "next_patch" in self.spec.pretrain_heads
         if self.pretrain:
             self.options["lm_head"] = True
-        self.transform, self.stats_source = input_transform(settings.get("inputs"), splits_dir, settings["n_train"])
+        self.transform, self.stats_source = input_transform(
+            settings.get("inputs"), splits_dir, settings["n_train"], backbone=self.backbone
+        )
         self.inputs = {
             split: load_split_inputs(
                 splits_dir,

@@ -46,7 +46,9 @@ MIN_JETS_FOR_HOLD_OUT = 20
 QUALITY_BATCH = 512
 
 
-def build(model_name: str, width: int, n_features: int, n_classes: int, options: dict, seed: int) -> VQGPTObjective:
+def build(
+    model_name: str, width: int, n_features: int, n_classes: int, options: dict, seed: int, input_names=None
+) -> VQGPTObjective:
     """The pretraining objective (n_classes is not used: pretraining has no labels)."""
     if model_name != "vq_gpt":
         raise ValueError(f"vq_gpt pretrains its own GPT backbone (model vq_gpt), not {model_name!r}")

@@ -1,0 +1,99 @@
+"""A backbone is pretrained on the inputs its classifier sees: the model's input spec, standardised with the
+unlabelled pool's statistics, which its fine-tuning cells then reuse (ParT + mpm under the ``physics`` preset)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from jetscale.config import load_config, resolve_settings
+from jetscale.data.testing import write_synthetic_splits
+from jetscale.grid import parse_cell_id
+from jetscale.inputs.spec import is_raw, model_inputs
+from jetscale.inputs.stats import compute_stats
+from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
+from jetscale.pretrain.plan import backbone_settings
+from jetscale.train.loop import train_cell
+from jetscale.workflow import StudyPlan
+
+REPO = Path(__file__).resolve().parents[1]
+SCRATCH = "model~part/width~16/n_train~22/compute~32/seed~0"
+TUNED = f"{SCRATCH}/pretrain~mpm/n_pretrain~30/finetune~full"
+
+
+def raw_config() -> dict:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
+    raw["data"]["generate"]["jets_per_class"] = 40
+    raw["grid"]["axes"].update(
+        {"model": ["part"], "width": [16], "n_train": [22], "compute": [32], "seed": [0]},
+        pretrain=["none", "mpm"],
+        n_pretrain=[30],
+        finetune=["full"],
+    )
+    raw["grid"]["per_model"] = {}
+    raw["training"].update(
+        {"batch_size": 16, "eval_every_samples": 32, "checkpoint_every_steps": 50, "early_stopping_patience": None}
+    )
+    raw["pretraining"] = {
+        "batch_size": 8,
+        "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
+        "eval_jets": 10,
+        "methods": {"mpm": {"target": "l1"}},
+    }
+    return raw
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    torch.set_num_threads(1)
+    cfg = load_config(raw_config())
+    cfg["results"] = str(tmp_path_factory.mktemp("results"))
+    splits = write_synthetic_splits(
+        tmp_path_factory.mktemp("splits"), cfg["classes"], {"train": 66, "val": 33, "test": 33}, n_particles=8
+    )
+    plan = StudyPlan(cfg)
+    (bid,) = plan.backbones
+    record = pretrain_backbone(cfg, bid, splits, Path(cfg["results"]) / "pretrain" / bid)
+    return cfg, splits, plan, record
+
+
+def test_the_backbone_settings_carry_the_models_input_spec():
+    cfg = load_config(raw_config())
+    features = model_inputs(cfg, "part")
+    assert not is_raw(features)  # ParT's default: the physics preset (21 columns)
+    settings = backbone_settings(cfg, ("mpm", "part", 16, 30))
+    assert settings["inputs"] == features
+    raw_cfg = copy.deepcopy(raw_config())
+    raw_cfg["inputs"] = {"part": "raw"}
+    assert "inputs" not in backbone_settings(load_config(raw_cfg), ("mpm", "part", 16, 30))
+
+
+def test_pretraining_standardises_with_the_pool_and_fine_tuning_reuses_it(study, tmp_path):
+    cfg, splits, plan, record = study
+    pool = load_unlabelled(splits, "train", 30, tail=True)
+    expected = compute_stats(pool, 30)["features"]
+    saved = torch.load(plan.backbone_file(TUNED), weights_only=True)
+    assert saved["input_stats"]["features"] == expected
+    assert record["inputs"] is not None and len(record["inputs"]) == 21  # 19 Table-1 + d0/σ, z0/σ
+
+    metrics = train_cell(cfg, TUNED, splits, tmp_path / "tuned", progress=False)
+    assert metrics["inputs"]["statistics"] == str(plan.backbone_file(TUNED))
+    assert metrics["inputs"]["features"] == record["inputs"]  # the very centres and scales it was pretrained on
+    scratch = train_cell(cfg, SCRATCH, splits, tmp_path / "scratch", progress=False)
+    assert scratch["inputs"]["features"] != record["inputs"]  # from scratch: its own 22 jets' statistics
+
+
+def test_fine_tuning_settings_change_when_the_input_spec_does(study):
+    cfg = study[0]
+    changed = copy.deepcopy(cfg)
+    changed["inputs"]["part"] = {"preset": "physics", "features": {"z0_sig": None}}
+    tuned = parse_cell_id(cfg, TUNED)
+    assert (
+        resolve_settings(changed, tuned)["pretrain"]["backbone_hash"]
+        != resolve_settings(cfg, tuned)["pretrain"]["backbone_hash"]
+    )
