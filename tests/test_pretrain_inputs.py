@@ -97,3 +97,18 @@ def test_fine_tuning_settings_change_when_the_input_spec_does(study):
         resolve_settings(changed, tuned)["pretrain"]["backbone_hash"]
         != resolve_settings(cfg, tuned)["pretrain"]["backbone_hash"]
     )
+
+
+def test_the_loss_scan_adds_backbones_for_the_methods_it_names():
+    from jetscale.errors import ConfigError
+    from jetscale.pretrain.plan import study_backbones
+
+    raw = raw_config()
+    raw["pretraining"]["loss_scan"] = {"n_pretrain": [10, 20]}
+    every = sorted(study_backbones(load_config(raw)))
+    assert every == [f"method~mpm/model~part/width~16/n_pretrain~{n}" for n in (10, 20, 30)]
+    raw["pretraining"]["loss_scan"]["methods"] = []
+    assert sorted(study_backbones(load_config(raw))) == ["method~mpm/model~part/width~16/n_pretrain~30"]
+    raw["pretraining"]["loss_scan"]["methods"] = ["next_patch"]
+    with pytest.raises(ConfigError, match=r"loss_scan.methods: \['next_patch'\] not in grid.axes.pretrain \['mpm'\]"):
+        load_config(raw)

@@ -347,6 +347,10 @@ def check_pretraining(cfg: dict, where: str) -> None:
             )
         check_method_options(cfg, name, METHODS[name].backbone, where)
     scan = cfg.get("pretraining", {}).get("loss_scan", {})
+    if unknown := sorted(set(scan.get("methods") or []) - wanted):
+        raise ConfigError(
+            f"{where}: pretraining.loss_scan.methods: {unknown} not in grid.axes.pretrain {sorted(wanted)}"
+        )
     for model in {METHODS[n].backbone for n in wanted}:
         for width in scan.get("width", []):
             if problem := width_problem(model, width):

@@ -52,7 +52,7 @@ def study_backbones(cfg: dict) -> dict[str, tuple[str, str, int, int]]:
 
     keys = {backbone_key(c) for c in cells(cfg) if is_finetune(c)}
     scan = cfg.get("pretraining", {}).get("loss_scan") or {}
-    methods = {k[0]: k[1] for k in keys}
+    methods = {k[0]: k[1] for k in keys if "methods" not in scan or k[0] in scan["methods"]}
     for name, model in methods.items():
         widths = scan.get("width") or sorted({k[2] for k in keys if k[0] == name})
         for width in widths:
