@@ -75,7 +75,7 @@ def make_transfer_figures(cfg: dict, tables: dict) -> list[Path]:
     paths = []
     if not frame.empty:
         paths += _dt_figure(frame, out)
-    paths += _curves_figure(tables["runs"], out)
+    paths += _curves_figure(tables["runs"], out, len(cfg["classes"]))
     if loss.get("vs_compute"):
         paths += _loss_figure(loss, out)
     return paths
@@ -125,32 +125,45 @@ def _dt_figure(frame, out: Path) -> list[Path]:
     return _save(fig, out, "transfer_dt")
 
 
-def _curves_figure(runs, out: Path) -> list[Path]:
+def _curves_figure(runs, out: Path, n_classes: int) -> list[Path]:
+    """Test accuracy and log-loss vs n, one column per model: its from-scratch curve (black, solid) and each
+    fine-tuned series (coloured, dashed) on the same axes, so each comparison is read within one panel and a
+    model with a much larger log-loss does not flatten the others; chance level dotted."""
     import matplotlib.pyplot as plt
 
     if "pretrain" not in runs.columns:
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for ax, metric in zip(axes, ("accuracy", "log_loss")):
-        rows = runs[(runs["metric"] == metric) & (runs["flavor"].fillna("") == "")]
-        groups = rows.groupby(["model", "width", "pretrain", "n_pretrain", "finetune"], sort=False, dropna=False)
-        for i, (key, sub) in enumerate(groups):
-            stats = sub.groupby("n_train")["value"].agg(["mean", "std"]).reset_index()
-            scratch = key[2] == "none"
-            label = f"{key[0]} w{key[1]} " + ("scratch" if scratch else f"{key[2]} n_pre={int(key[3])} {key[4]}")
-            ax.errorbar(
-                stats["n_train"],
-                stats["mean"],
-                yerr=stats["std"].fillna(0),
-                fmt="o-" if scratch else "s--",
-                color="k" if scratch else f"C{i % 10}",
-                label=label,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("labelled training jets n")
-        ax.set_ylabel(f"test {metric}")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
+    runs = runs[runs["flavor"].fillna("") == ""]
+    models = list(dict.fromkeys(runs["model"]))
+    fig, axes = plt.subplots(2, len(models), figsize=(4.6 * len(models), 7.4), squeeze=False)
+    for c, model in enumerate(models):
+        for r, metric in enumerate(("accuracy", "log_loss")):
+            ax = axes[r, c]
+            rows = runs[(runs["metric"] == metric) & (runs["model"] == model)]
+            groups = rows.groupby(["width", "pretrain", "n_pretrain", "finetune"], sort=False, dropna=False)
+            for i, (key, sub) in enumerate(groups):
+                stats = sub.groupby("n_train")["value"].agg(["mean", "std"]).reset_index()
+                scratch = key[1] == "none"
+                label = f"w{key[0]} " + ("from scratch" if scratch else f"{key[1]} n_pre={int(key[2])} {key[3]}")
+                ax.errorbar(
+                    stats["n_train"],
+                    stats["mean"],
+                    yerr=stats["std"].fillna(0),
+                    fmt="o-" if scratch else "s--",
+                    color="k" if scratch else f"C{i % 10}",
+                    capsize=3,
+                    label=label,
+                )
+            chance = 1.0 / n_classes if metric == "accuracy" else float(np.log(n_classes))
+            ax.axhline(chance, color="grey", lw=0.8, ls=":", label="chance" if r == 0 else None)
+            ax.set_xscale("log")
+            ax.set_xlabel("labelled training jets n")
+            ax.set_ylabel(f"test {metric.replace('_', '-')}")
+            ax.grid(alpha=0.3, which="both")
+            _plain_log_labels(ax.xaxis)
+        axes[0, c].set_title(model)
+        axes[0, c].legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, out, "transfer_curves")
 
 
