@@ -84,6 +84,18 @@ def test_pool_holds_the_files_particles_padded_like_the_labelled_splits(tmp_path
     assert record["truncated_jets"] == sum(len(b) > P for a in arrays for b in a["part_energy"]) > 0
 
 
+def test_a_mapping_without_a_label_section_serves_the_pool_not_the_labelled_ingest(tmp_path, never_read_labels):
+    files, _ = pool_files(tmp_path / "pool")
+    mapping = yaml.safe_load(ingest.resources.files("jetscale.data").joinpath("mappings/jetclass.yaml").read_text())
+    del mapping["labels"]
+    path = tmp_path / "unlabelled.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    record = ingest_pool(files, str(path), tmp_path / "out", n_particles=P)
+    assert record["n_jets"] == 55 and record["mapping"] == str(path)
+    with pytest.raises(DataError, match="labels: give either onehot"):
+        ingest.load_mapping(path)
+
+
 def test_pool_features_equal_the_labelled_ingest_of_the_same_jets(tmp_path, monkeypatch):
     arrays, _, _ = jetclass_arrays(n_jets=30, seed=5)
     path = write_root(tmp_path / "jets.root", arrays)
