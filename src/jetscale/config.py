@@ -256,6 +256,11 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
     check_pretraining(cfg, where)
     check_inputs(cfg, where)
     data = cfg["data"]
+    if cfg.get("pretraining", {}).get("pool") is not None and data["source"] != "ingest":
+        raise ConfigError(
+            f"{where}: pretraining.pool: other files as the pretraining pool need data.source: ingest "
+            f"(it is {data['source']!r}, whose pool is the tail of the training split); remove pretraining.pool"
+        )
     if data["source"] == "ingest" and not data.get("ingest", {}).get("paths"):
         raise ConfigError(f"{where}: data.ingest.paths: source is 'ingest' but no input files are listed")
     if data["source"] == "generate":

@@ -6,6 +6,7 @@ results/
   data/shards/shard-0000.parquet     generated jets, one row per jet (or data/ingested/ for user files)
   data/splits/{train,val,test}/      padded memory-mapped arrays (see jetscale.data.splits)
   data/splits/meta.json              classes, feature names, sizes, truncation counts
+  data/pool/                         unlabelled pretraining jets from other files (pretraining.pool), + manifest
   data/summary.{png,pdf}             data-summary figure
   runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt, eval.json
                                      (failure.json instead of metrics.json after a failure;
@@ -60,6 +61,11 @@ def shard_path(root: Path, index: int | str) -> Path:
 
 def ingested_dir(root: Path) -> Path:
     return Path(root) / "data" / "ingested"
+
+
+def pool_dir(root: Path) -> Path:
+    """The unlabelled pretraining pool ingested from ``pretraining.pool`` files (features, mask, vectors)."""
+    return Path(root) / "data" / "pool"
 
 
 def splits_dir(root: Path) -> Path:

@@ -62,6 +62,29 @@ class StudyPlan:
             files += matched
         return files
 
+    # ---- the pretraining pool from other files (pretraining.pool) --------------------------
+    @property
+    def has_pool(self) -> bool:
+        from .data.pool import pool_config
+
+        return pool_config(self.cfg) is not None
+
+    @functools.cached_property
+    def pool_files(self) -> list[str]:
+        from .data.pool import pool_files
+
+        return pool_files(self.cfg)
+
+    @property
+    def pool_input(self) -> list[str]:
+        """The ingested pool a pretraining job reads: [its directory], or [] without pretraining.pool."""
+        return [str(paths.pool_dir(self.root))] if self.has_pool else []
+
+    @property
+    def pool_recipe(self) -> dict:
+        """What the ingested pool depends on besides its files (a params entry: a change re-ingests)."""
+        return {"mapping": self.cfg["pretraining"]["pool"]["mapping"], "n_particles": self.cfg["data"]["n_particles"]}
+
     # ---- cells ------------------------------------------------------------------------------
     @property
     def cell_regex(self) -> str:

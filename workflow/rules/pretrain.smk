@@ -1,10 +1,30 @@
 # Pretraining (issue 12). One job per backbone; every fine-tuning cell naming it depends on that one node.
 # Finished backbones are protected (read-only): a settings change does not silently re-pretrain them.
+if PLAN.has_pool:
+
+    # pretraining.pool: other files as the unlabelled pool, ingested once (inputs only, labels never read).
+    rule ingest_pool:
+        input:
+            PLAN.pool_files,
+        output:
+            directory(paths.pool_dir(ROOT)),
+        log:
+            paths.log_path(ROOT, "ingest_pool"),
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=PLAN.resources("default")["mem_mb"],
+        params:
+            config=CONFIG_FILE,
+            recipe=PLAN.pool_recipe,
+        shell:
+            "jetscale ingest-pool --config {params.config:q} --input {input:q} --out {output:q} 2> {log:q}"
 
 
 rule pretrain:
     input:
-        ROOT / "data/splits",
+        splits=ROOT / "data/splits",
+        pool=PLAN.pool_input,
     output:
         backbone=protected(ROOT / "pretrain/{backbone}/backbone.pt"),
         record=ROOT / "pretrain/{backbone}/pretrain.json",
@@ -26,7 +46,8 @@ rule pretrain:
         settings=lambda wildcards: PLAN.backbone_hash(wildcards.backbone),
     shell:
         "jetscale pretrain --config {params.config:q} --backbone {wildcards.backbone:q}"
-        ' --splits {input:q} --out "$(dirname {output.backbone:q})" 2> {log:q}'
+        " --splits {input.splits:q} --pool {input.pool:q}"
+        ' --out "$(dirname {output.backbone:q})" 2> {log:q}'
 
 
 # A fine-tuning cell: the train step of a `pretrain~<method>` cell, after the backbone it names.

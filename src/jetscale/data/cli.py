@@ -1,4 +1,4 @@
-"""Data subcommands: ``generate``, ``ingest``, ``split``, ``data-summary``.
+"""Data subcommands: ``generate``, ``ingest``, ``ingest-pool``, ``split``, ``data-summary``.
 
 Heavy imports (pythia8mc, fastjet, pyarrow, matplotlib) happen inside the command functions.
 """
@@ -36,6 +36,15 @@ def register(sub) -> None:
     p.add_argument("--mapping", help="shipped mapping name (e.g. jetclass) or path to a mapping YAML")
     p.add_argument("--out", required=True, help="output directory for shard-NNNN.parquet files")
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser(
+        "ingest-pool",
+        help="ingest the unlabelled pretraining pool (pretraining.pool) as padded arrays; labels are never read",
+    )
+    p.add_argument("--config", required=True, help="study config (pretraining.pool, data.n_particles)")
+    p.add_argument("--input", nargs="+", help="the pool's files (default: pretraining.pool.paths resolved)")
+    p.add_argument("--out", required=True, help="pool directory (e.g. results/data/pool)")
+    p.set_defaults(func=_ingest_pool)
 
     p = sub.add_parser("split", help="class-balanced nested train pool + fixed val/test as padded arrays")
     p.add_argument("--config", required=True)
@@ -117,6 +126,29 @@ def _ingest(args) -> int:
         raise ConfigError("ingest: no input files (give --input or data.ingest.paths)")
     written = ingest_files(resolve_inputs(paths), mapping or "jetclass", args.out, classes=classes)
     print(f"wrote {len(written)} shard(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _ingest_pool(args) -> int:
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..results_dir import check_owner
+    from .pool import pool_config, pool_files
+    from .pool_store import ingest_pool
+
+    cfg = load_config(args.config)
+    check_owner(cfg)  # writes into this study's results dir
+    pool = pool_config(cfg)
+    if pool is None:
+        raise ConfigError(f"{args.config}: pretraining.pool: not configured; there is no pool to ingest")
+    record = ingest_pool(
+        args.input or pool_files(cfg), pool["mapping"], args.out, n_particles=cfg["data"]["n_particles"]
+    )
+    print(
+        f"pool in {args.out}: {record['n_jets']} jets from {len(record['files'])} file(s), "
+        f"{record['truncated_jets']} cut at n_particles={record['n_particles']}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -6,6 +6,9 @@ to fill with 0 (``fill_zero``), the per-jet branches (``jet``) and how the file'
 classes (``labels``: ``onehot: {branch: class}`` or ``branch: NAME`` + ``values: {int: class}``).
 Every feature must be covered exactly once. Files are checked (readable, tree and every mapped branch present)
 before any shard is written; each shard is validated (no NaN/inf, no empty jets) and written atomically.
+
+The unlabelled pretraining pool (:mod:`jetscale.data.pool_store`) reads files with ``labels=False``: the
+mapping's label section is not needed, and its branches are neither required nor read.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ DERIVABLE = ("deta", "dphi", "log_pt", "log_e", "log_pt_rel", "log_e_rel", "delt
 JET_KEYS = ("jet_pt", "jet_eta", "jet_phi", "jet_energy")
 
 
-def load_mapping(name_or_path: str | Path) -> dict:
-    """A shipped mapping by name (``jetclass``) or a mapping YAML path, checked for completeness."""
+def load_mapping(name_or_path: str | Path, *, labels: bool = True) -> dict:
+    """A shipped mapping by name (``jetclass``) or a mapping YAML path, checked for completeness (without
+    ``labels``, its label section is not needed)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():  # (a directory named like a shipped mapping is not one)
         if not path.is_file():
@@ -50,12 +54,12 @@ def load_mapping(name_or_path: str | Path) -> dict:
         mapping = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise DataError(f"{where}: not valid YAML: {exc}") from None
-    check_mapping(mapping, where)
+    check_mapping(mapping, where, labels=labels)
     mapping["_where"] = where
     return mapping
 
 
-def check_mapping(mapping: dict, where: str) -> None:
+def check_mapping(mapping: dict, where: str, *, labels: bool = True) -> None:
     if not isinstance(mapping, dict):
         raise DataError(f"{where}: a mapping must be a YAML mapping")
     particles = mapping.get("particles") or {}
@@ -78,8 +82,10 @@ def check_mapping(mapping: dict, where: str) -> None:
     for key in mapping.get("jet") or {}:
         if key not in JET_KEYS:
             raise DataError(f"{where}: jet.{key}: unknown jet column; allowed: {list(JET_KEYS)}")
-    labels = mapping.get("labels") or {}
-    if not (isinstance(labels.get("onehot"), dict) or ("branch" in labels and isinstance(labels.get("values"), dict))):
+    if not labels:
+        return
+    spec = mapping.get("labels") or {}
+    if not (isinstance(spec.get("onehot"), dict) or ("branch" in spec and isinstance(spec.get("values"), dict))):
         raise DataError(
             f"{where}: labels: give either onehot: {{branch: class}} or branch: NAME with values: {{integer: class}}"
         )
@@ -92,9 +98,11 @@ def mapping_classes(mapping: dict) -> list[str]:
     return list(dict.fromkeys(n for n in names if n is not None))
 
 
-def needed_branches(mapping: dict) -> list[str]:
-    labels = mapping["labels"]
-    label_branches = list(labels["onehot"]) if "onehot" in labels else [labels["branch"]]
+def needed_branches(mapping: dict, *, labels: bool = True) -> list[str]:
+    label_branches = []
+    if labels:
+        spec = mapping["labels"]
+        label_branches = list(spec["onehot"]) if "onehot" in spec else [spec["branch"]]
     return list(
         dict.fromkeys(list(mapping["particles"].values()) + list((mapping.get("jet") or {}).values()) + label_branches)
     )
@@ -122,8 +130,9 @@ def file_format(path: Path, mapping: dict) -> str:
     raise DataError(f"{path}: cannot tell the format from the suffix (.root or .parquet); set format in the mapping")
 
 
-def check_input(path: Path, mapping: dict) -> None:
-    """Cheap structural check: the file opens and holds every branch the mapping names."""
+def check_input(path: Path, mapping: dict, *, labels: bool = True) -> None:
+    """Cheap structural check: the file opens and holds every branch the mapping names (label branches only
+    with ``labels``)."""
     if not path.is_file():
         raise DataError(f"{path}: input file not found")
     fmt = file_format(path, mapping)
@@ -144,16 +153,34 @@ def check_input(path: Path, mapping: dict) -> None:
         raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
-    missing = [b for b in needed_branches(mapping) if b not in names]
+    missing = [b for b in needed_branches(mapping, labels=labels) if b not in names]
     if missing:
         raise DataError(
             f"{path}: branch(es) {missing} named by {mapping.get('_where', 'the mapping')} are missing from the file"
         )
 
 
-def iter_branches(path: Path, mapping: dict, step: int = 100_000):
-    """Yield (first entry, {branch: awkward array}) in chunks of ``step`` jets, reading only the needed branches."""
-    branches = needed_branches(mapping)
+def count_entries(path: Path, mapping: dict) -> int:
+    """Jets (entries) in a file, from its metadata alone (no branch is read)."""
+    try:
+        if file_format(path, mapping) == "root":
+            import uproot
+
+            with uproot.open(path) as f:
+                return int(f[mapping.get("tree", "tree")].num_entries)
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read the number of entries ({type(exc).__name__}: {exc})") from None
+
+
+def iter_branches(path: Path, mapping: dict, step: int = 100_000, *, labels: bool = True):
+    """Yield (first entry, {branch: awkward array}) in chunks of ``step`` jets, reading only the needed branches
+    (without ``labels``, never the label branches)."""
+    branches = needed_branches(mapping, labels=labels)
     try:
         if file_format(path, mapping) == "root":
             import uproot
@@ -179,15 +206,20 @@ def iter_branches(path: Path, mapping: dict, step: int = 100_000):
 
 
 def convert(
-    arrays: dict, mapping: dict, classes: list[str], where: str, first_entry: int = 0, id_base: int = 0
+    arrays: dict, mapping: dict, classes: list[str] | None, where: str, first_entry: int = 0, id_base: int = 0
 ) -> tuple[JetTable, int]:
     """Branches of entries ``first_entry``... -> JetTable (energy-ordered particles) and the number of dropped jets.
 
-    ``event_id`` is the entry number in the file and ``jet_id = id_base + event_id``.
+    ``event_id`` is the entry number in the file and ``jet_id = id_base + event_id``. ``classes=None``: unlabelled
+    jets (the pretraining pool): no label branch is read, every jet is kept and ``label`` is -1.
     """
     import awkward as ak
 
-    labels, keep = file_labels(arrays, mapping, classes, where)
+    if classes is None:
+        n_jets = len(arrays[next(iter(mapping["particles"].values()))])
+        labels, keep = np.full(n_jets, -1, np.int64), np.ones(n_jets, bool)
+    else:
+        labels, keep = file_labels(arrays, mapping, classes, where)
     particles, counts = {}, None
     for name, branch in mapping["particles"].items():
         arr = arrays[branch]

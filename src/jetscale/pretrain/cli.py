@@ -14,6 +14,13 @@ def register(subparsers) -> None:
         "--backbone", required=True, help="backbone id, e.g. method~mpm/model~part/width~16/n_pretrain~20000"
     )
     p.add_argument("--splits", default="results/data/splits", help="splits directory (labels are not read)")
+    p.add_argument(
+        "--pool",
+        nargs="?",
+        default=None,
+        help="ingested pretraining.pool directory (default with a pool: results/data/pool; "
+        "without a value or a pool: the tail of the training split)",
+    )
     p.add_argument("--out", required=True, help="backbone directory (backbone.pt, pretrain.json, ...)")
     p.add_argument("--threads", type=int, default=None, help="override training.threads")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: preemption
@@ -33,12 +40,13 @@ def run(args) -> int:
         parse_backbone_id(args.backbone)
     except ValueError as exc:
         raise ConfigError(f"--backbone: {exc}") from None
+    pool_dir = pool_argument(cfg, args.pool)
     from .loop import pretrain_backbone
 
     with signals.stop_on_signals():
         try:
             record = pretrain_backbone(
-                cfg, args.backbone, args.splits, args.out, stop_after_steps=args.stop_after_steps
+                cfg, args.backbone, args.splits, args.out, pool_dir=pool_dir, stop_after_steps=args.stop_after_steps
             )
         except signals.StopForCheckpoint as exc:
             print(f"jetscale pretrain: {exc}", file=sys.stderr)
@@ -46,3 +54,18 @@ def run(args) -> int:
     keys = ("backbone_id", "final_loss", "final_val_loss", "samples_seen", "train_flops", "wall_time_s")
     print(json.dumps({k: record[k] for k in keys}))
     return 0
+
+
+def pool_argument(cfg: dict, given: str | None):
+    """The pool directory to read: --pool, else the study's own one when pretraining.pool is configured.
+
+    The pretrain rule passes ``--pool`` with no value when there is no pool (an empty input list)."""
+    from .. import paths
+    from ..data.pool import pool_config
+    from ..errors import ConfigError
+
+    if pool_config(cfg) is None:
+        if given:
+            raise ConfigError(f"--pool {given}: the config has no pretraining.pool (pretraining reads the splits)")
+        return None
+    return given or paths.pool_dir(paths.results_root(cfg))

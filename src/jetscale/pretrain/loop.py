@@ -3,7 +3,10 @@
 The unlabelled pool is the *tail* of the training split: its last ``n_pretrain`` jets (features, mask and
 four-vectors only: the labels file is never opened). The labelled n_train subsets are prefixes of the same
 split, so with n_pretrain + n_train ≤ pool the fine-tuning jets are not among the pretraining jets either; the
-validation and test splits are never pretrained on. The pretraining loss is also scored on up to
+validation and test splits are never pretrained on. With ``pretraining.pool`` the pool is other files instead,
+ingested into ``results/data/pool/`` (:mod:`jetscale.data.pool_store`), and a backbone reads its *first*
+``n_pretrain`` jets; the manifest's fingerprint must be the one in the backbone's settings. The pretraining loss is
+also scored on up to
 ``pretraining.eval_jets`` validation jets (inputs only) as a held-out loss.
 
 The recipe is the training loop's (``jetscale.train.loop``): AdamW, linear warmup then cosine decay
@@ -42,6 +45,7 @@ import torch
 from .. import io as jio
 from .. import signals
 from ..config import settings_hash
+from ..data.pool_store import load_pool
 from ..errors import DataError, TrainingError
 from ..inputs.prepare import InputTransform
 from ..inputs.spec import needs_statistics
@@ -85,6 +89,28 @@ def load_unlabelled(splits_dir: str | os.PathLike, split: str, n: int, *, tail: 
     return out
 
 
+def unlabelled_pool(settings: dict, splits_dir, pool_dir) -> tuple[dict[str, np.ndarray], dict]:
+    """(the jets backbone ``settings`` pretrains on: inputs only, where they came from, for ``pretrain.json``)."""
+    n = int(settings["n_pretrain"])
+    pool = settings.get("pool")
+    if pool is None:
+        return load_unlabelled(splits_dir, "train", n, tail=True), {"split": "train", "rows": "last n_pretrain"}
+    if pool_dir is None:
+        raise DataError("pretraining.pool is configured: give the ingested pool directory (jetscale pretrain --pool)")
+    expect = {"fingerprint": pool["fingerprint"], "mapping": pool["mapping"], "n_particles": settings["n_particles"]}
+    arrays, recorded = load_pool(pool_dir, n, expect=expect)
+    source = {
+        "source": "pretraining.pool",
+        "dir": str(pool_dir),
+        "rows": "first n_pretrain",
+        "pool_size": recorded["n_jets"],
+        "mapping": recorded["mapping"],
+        "fingerprint": recorded["fingerprint"],
+        "files": [{k: f[k] for k in ("path", "size", "sha256")} for f in recorded["files"]],
+    }
+    return arrays, source
+
+
 def pool_input_transform(features: list[dict] | None, pool: dict[str, np.ndarray]):
     """(statistics, transform) of the backbone's input spec; ``auto`` standardisation uses the unlabelled pool.
 
@@ -113,10 +139,14 @@ def pretrain_backbone(
     splits_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    pool_dir: str | os.PathLike | None = None,
     progress: bool = False,
     stop_after_steps: int | None = None,
 ) -> dict:
-    """Pretrain backbone ``bid`` (see :func:`jetscale.pretrain.plan.backbone_id`); return its record."""
+    """Pretrain backbone ``bid`` (see :func:`jetscale.pretrain.plan.backbone_id`); return its record.
+
+    ``pool_dir``: the ingested ``pretraining.pool`` (needed exactly when the config has one).
+    """
     t_start = time.perf_counter()
     settings, shash = pretrain_settings_for(cfg, bid)
     p = settings["pretraining"]
@@ -135,7 +165,7 @@ def pretrain_backbone(
     # data: inputs only -------------------------------------------------------------------------------
     model_name, options = settings["model"], settings["model_options"]
     n_pretrain = int(settings["n_pretrain"])
-    raw = load_unlabelled(splits_dir, "train", n_pretrain, tail=True)
+    raw, pool_source = unlabelled_pool(settings, splits_dir, pool_dir)
     input_stats, transform = pool_input_transform(settings.get("inputs"), raw)
     arrays, info = prepare_inputs(model_name, options, raw["features"], raw["mask"], raw["vectors"], transform)
     val_size = int(json.loads((Path(splits_dir) / "meta.json").read_text())["sizes"]["val"])
@@ -264,6 +294,7 @@ def pretrain_backbone(
         n_held=n_held,
         device=device,
         inputs=transform.record() if transform is not None else None,
+        pool_source=pool_source,
     )
     write_log(out_dir / "pretrain_log.csv", state["log_rows"])
     jio.write_json(out_dir / RECORD_NAME, record)
@@ -350,6 +381,7 @@ def pretrain_record(
     n_held,
     device,
     inputs,
+    pool_source,
 ) -> dict:
     """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies)."""
     rows = state["log_rows"]
@@ -377,7 +409,7 @@ def pretrain_record(
         "steps_budget": total_steps,
         "batch_size": batch_size,
         "n_held_out": n_held,
-        "pool": {"split": "train", "rows": "last n_pretrain", "n_jets": info.get("n_jets")},
+        "pool": {**pool_source, "n_jets": info.get("n_jets")},  # where the unlabelled jets came from
         "prepare": state["prepare"],
         "inputs": inputs,  # the resolved input spec (centres/scales of the pool); None = raw features
         "wall_time_s": round(wall_time_s, 3),

@@ -3,13 +3,15 @@
 A backbone is identified by ``method~<m>/model~<model>/width~<w>/n_pretrain~<n>`` (its directory under
 ``results/pretrain/``). Every fine-tuning cell with those values shares it, whatever its n_train, seed or
 fine-tuning mode: one pretraining job per backbone. Its settings (and their hash, which decides reuse and is
-part of every fine-tuning cell's settings) hold everything that changes the pretrained weights.
+part of every fine-tuning cell's settings) hold everything that changes the pretrained weights: with
+``pretraining.pool``, the pool files' fingerprint too (a changed pool re-pretrains).
 """
 
 from __future__ import annotations
 
 import copy
 
+from ..data.pool import pool_settings
 from ..inputs.spec import is_raw, model_inputs
 from ..models import catalog
 from . import NONE, method
@@ -73,12 +75,14 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
     options = p.pop("methods", {}).get(name, {}) or {}
     p.pop("finetune", None)  # fine-tuning settings belong to the cells
     p.pop("loss_scan", None)  # which backbones exist, not how one is trained
+    p.pop("pool", None)  # its globs: what they match enters as a fingerprint (below)
     if p.get("lr") is None:
         p["lr"] = catalog.get(model).default_lr
     revision = {"model_revision": catalog.get(model).revision} if catalog.get(model).revision > 1 else {}
     # The backbone sees the inputs its classifier will see (raw: nothing added, so those hashes stay).
     features = model_inputs(cfg, model)
     inputs = {} if is_raw(features) else {"inputs": features}
+    pool = pool_settings(cfg)  # None (no key, hashes as before) for the training split's tail
     return {
         "method": name,
         "model": model,
@@ -90,6 +94,7 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
         "model_options": copy.deepcopy(cfg.get("models", {}).get(model, {})),
         "method_options": options,
         **inputs,
+        **({"pool": pool} if pool is not None else {}),
         "pretraining": p,
     }
 
