@@ -247,3 +247,28 @@ def test_vq_gpt_options_and_learning_rate_are_accepted():
     cfg = load_config(copy.deepcopy(raw))
     settings = resolve_settings(cfg, parse_cell_id(cfg, SCRATCH))
     assert settings["training"]["lr"] == 5e-4 and settings["model_options"]["features"] == ["log_pt", "deta", "dphi"]
+
+
+def test_a_vq_gpt_backbone_records_what_it_generates_and_the_report_shows_it(cfg, backbone):
+    import json
+
+    import pandas as pd
+
+    from jetscale.pretrain.tables import collect_pretraining, pretrain_quality_path
+    from jetscale.report.transfer import generative_quality_html
+
+    record = json.loads((Path(cfg["results"]) / "pretrain" / BACKBONE / "pretrain.json").read_text())
+    q = record["quality"]
+    assert q["n_real"] == 10 and q["n_generated"] == 200  # the 10 held-out validation jets; at least 200 generated
+    names = set(q["w1_generated"]["features"])
+    assert {"deta", "log_pt", "d0"} <= names and names == set(q["w1_reconstructed"]["features"])
+    assert all(v >= 0 for v in q["w1_generated"]["features"].values())
+    assert 0 < q["quality"]["usage"]["fraction_used"] <= 1
+
+    collect_pretraining(cfg, [BACKBONE], quiet=True)
+    table = pd.read_csv(pretrain_quality_path(Path(cfg["results"])))
+    deta = table[(table["kind"] == "feature") & (table["name"] == "deta")].iloc[0]
+    assert deta["generated"] == pytest.approx(q["w1_generated"]["features"]["deta"])
+    assert deta["reconstructed"] == pytest.approx(q["w1_reconstructed"]["features"]["deta"])
+    html = generative_quality_html(cfg)
+    assert "Generative backbones" in html and "codebook fraction used" in html and "multiplicity" in html

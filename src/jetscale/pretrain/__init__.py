@@ -5,6 +5,8 @@ imported only when a pretraining or fine-tuning job runs (:meth:`MethodSpec.load
 
 * ``build(model_name, width, n_features, n_classes, options, seed, input_names=None) -> Objective`` (see
   :mod:`.base`; ``input_names``: the model-input columns under the model's input spec, None = Table-1), and
+* optionally ``evaluate(objective, held_out_arrays, seed, n_samples) -> dict``: what a generative backbone's samples are
+  worth (recorded as ``quality`` in ``pretrain.json``; vq_gpt: token quality and Wasserstein-1 distances), and
 * optionally ``prepare(objective, unlabelled_arrays, seed) -> dict``: a fit-once step on unlabelled data
   (a K-means codebook, a VQ-VAE) that runs before the gradient loop; what it fits lives in the objective's
   state dict, so it is checkpointed with it.

@@ -278,6 +278,12 @@ def pretrain_backbone(
                 raise ckpt.TrainingInterrupted(f"{bid}: stopped after {state['step']} steps (stop_after_steps)")
     save()
     wall = state["elapsed"] + (time.perf_counter() - t_run)
+    # A generative backbone (vq_gpt) is also judged by what it generates: token quality and W1 distances of
+    # sampled jets to the held-out validation jets (never trained on), under a fixed seed.
+    # As many generated jets as real ones (at least 200), so the W1 distances have comparable noise on both sides.
+    quality = None
+    if hasattr(module, "evaluate"):
+        quality = _plain(module.evaluate(objective.eval(), held_arrays, seed, n_samples=max(200, n_held)))
     record = pretrain_record(
         bid=bid,
         settings=settings,
@@ -295,6 +301,7 @@ def pretrain_backbone(
         device=device,
         inputs=transform.record() if transform is not None else None,
         pool_source=pool_source,
+        quality=quality,
     )
     write_log(out_dir / "pretrain_log.csv", state["log_rows"])
     jio.write_json(out_dir / RECORD_NAME, record)
@@ -382,6 +389,7 @@ def pretrain_record(
     device,
     inputs,
     pool_source,
+    quality=None,
 ) -> dict:
     """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies)."""
     rows = state["log_rows"]
@@ -412,6 +420,7 @@ def pretrain_record(
         "pool": {**pool_source, "n_jets": info.get("n_jets")},  # where the unlabelled jets came from
         "prepare": state["prepare"],
         "inputs": inputs,  # the resolved input spec (centres/scales of the pool); None = raw features
+        "quality": quality,  # generative backbones: token quality, W1 of generated (and reconstructed) jets
         "wall_time_s": round(wall_time_s, 3),
         "setup_time_s": round(setup_s, 3),
         "hardware": {"device": device.type, "threads": torch.get_num_threads()},

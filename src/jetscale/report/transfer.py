@@ -273,7 +273,37 @@ def transfer_section(cfg: dict, figures: list[Path]) -> str:
             "(bounds and negative transfer excluded: with many lower bounds the law says little).</p>"
         )
         parts.append(_table(pd.DataFrame(rows)))
+    parts.append(generative_quality_html(cfg))
     return "\n".join(parts)
+
+
+def generative_quality_html(cfg: dict) -> str:
+    """HTML table of the generative backbones' quality (``tables/pretrain_quality.csv``); empty without one."""
+    import pandas as pd
+
+    from ..pretrain.tables import pretrain_quality_path
+    from .html import _table
+
+    path = pretrain_quality_path(results_root(cfg))
+    if not path.is_file():
+        return ""
+    q = pd.read_csv(path)
+    if q.empty:
+        return ""
+    keys = ["method", "width", "n_pretrain"]
+    w1 = q[q["kind"].isin(["feature", "observable"])].copy()
+    w1["value"] = [f"{g:.3g} ({r:.3g})" for g, r in zip(w1["generated"], w1["reconstructed"])]
+    table = w1.pivot_table(index=keys, columns="name", values="value", aggfunc="first", sort=False)
+    usage = q[q["kind"] == "codebook"].pivot_table(index=keys, columns="name", values="reconstructed")
+    usage.columns = [f"codebook {c.replace('_', ' ')}" for c in usage.columns]
+    view = usage.join(table, how="outer").reset_index()
+    return (
+        "<h3>Generative backbones: what they generate</h3><p>Per backbone: codebook usage on held-out jets, then "
+        "the Wasserstein-1 distance to held-out real jets of generated jets per particle feature and jet "
+        "observable, with, in brackets, that of the same real jets tokenized and decoded again (the tokenization "
+        "floor a perfect GPT would reach). Units: the model inputs'. Table: "
+        "<code>tables/pretrain_quality.csv</code>.</p>" + _table(view)
+    )
 
 
 def _row(r: dict) -> dict:
