@@ -45,3 +45,14 @@ def clean_stop_requests():
     preempt.reset()
     yield
     preempt.reset()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test, restored after: timings and results do not depend on the worker."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,12 +35,7 @@ WIDTH = 16
 LOG_PT = FEATURE_NAMES.index("log_pt")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def jets(n=120, seed=0, n_particles=16):
