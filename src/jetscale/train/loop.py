@@ -366,6 +366,7 @@ class CellTraining:
             from ..pretrain.finetune import attach
 
             self.finetune = attach(self.model, settings["pretrain"], *self.backbone)
+            self.backbone = None  # its weights are in the model now; do not hold a second copy while training
         self.ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
         saved = self._usable_checkpoint()
         # Before the engine exists (it may wrap or partition the weights): a resumed run gets the fitted
