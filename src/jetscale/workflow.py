@@ -7,7 +7,6 @@ per Snakemake invocation and cached, so planning a 50k-cell grid stays fast.
 from __future__ import annotations
 
 import functools
-import glob
 import re
 
 import yaml
@@ -54,13 +53,9 @@ class StudyPlan:
 
     @property
     def ingest_inputs(self) -> list[str]:
-        files: list[str] = []
-        for pattern in self.cfg["data"]["ingest"]["paths"]:
-            matched = sorted(glob.glob(pattern))
-            if not matched:
-                raise ConfigError(f"data.ingest.paths: {pattern!r} matches no file")
-            files += matched
-        return files
+        from .data.pool import expand_globs
+
+        return expand_globs(self.cfg["data"]["ingest"]["paths"], "data.ingest.paths")
 
     # ---- the pretraining pool from other files (pretraining.pool) --------------------------
     @property

@@ -279,8 +279,8 @@ def pretrain_backbone(
     save()
     wall = state["elapsed"] + (time.perf_counter() - t_run)
     # A generative backbone (vq_gpt) is also judged by what it generates: token quality and W1 distances of
-    # sampled jets to the held-out validation jets (never trained on), under a fixed seed.
-    # As many generated jets as real ones (at least 200), so the W1 distances have comparable noise on both sides.
+    # sampled jets to the held-out validation jets (never trained on), under a fixed seed; as many generated
+    # jets as real ones (at least 200), so the W1 distances have comparable noise on both sides.
     quality = None
     if hasattr(module, "evaluate"):
         quality = _plain(module.evaluate(objective.eval(), held_arrays, seed, n_samples=max(200, n_held)))
