@@ -115,7 +115,7 @@ def test_bad_shard_inputs(shards, tmp_path):
 
     from jetscale.data.store import to_arrow
 
-    nan = synthetic_table(50, len(CLASSES), seed=5)
+    nan = synthetic_table(50, len(CLASSES), seed=5, first_jet_id=2 * 10**9)  # other jets than s0.parquet
     nan.particles["d0"][10] = np.nan
     pq.write_table(to_arrow(nan), tmp_path / "nan.parquet")  # bypasses write_shard's validation
     with pytest.raises(DataError, match="nan.parquet: column part_d0 has non-finite values"):

@@ -71,11 +71,15 @@ def _generate(args) -> int:
         if args.shard is None:
             raise ConfigError("generate --config needs --shard I")
         cfg = load_config(args.config)
+        from ..config import data_fingerprint
         from ..results_dir import check_owner
 
         check_owner(cfg)  # writes into this study's results dir
         gen = cfg["data"]["generate"]
+        fingerprint = data_fingerprint(cfg)
         meta = provenance(
+            data_fingerprint=fingerprint,
+            source_id=f"generate:{fingerprint}:shard{args.shard}",
             seed=gen["seed"],
             shard=args.shard,
             n_shards=gen["n_shards"],
@@ -107,13 +111,14 @@ def _generate(args) -> int:
 def _ingest(args) -> int:
     from .ingest import ingest_files, resolve_inputs
 
-    classes = None
+    classes = fingerprint = None
     paths = args.input
     mapping = args.mapping
     if args.config is not None:
-        from ..config import load_config
+        from ..config import data_fingerprint, load_config
 
         cfg = load_config(args.config)
+        fingerprint = data_fingerprint(cfg)
         from ..results_dir import check_owner
 
         check_owner(cfg)  # writes into this study's results dir
@@ -124,7 +129,9 @@ def _ingest(args) -> int:
 
     if not paths:
         raise ConfigError("ingest: no input files (give --input or data.ingest.paths)")
-    written = ingest_files(resolve_inputs(paths), mapping or "jetclass", args.out, classes=classes)
+    written = ingest_files(
+        resolve_inputs(paths), mapping or "jetclass", args.out, classes=classes, data_fingerprint=fingerprint
+    )
     print(f"wrote {len(written)} shard(s) to {args.out}", file=sys.stderr)
     return 0
 
@@ -153,7 +160,7 @@ def _ingest_pool(args) -> int:
 
 
 def _split(args) -> int:
-    from ..config import axis_values, load_config
+    from ..config import axis_values, data_fingerprint, load_config
     from .splits import build_splits
 
     cfg = load_config(args.config)
@@ -172,6 +179,7 @@ def _split(args) -> int:
         seed=data.get("split_seed", 0),
         n_train_max=largest,
         data_fingerprint=_fingerprint(cfg, args.shards),
+        study_fingerprint=data_fingerprint(cfg),
     )
     sizes, trunc = meta["sizes"], meta["truncated_jets"]
     print(f"splits in {args.out}: " + ", ".join(f"{s} {sizes[s]} jets" for s in sizes), file=sys.stderr)

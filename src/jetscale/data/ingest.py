@@ -24,7 +24,7 @@ import yaml
 from ..errors import DataError
 from ..io import write_json
 from .features import energy_order, jet_kinematics, particle_features
-from .manifest import MANIFEST, manifest
+from .manifest import MANIFEST, describe, manifest, repeats
 from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .store import PARTICLE_NAMES, JetTable, ShardWriter, validate_table
 
@@ -109,14 +109,28 @@ def needed_branches(mapping: dict, *, labels: bool = True) -> list[str]:
 
 
 def resolve_inputs(patterns) -> list[Path]:
-    """Expand globs (sorted); a pattern that matches nothing is an error naming it."""
+    """Expand globs (sorted); a pattern that matches nothing, or a file reached twice (listed twice, matched by
+    two patterns, or through a link), is an error naming it."""
     out = []
     for pattern in patterns:
         hits = sorted(glob.glob(str(pattern))) if any(c in str(pattern) for c in "*?[") else [str(pattern)]
         if not hits:
             raise DataError(f"{pattern}: no input file matches")
         out.extend(Path(h) for h in hits)
+    repeated = repeats(out)
+    if repeated:
+        first, again = repeated[0]
+        raise DataError(
+            f"{again}: the same file as {first} (listed twice, matched by two patterns, or a link); "
+            "each file may be read once (its jets would be in training and test alike)"
+        )
     return out
+
+
+def jet_id_base(sha256: str) -> int:
+    """The jet-id base of a file of content ``sha256``: ``jet_id = base + entry``. A jet's id follows from its
+    file's content and its entry, so the same jets read twice (a copied file) carry the same ids."""
+    return (int(sha256[:8], 16) & 0x7FFF_FFFF) << 32
 
 
 def file_format(path: Path, mapping: dict) -> str:
@@ -314,10 +328,14 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
     return labels.astype(np.int64), labels >= 0
 
 
-def _ingest_file(path: Path, i: int, mapping: dict, classes: list[str], out_dir: Path, zero: list, step: int) -> Path:
+def _ingest_file(
+    path: Path, i: int, sha: str, mapping: dict, classes: list[str], out_dir: Path, zero: list, step: int, study: dict
+) -> Path:
     meta = {
         "source": "ingest",
         "input": str(path),
+        "source_id": f"sha256:{sha}",
+        **study,
         "mapping": mapping.get("_where"),
         "classes": classes,
         "filled_zero": zero,
@@ -326,7 +344,7 @@ def _ingest_file(path: Path, i: int, mapping: dict, classes: list[str], out_dir:
     dropped = 0
     with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
         for start, arrays in iter_branches(path, mapping, step):
-            table, n_dropped = convert(arrays, mapping, classes, str(path), start, i * 1_000_000_000)
+            table, n_dropped = convert(arrays, mapping, classes, str(path), start, jet_id_base(sha))
             writer.write(table)
             dropped += n_dropped
     if writer.n_jets == 0:
@@ -343,13 +361,21 @@ def _ingest_file(path: Path, i: int, mapping: dict, classes: list[str], out_dir:
 
 
 def ingest_files(
-    paths, mapping: str | dict, out_dir, *, classes: list[str] | None = None, step: int = 100_000
+    paths,
+    mapping: str | dict,
+    out_dir,
+    *,
+    classes: list[str] | None = None,
+    step: int = 100_000,
+    data_fingerprint: str | None = None,
 ) -> list[Path]:
     """Convert ``paths`` to ``out_dir/shard-NNNN.parquet`` (one shard per input file).
 
     Files are read ``step`` jets at a time (memory ~ one chunk). ``classes`` (the config's list) defines label indices;
     jets of file classes not in it are dropped, and a class
     in it that the mapping cannot produce is an error. Without ``classes`` the mapping's class order is used.
+    A file reached twice, or two files of the same content, are refused before any work. Each shard records its
+    file's SHA-256 (``source_id``) and the study's ``data_fingerprint``, which ``jetscale split`` checks.
     """
     mapping = load_mapping(mapping) if not isinstance(mapping, dict) else mapping
     produced = mapping_classes(mapping)
@@ -363,17 +389,34 @@ def ingest_files(
     paths = [Path(p) for p in paths]
     if not paths:
         raise DataError("ingest: no input files")
+    repeated = repeats(paths)
+    if repeated:
+        first, again = repeated[0]
+        raise DataError(f"{again}: the same file as {first} (listed twice or a link); each file may be read once")
     for path in paths:  # fail before any work is done
         check_input(path, mapping)
+    described = [describe(p) for p in paths]
+    by_content: dict[str, str] = {}
+    for d in described:
+        if d["sha256"] in by_content:
+            raise DataError(
+                f"{d['path']}: the same content as {by_content[d['sha256']]} (SHA-256 {d['sha256'][:12]}...); "
+                "its jets would be in training and test alike; ingest each file once"
+            )
+        by_content[d["sha256"]] = d["path"]
+    study = {"data_fingerprint": data_fingerprint} if data_fingerprint else {}
     out_dir, written = Path(out_dir), []
     for stale in [*out_dir.glob("shard-*.parquet"), out_dir / MANIFEST]:  # a previous ingest's output
         stale.unlink(missing_ok=True)
     zero = list(mapping.get("fill_zero") or [])
     try:
         for i, path in enumerate(paths):
-            written.append(_ingest_file(path, i, mapping, classes, out_dir, zero, step))
+            sha = described[i]["sha256"]
+            written.append(_ingest_file(path, i, sha, mapping, classes, out_dir, zero, step, study))
         # written last: a directory without it holds no complete ingest
-        write_json(out_dir / MANIFEST, manifest(paths, mapping=mapping.get("_where"), classes=classes))
+        write_json(
+            out_dir / MANIFEST, manifest(paths, described=described, mapping=mapping.get("_where"), classes=classes)
+        )
     except BaseException:  # no partial output: the shards of earlier files go too
         for shard in written:
             shard.unlink(missing_ok=True)

@@ -3,7 +3,13 @@ SHA-256, so a changed data set (a new file matching the glob, a file rewritten) 
 
 The ingested shards, the splits and every model trained on them belong to the files in the manifest; a study
 whose ``data.ingest.paths`` now resolve to other files (or other content) is refused before any job starts,
-naming the change. Checking is cheap: a file's content is hashed again only when its size or mtime moved.
+naming the change. Checking is cheap: a file's content is hashed again unless its size, mtime, ctime and inode
+all match the recorded ones (``cp -p``, ``rsync -a`` or ``tar x`` restore an mtime, but a user cannot set a
+ctime back: rewriting a file in place or replacing it moves one of them).
+
+A file may be read once only: :func:`repeats` finds the same file reached twice (listed twice, matched by two
+globs, or through a link), and :func:`ingest_files <jetscale.data.ingest.ingest_files>` also refuses two
+files of identical content, whose jets would land in training and test alike.
 """
 
 from __future__ import annotations
@@ -24,15 +30,39 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def stamp(stat: os.stat_result) -> dict:
+    """What a file's metadata says about its content: unchanged stamps mean the content need not be hashed."""
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+        "device": stat.st_dev,
+    }
+
+
 def describe(path: str | os.PathLike) -> dict:
-    stat = os.stat(path)
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256(path)}
+    return {"path": str(path), **stamp(os.stat(path)), "sha256": sha256(path)}
 
 
-def manifest(paths, **extra) -> dict:
+def repeats(paths) -> list[tuple[str, str]]:
+    """(first, again) for every file of ``paths`` that is the same file as an earlier one (the same path twice,
+    or two paths reaching one file through links)."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in map(str, paths):
+        real = os.path.realpath(p)
+        if real in seen:
+            out.append((seen[real], p))
+        else:
+            seen[real] = p
+    return out
+
+
+def manifest(paths, *, described: list[dict] | None = None, **extra) -> dict:
     """The manifest of ``paths`` (in ingest order) plus ``extra`` keys; ``fingerprint`` hashes the file list,
-    sizes and contents (not the mtimes)."""
-    files = [describe(p) for p in paths]
+    sizes and contents (not the mtimes). ``described``: the files' :func:`describe` dicts when already made."""
+    files = described if described is not None else [describe(p) for p in paths]
     blob = json.dumps([[f["path"], f["size"], f["sha256"]] for f in files])
     return {"files": files, "fingerprint": hashlib.sha256(blob.encode()).hexdigest()[:16], **extra}
 
@@ -64,8 +94,15 @@ def changes(recorded: dict, paths) -> list[str]:
         was = old[p]
         if stat.st_size != was["size"]:
             out.append(f"file {p} changed size ({was['size']} -> {stat.st_size} bytes)")
-        elif stat.st_mtime_ns != was["mtime_ns"] and sha256(p) != was["sha256"]:
-            out.append(f"file {p} changed content (SHA-256 {was['sha256'][:12]}... -> {sha256(p)[:12]}...)")
+        elif not unchanged(was, stat) and (now_sha := sha256(p)) != was["sha256"]:
+            out.append(f"file {p} changed content (SHA-256 {was['sha256'][:12]}... -> {now_sha[:12]}...)")
     if not out and [f["path"] for f in recorded.get("files", [])] != now:
         out.append("the files are read in another order")
     return out
+
+
+def unchanged(recorded: dict, stat: os.stat_result) -> bool:
+    """Whether a file's metadata is the recorded one in every stamp (a manifest without some stamp, written
+    by an older jetscale, never is: the file is hashed)."""
+    now = stamp(stat)
+    return all(recorded.get(key) == value for key, value in now.items())

@@ -15,7 +15,7 @@ import os
 
 from .. import paths
 from ..errors import ConfigError
-from .manifest import changes, manifest, read_manifest
+from .manifest import changes, manifest, read_manifest, repeats, stamp
 
 KEY = "pretraining.pool"
 
@@ -26,13 +26,22 @@ def pool_config(cfg: dict) -> dict | None:
 
 
 def expand_globs(patterns, key: str) -> list[str]:
-    """Files matching ``patterns`` (each sorted); a pattern matching nothing is an error naming ``key``."""
+    """Files matching ``patterns`` (each sorted); a pattern matching nothing, or a file reached twice (listed
+    twice, matched by two patterns, or through a link: its jets would be read twice, into training and test
+    alike), is an error naming ``key``."""
     files: list[str] = []
     for pattern in patterns:
         matched = sorted(glob.glob(str(pattern)))
         if not matched:
             raise ConfigError(f"{key}: {pattern!r} matches no file")
         files += matched
+    repeated = repeats(files)
+    if repeated:
+        first, again = repeated[0]
+        raise ConfigError(
+            f"{key}: {again!r} is the same file as {first!r} (listed twice, matched by two patterns, or a link)"
+            f"{f' ({len(repeated) - 1} more)' if len(repeated) > 1 else ''}; each file may be read once"
+        )
     return files
 
 
@@ -59,13 +68,13 @@ def pool_fingerprint(cfg: dict) -> str:
     recorded = read_manifest(paths.pool_dir(paths.results_root(cfg)))
     if recorded is not None and recorded.get("fingerprint") and not changes(recorded, files):
         return recorded["fingerprint"]
-    return _fingerprint(tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files))
+    return _fingerprint(tuple((f, *stamp(os.stat(f)).values()) for f in files))
 
 
 @functools.lru_cache(maxsize=8)
-def _fingerprint(stamped: tuple[tuple[str, int, int], ...]) -> str:
-    """Keyed by (path, size, mtime) so a file rewritten within one process is hashed again."""
-    return manifest([path for path, _, _ in stamped])["fingerprint"]
+def _fingerprint(stamped: tuple[tuple, ...]) -> str:
+    """Keyed by (path, size, mtime, ctime, inode, device) so a file rewritten within one process is hashed again."""
+    return manifest([path for path, *_ in stamped])["fingerprint"]
 
 
 def pool_settings(cfg: dict) -> dict | None:

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .manifest import repeats
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .store import JetTable, read_shard, shard_labels, shard_metadata
+from .store import JetTable, read_shard, shard_jet_ids, shard_labels, shard_metadata
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id", "n_particles")
@@ -184,15 +185,19 @@ def build_splits(
     seed: int = 0,
     n_train_max: int | None = None,
     data_fingerprint: str | None = None,
+    study_fingerprint: str | None = None,
 ) -> dict:
     """Write the splits directory from ``shards`` (see module docstring); returns the meta dict.
 
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
-    then streams shard by shard into memory-mapped outputs (memory ~ one shard).
+    then streams shard by shard into memory-mapped outputs (memory ~ one shard). Shards are checked first
+    (:func:`check_shards`): none repeated, none of another study (``study_fingerprint``: the config's data
+    fingerprint) or of other classes, no jet in two shards.
     """
     shards = expand_shards(shards)
     if not shards:
         raise DataError("split: no shard files given")
+    check_shards(shards, list(classes), study_fingerprint)
     labels, n_parts, starts = [], [], [0]
     for path in shards:
         lab, npart = shard_labels(path)
@@ -244,6 +249,48 @@ def build_splits(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def check_shards(shards: list[Path], classes: list[str], study_fingerprint: str | None) -> None:
+    """Refuse shards that would put one jet into two splits or that are not this study's: a shard given twice
+    (or through a link), two shards of one source (the same input file or generated shard), shards sharing a
+    jet_id, a shard written for another study (its recorded data fingerprint differs from
+    ``study_fingerprint``) or with other classes (its label indices would name other classes)."""
+    repeated = repeats(shards)
+    if repeated:
+        first, again = repeated[0]
+        raise DataError(f"{again}: the same shard as {first} (given twice or a link); give each shard once")
+    sources: dict[str, Path] = {}
+    for path in shards:
+        meta = shard_metadata(path)
+        recorded = meta.get("data_fingerprint")
+        if study_fingerprint is not None and recorded is not None and recorded != study_fingerprint:
+            raise DataError(
+                f"{path}: written for another data configuration (data fingerprint {recorded}, this study's is "
+                f"{study_fingerprint}); split only this study's shards"
+            )
+        if meta.get("classes") is not None and list(meta["classes"]) != classes:
+            raise DataError(
+                f"{path}: its labels index the classes {meta['classes']}, not this study's {classes}; "
+                "split only this study's shards"
+            )
+        source = meta.get("source_id")
+        if source is not None:
+            if source in sources:
+                raise DataError(
+                    f"{path}: the same source as {sources[source]} ({source}); its jets would be in two splits"
+                )
+            sources[source] = path
+    ids = [shard_jet_ids(path) for path in shards]
+    ordered = np.sort(np.concatenate(ids)) if ids else np.empty(0, np.int64)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(twice):
+        jet = int(twice[0])
+        holders = [str(path) for path, x in zip(shards, ids, strict=True) if (x == jet).any()]
+        where = f"in {holders[0]} twice" if len(holders) == 1 else "in " + " and ".join(holders[:2])
+        raise DataError(
+            f"jet_id {jet} is {where} ({len(np.unique(twice))} repeated jet ids in all); a jet may be in one split only"
+        )
 
 
 def expand_shards(paths) -> list[Path]:

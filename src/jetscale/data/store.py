@@ -245,6 +245,8 @@ def shard_metadata(path: str | Path) -> dict:
 
     import pyarrow.parquet as pq
 
+    if not Path(path).is_file():
+        raise DataError(f"{path}: shard not found")
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as exc:
@@ -256,3 +258,8 @@ def shard_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(label, n_particles) of every jet in a shard, reading only those columns."""
     t = read_shard(path, columns=["label", "n_particles"])
     return t.jets["label"], t.jets["n_particles"]
+
+
+def shard_jet_ids(path: str | Path) -> np.ndarray:
+    """The jet_id column of a shard alone."""
+    return read_shard(path, columns=["jet_id"]).jets["jet_id"]
