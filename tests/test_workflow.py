@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +130,27 @@ def test_a_yaml_alias_bomb_is_refused_quickly(repo_root, tmp_path):
     assert time.perf_counter() - t0 < 60  # Snakemake's own start-up included; the check itself is linear
     with pytest.raises(ConfigError, match="expands to more than"):
         load_config(bomb)
+
+
+def test_rules_run_the_jetscale_of_snakemakes_interpreter(tmp_path):
+    from jetscale.workflow import jetscale_command, shell_prefix
+
+    command = jetscale_command()
+    assert command == f"{shlex.quote(sys.executable)} -m jetscale"
+    # the prefix as Snakemake uses it (formatted like a rule's command) defines `jetscale`; it runs with nothing on
+    # PATH (the interpreter is named by its full path) and keeps Snakemake's strict bash mode
+    prefix = shell_prefix(command, strict_bash=True).format()
+    assert prefix.startswith("set -euo pipefail; ")
+    out = subprocess.run(
+        ["bash", "-c", prefix + "jetscale models"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "particlenet" in out.stdout
+    assert not shell_prefix(command, strict_bash=False).startswith("set ")
+    # a per-job environment (conda, apptainer) brings its own jetscale: the host interpreter is not the job's
+    assert jetscale_command(["CONDA"]) is jetscale_command(["APPTAINER", "ENV_MODULES"]) is None
+    assert shell_prefix(None, strict_bash=True) is None
+    assert jetscale_command(["ENV_MODULES"]) == command

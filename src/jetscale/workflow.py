@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
+import sys
+from collections.abc import Iterable
 
 import yaml
 
@@ -21,6 +24,34 @@ from .io import write_json, write_text
 from .resources import stage_resources, train_resources
 
 STUDY_STAMP = results_dir.STUDY_STAMP
+
+# Deployment methods (Snakemake's --sw-env) that give each job an environment of its own, with `jetscale` on PATH.
+OWN_ENVIRONMENT = frozenset({"CONDA", "APPTAINER"})
+
+
+def jetscale_command(deployment: Iterable = ()) -> str | None:
+    """The command every rule's `jetscale` stands for; None: the `jetscale` on the job's PATH.
+
+    The one of the interpreter that runs Snakemake (`<python> -m jetscale`), so a study works without the
+    environment's bin directory on PATH (`.venv/bin/snakemake`, an IDE, a cron job), on every executor: a Slurm
+    job's Snakemake runs through the same interpreter (or, without a shared software deployment, the `python` it
+    finds, whose `jetscale` is then the one that job has). Under a per-job environment (`deployment`, Snakemake's
+    deployment methods or their names, has CONDA or APPTAINER) the host interpreter is not the job's: None.
+    """
+    if OWN_ENVIRONMENT & {getattr(method, "name", str(method)).upper() for method in deployment}:
+        return None
+    return f"{shlex.quote(sys.executable)} -m jetscale"
+
+
+def shell_prefix(command: str | None, strict_bash: bool) -> str | None:
+    """Snakemake's `shell.prefix` that makes `jetscale` in every rule run `command` (a shell function, so the
+    rules read `jetscale train ...` as a user types it); None: keep Snakemake's own prefix. `strict_bash` keeps
+    Snakemake's default `set -euo pipefail` (which a prefix of ours replaces). Braces doubled: Snakemake formats
+    the prefix like a rule's command."""
+    if command is None:
+        return None
+    text = ("set -euo pipefail; " if strict_bash else "") + f'jetscale() {{ {command} "$@"; }}; '
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class StudyPlan:
