@@ -255,6 +255,7 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
             raise ConfigError(f"{where}: resources.train.{model}: unknown model; known models: {list(known)}")
     check_pretraining(cfg, where)
     check_inputs(cfg, where)
+    check_tuning(cfg, where)
     data = cfg["data"]
     if cfg.get("pretraining", {}).get("pool") is not None and data["source"] != "ingest":
         raise ConfigError(
@@ -369,6 +370,78 @@ def check_pretraining(cfg: dict, where: str) -> None:
                 f"{where}: grid.axes.n_pretrain: {largest} is larger than the training pool of {pool} jets "
                 "(pretraining reads the pool's last n_pretrain jets, without labels); "
                 "raise data.generate.jets_per_class"
+            )
+
+
+# Validation metrics a tuning axis may select on (collect's columns of metrics.json) -> the better direction.
+TUNE_METRICS: dict[str, str] = {"val_loss": "min", "val_accuracy": "max"}
+
+
+def tune_axes(cfg: dict) -> list[str]:
+    """The grid's tuning axes (``grid.tune``), in config order."""
+    return list(cfg["grid"].get("tune") or {})
+
+
+def check_tuning(cfg: dict, where: str) -> None:
+    """``grid.tune``: each key an axis of this grid that can be chosen per cell (not n_train, seed, model or a
+    pretraining axis; not the report's colour or facet axis), ``by`` a validation metric, more than one value
+    for some model; a ``training.*`` axis must declare as its default what its cells run without the axis."""
+    tune = cfg["grid"].get("tune") or {}
+    extra = cfg["grid"].get("extra_axes", {})
+    axes = [*BUILTIN_AXES, *(PRETRAIN_AXES if uses_pretraining(cfg) else ()), *extra]
+    never = {
+        "n_train": "the scaling variable",
+        "seed": "averaged over",
+        "model": "what the series compare",
+        **{a: "a pretraining axis (tune an extra axis)" for a in PRETRAIN_AXES},
+    }
+    if len({spec["by"] for spec in tune.values()}) > 1:
+        raise ConfigError(
+            f"{where}: grid.tune: the tuning axes select by different metrics "
+            f"({ {a: s['by'] for a, s in tune.items()} }); they are chosen jointly, by one metric"
+        )
+    for axis, spec in tune.items():
+        key = f"{where}: grid.tune.{axis}"
+        if axis in never:
+            raise ConfigError(f"{key}: {axis!r} cannot be a tuning axis: it is {never[axis]}")
+        if axis not in axes:
+            raise ConfigError(f"{key}: {axis!r} is not a grid axis; axes: {axes} (declare it under grid.extra_axes)")
+        if spec["by"] not in TUNE_METRICS:
+            raise ConfigError(
+                f"{key}.by: {spec['by']!r} is not a validation metric; allowed: {list(TUNE_METRICS)} "
+                "(a choice is never made on test metrics)"
+            )
+        for report_key in ("color_by", "facet_by"):
+            if cfg["report"].get(report_key) == axis:
+                raise ConfigError(
+                    f"{key}: {axis!r} is also report.{report_key}; a tuned axis is chosen per cell, not drawn "
+                    f"as series: set report.{report_key} to another axis"
+                )
+        if all(len(axis_values(cfg, axis, m)) < 2 for m in cfg["grid"]["axes"]["model"]):
+            raise ConfigError(f"{key}: the axis has one value for every model; nothing to choose between")
+        if axis in extra and extra[axis]["sets"].startswith("training."):
+            check_tuned_default(cfg, axis, key)
+
+
+def check_tuned_default(cfg: dict, axis: str, key: str) -> None:
+    """A tuned ``training.*`` axis records its values as the choice: for every model tuned over it (more than
+    one value) whose cells take the default, the default must be what those cells run (e.g. the model's
+    default learning rate when training.lr is null)."""
+    spec = cfg["grid"]["extra_axes"][axis]
+    keys = spec["sets"].split(".")[1:]
+    for model in cfg["grid"]["axes"]["model"]:
+        values = axis_values(cfg, axis, model)
+        if len(values) < 2 or spec["default"] not in values:
+            continue
+        ran: Any = resolve_settings(cfg, {"model": model, "width": 0, "n_train": 0, "compute": 0, "seed": 0})
+        ran = ran["training"]
+        for k in keys:
+            ran = ran.get(k) if isinstance(ran, dict) else None
+        if ran != spec["default"]:
+            raise ConfigError(
+                f"{key}: grid.extra_axes.{axis}.default is {spec['default']!r} but {model}'s cells without the "
+                f"axis run {spec['sets']} = {ran!r}; declare that as the default (or limit the axis with "
+                f"grid.per_model.{model}.{axis})"
             )
 
 

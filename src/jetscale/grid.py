@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import BUILTIN_AXES, PRETRAIN_AXES, axis_values, uses_pretraining
+from .config import BUILTIN_AXES, PRETRAIN_AXES, axis_values, tune_axes, uses_pretraining
 from .errors import ConfigError
 
 SEP = "~"
@@ -60,9 +60,11 @@ def axis_names(cfg: dict) -> list[str]:
 
 
 def series_axes(cfg: dict, table) -> list[str]:
-    """The axes that tell one scaling series from another (all but n_train and seed) present in ``table``'s
-    columns: a series is one curve of a metric against n_train, averaged over seeds."""
-    return [a for a in axis_names(cfg) if a not in ("n_train", "seed") and a in table.columns]
+    """The axes that tell one scaling series from another (all but n_train, seed and the tuning axes) present
+    in ``table``'s columns: a series is one curve of a metric against n_train, averaged over seeds, at the
+    chosen value of each tuning axis (``jetscale.evaluate.tuning``)."""
+    skip = {"n_train", "seed", *tune_axes(cfg)}
+    return [a for a in axis_names(cfg) if a not in skip and a in table.columns]
 
 
 def cell_id(cfg: dict, cell: dict[str, Any]) -> str:

@@ -125,12 +125,22 @@ def confusion_table(tables: Path) -> Path:
     return Path(tables) / "confusion.csv"
 
 
+def tuning_table(tables: Path) -> Path:
+    """The per-cell choice of the tuning axes, every candidate's validation score (beside runs.csv)."""
+    return Path(tables) / "tuning.csv"
+
+
 def fits_dir(root: Path) -> Path:
     return Path(root) / "fits"
 
 
 def fit_summary(root: Path) -> Path:
     return fits_dir(root) / FIT_SUMMARY
+
+
+def tuning_trends_table(fits: Path) -> Path:
+    """The tuned values' trend with n_train and width (in the fits directory ``fits``)."""
+    return Path(fits) / "tuning_trends.csv"
 
 
 def figures_dir(root: Path) -> Path:

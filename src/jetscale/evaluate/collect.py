@@ -13,7 +13,9 @@ Cells that are not usable (``failure.json`` present, metrics.json / eval.json ab
 an earlier training of the cell, i.e. with another settings_hash) go to
 ``results/tables/missing.csv`` with the reason, and are printed, never silently dropped.
 Also written: ``results/tables/confusion.csv`` (cell_id, axes, truth, predicted, fraction, count), which the
-report reads so it never has to open a run directory.
+report reads so it never has to open a run directory. A grid with tuning axes (``grid.tune``) adds a ``chosen``
+column (true for the rows of each tuned cell's best candidate on validation) and ``results/tables/tuning.csv``
+(:mod:`jetscale.evaluate.tuning`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 from .. import paths
+from ..config import tune_axes
 from ..grid import axis_names, cell_id, cells
 from ..io import atomic_path
 from ..paths import results_root, run_dir, runs_table
@@ -36,7 +39,9 @@ CONTINUOUS_FLAVOR_METRICS = ("tag_log_loss", "charge_log_loss", "tag_auc", "char
 
 
 def tidy_columns(cfg: dict) -> list[str]:
-    return ["cell_id", *axis_names(cfg), *RUN_COLUMNS, "metric", "flavor", "value", "error"]
+    """runs.csv's columns; a grid with tuning axes adds ``chosen`` (the row's cell is its tuned cell's choice)."""
+    chosen = ["chosen"] if tune_axes(cfg) else []
+    return ["cell_id", *axis_names(cfg), *RUN_COLUMNS, "metric", "flavor", "value", "error", *chosen]
 
 
 def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple[Path, list[dict]]:
@@ -75,7 +80,9 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
         paths.confusion_table(table.parent),
     )
     write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), paths.missing_table(table.parent))
-    write_csv(pd.DataFrame(rows, columns=columns), table)  # the rule's target: last
+    frame = pd.DataFrame(rows, columns=[c for c in columns if c != "chosen"])
+    write_tuning(cfg, frame, table.parent)
+    write_csv(frame[columns], table)  # the rule's target: last
     if missing and not quiet:
         print(
             f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
@@ -92,6 +99,20 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
 
         collect_pretraining(cfg, list(study_backbones(cfg)), quiet=quiet)
     return table, missing
+
+
+def write_tuning(cfg: dict, frame, tables: Path) -> None:
+    """With tuning axes: mark ``frame``'s chosen rows (column ``chosen``) and write tuning.csv beside runs.csv;
+    without: remove a tuning.csv left by an earlier config of the study."""
+    from .tuning import choose
+
+    path = paths.tuning_table(tables)
+    if not tune_axes(cfg):
+        path.unlink(missing_ok=True)
+        return
+    keep, tuning = choose(cfg, frame)
+    frame["chosen"] = keep
+    write_csv(tuning, path)
 
 
 def missing_reason(run: Path) -> str | None:

@@ -79,7 +79,8 @@ def slug(text: str) -> str:
 
 
 def read_runs_table(cfg: dict, path: Path | None = None):
-    """The tidy runs table (``path``, default: the study's ``tables/runs.csv``)."""
+    """The tidy runs table (``path``, default: the study's ``tables/runs.csv``); with tuning axes, only the
+    rows of each tuned cell's chosen candidate (``evaluate.tuning``), so every series is a tuned one."""
     import pandas as pd
 
     from ..errors import DataError
@@ -89,7 +90,9 @@ def read_runs_table(cfg: dict, path: Path | None = None):
         raise DataError(f"{path}: not found; run `jetscale collect --config ...` first")
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     table["flavor"] = table["flavor"].fillna("")
-    return table
+    from ..evaluate.tuning import chosen_rows
+
+    return chosen_rows(cfg, table)
 
 
 def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = None) -> Path:
@@ -99,10 +102,12 @@ def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = 
     last, with the JSON fit records in its directory."""
     import pandas as pd
 
-    table = read_runs_table(cfg, table)
+    table_path = Path(table) if table is not None else runs_table(results_root(cfg))
+    table = read_runs_table(cfg, table_path)
     summary = Path(summary) if summary is not None else fit_summary(results_root(cfg))
     out_dir = summary.parent
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_tuning_trends(cfg, table_path.parent, out_dir)
     opts = cfg["fits"]
     s_axes = series_axes(cfg, table)
     varying = [a for a in s_axes if table[a].nunique() > 1] or (["model"] if "model" in s_axes else [])
@@ -128,6 +133,26 @@ def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = 
 
         run_transfer_fits(cfg, table)
     return summary
+
+
+def write_tuning_trends(cfg: dict, tables: Path, out_dir: Path) -> None:
+    """With tuning axes: the chosen values' trend with n_train and width (``fit.tuning``) -> tuning_trends.csv
+    in ``out_dir``, from the tuning.csv in ``tables``; without: remove one left by an earlier config."""
+    import pandas as pd
+
+    from ..config import tune_axes
+    from ..paths import tuning_table, tuning_trends_table
+    from .tuning import tuning_trends
+
+    out = tuning_trends_table(out_dir)
+    source = tuning_table(tables)
+    if not tune_axes(cfg) or not source.is_file():
+        out.unlink(missing_ok=True)
+        return
+    tuning = pd.read_csv(source, keep_default_na=False, na_values=[""])
+    families = [a for a in series_axes(cfg, tuning) if a != "width"]
+    with atomic_path(out) as tmp:
+        tuning_trends(tuning, tune_axes(cfg), families).to_csv(tmp, index=False, lineterminator="\n")
 
 
 def outlook(table, docs, s_axes, varying, opts, root) -> list[dict]:

@@ -41,7 +41,7 @@ def build_report(
     """Fits (if asked, absent, or older than runs.csv; never when ``fits`` is given) -> figures ->
     report.html; returns paths and timings. Paths default to the study's (``jetscale.paths``)."""
     from .. import paths
-    from ..config import uses_pretraining
+    from ..config import tune_axes, uses_pretraining
     from ..errors import DataError
     from ..fit.study import load_fit_docs, run_study_fits
     from ..io import write_text
@@ -77,9 +77,17 @@ def build_report(
         transfer_figures = make_transfer_figures(cfg, tables)
         figures = figures + transfer_figures
         sections.append(transfer_section(cfg, transfer_figures))
+    if tune_axes(cfg):  # the chosen values against n_train (and width), their trend, every candidate's score
+        from .tuning import make_tuning_figures, read_tuning, tuning_section
+
+        tuning, trends = read_tuning(cfg, table.parent, summary.parent)
+        tuning_figures = make_tuning_figures(cfg, tuning, trends, paths.figures_dir(root))
+        figures = figures + tuning_figures
+        sections.append(tuning_section(cfg, tuning, trends, tuning_figures))
     t_fig = time.perf_counter()
     extra = [data_summary] if data_summary.is_file() else []
-    write_text(out, build_html(cfg, tables, [f for f in figures if f.stem not in TRANSFER_FIGURES], extra, sections))
+    own = [f for f in figures if f.stem not in TRANSFER_FIGURES and not f.stem.startswith("tuning_")]
+    write_text(out, build_html(cfg, tables, own, extra, sections))
     t_end = time.perf_counter()
     return {
         "report": out,
