@@ -114,12 +114,12 @@ def test_estimate_uses_measured_seconds_per_sample(study):
 
 
 def test_budget_matches_the_training_loop():
-    from jetscale.train.loop import total_samples
+    from jetscale.train.stopping import plan_for
 
     cfg = load_config(REPO / "config.yaml")
     for cell in cells(cfg)[:12]:
         settings = resolve_settings(cfg, cell)
-        assert budget_samples(settings) == total_samples(settings)
+        assert budget_samples(settings) == plan_for(settings, 32).max_samples
 
 
 def test_cli_reads_only(study, capsys):

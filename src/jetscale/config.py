@@ -170,13 +170,16 @@ def run_knobs(section: str = "training") -> tuple[str, ...]:
     return tuple(key for key, sub in props.items() if sub.get("x-run-knob"))
 
 
-def _hashed(section: str, values: dict) -> dict:
-    """``values`` of a config section without its run knobs, and without x-hash-omit-default keys at default."""
+def _hashed(section: str, values: dict, budget: str | None = None) -> dict:
+    """``values`` of a config section without its run knobs, without x-hash-omit-default keys at default, and
+    without keys that only another kind of ``budget`` reads (schema ``x-budget``: auto | fixed)."""
     props = _parsed_schema()["properties"][section]["properties"]
     out = {}
     for key, value in values.items():
         sub = props.get(key, {})
         if sub.get("x-run-knob") or (sub.get("x-hash-omit-default") and value == sub.get("default")):
+            continue
+        if budget is not None and sub.get("x-budget", budget) != budget:
             continue
         out[key] = copy.deepcopy(value)
     return out
@@ -190,6 +193,12 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
     known = catalog.names()
     axes = cfg["grid"]["axes"]
     extra = cfg["grid"].get("extra_axes", {})
+    stopping = cfg["training"]["stopping"]
+    if stopping["min_eval_samples"] > stopping["max_eval_samples"]:
+        raise ConfigError(
+            f"{where}: training.stopping: min_eval_samples ({stopping['min_eval_samples']}) exceeds "
+            f"max_eval_samples ({stopping['max_eval_samples']})"
+        )
     for i, model in enumerate(axes["model"]):
         if model not in known:
             raise ConfigError(f"{where}: grid.axes.model[{i}]: unknown model {model!r}; known models: {list(known)}")
@@ -544,12 +553,16 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     ``training`` section enters whole except its run knobs (schema ``x-run-knob``: threads, device, compile,
     processes, checkpoint cadence; the jets seen and the averaged gradients do not depend on them) and keys
     at a default that reproduces what ran before they existed (schema ``x-hash-omit-default``: precision
-    'auto'). Model options enter as written in the config (defaults live in the model's options dataclass);
-    a fine-tuning cell's also hold those of ``pretraining.methods.<method>`` that are the model's own options.
+    'auto') and keys of the other kind of budget (schema ``x-budget``: ``stopping`` for compute 'auto';
+    ``warmup_fraction``, ``eval_every_samples``, ``early_stopping_patience`` for a numeric compute). Model
+    options enter as written in the config (defaults live in the model's options dataclass); a fine-tuning
+    cell's also hold those of ``pretraining.methods.<method>`` that are the model's own options.
     """
     model = cell["model"]
     model_spec = catalog.get(model)
-    training = _hashed("training", cfg["training"])
+    # compute 'auto' trains to convergence (training.stopping), a number is a fixed budget: each cell's
+    # settings hold only the keys its kind of budget reads
+    training = _hashed("training", cfg["training"], "auto" if cell["compute"] == "auto" else "fixed")
     model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
     finetune = uses_pretraining(cfg) and cell.get("pretrain", "none") != "none"
     if finetune:

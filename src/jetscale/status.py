@@ -27,6 +27,7 @@ from pathlib import Path
 from .config import resolve_settings, settings_hash
 from .grid import cell_id, cells
 from .paths import results_root, run_dir, train_log
+from .train.stopping import max_samples
 
 STATES = ("finished", "running", "failed", "pending")
 STALE_AFTER_S = 600.0
@@ -35,12 +36,9 @@ ERROR_LINE = re.compile(r"(Traceback|Error|error:|Killed|CANCELLED|DUE TO TIME L
 
 
 def budget_samples(settings: dict) -> int:
-    """Training samples a cell's budget allows (as jetscale.train.loop.total_samples, without importing torch)."""
-    compute, training = settings["compute"], settings["training"]
-    if compute == "auto":
-        auto = training["auto_compute"]
-        return int(min(max(auto["epochs"] * settings["n_train"], auto["min_samples"]), auto["max_samples"]))
-    return int(compute)
+    """Training samples a cell may draw at most: its fixed budget, or for compute 'auto' its safety cap (most
+    such cells stop well before it)."""
+    return max_samples(settings)
 
 
 def last_error(log: Path) -> str | None:
@@ -205,7 +203,8 @@ def estimate_left(rows: list[dict]) -> dict:
         "wall_seconds_left": seconds / parallel,
         "cells_without_estimate": unknown,
         "method": "measured seconds per training sample of finished cells of the same model and width x samples "
-        "left (budget; early stopping only shortens it), divided by the number of cells running now",
+        "left (budget; for compute 'auto' the safety cap, an upper bound: such cells stop when they converge), "
+        "divided by the number of cells running now",
     }
 
 

@@ -1,8 +1,10 @@
 """Every evaluated cell of the study grid -> one tidy table (``results/tables/runs.csv``).
 
 One row per cell × metric × flavor. Columns (in this order):
-    cell_id, <every grid axis>, n_params, flops_per_jet, train_flops, samples_seen, wall_time_s, hardware,
-    metric, flavor, value, error
+    cell_id, <every grid axis>, n_params, flops_per_jet, train_flops, samples_seen, stopped_by, wall_time_s,
+    hardware, metric, flavor, value, error
+``stopped_by`` is ``converged`` (the validation loss stopped improving) or ``budget`` (the sample cap or fixed
+budget ended the run first: the point is a lower bound on what its data can teach).
 ``flavor`` is empty for global metrics (accuracy, log_loss, ...), the quark species for tag_efficiency,
 charge_flip and their continuous counterparts (tag/charge log-loss and AUC), and the class name for auc.
 ``error`` is the test-set counting uncertainty where one exists (empty otherwise). Rows follow the config grid
@@ -31,7 +33,7 @@ from ..grid import axis_names, cell_id, cells
 from ..io import atomic_path
 from ..paths import results_root, run_dir, runs_table
 
-RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "wall_time_s", "hardware")
+RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "stopped_by", "wall_time_s", "hardware")
 GLOBAL_METRICS = ("accuracy", "log_loss", "val_loss", "val_accuracy", "mean_auc")
 FLAVOR_METRICS = ("tag_efficiency", "charge_flip")
 # threshold-free counterparts (evaluate.metrics.flavor_continuous); absent from eval.json files made before them

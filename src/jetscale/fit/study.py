@@ -104,6 +104,8 @@ def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = 
 
     table_path = Path(table) if table is not None else runs_table(results_root(cfg))
     table = read_runs_table(cfg, table_path)
+    if cfg["fits"].get("exclude_budget_limited") and "stopped_by" in table.columns:
+        table = table[table["stopped_by"] != "budget"]  # fit only cells whose validation loss converged
     summary = Path(summary) if summary is not None else fit_summary(results_root(cfg))
     out_dir = summary.parent
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.collect import RUN_COLUMNS
 from ..io import atomic_path, write_json
 from ..paths import fits_dir, results_root
 from .fitting import fit
@@ -75,8 +76,7 @@ def run_transfer_fits(cfg: dict, table) -> Path:
 
 def _matching_axes(table) -> list[str]:
     skip = {"cell_id", "n_train", "seed", "metric", "flavor", "value", "error", *PRETRAIN_AXES}
-    run_cols = {"n_params", "flops_per_jet", "train_flops", "samples_seen", "wall_time_s", "hardware"}
-    return [c for c in table.columns if c not in skip and c not in run_cols]
+    return [c for c in table.columns if c not in skip and c not in RUN_COLUMNS]
 
 
 def transfer_rows(table, boot: int, seed: int) -> list[dict]:

@@ -53,7 +53,8 @@ from ..inputs.stats import compute_stats
 from ..models.registry import batch_tensors, count_params, prepare_inputs
 from ..train import checkpoint as ckpt
 from ..train.distributed import Ranks, TorchEngine, resolve_device
-from ..train.loop import Sampler, git_revision, lr_lambda, total_samples, tune_allocator, versions, write_failure
+from ..train.loop import Sampler, git_revision, lr_lambda, tune_allocator, versions, write_failure
+from ..train.stopping import clamped_samples
 from . import method
 from .base import check_unlabelled
 from .plan import backbone_id, backbone_settings, parse_backbone_id
@@ -188,7 +189,7 @@ def pretrain_backbone(
         input_names=transform.names if transform is not None else None,
     ).to(device)
     batch_size = min(int(p["batch_size"]), n_pretrain)
-    budget = total_samples({"compute": "auto", "n_train": n_pretrain, "training": {"auto_compute": p["compute"]}})
+    budget = clamped_samples(n_pretrain, **p["compute"])  # a fixed budget: the recipe's, hashes unchanged
     total_steps = max(1, math.ceil(budget / batch_size))
     optimizer = torch.optim.AdamW(
         [q for q in objective.parameters() if q.requires_grad], lr=float(p["lr"]), weight_decay=float(p["weight_decay"])

@@ -2,7 +2,8 @@
 
 confusion      row-normalised confusion matrices side by side, one per series, at report.confusion_n_train
 flavor_metrics flavor-tag efficiency and charge-flip rate per quark flavor, grouped by series (same n_train)
-scaling_<m>    metric m vs n_train, one panel per quark flavor: seed means ± error, fitted curves, n_c markers
+scaling_<m>    metric m vs n_train, one panel per quark flavor: seed means ± error, fitted curves, n_c markers;
+               hollow: a seed ended at its sample cap while still improving (stopped_by budget)
 loss_scaling   test log-loss vs parameters, vs training jets and vs measured training compute (with frontier)
 Every function returns the list of files it wrote and never raises on missing fits (it draws what exists).
 """
@@ -309,6 +310,18 @@ class Figures:
                         label=self.label(series),
                     )
                     handles.setdefault(self.label(series), h)
+                    if m["budget_limited"].any():  # ended at the sample cap while still improving: hollow
+                        capped = m[m["budget_limited"]]
+                        handles["stopped at the sample cap"] = ax.plot(
+                            capped["n_train"],
+                            capped["mean"],
+                            ls="none",
+                            marker=self.marker(series),
+                            ms=6,
+                            mfc="white",
+                            mec=color,
+                            zorder=3,
+                        )[0]
                     doc = self.fit_doc("scaling", metric=metric, flavor=flavor, series=series)
                     if doc:
                         self._draw_fits(ax, doc, color, higher, handles)

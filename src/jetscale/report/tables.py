@@ -38,19 +38,24 @@ def load_tables(cfg: dict, table: Path | None = None, fit_summary: Path | None =
 
 
 def seed_means(table: pd.DataFrame, group_axes: list[str], metric: str, flavor: str = "") -> pd.DataFrame:
-    """Columns: group_axes..., n_train, mean, err, n_seeds (one row per series × n_train)."""
+    """Columns: group_axes..., n_train, mean, err, n_seeds, budget_limited (one row per series × n_train;
+    ``budget_limited``: a seed ended at its sample cap while still improving, ``stopped_by`` = budget)."""
     rows = table[(table["metric"] == metric) & (table["flavor"].fillna("") == flavor)].dropna(subset=["value"])
     keys = [*group_axes, "n_train"]
     if rows.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "err", "n_seeds"])
+        return pd.DataFrame(columns=[*keys, "mean", "err", "n_seeds", "budget_limited"])
+    columns = ["value", "error"] + (["stopped_by"] if "stopped_by" in rows.columns else [])
 
     def agg(sub):
         n = len(sub)
         spread = sub["value"].std(ddof=1) if n > 1 else 0.0
         stat = np.nanmean(sub["error"].to_numpy(float) ** 2) if sub["error"].notna().any() else 0.0
-        return pd.Series({"mean": sub["value"].mean(), "err": float(np.sqrt(spread**2 / n + stat)), "n_seeds": n})
+        limited = bool((sub["stopped_by"] == "budget").any()) if "stopped_by" in sub.columns else False
+        mean, err = sub["value"].mean(), float(np.sqrt(spread**2 / n + stat))
+        return pd.Series({"mean": mean, "err": err, "n_seeds": n, "budget_limited": limited}, dtype=object)
 
-    out = rows.groupby(keys, sort=False, dropna=False)[["value", "error"]].apply(agg).reset_index()
+    out = rows.groupby(keys, sort=False, dropna=False)[columns].apply(agg).reset_index()
+    out = out.astype({"mean": float, "err": float, "n_seeds": int, "budget_limited": bool})
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 

@@ -4,14 +4,15 @@
 builds everything from the cell's resolved settings and resumes a :class:`TrainState` from the checkpoint,
 ``train()`` runs the steps, ``finish()`` scores the best weights and writes the outputs.
 
-Recipe: AdamW (weight decay from config; learning rate = ``training.lr`` or the model's default), linear
-warmup over ``warmup_fraction`` of the steps then cosine decay to zero, gradient-norm clipping, fixed batch
-size. Compute budget = training samples seen: the cell's ``compute`` (an int) or, for 'auto',
-clamp(epochs × n_train, min_samples, max_samples). The sampler draws an independent permutation of the
+Recipe: AdamW (weight decay from config; learning rate = ``training.lr`` or the model's default),
+gradient-norm clipping, fixed batch size. How long, how often the validation set is scored, and the
+learning-rate schedule are the cell's :class:`~jetscale.train.stopping.StoppingPlan`: ``compute: auto`` trains
+until the validation loss stops improving (warmup, constant rate with drops on plateaus, patience, a safety
+cap), a numeric ``compute`` is a fixed budget (warmup, cosine to zero); ``metrics.json`` says which ended the
+run (``stopped_by``: ``converged`` | ``budget``). The sampler draws an independent permutation of the
 n_train jets per epoch (seeded by (seed, epoch)), so the stream is a pure function of the seed and resumes
-from a single number. Every ``eval_every_samples`` the full validation set is scored; training stops early
-after ``early_stopping_patience`` evaluations without a better validation loss and the best weights are
-restored. Test-set scores of the restored model go to ``predictions.parquet``. A model whose spec declares a
+from a single number. The best weights are restored at the end and the test set is scored on them
+(``predictions.parquet``). A model whose spec declares a
 fit-once step (``ModelSpec.fit_inputs``, e.g. vq_gpt's tokenizer) runs it on the training jets' inputs before
 the first step of a from-scratch cell; a resumed run takes the fitted weights from its checkpoint.
 
@@ -61,6 +62,7 @@ from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
+from .stopping import cosine, plan_for
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
@@ -98,24 +100,9 @@ class Sampler:
 
 
 # ------------------------------------------------------------------------------------------- schedule
-def total_samples(settings: dict) -> int:
-    compute, training = settings["compute"], settings["training"]
-    if compute == "auto":
-        auto = training["auto_compute"]
-        return int(min(max(auto["epochs"] * settings["n_train"], auto["min_samples"]), auto["max_samples"]))
-    return int(compute)
-
-
 def lr_lambda(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(round(warmup_fraction * total_steps))) if warmup_fraction > 0 else 0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+    """A fixed budget's factor per step: warmup, then cosine to zero (pretraining uses it too)."""
+    return cosine(total_steps, warmup_fraction).factor
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -276,10 +263,11 @@ class TrainState:
     best_step: int = 0
     best_state: dict | None = None  # weights at the best validation loss (None: no evaluation yet)
     evals_since_best: int = 0
+    lr_scale: float = 1.0  # the stopping plan's learning-rate drops so far (reduce on plateau)
     log_rows: list[dict] = field(default_factory=list)
     elapsed: float = 0.0  # training seconds of earlier attempts
     done: bool = False
-    early_stopped: bool = False
+    stopped_by: str | None = None  # set when the patience ends the run; the plan's verdict otherwise
     window_loss: float = 0.0
     window_steps: int = 0
     window_seconds: float = 0.0
@@ -374,10 +362,10 @@ class CellTraining:
         input_fit = self.fit_inputs() if saved is None else None
         if ranks.rank > 0:  # same initial weights everywhere, but each rank its own dropout stream
             torch.manual_seed(seed + 1_000_003 * ranks.rank)
+        self.state = TrainState()  # the schedule reads its lr_scale; replaced by the resumed or fresh state below
         self._make_engine(training)
         self.sampler = Sampler(settings["n_train"], seed)
-        self.eval_every = max(1, int(training["eval_every_samples"]))
-        self.patience = training.get("early_stopping_patience")
+        self.eval_every = self.plan.eval_every_samples
         self.ckpt_every = int(cfg["training"].get("checkpoint_every_steps", 200))  # a run knob, not hashed
         self.state = self._resume(saved) or self._fresh_state(input_fit, refit=saved is not None)
 
@@ -426,12 +414,15 @@ class CellTraining:
                 f"training.batch_size: a batch of {self.batch_size} jets cannot be shared among "
                 f"{ranks.world} processes; use a batch of at least {ranks.world} or fewer processes"
             )
-        self.budget = total_samples(self.settings)
-        self.total_steps = max(1, math.ceil(self.budget / self.batch_size))
+        self.plan = plan_for(self.settings, self.batch_size)
+        self.budget, self.total_steps = self.plan.max_samples, self.plan.max_steps
         finetune = self.finetune
         params = finetune.param_groups(self.model) if finetune else self.model.parameters()
         optimizer = torch.optim.AdamW(params, lr=float(training["lr"]), weight_decay=float(training["weight_decay"]))
-        schedule = lr_lambda(self.total_steps, float(training["warmup_fraction"]))
+
+        def schedule(step: int) -> float:
+            return self.plan.schedule.factor(step, self.state.lr_scale)
+
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, finetune.lr_lambdas(schedule) if finetune else schedule
         )
@@ -595,14 +586,11 @@ class CellTraining:
         state = self.state
         probs = predict(self.engine.module, self.inputs["val"], self.device, self.engine.eval_autocast, self.ranks)
         val_loss, val_acc = loss_and_accuracy(probs, self.inputs["val"].labels)
-        if val_loss < state.best_val:
+        improved = val_loss < state.best_val
+        if improved:
             state.best_val, state.best_val_accuracy, state.best_step = val_loss, val_acc, state.step
-            state.evals_since_best = 0
             state.best_state = self.engine.full_state_dict()
-        else:
-            state.evals_since_best += 1
-            if self.patience and state.evals_since_best >= self.patience:
-                state.done = state.early_stopped = True
+        self.plan.after_evaluation(state, improved)
         return val_loss
 
     def save(self) -> None:
@@ -665,6 +653,7 @@ class CellTraining:
             budget=self.budget,
             total_steps=self.total_steps,
             batch_size=self.batch_size,
+            plan=self.plan,
             device=self.device,
             engine=engine,
             ranks=ranks,
@@ -704,6 +693,7 @@ def metrics_record(
     budget,
     total_steps,
     batch_size,
+    plan,
     device,
     engine,
     ranks,
@@ -738,7 +728,7 @@ def metrics_record(
         "steps_budget": total_steps,
         "batch_size": batch_size,
         "best_step": int(state.best_step),
-        "early_stopped": bool(state.early_stopped),
+        "stopped_by": plan.verdict(state),
         "wall_time_s": round(wall_time_s, 3),
         "setup_time_s": round(setup_s, 3),
         "n_val": input_info["val"]["n_jets"],
