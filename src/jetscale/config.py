@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .inputs.spec import check_inputs, is_raw, model_inputs
 from .models import catalog
 from .models.catalog import width_problem
+from .models.external import register_config_models
 from .options import OptionError, check_path
 
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
@@ -46,13 +47,17 @@ def schema() -> dict:
 MAX_CONFIG_VALUES = 200_000
 
 
-def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
+def load_config(source: str | Path | dict, *, where: str | None = None, config_files: list | None = None) -> dict:
     """Return the validated config (a new dict, defaults filled in) from a YAML path or a dict.
 
     Refused before anything runs, with the key named: YAML that expands to more than MAX_CONFIG_VALUES values
     (an alias bomb), NaN/inf numbers, schema violations, and what :func:`check_semantics` checks. A ``null``
     where the schema wants a mapping resets that mapping to its default (how an overlay config empties one,
-    since overlays merge mappings key by key)."""
+    since overlays merge mappings key by key).
+
+    Models from the user's files (``models.<name>.source``) are registered in the catalog on the way (see
+    :mod:`jetscale.models.external`); a relative source resolves against the config file naming it: ``source``
+    when it is a path, else the one of ``config_files`` (merged in that order) that names it."""
     if isinstance(source, dict):
         check_values(source, where or "config")
         raw, where = copy.deepcopy(source), where or "config"
@@ -71,6 +76,8 @@ def load_config(source: str | Path | dict, *, where: str | None = None) -> dict:
         check_values(raw, where)
     reset_nulled_mappings(raw, _parsed_schema())
     validate_schema(raw, where)
+    files = [Path(f) for f in (config_files or [])] if isinstance(source, dict) else [Path(source)]
+    register_config_models(raw, where, files)
     check_semantics(raw, where)
     return raw
 
@@ -250,6 +257,10 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         for name in pair:
             if name not in classes:
                 raise ConfigError(f"{where}: flavor_pairs.{flavor}: class {name!r} is not in classes {classes}")
+    lr = cfg["training"].get("lr")
+    for model in lr if isinstance(lr, dict) else ():
+        if model not in known:
+            raise ConfigError(f"{where}: training.lr.{model}: unknown model; known models: {list(known)}")
     for model, options in cfg.get("models", {}).items():
         if model not in known:
             raise ConfigError(f"{where}: models.{model}: unknown model; known models: {list(known)}")
@@ -582,6 +593,11 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         training["lr"] = training["lr"].get(model)
     if training.get("lr") is None:
         training["lr"] = model_spec.default_lr
+    # a model from the user's file: its content, not where it lies, determines the result
+    source = {}
+    if model_spec.source is not None:
+        model_options.pop("source", None)
+        source = {"model_source": {"sha256": model_spec.source.sha256}}
     revision = {"model_revision": model_spec.revision} if model_spec.revision > 1 else {}
     # the declared input spec; the split's raw features (what every model saw before specs) add nothing,
     # so those cells keep their hashes
@@ -597,6 +613,7 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
         "classes": list(cfg["classes"]),
         "n_particles": cfg["data"]["n_particles"],
         "model_options": model_options,
+        **source,
         **inputs,
         "training": training,
     }

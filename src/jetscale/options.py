@@ -4,12 +4,14 @@ A model's options (config ``models.<name>``) and the BBT tokenizer's are frozen 
 in the class, and :func:`parse` refuses unknown keys and values of the wrong type, naming the key path, e.g.
 ``models.part.n_layer: unknown option; allowed: ['n_cls_layers', 'n_layers']``. Supported field types: ``bool``,
 ``int``, ``float`` (an int is accepted), ``str``, ``Literal[...]``, ``tuple[X, ...]`` (from a list),
-``X | None`` and nested option dataclasses.
+``X | None``, nested option dataclasses and ``dict`` (a free mapping with string keys: what it holds is checked by
+whoever reads it, e.g. a user model's builder).
 A class may check value ranges in ``__post_init__`` by raising ``ValueError("<field>: <problem>")``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -57,6 +59,8 @@ def check_path(cls: type, keys: list[str], value: Any, where: str) -> None:
     path names an option and ``cls`` accepts the value there (types and range checks, as :func:`parse`)."""
     target: Any = cls
     for i, key in enumerate(keys):
+        if target is dict or typing.get_origin(target) is dict:
+            break  # a free mapping: any key below it
         target = _dataclass_of(target)
         if target is None or key not in fields(target):
             allowed = sorted(fields(target)) if target is not None else []
@@ -110,6 +114,10 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise OptionError(f"{where}: bad value {value!r}: must be a list")
         return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            raise OptionError(f"{where}: bad value {value!r}: must be a mapping with string keys")
+        return copy.deepcopy(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise OptionError(f"{where}: bad value {value!r}: must be true or false")

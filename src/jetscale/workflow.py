@@ -62,9 +62,17 @@ class StudyPlan:
         self.check_results_dir()
 
     @classmethod
-    def from_snakemake(cls, config: dict) -> StudyPlan:
+    def from_snakemake(cls, config: dict, workflow=None) -> StudyPlan:
+        """The plan of Snakemake's merged ``config``; ``workflow`` (Snakemake's) says which config files were
+        merged, against which a relative path in them resolves (a model's ``source``)."""
+        files = []
+        if workflow is not None:  # --configfile files win over the Snakefile's configfile, the last one most
+            overlays = [str(f) for f in workflow.overwrite_configfiles or []]
+            files = [f for f in map(str, workflow.configfiles) if f not in overlays] + overlays
         try:
-            return cls(load_config(dict(config), where="config (config.yaml + --configfile/--config)"))
+            return cls(
+                load_config(dict(config), where="config (config.yaml + --configfile/--config)", config_files=files)
+            )
         except ConfigError as exc:
             from snakemake.exceptions import WorkflowError
 

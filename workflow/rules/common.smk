@@ -5,7 +5,7 @@ from jetscale import paths
 from jetscale.launch.slurm import check_workflow_partitions
 from jetscale.workflow import StudyPlan, jetscale_command, shell_prefix
 
-PLAN = StudyPlan.from_snakemake(config)
+PLAN = StudyPlan.from_snakemake(config, workflow)
 ROOT = PLAN.root
 CONFIG_FILE = PLAN.write_effective_config()
 REPORT = str(paths.report_path(ROOT))

@@ -54,8 +54,15 @@ def _physics() -> dict[str, dict]:
 
 
 PRESETS: dict[str, dict[str, dict]] = {"raw": {name: {} for name in FEATURE_NAMES}, "physics": _physics()}
-# vq_gpt: raw, as its pretraining pool (the tokenizer standardises itself; its options name Table-1 features)
-DEFAULT_PRESET: dict[str, str] = {"particlenet": "physics", "part": "physics", "bbt_neutron": "raw", "vq_gpt": "raw"}
+
+
+def default_preset(model: str) -> str:
+    """The model's own preset (its catalog spec's ``default_preset``: physics for ParticleNet and ParT; raw for
+    BBT-Neutron and vq_gpt, whose tokenizer standardises itself and whose options name Table-1 features)."""
+    from ..models.catalog import MODELS
+
+    spec = MODELS.get(model)
+    return spec.default_preset if spec is not None else "raw"
 
 
 def parse_inputs(raw: Any, model: str, where: str = "inputs") -> list[dict]:
@@ -66,7 +73,7 @@ def parse_inputs(raw: Any, model: str, where: str = "inputs") -> list[dict]:
     """
     where = f"{where}.{model}"
     if raw is None:
-        raw = DEFAULT_PRESET.get(model, "raw")
+        raw = default_preset(model)
     if isinstance(raw, str):
         raw = {"preset": raw}
     if not isinstance(raw, dict):
@@ -74,7 +81,7 @@ def parse_inputs(raw: Any, model: str, where: str = "inputs") -> list[dict]:
     unknown = sorted(set(raw) - {"preset", "features"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: ['features', 'preset']")
-    preset = raw.get("preset", DEFAULT_PRESET.get(model, "raw"))
+    preset = raw.get("preset", default_preset(model))
     if preset not in PRESETS:
         raise ConfigError(f"{where}.preset: unknown preset {preset!r}; presets: {sorted(PRESETS)}")
     entries = copy.deepcopy(PRESETS[preset])

@@ -80,6 +80,14 @@ INPUT_KINDS: dict[str, InputKind] = {
 
 
 # -------------------------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class ExternalSource:
+    """The user's file a model comes from: absolute path, content hash (sha256) when the config was loaded."""
+
+    path: str
+    sha256: str
+
+
 def min_width_problem(width: int) -> str | None:
     return f"width {width} is below the minimum of 8" if width < 8 else None
 
@@ -106,6 +114,9 @@ class ModelSpec:
     # does not refit; a fine-tuning cell loads it with the backbone instead). None: nothing to fit.
     fit_inputs: str | None = None
     summary: str = ""
+    default_preset: str = "raw"  # its input preset when config inputs.<name> is not set (jetscale.inputs.spec)
+    # a model from the user's own file (config models.<name>.source; jetscale.models.external); None: built in
+    source: ExternalSource | None = None
 
     def parse_options(self, mapping: Any, where: str | None = None):
         """Config ``models.<name>`` -> an ``options`` instance (OptionError names the bad key)."""
@@ -150,6 +161,17 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
         raise ValueError(f"model {spec.name!r}: unknown input kind {spec.input_kind!r}; known: {list(INPUT_KINDS)}")
     MODELS[spec.name] = spec
     return spec
+
+
+def use_external(specs: list[ModelSpec]) -> None:
+    """Make ``specs`` (models from the user's files, one config's) the catalog's external models: those of a
+    config loaded before in this process leave, so the catalog is always the built-ins plus one config's."""
+    for name in [name for name, spec in MODELS.items() if spec.source is not None]:
+        del MODELS[name]
+    for spec in specs:
+        if spec.name in MODELS:
+            raise ValueError(f"model {spec.name!r} is a built-in model; give yours another name")
+        register(spec)
 
 
 def names() -> tuple[str, ...]:
@@ -255,6 +277,7 @@ register(
         default_lr=1e-3,
         reference_width=64,
         input_kind="particles",
+        default_preset="physics",
         blocks="edge_convs",
         summary="EdgeConv on k-nearest-neighbour graphs of the particles",
     )
@@ -267,6 +290,7 @@ register(
         default_lr=1e-3,
         reference_width=128,
         input_kind="particles",
+        default_preset="physics",
         depth=part_depth,
         heads=lambda width: 8,
         width_rule=part_width_problem,

@@ -83,13 +83,13 @@ def measure_ladder(
         for width in widths:
             model = build_model(name, width, len(cfg["classes"]), n_features, options)
             blocks = model
-            for attr in get(name).blocks.split("."):  # a dotted path, e.g. "gpt.blocks"
-                blocks = getattr(blocks, attr)
+            for attr in get(name).blocks.split(".") if get(name).blocks else ():  # dotted, e.g. "gpt.blocks"
+                blocks = getattr(blocks, attr, None)
             rows.append(
                 {
                     "model": name,
                     "width": width,
-                    "depth": len(blocks),
+                    "depth": len(blocks) if blocks is not model and hasattr(blocks, "__len__") else "-",
                     "n_params": count_params(model),
                     "fwd_flops_per_jet": measure_flops_per_jet(model, batch),
                 }
