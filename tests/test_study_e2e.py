@@ -5,6 +5,8 @@ affected cells)."""
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -94,3 +96,51 @@ def test_changed_default_reruns_only_affected_cells(finished_study):
     }
     variant = _variant(workdir, config, lambda c: c["training"].update(weight_decay=0.05))
     assert len(planned_cells(snakemake(workdir, variant, "-n").stdout)) == 6
+
+
+def _tuned(cfg, lrs=(1.0e-3, 3.0e-3), by="val_loss", n_train=None):
+    """lr as a tuning axis of ParticleNet (whose default lr is 1e-3); BBT-Neutron keeps one value: not tuned."""
+    cfg["grid"]["extra_axes"] = {"lr": {"values": list(lrs), "default": 1.0e-3, "sets": "training.lr"}}
+    cfg["grid"]["per_model"]["bbt_neutron"]["lr"] = [1.0e-3]
+    cfg["grid"]["tune"] = {"lr": {"by": by}}
+    if n_train:
+        cfg["grid"]["per_model"]["particlenet"] = {"n_train": n_train}
+
+
+def _pn(n, lr=None):
+    return f"model~particlenet/width~16/n_train~{n}/compute~600/seed~0" + (f"/lr~{lr}" if lr else "")
+
+
+def test_tuned_series_resumes_and_extends(finished_study, tmp_path):
+    workdir, config = finished_study
+    # declaring lr a tuning axis over the finished study plans only the new lr value's cells
+    planned = planned_cells(snakemake(workdir, _variant(workdir, config, _tuned), "-n").stdout)
+    assert planned == {_pn(n, "0.003") for n in (200, 400, 800, 1000)}
+    # run it in a copy (the module's other tests keep the finished study as it is)
+    work = tmp_path / "tuned"
+    shutil.copytree(workdir, work, symlinks=True)
+    out = snakemake(work, _variant(work, config, _tuned), "--cores", "2")
+    assert out.returncode == 0, out.stderr[-4000:]
+    root = work / yaml.safe_load(config.read_text())["results"]
+    tuning = pd.read_csv(root / "tables" / "tuning.csv")
+    assert set(tuning["model"]) == {"particlenet"} and len(tuning) == 8
+    assert tuning.groupby("n_train")["chosen"].sum().eq(1).all() and tuning["by"].eq("val_loss").all()
+    runs = pd.read_csv(root / "tables" / "runs.csv")
+    assert runs.loc[runs["model"] == "bbt_neutron", "chosen"].all()  # untuned: kept
+    assert runs[runs["chosen"]].groupby(["model", "n_train"])["cell_id"].nunique().eq(1).all()
+    assert (root / "fits" / "tuning_trends.csv").is_file() and "Per-cell tuning" in (root / "report.html").read_text()
+    # extending the tuned series (a new n_train, a new lr) plans only the new cells
+    extended = _variant(work, config, lambda c: _tuned(c, (3.0e-4, 1.0e-3, 3.0e-3), n_train=[200, 400, 600, 800, 1000]))
+    planned = planned_cells(snakemake(work, extended, "-n").stdout)
+    assert planned == {_pn(n, "0.0003") for n in (200, 400, 800, 1000)} | {
+        _pn(600),
+        _pn(600, "0.003"),
+        _pn(600, "0.0003"),
+    }
+    # choosing by another validation metric trains nothing but re-collects (fits and report follow)
+    out = snakemake(work, _variant(work, config, lambda c: _tuned(c, by="val_accuracy")), "-n")
+    assert out.returncode == 0, out.stderr
+    assert planned_cells(out.stdout) == set()
+    assert re.search(r"^(local)?rule collect:", out.stdout, re.M) and re.search(
+        r"^(local)?rule report:", out.stdout, re.M
+    )

@@ -7,6 +7,7 @@ per Snakemake invocation and cached, so planning a 50k-cell grid stays fast.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shlex
 import sys
@@ -251,6 +252,14 @@ class StudyPlan:
             raise WorkflowError(f"jetscale: {exc}") from None
         if not (self.root / STUDY_STAMP).exists():
             write_json(self.root / STUDY_STAMP, self.stamp())
+
+    @property
+    def collect_params(self) -> dict:
+        """The collect rule's extra params: the tuning declaration, so a change to it (another ``by``, another
+        tuning axis) re-chooses: collect reruns (and after it fit and report), training nothing. None without
+        tuning axes, so an untuned study's collect job is what it was."""
+        tune = self.cfg["grid"].get("tune") or {}
+        return {"tuning": json.dumps(tune, sort_keys=True)} if tune else {}
 
     def write_effective_config(self) -> str:
         """The merged, validated config every job reads (rewritten only when it changes)."""

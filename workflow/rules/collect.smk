@@ -12,6 +12,7 @@ rule collect:
     conda:
         CONDA_ENV
     params:
+        **PLAN.collect_params,
         config=CONFIG_FILE,
     shell:
         "jetscale collect --config {params.config:q} --out {output:q} 2> {log:q}"
