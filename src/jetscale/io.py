@@ -1,12 +1,16 @@
-"""Atomic file writes: write to a temporary name in the same directory, then rename.
+"""Atomic file writes: write to a temporary name in the same directory, then rename; and no links followed.
 
 A killed job therefore never leaves a half-written file under the final name (which Snakemake or a
-later stage would take as complete).
+later stage would take as complete). Nothing is written through a symbolic link: a final name that is a link
+is refused, naming it (:func:`refuse_link`), files held open are opened with ``O_NOFOLLOW``
+(:func:`open_nofollow`), and :func:`read_inside` reads a regular file inside a directory reached without links
+(what the report embeds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -15,11 +19,58 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import JetscaleError
+
+LINK_REFUSED = "a symbolic link; jetscale reads and writes no result through a link (remove it and rerun)"
+
+
+def refuse_link(path: str | os.PathLike) -> None:
+    """Raise a :class:`JetscaleError` naming ``path`` when it is a symbolic link (dangling or not)."""
+    if os.path.islink(path):
+        raise JetscaleError(f"{path}: {LINK_REFUSED}")
+
+
+def open_nofollow(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that never follows a link at ``path`` (a link is refused, naming it)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JetscaleError(f"{path}: {LINK_REFUSED}") from None
+        raise
+
+
+def read_inside(path: str | os.PathLike, root: str | os.PathLike) -> bytes:
+    """The bytes of ``path``, a regular file inside directory ``root`` reached without any link below ``root``
+    (``root`` itself may be a link); anything else is a :class:`JetscaleError` naming the path."""
+    import stat
+
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise JetscaleError(f"{path}: outside the results directory {root}; only files inside it are read") from None
+    here = root
+    for part in parts:
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except OSError as exc:
+            raise JetscaleError(f"{here}: cannot be read ({exc.strerror})") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise JetscaleError(f"{here}: {LINK_REFUSED}")
+    if not parts or not stat.S_ISREG(st.st_mode):
+        raise JetscaleError(f"{path}: not a regular file")
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
+    refuse_link(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp", dir=path.parent)
     os.close(fd)

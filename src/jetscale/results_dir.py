@@ -75,10 +75,13 @@ def hold_lock(path: str | os.PathLike, holder: str):
     import fcntl
 
     from .errors import JetscaleError
+    from .io import open_nofollow, refuse_link
 
     path = Path(path)
+    refuse_link(path.parent)  # the lock's directory (results/.jetscale) may not lead elsewhere either
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open on purpose: the lock lives as long as the file
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)  # a link at the lock's name is refused, never truncated
+    handle = os.fdopen(fd, "r+")  # held open on purpose: the lock lives as long as the file
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ def build_report(
     t0 = time.perf_counter()
     table = Path(table) if table else paths.runs_table(root)
     out = Path(out) if out else paths.report_path(root)
+    if data_summary is not None and not Path(data_summary).is_file():
+        raise DataError(f"--data-summary {data_summary}: not a file")
     data_summary = Path(data_summary) if data_summary else paths.data_summary(root)
     if fits is not None:
         summary = Path(fits)
@@ -85,7 +88,7 @@ def build_report(
         figures = figures + tuning_figures
         sections.append(tuning_section(cfg, tuning, trends, tuning_figures))
     t_fig = time.perf_counter()
-    extra = [data_summary] if data_summary.is_file() else []
+    extra = [data_summary] if os.path.lexists(data_summary) else []  # a link there is refused, not skipped
     own = [f for f in figures if f.stem not in TRANSFER_FIGURES and not f.stem.startswith("tuning_")]
     write_text(out, build_html(cfg, tables, own, extra, sections))
     t_end = time.perf_counter()

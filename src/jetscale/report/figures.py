@@ -18,6 +18,7 @@ import numpy as np
 from ..fit.forms import evaluate as evaluate_form
 from ..fit.study import HIGHER_IS_BETTER, compute_frontier
 from ..grid import series_axes
+from ..io import atomic_path
 from ..reference import OVERLAY_MODELS, overlay_label, reference_for
 from .tables import chosen_n_train, seed_means
 
@@ -121,7 +122,8 @@ class Figures:
         paths = []
         for ext in ("png", "pdf"):
             path = self.out_dir / f"{name}.{ext}"
-            fig.savefig(path, dpi=150 if ext == "png" else None)
+            with atomic_path(path) as tmp:  # never through a link at the figure's name
+                fig.savefig(tmp, format=ext, dpi=150 if ext == "png" else None)
             paths.append(path)
         plt.close(fig)
         return paths

@@ -53,9 +53,31 @@ SUMMARY_SHOWN = [
 ]
 
 
-def _embed(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_type(data: bytes) -> str | None:
+    """The MIME type of PNG or SVG content (None for anything else)."""
+    if data.startswith(PNG_SIGNATURE):
+        return "image/png"
+    head = data[:4096].lstrip()
+    if head.startswith((b"<?xml", b"<svg", b"<!DOCTYPE svg")) and b"<svg" in head:
+        return "image/svg+xml"
+    return None
+
+
+def _embed(path: Path, root: Path) -> str:
+    """An <img> of figure ``path``: a regular PNG or SVG file inside the results directory ``root``, reached
+    without links (anything else is refused, naming it: the report must never carry another file's bytes)."""
+    from ..errors import DataError
+    from ..io import read_inside
+
+    content = read_inside(path, root)
+    mime = image_type(content)
+    if mime is None:
+        raise DataError(f"{path}: not a PNG or SVG image; the report embeds figures only")
+    data = base64.b64encode(content).decode("ascii")
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:{mime};base64,{data}">'
 
 
 def _ordered(pngs: list[Path]) -> list[Path]:
@@ -152,7 +174,7 @@ def build_html(
     for fig_path in list(extra_figures) + _ordered([p for p in figures if p.suffix == ".png"]):
         caption = caption_for(fig_path.stem) or "Data summary."
         parts.append(
-            f"<figure id='{html.escape(fig_path.stem)}'>{_embed(fig_path)}<figcaption><b>"
+            f"<figure id='{html.escape(fig_path.stem)}'>{_embed(fig_path, results_root(cfg))}<figcaption><b>"
             f"{html.escape(fig_path.stem)}.</b> {html.escape(caption)} (PDF: "
             f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>"
         )

@@ -57,10 +57,13 @@ def _label(row) -> str:
 def _save(fig, out: Path, name: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
+    from ..io import atomic_path
+
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{name}.{ext}", dpi=130 if ext == "png" else None, bbox_inches="tight")
+        with atomic_path(out / f"{name}.{ext}") as tmp:  # never through a link at the figure's name
+            fig.savefig(tmp, format=ext, dpi=130 if ext == "png" else None, bbox_inches="tight")
         paths.append(out / f"{name}.{ext}")
     plt.close(fig)
     return paths
@@ -217,7 +220,8 @@ def transfer_section(cfg: dict, figures: list[Path]) -> str:
         png = next((p for p in figures if p.stem == name and p.suffix == ".png"), None)
         if png is not None:
             parts.append(
-                f"<figure id='{name}'>{_embed(png)}<figcaption><b>{name}.</b> {html.escape(CAPTIONS[name])} "
+                f"<figure id='{name}'>{_embed(png, results_root(cfg))}<figcaption><b>{name}.</b> "
+                f"{html.escape(CAPTIONS[name])} "
                 f"(PDF: <code>figures/{name}.pdf</code>)</figcaption></figure>"
             )
     if not frame.empty:

@@ -14,6 +14,7 @@ import pandas as pd
 from .. import paths
 from ..config import tune_axes
 from ..fit.tuning import trend_value
+from ..io import atomic_path
 from .figures import MARKERS, _plain_log_labels
 
 FIGURE_PREFIX = "tuning_"
@@ -126,7 +127,8 @@ def _figure(cfg: dict, tuning: pd.DataFrame, trends: pd.DataFrame, axis: str, ou
     written = []
     for ext in ("png", "pdf"):
         path = Path(out) / f"{FIGURE_PREFIX}{axis}.{ext}"
-        fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        with atomic_path(path) as tmp:  # never through a link at the figure's name
+            fig.savefig(tmp, format=ext, dpi=130 if ext == "png" else None, bbox_inches="tight")
         written.append(path)
     plt.close(fig)
     return written
@@ -168,7 +170,8 @@ def tuning_section(cfg: dict, tuning: pd.DataFrame, trends: pd.DataFrame, figure
     for png in [p for p in figures if p.suffix == ".png"]:
         axis = png.stem.removeprefix(FIGURE_PREFIX)
         parts.append(
-            f"<figure id='{html.escape(png.stem)}'>{_embed(png)}<figcaption><b>{html.escape(png.stem)}.</b> "
+            f"<figure id='{html.escape(png.stem)}'>{_embed(png, paths.results_root(cfg))}<figcaption>"
+            f"<b>{html.escape(png.stem)}.</b> "
             f"{html.escape(caption(axis, by))} (PDF: <code>figures/{html.escape(png.stem)}.pdf</code>)"
             "</figcaption></figure>"
         )

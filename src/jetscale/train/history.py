@@ -5,6 +5,8 @@ links (copies where links fail): ``metrics.json``, ``predictions.parquet``, ``tr
 and ``eval.json`` once the evaluation has run. Files are replaced by atomic renames, so a link keeps the
 archived content even after the run directory is rewritten. Entries are never overwritten: the first finished
 run of a settings hash is ``history/<hash>/``, later ones (a retrain on changed data, say) ``<hash>.2``, ...
+Nothing is written through a symbolic link: ``history``, an entry or a file name in it that is a link is
+refused, naming it, and a copy (where hard links fail) never follows nor replaces an existing name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+
+from ..io import open_nofollow, refuse_link
 
 RUN_FILES = ("metrics.json", "predictions.parquet", "train_log.csv", "checkpoint.pt")
 
@@ -24,19 +28,26 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _link(src: Path, dest: Path) -> None:
+    refuse_link(dest)
     try:
         os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
+    except FileExistsError:
+        raise
+    except OSError:  # another file system: a copy, created anew (O_EXCL: never through a link at dest)
+        with open(src, "rb") as fin, os.fdopen(open_nofollow(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        shutil.copystat(src, dest)
 
 
 def entry_of(run_dir: str | os.PathLike) -> Path | None:
     """The history entry that archives the run's current ``metrics.json`` (None when there is none)."""
     run_dir = Path(run_dir)
     history = run_dir / "history"
+    refuse_link(history)
     if not (run_dir / "metrics.json").is_file() or not history.is_dir():
         return None
     for entry in sorted(history.iterdir()):
+        refuse_link(entry)
         if _same_file(entry / "metrics.json", run_dir / "metrics.json"):
             return entry
     return None
@@ -70,6 +81,7 @@ def archive_evaluation(run_dir: str | os.PathLike) -> Path | None:
     entry = entry_of(run_dir)
     if entry is not None and (run_dir / "eval.json").is_file():
         target = entry / "eval.json"
+        refuse_link(target)  # a dangling link would otherwise be created through
         if target.exists():  # an entry is never overwritten: keep the first evaluation beside it
             if _same_file(run_dir / "eval.json", target):
                 return entry
