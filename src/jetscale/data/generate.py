@@ -312,7 +312,10 @@ def run_tasks(tasks: list[Task], *, workers: int = 1, event_base: int = 0, desc:
             return
         import multiprocessing as mp
 
-        with mp.get_context("spawn" if os.environ.get("JETSCALE_SPAWN") else "fork").Pool(workers) as pool:
+        from ..workers import die_with_parent
+
+        context = mp.get_context("spawn" if os.environ.get("JETSCALE_SPAWN") else "fork")
+        with context.Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for task, table in zip(tasks, pool.imap(_run_task_star, jobs)):
                 bar.update(task.n_events)
                 yield table

@@ -263,8 +263,21 @@ def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
         return [func(j) for j in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(func, jobs, chunksize=1))
+    from ..workers import die_with_parent, stop_pool
+
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=mp.get_context("fork"),
+        initializer=die_with_parent,  # a killed report leaves no worker behind
+        initargs=(os.getpid(),),
+    )
+    try:
+        results = list(pool.map(func, jobs, chunksize=1))
+    except BaseException:  # Ctrl-C or a failed fit: the workers go now, not after the remaining jobs
+        stop_pool(pool)
+        raise
+    pool.shutdown()
+    return results
 
 
 def loss_targets(table, s_axes, varying, opts) -> list[dict]:

@@ -1,0 +1,49 @@
+"""Worker processes that end with their parent: a killed ``jetscale report`` (or ``generate``) leaves no pool
+worker behind, blocked on a pipe and holding its memory.
+
+:func:`die_with_parent` is a pool ``initializer``: on Linux the kernel sends the worker SIGKILL when its parent
+ends (``prctl(PR_SET_PDEATHSIG)``), however the parent ended (SIGKILL, SIGTERM, Ctrl-C, a crash); elsewhere a
+daemon thread polls the parent id and ends the worker once it changed. Workers ignore SIGINT: Ctrl-C reaches
+the parent, which stops its pool at once (:func:`stop_pool`) instead of waiting for the jobs still queued.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this process when process ``parent_pid`` (its parent) ends. Use as a pool initializer:
+    ``initializer=die_with_parent, initargs=(os.getpid(),)``."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent ended before the death signal was armed
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch, args=(parent_pid, poll_s), daemon=True, name="die-with-parent").start()
+
+
+def _watch(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def stop_pool(pool) -> None:
+    """Kill a ``ProcessPoolExecutor``'s workers and drop its queued jobs (its running jobs would otherwise run to
+    the end before the interrupted parent could exit)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,68 @@
+"""Killing `jetscale report` leaves no process-pool worker behind: its fit workers end with their parent, for
+SIGKILL and SIGTERM of the parent and for Ctrl-C (SIGINT to the whole process group), with real kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import os, sys, time
+from jetscale.fit.study import parallel_map
+
+def job(i):
+    open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
+    time.sleep(120)
+    return i
+
+parallel_map(job, list(range(6)))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "ctrl-c"])
+def test_pool_workers_die_with_the_killed_parent(tmp_path, how):
+    script = tmp_path / "fits.py"
+    script.write_text(SCRIPT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "JETSCALE_FIT_WORKERS": "2", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(pids)], env=env, start_new_session=True, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2 and all(map(_alive, workers))
+        if how == "ctrl-c":
+            os.killpg(parent.pid, signal.SIGINT)
+        else:
+            parent.send_signal(getattr(signal, how))
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers)), f"orphaned workers after {how}: {workers}"
+    finally:
+        for pid in [parent.pid, *(int(p.name) for p in pids.iterdir())]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        parent.wait()
