@@ -16,7 +16,7 @@ import yaml
 from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import TrainingError
-from jetscale.train import loop
+from jetscale.train import classifier, loop
 from jetscale.train.checkpoint import TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +52,13 @@ def splits(tmp_path_factory, cfg):
 
 def final_weights(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_a_tiny_cell_gives_the_result_pinned_before_the_runner_existed(cfg, splits, tmp_path):
+    """A refactor of the training loop changes no result: the same cell, settings and splits give the test loss
+    measured with the code of before (CPU, fp32; a tolerance for other CPUs' float rounding only)."""
+    record = loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
+    assert record["test_loss"] == pytest.approx(2.395711898803711, rel=1e-6, abs=0)
 
 
 @pytest.mark.parametrize("model,width", [("particlenet", 8), ("part", 8), ("bbt_neutron", 16)])
@@ -116,7 +123,7 @@ def test_train_log_after_a_resume_equals_an_uninterrupted_runs(cfg, splits, tmp_
 
 
 def test_nan_loss_stops_with_reason(cfg, splits, tmp_path, monkeypatch):
-    real = loop.compute_loss
+    real = classifier.compute_loss
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -124,7 +131,7 @@ def test_nan_loss_stops_with_reason(cfg, splits, tmp_path, monkeypatch):
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    monkeypatch.setattr(classifier, "compute_loss", poisoned)
     with pytest.raises(TrainingError, match="non-finite"):
         loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
     failure = json.loads((tmp_path / "failure.json").read_text())
@@ -133,7 +140,7 @@ def test_nan_loss_stops_with_reason(cfg, splits, tmp_path, monkeypatch):
 
 
 def test_signal_checkpoints_and_stops(cfg, splits, tmp_path, monkeypatch):
-    real = loop.compute_loss
+    real = classifier.compute_loss
     calls = []
 
     def signalled(*args, **kwargs):
@@ -142,7 +149,7 @@ def test_signal_checkpoints_and_stops(cfg, splits, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGUSR1)  # Slurm's pre-timeout warning
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "compute_loss", signalled)
+    monkeypatch.setattr(classifier, "compute_loss", signalled)
     with pytest.raises(TrainingInterrupted, match="SIGUSR1"):
         loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2

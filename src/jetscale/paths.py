@@ -35,6 +35,11 @@ FAILURE = "failure.json"
 EVAL = "eval.json"
 HISTORY = "history"
 
+# ---- one pretrained backbone's files (inside pretrain/<backbone id>/)
+BACKBONE = "backbone.pt"  # the pretrain rule's target, protected
+PRETRAIN_RECORD = "pretrain.json"
+PRETRAIN_LOG = "pretrain_log.csv"
+
 # ---- study files
 STUDY_STAMP = "study.json"
 SPLIT_META = "meta.json"
@@ -100,11 +105,11 @@ def pretrain_dir(root: Path, backbone_id: str) -> Path:
 
 
 def backbone_path(root: Path, backbone_id: str) -> Path:
-    return pretrain_dir(root, backbone_id) / "backbone.pt"
+    return pretrain_dir(root, backbone_id) / BACKBONE
 
 
 def pretrain_record_path(root: Path, backbone_id: str) -> Path:
-    return pretrain_dir(root, backbone_id) / "pretrain.json"
+    return pretrain_dir(root, backbone_id) / PRETRAIN_RECORD
 
 
 # ---- tables, fits, figures, report

@@ -23,6 +23,11 @@ class Objective(nn.Module):
         """Scalar loss of one batch, and extra scalars to log (floats)."""
         raise NotImplementedError
 
+    def forward(self, **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss: the training step calls the objective itself, so a data-parallel or DeepSpeed wrapper sees
+        the call (and synchronises the gradients)."""
+        return self.loss(batch)
+
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         """Backbone weights, keyed by the catalog classifier's own parameter/buffer names."""
         raise NotImplementedError

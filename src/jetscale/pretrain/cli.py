@@ -23,11 +23,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, help="backbone directory (backbone.pt, pretrain.json, ...)")
     p.add_argument("--threads", type=int, default=None, help="override training.threads")
+    p.add_argument("--processes", type=int, default=1, help="data-parallel processes on this node (default 1)")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: preemption
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import os
+
     from .. import signals
     from ..config import load_config
     from ..errors import ConfigError
@@ -41,6 +44,12 @@ def run(args) -> int:
     except ValueError as exc:
         raise ConfigError(f"--backbone: {exc}") from None
     pool_dir = pool_argument(cfg, args.pool)
+    if args.processes < 1:
+        raise ConfigError(f"--processes: {args.processes} is not allowed; use 1 or more")
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:  # this is the launcher: start the ranks
+        from ..train.launcher import run_ranks
+
+        return run_ranks(rank_argv(args, pool_dir), args.processes)
     from .loop import pretrain_backbone
 
     with signals.stop_on_signals():
@@ -49,11 +58,24 @@ def run(args) -> int:
                 cfg, args.backbone, args.splits, args.out, pool_dir=pool_dir, stop_after_steps=args.stop_after_steps
             )
         except signals.StopForCheckpoint as exc:
-            print(f"jetscale pretrain: {exc}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":
+                print(f"jetscale pretrain: {exc}", file=sys.stderr)
             return signals.EXIT_REQUEUE
-    keys = ("backbone_id", "final_loss", "final_val_loss", "samples_seen", "train_flops", "wall_time_s")
-    print(json.dumps({k: record[k] for k in keys}))
+    if os.environ.get("RANK", "0") == "0":
+        keys = ("backbone_id", "final_loss", "final_val_loss", "samples_seen", "train_flops", "wall_time_s")
+        print(json.dumps({k: record[k] for k in keys}))
     return 0
+
+
+def rank_argv(args, pool_dir) -> list[str]:
+    """The command line each rank runs (the launcher's own, already resolved)."""
+    argv = ["pretrain", "--config", args.config, "--backbone", args.backbone, "--splits", args.splits]
+    argv += ["--out", args.out] + (["--pool", str(pool_dir)] if pool_dir is not None else [])
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.stop_after_steps is not None:
+        argv += ["--stop-after-steps", str(args.stop_after_steps)]
+    return argv
 
 
 def pool_argument(cfg: dict, given: str | None):

@@ -9,10 +9,10 @@ ingested into ``results/data/pool/`` (:mod:`jetscale.data.pool_store`), and a ba
 also scored on up to
 ``pretraining.eval_jets`` validation jets (inputs only) as a held-out loss.
 
-The recipe is the training loop's (``jetscale.train.loop``): AdamW, linear warmup then cosine decay
-(:func:`~jetscale.train.loop.lr_lambda`), gradient clipping, the seeded :class:`~jetscale.train.loop.Sampler`
-stream, the torch engine, atomic checkpoints with RNG states that resume bit-identically
-(:mod:`jetscale.train.checkpoint`), stop-on-signal. Compute budget: jets seen = clamp(epochs × n_pretrain,
+A job is a :class:`PretrainTask` on the one training loop (:class:`jetscale.train.runner.Runner`): AdamW,
+linear warmup then cosine decay, gradient clipping, the seeded sampler stream, the engine and data-parallel
+ranks of classifier training (DeepSpeed too), atomic checkpoints with RNG states that resume bit-identically,
+stop-on-signal. Compute budget: jets seen = clamp(epochs × n_pretrain,
 min_samples, max_samples) from ``pretraining.compute``. A method's fit-once ``prepare`` step (K-means, VQ-VAE)
 runs before the first step and is stored in the objective's state, so a resumed job does not repeat it.
 
@@ -29,42 +29,32 @@ Outputs in ``out_dir`` (atomic):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
-import random
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import io as jio
-from .. import signals
+from .. import paths
 from ..config import settings_hash
 from ..data.pool_store import load_pool
-from ..errors import DataError, TrainingError
+from ..errors import DataError
 from ..inputs.prepare import InputTransform
 from ..inputs.spec import needs_statistics
 from ..inputs.stats import compute_stats
-from ..models.registry import batch_tensors, count_params, prepare_inputs
-from ..train import checkpoint as ckpt
-from ..train.distributed import Ranks, TorchEngine, resolve_device
-from ..train.loop import Sampler, git_revision, lr_lambda, tune_allocator, versions, write_failure
-from ..train.stopping import clamped_samples
+from ..models.registry import batch_tensors, prepare_inputs
+from ..train.runner import LOG_COLUMNS, CsvLog, Runner, start_process
+from ..train.stopping import StoppingPlan, clamped_samples, cosine
+from ..train.task import RunOutcome, RunPlan, TrainState, Validation
 from . import method
 from .base import check_unlabelled
-from .plan import backbone_id, backbone_settings, parse_backbone_id
+from .plan import backbone_settings, parse_backbone_id
+from .record import held_out_loss, measure_loss_flops, plain, pretrain_record, write_backbone
 
-LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss", "flops")
-LOG_EVERY_STEPS = 10
-EVAL_BATCH = 256
-EVAL_SEED = 20261201  # held-out loss of a stochastic objective (masking) under one fixed RNG stream
-BACKBONE_NAME = "backbone.pt"
-RECORD_NAME = "pretrain.json"
 UNLABELLED = ("features", "mask", "vectors")  # the only split arrays pretraining reads
 
 
@@ -134,6 +124,137 @@ def pretrain_settings_for(cfg: dict, bid: str) -> tuple[dict, str]:
     return settings, settings_hash(settings)
 
 
+class PretrainTask:
+    """One backbone's pretraining objective on its unlabelled jets: the runner's :class:`~jetscale.train.task.Task`."""
+
+    outputs = (paths.PRETRAIN_RECORD,)
+    fits_once = False  # set by setup(): the method has a fit-once prepare step
+
+    def __init__(self, cfg: dict, bid: str, splits_dir, out_dir: Path, *, pool_dir=None):
+        self.cfg, self.name, self.splits_dir, self.out_dir, self.pool_dir = cfg, bid, splits_dir, out_dir, pool_dir
+        self.settings, self.settings_hash = pretrain_settings_for(cfg, bid)
+        self.identity = {"backbone_id": bid}
+        self.p = self.settings["pretraining"]
+        self.n_train = int(self.settings["n_pretrain"])
+        self.seed = int(self.p["seed"])
+        self.prepared: dict | None = None  # stats of the method's fit-once prepare step
+        self.flops_per_jet: float | None = None  # measured by ready()
+
+    def plan(self) -> RunPlan:
+        """The recipe's fixed budget (``pretraining.compute``: hashes unchanged), warmup then cosine decay."""
+        p, knobs = self.p, self.cfg["training"]
+        batch_size = min(int(p["batch_size"]), self.n_train)
+        budget = clamped_samples(self.n_train, **p["compute"])
+        steps = max(1, math.ceil(budget / batch_size))
+        every = max(1, int(p["eval_every_samples"]))
+        return RunPlan(
+            batch_size=batch_size,
+            lr=float(p["lr"]),
+            weight_decay=float(p["weight_decay"]),
+            grad_clip=p.get("grad_clip"),
+            stopping=StoppingPlan("fixed", budget, steps, every, None, cosine(steps, float(p["warmup_fraction"]))),
+            keep_best=False,
+            checkpoint_every_steps=int(self.cfg["pretraining"].get("checkpoint_every_steps", 200)),
+            seed=self.seed,
+            engine={
+                "deepspeed": knobs.get("deepspeed"),
+                "compile": knobs.get("compile", False),
+                "find_unused_parameters": True,  # an objective's loss leaves the classifier's head out
+            },
+            batch_key="pretraining.batch_size",
+        )
+
+    def setup(self, device: torch.device, ranks) -> None:
+        """The unlabelled jets (inputs only) and held-out validation jets, and the objective."""
+        settings, splits_dir = self.settings, self.splits_dir
+        self.device, self.ranks = device, ranks
+        model_name, options = settings["model"], settings["model_options"]
+        raw, self.pool_source = unlabelled_pool(settings, splits_dir, self.pool_dir)
+        self.input_stats, self.transform = pool_input_transform(settings.get("inputs"), raw)
+        self.arrays, self.info = prepare_inputs(
+            model_name, options, raw["features"], raw["mask"], raw["vectors"], self.transform
+        )
+        val_size = int(json.loads((Path(splits_dir) / "meta.json").read_text())["sizes"]["val"])
+        held = load_unlabelled(splits_dir, "val", min(int(self.p["eval_jets"]), val_size), tail=False)
+        self.held_arrays, _ = prepare_inputs(
+            model_name, options, held["features"], held["mask"], held["vectors"], self.transform
+        )
+        self.n_held = len(held["mask"])
+        n_features = self.transform.n_features if self.transform is not None else int(raw["features"].shape[-1])
+        self.module = method(settings["method"]).load()
+        # build() gets the catalog model's options (so the backbone fits the classifier) + the method's own
+        self.model = self.module.build(
+            model_name,
+            settings["width"],
+            n_features,
+            len(settings["classes"]),
+            build_options(settings),
+            self.seed,
+            input_names=self.transform.names if self.transform is not None else None,
+        ).to(device)
+        self.fits_once = hasattr(self.module, "prepare")
+
+    def checkpoint_problem(self, saved: dict) -> str | None:
+        return None
+
+    def fit_once(self) -> None:
+        """The method's prepare step (K-means, VQ-VAE) on the unlabelled jets; what it fits is in the weights."""
+        if self.fits_once:
+            t0 = time.perf_counter()
+            stats = self.module.prepare(self.model, self.arrays, self.seed) or {}
+            self.prepared = {**plain(stats), "wall_time_s": round(time.perf_counter() - t0, 3)}
+
+    def state_extras(self) -> dict:
+        return {"prepare": self.prepared}
+
+    def restore_extras(self, saved: dict) -> None:
+        self.prepared = saved.get("prepare")
+
+    def param_groups(self):
+        return [q for q in self.model.parameters() if q.requires_grad]
+
+    def lr_lambdas(self, schedule):
+        return schedule
+
+    def loss(self, module, rows: np.ndarray, device) -> torch.Tensor:
+        batch = batch_tensors(self.arrays, rows, device)
+        check_unlabelled(batch)
+        loss, _extra = module(**batch)  # Objective.forward is its loss (so DDP and DeepSpeed see the call)
+        return loss
+
+    def validate(self, module, autocast) -> Validation:
+        return Validation(held_out_loss(module, self.held_arrays, self.device))
+
+    def ready(self) -> None:
+        """Measure the loss's forward FLOPs per jet (the objective works once prepared; a train-mode forward)."""
+        sample = batch_tensors(self.held_arrays, slice(0, min(64, self.n_held)), self.device)
+        self.flops_per_jet = measure_loss_flops(self.model, sample)
+
+    def row_extras(self, state: TrainState) -> dict:
+        return {"flops": 3.0 * self.flops_per_jet * state.position}
+
+    def quality(self) -> dict | None:
+        """A generative backbone (vq_gpt) is also judged by what it generates: token quality and W1 distances of
+        sampled jets to the held-out validation jets (never trained on), under a fixed seed; as many generated
+        jets as real ones (at least 200), so the W1 distances have comparable noise on both sides."""
+        if not hasattr(self.module, "evaluate"):
+            return None
+        n_samples = max(200, self.n_held)
+        return plain(self.module.evaluate(self.model.eval(), self.held_arrays, self.seed, n_samples=n_samples))
+
+    def finish(self, outcome: RunOutcome) -> dict:
+        """Judge a generative backbone by what it generates; write pretrain.json and backbone.pt (rank 0)."""
+        wall = outcome.wall_s()
+        with outcome.engine.gathered():  # ZeRO-3: the whole weights on every rank while they are read
+            backbone = {k: v.detach().cpu().clone() for k, v in self.model.backbone_state_dict().items()}
+            record = pretrain_record(self, outcome, backbone, wall_time_s=wall, quality=self.quality())
+        if outcome.ranks.is_main:
+            jio.write_json(self.out_dir / paths.PRETRAIN_RECORD, record)
+            write_backbone(self.out_dir / paths.BACKBONE, backbone, self, self.input_stats)
+        outcome.ranks.barrier()
+        return record
+
+
 def pretrain_backbone(
     cfg: dict,
     bid: str,
@@ -146,291 +267,20 @@ def pretrain_backbone(
 ) -> dict:
     """Pretrain backbone ``bid`` (see :func:`jetscale.pretrain.plan.backbone_id`); return its record.
 
-    ``pool_dir``: the ingested ``pretraining.pool`` (needed exactly when the config has one).
+    ``pool_dir``: the ingested ``pretraining.pool`` (needed exactly when the config has one). Run by several
+    data-parallel processes (``jetscale pretrain --processes N``), every rank returns the record and rank 0
+    writes the files.
     """
     t_start = time.perf_counter()
-    settings, shash = pretrain_settings_for(cfg, bid)
-    p = settings["pretraining"]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (RECORD_NAME, "failure.json"):
-        (out_dir / stale).unlink(missing_ok=True)
-    torch.set_num_threads(int(cfg["training"].get("threads", 1)))
-    tune_allocator()
-    device = resolve_device(cfg["training"].get("device", "auto"))
-    seed = int(p["seed"])
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-    # data: inputs only -------------------------------------------------------------------------------
-    model_name, options = settings["model"], settings["model_options"]
-    n_pretrain = int(settings["n_pretrain"])
-    raw, pool_source = unlabelled_pool(settings, splits_dir, pool_dir)
-    input_stats, transform = pool_input_transform(settings.get("inputs"), raw)
-    arrays, info = prepare_inputs(model_name, options, raw["features"], raw["mask"], raw["vectors"], transform)
-    val_size = int(json.loads((Path(splits_dir) / "meta.json").read_text())["sizes"]["val"])
-    held = load_unlabelled(splits_dir, "val", min(int(p["eval_jets"]), val_size), tail=False)
-    held_arrays, _ = prepare_inputs(model_name, options, held["features"], held["mask"], held["vectors"], transform)
-    n_held = len(held["mask"])
-    n_features = transform.n_features if transform is not None else int(raw["features"].shape[-1])
-
-    # objective, optimiser, schedule --------------------------------------------------------------------
-    spec = method(settings["method"])
-    module = spec.load()
-    # build() gets the catalog model's options (so the backbone fits the classifier) + the method's own
-    objective = module.build(
-        model_name,
-        settings["width"],
-        n_features,
-        len(settings["classes"]),
-        build_options(settings),
-        seed,
-        input_names=transform.names if transform is not None else None,
-    ).to(device)
-    batch_size = min(int(p["batch_size"]), n_pretrain)
-    budget = clamped_samples(n_pretrain, **p["compute"])  # a fixed budget: the recipe's, hashes unchanged
-    total_steps = max(1, math.ceil(budget / batch_size))
-    optimizer = torch.optim.AdamW(
-        [q for q in objective.parameters() if q.requires_grad], lr=float(p["lr"]), weight_decay=float(p["weight_decay"])
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, float(p["warmup_fraction"])))
-    ranks = Ranks(device=device)
-    engine = TorchEngine(objective, optimizer, scheduler, p.get("grad_clip"), ranks, device.type == "cuda")
-    sampler = Sampler(n_pretrain, seed)
-    eval_every = max(1, int(p["eval_every_samples"]))
-    ckpt_every = int(cfg["pretraining"].get("checkpoint_every_steps", 200))
-    ckpt_path = out_dir / ckpt.CHECKPOINT_NAME
-
-    state = {"step": 0, "position": 0, "log_rows": [], "elapsed": 0.0, "prepare": None, "last_val": None}
-    resumed = ckpt.load_checkpoint(ckpt_path, shash)
-    if resumed is not None and engine.load(out_dir, resumed):
-        ckpt.set_rng_state(resumed["rng"])
-        state.update({k: resumed[k] for k in state})
-    elif hasattr(module, "prepare"):
-        t0 = time.perf_counter()
-        stats = module.prepare(objective, arrays, seed) or {}
-        state["prepare"] = {**_plain(stats), "wall_time_s": round(time.perf_counter() - t0, 3)}
-
-    sample = batch_tensors(held_arrays, slice(0, min(64, n_held)), device)
-    flops_per_jet = measure_loss_flops(objective, sample)
-
-    def save() -> None:
-        ckpt.save_checkpoint(
-            ckpt_path,
-            {
-                **state,
-                "model": engine.full_state_dict(copy=False),
-                "engine": engine.save(out_dir, f"step{state['step']}"),
-                "rng": ckpt.rng_state(),
-                "settings_hash": shash,
-                "backbone_id": bid,
-                "elapsed": state["elapsed"] + (time.perf_counter() - t_run),
-            },
-        )
-
-    # loop --------------------------------------------------------------------------------------------
-    t_run = time.perf_counter()
-    running, running_steps, t_window = 0.0, 0, time.perf_counter()
-    signals.REQUESTS.checkpoint = False
-    objective.train()
-    with signals.default_signals_stop():
-        while state["step"] < total_steps:
-            idx = sampler.batch(state["position"], batch_size)
-            batch = batch_tensors(arrays, idx, device)
-            check_unlabelled(batch)
-            with engine.autocast():
-                loss, _extra = objective.loss(batch)
-            step_loss = float(loss.detach())
-            if not math.isfinite(step_loss):
-                reason = f"non-finite pretraining loss ({step_loss}) at step {state['step'] + 1}"
-                write_failure(out_dir, reason, step=state["step"] + 1, backbone_id=bid, settings_hash=shash)
-                raise TrainingError(f"{bid}: {reason}; see {out_dir / 'failure.json'}")
-            engine.backward(loss)
-            engine.step()
-            state["step"] += 1
-            state["position"] += len(idx)
-            running, running_steps = running + step_loss, running_steps + 1
-            evaluated = state["position"] // eval_every > (state["position"] - len(idx)) // eval_every
-            last = state["step"] >= total_steps
-            if evaluated or last or state["step"] % LOG_EVERY_STEPS == 0:
-                now = time.perf_counter()
-                row = {
-                    "step": state["step"],
-                    "samples": state["position"],
-                    "loss": round(running / running_steps, 6),
-                    "lr": float(f"{engine.scheduler.get_last_lr()[0]:.6g}"),
-                    "throughput": round(running_steps * batch_size / max(now - t_window, 1e-9), 1),
-                    "val_loss": None,
-                    "flops": 3.0 * flops_per_jet * state["position"],
-                }
-                if evaluated or last:
-                    state["last_val"] = row["val_loss"] = round(held_out_loss(objective, held_arrays, device), 6)
-                state["log_rows"].append(row)
-                running, running_steps, t_window = 0.0, 0, time.perf_counter()
-            stop = signals.stop_requested()
-            if state["step"] % ckpt_every == 0 or signals.REQUESTS.checkpoint or stop:
-                save()
-                signals.REQUESTS.checkpoint = False
-                if stop:
-                    raise ckpt.TrainingInterrupted(f"{bid}: stopped by {signals.stop_reason()}; rerun to resume")
-            if stop_after_steps is not None and state["step"] >= stop_after_steps and not last:
-                save()
-                raise ckpt.TrainingInterrupted(f"{bid}: stopped after {state['step']} steps (stop_after_steps)")
-    save()
-    wall = state["elapsed"] + (time.perf_counter() - t_run)
-    # A generative backbone (vq_gpt) is also judged by what it generates: token quality and W1 distances of
-    # sampled jets to the held-out validation jets (never trained on), under a fixed seed; as many generated
-    # jets as real ones (at least 200), so the W1 distances have comparable noise on both sides.
-    quality = None
-    if hasattr(module, "evaluate"):
-        quality = _plain(module.evaluate(objective.eval(), held_arrays, seed, n_samples=max(200, n_held)))
-    record = pretrain_record(
-        bid=bid,
-        settings=settings,
-        shash=shash,
-        objective=objective,
-        state=state,
-        flops_per_jet=flops_per_jet,
-        budget=budget,
-        total_steps=total_steps,
-        batch_size=batch_size,
-        wall_time_s=wall,
-        setup_s=t_run - t_start,
-        info=info,
-        n_held=n_held,
-        device=device,
-        inputs=transform.record() if transform is not None else None,
-        pool_source=pool_source,
-        quality=quality,
-    )
-    write_log(out_dir / "pretrain_log.csv", state["log_rows"])
-    jio.write_json(out_dir / RECORD_NAME, record)
-    backbone = {k: v.detach().cpu().clone() for k, v in objective.backbone_state_dict().items()}
-    with jio.atomic_path(out_dir / BACKBONE_NAME) as tmp:
-        torch.save(
-            {
-                "backbone": backbone,
-                "settings_hash": shash,
-                "backbone_id": bid,
-                "method": settings["method"],
-                "model": model_name,
-                "width": settings["width"],
-                "input_stats": input_stats,
-            },
-            tmp,
-        )
-    return record
+    task = PretrainTask(cfg, bid, splits_dir, out_dir, pool_dir=pool_dir)
+    device, ranks = start_process(cfg["training"])
+    try:
+        sinks = [CsvLog(out_dir / paths.PRETRAIN_LOG, (*LOG_COLUMNS, "flops"))]
+        runner = Runner(task, task.plan(), out_dir, device, ranks, t_start=t_start, sinks=sinks)
+        return task.finish(runner.run(progress=progress, stop_after_steps=stop_after_steps))
+    finally:
+        ranks.close()
 
 
-@torch.no_grad()
-def held_out_loss(objective, arrays: dict[str, np.ndarray], device) -> float:
-    """Jet-weighted mean pretraining loss on the held-out jets, under a fixed RNG stream (same masks each time)."""
-    was = objective.training
-    objective.eval()
-    n = len(next(iter(arrays.values())))
-    total = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(EVAL_SEED)
-        for start in range(0, n, EVAL_BATCH):
-            rows = slice(start, min(n, start + EVAL_BATCH))
-            loss, _ = objective.loss(batch_tensors(arrays, rows, device))
-            total += float(loss) * (rows.stop - rows.start)
-    objective.train(was)
-    return total / n
-
-
-def measure_loss_flops(objective, batch: dict[str, torch.Tensor]) -> float:
-    """Forward FLOPs per jet of the pretraining loss, counted by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    n = next(iter(batch.values())).shape[0]
-    with torch.no_grad(), torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
-        objective.loss(batch)
-    return counter.get_total_flops() / n
-
-
-def write_log(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    jio.write_text(path, buf.getvalue())
-
-
-def _plain(value):
-    """JSON-able copy of a prepare() stats dict (tensors/arrays to lists, numpy scalars to floats)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor | np.ndarray):
-        return np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value).tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def pretrain_record(
-    *,
-    bid,
-    settings,
-    shash,
-    objective,
-    state,
-    flops_per_jet,
-    budget,
-    total_steps,
-    batch_size,
-    wall_time_s,
-    setup_s,
-    info,
-    n_held,
-    device,
-    inputs,
-    pool_source,
-    quality=None,
-) -> dict:
-    """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies)."""
-    rows = state["log_rows"]
-    samples = int(state["position"])
-    backbone = objective.backbone_state_dict()
-    return {
-        "status": "ok",
-        "backbone_id": bid,
-        "method": settings["method"],
-        "model": settings["model"],
-        "width": settings["width"],
-        "n_pretrain": settings["n_pretrain"],
-        "final_loss": rows[-1]["loss"] if rows else None,
-        "final_val_loss": state["last_val"],
-        "n_params": count_params(objective),
-        "n_backbone_params": int(
-            sum(v.numel() for k, v in backbone.items() if v.is_floating_point() and "running_" not in k)
-        ),
-        "flops_per_jet": flops_per_jet,
-        "train_flops": 3.0 * flops_per_jet * samples,
-        "samples_seen": samples,
-        "samples_budget": budget,
-        "epochs_seen": samples / settings["n_pretrain"],
-        "steps": int(state["step"]),
-        "steps_budget": total_steps,
-        "batch_size": batch_size,
-        "n_held_out": n_held,
-        "pool": {**pool_source, "n_jets": info.get("n_jets")},  # where the unlabelled jets came from
-        "prepare": state["prepare"],
-        "inputs": inputs,  # the resolved input spec (centres/scales of the pool); None = raw features
-        "quality": quality,  # generative backbones: token quality, W1 of generated (and reconstructed) jets
-        "wall_time_s": round(wall_time_s, 3),
-        "setup_time_s": round(setup_s, 3),
-        "hardware": {"device": device.type, "threads": torch.get_num_threads()},
-        "versions": versions(),
-        "git_revision": git_revision(),
-        "settings": settings,
-        "settings_hash": shash,
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
-
-
-__all__ = ["pretrain_backbone", "load_unlabelled", "backbone_id", "BACKBONE_NAME", "RECORD_NAME"]
+__all__ = ["PretrainTask", "pretrain_backbone", "load_unlabelled"]

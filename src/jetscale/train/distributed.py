@@ -237,6 +237,14 @@ class Engine:
     def prune(self, out_dir: Path, keep: str) -> None:
         """Remove checkpoint files older than ``keep`` (nothing beyond checkpoint.pt by default)."""
 
+    def gathered(self):
+        """A context in which ``module``'s parameters are whole on every rank (collective under ZeRO-3)."""
+        if not self.partitioned:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.module.parameters()))
+
 
 class TorchEngine(Engine):
     name = "torch"
@@ -250,6 +258,8 @@ class TorchEngine(Engine):
         ranks: Ranks,
         bf16: bool,
         compile_model: bool = False,
+        *,
+        find_unused: bool = False,
     ):
         super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
         self.forward_model = model
@@ -257,7 +267,9 @@ class TorchEngine(Engine):
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [ranks.device.index] if ranks.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(model, device_ids=ids)
+            # find_unused: a model whose loss leaves some trainable parameters out (a pretraining objective
+            # carries the classifier's head it never uses)
+            self.forward_model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
         if compile_model:
             # compile the DDP wrapper (not the module inside it) so DDP can split graphs at its gradient buckets
             self.forward_model = torch.compile(self.forward_model, dynamic=True)
@@ -432,4 +444,7 @@ def make_engine(model, optimizer, scheduler, training: dict, ranks: Ranks):
             batch_size=int(training["batch_size"]),
             zero_stage=int(ds.get("zero_stage", 1)),
         )
-    return TorchEngine(model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model)
+    find_unused = bool(training.get("find_unused_parameters", False))
+    return TorchEngine(
+        model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model, find_unused=find_unused
+    )
