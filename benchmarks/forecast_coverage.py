@@ -18,7 +18,9 @@ import numpy as np
 
 from jetscale.fit.backtest import backtest
 from jetscale.fit.forecast import forecast
-from jetscale.fit.forms import powerlaw, scurve
+from jetscale.fit.forms import Domain, powerlaw, scurve
+
+UNIT = Domain(0.0, 1.0, falling=True)  # the synthetic curves are error rates, fitted as the study fits them
 
 SIZES = np.array([100, 300, 1000, 3000, 10000, 30000, 100000], dtype=float)
 CURVES = {
@@ -51,10 +53,10 @@ def main() -> None:
             hits, covered = [], []
             for rep in range(args.replications):
                 y = func(x, *params) + np.random.default_rng([rep, n_seeds]).normal(0, noise, x.size)
-                f = forecast(form, x, y, target, bootstrap=args.bootstrap, seed=rep)
+                f = forecast(form, x, y, target, bootstrap=args.bootstrap, seed=rep, domain=UNIT)
                 if f["x_lo"] is not None or f["x_hi"] is not None:
                     hits.append((f["x_lo"] or 0.0) <= x_true <= (f["x_hi"] or math.inf))
-                b = backtest(form, x, y, 2, bootstrap=args.bootstrap, seed=rep)
+                b = backtest(form, x, y, 2, bootstrap=args.bootstrap, seed=rep, domain=UNIT)
                 covered += [p["covered"] for p in b["points"] if p["covered"] is not None]
             print(
                 f"{form:9s} {n_seeds:5d}  {np.mean(hits):14.3f}  {np.mean(covered):14.3f}  {len(hits):10d}  "

@@ -84,7 +84,9 @@ def _err(raw) -> str:
             ),
             "training.weight_decay: bad value -1: -1 is less than the minimum of 0",
         ),
-        (lambda c: c["fits"].update(metrics=["tag_efficiency", "ppv"]), "fits.metrics[1]: 'ppv' is not allowed"),
+        (lambda c: c["fits"].update(metrics=["tag_efficiency", "ppv"]), "fits.metrics[1]: unknown metric 'ppv'"),
+        (lambda c: c["fits"].update(forms=["powerlaw", "cubic"]), "fits.forms[1]: unknown form 'cubic'"),
+        (lambda c: c["fits"].update(forms=["chinchilla"]), "fits.forms[0]: unknown form 'chinchilla'"),
     ],
 )
 def test_bad_config_names_the_key(default_config_dict, mutate, expected):
@@ -94,11 +96,12 @@ def test_bad_config_names_the_key(default_config_dict, mutate, expected):
 
 
 def test_fit_metrics_are_the_collected_ones():
-    from jetscale.config import schema
+    from jetscale import metric_catalog
     from jetscale.evaluate.collect import CONTINUOUS_FLAVOR_METRICS, FLAVOR_METRICS, GLOBAL_METRICS
 
-    allowed = schema()["properties"]["fits"]["properties"]["metrics"]["items"]["enum"]
-    assert set(allowed) == {*GLOBAL_METRICS, *FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS, "auc"}
+    assert set(metric_catalog.names()) == {*GLOBAL_METRICS, *FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS, "auc"}
+    per_flavor = {m for m in metric_catalog.names() if metric_catalog.get(m).per_flavor}
+    assert per_flavor == {*FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS}
 
 
 def test_null_resets_a_mapping_to_its_default(default_config_dict):

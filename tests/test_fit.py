@@ -14,7 +14,7 @@ from jetscale.fit.fitting import fit
 from jetscale.fit.forms import chinchilla, powerlaw, scurve
 
 SIZES = np.repeat([100, 300, 1000, 3000, 10000, 30000, 100000], 3).astype(float)  # 3 seeds per size
-RECORD_KEYS = ["form", "params", "stderr", "ci95", "aic", "bic", "n_points", "converged", "message"]
+RECORD_KEYS = ["form", "params", "stderr", "ci95", "aic", "bic", "n_points", "converged", "status", "message"]
 
 
 def test_powerlaw_recovers_parameters():

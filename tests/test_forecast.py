@@ -12,7 +12,7 @@ import pytest
 from jetscale.cli import main
 from jetscale.fit.backtest import backtest, split_holdout
 from jetscale.fit.forecast import crossing, forecast
-from jetscale.fit.forms import bnsl, powerlaw, scurve
+from jetscale.fit.forms import Domain, bnsl, powerlaw, scurve
 
 SIZES = np.repeat([100, 300, 1000, 3000, 10000, 30000, 100000], 3).astype(float)  # 3 seeds per size
 PL = {"y_inf": 0.04, "A": 3.0, "alpha": 0.45}
@@ -100,11 +100,23 @@ def test_backtest_scurve_beyond_the_transition():
 
 
 def test_backtest_a_wrong_form_is_caught():
-    """A power law fitted before a late S-curve drop predicts the plateau; the held-out drop is not covered."""
+    """A power law fitted before a new regime (a drop at the held-out size) predicts its floor; not covered."""
+    x = np.repeat([100, 300, 1000, 3000, 10000, 30000, 100000], 3).astype(float)
+    y = powerlaw(x, 0.1, 3.0, 0.5) + np.random.default_rng(5).normal(0, 0.003, x.size)
+    y[x == 100000] -= 0.06
+    out = backtest("powerlaw", x, y, 1, bootstrap=100, domain=Domain(0.0, 1.0, falling=True))
+    assert out["fit"]["status"] == "ok", out["fit"]["message"]
+    assert out["points"][0]["covered"] is False and out["coverage"] == 0.0
+
+
+def test_backtest_does_not_predict_from_an_unconstrained_fit():
+    """A power law forced through a late S-curve drop is degenerate (its floor pinned at 0): no prediction."""
     x = np.repeat([100, 300, 1000, 3000, 10000, 30000, 100000], 3).astype(float)
     y = scurve(x, 0.05, 0.45, 30000.0, 3.0) + np.random.default_rng(5).normal(0, 0.005, x.size)
-    out = backtest("powerlaw", x, y, 1, bootstrap=100)
-    assert out["points"][0]["covered"] is False and out["coverage"] == 0.0
+    out = backtest("powerlaw", x, y, 1, bootstrap=100, domain=Domain(0.0, 1.0, falling=True))
+    assert out["fit"]["status"] == "unconstrained" and "pinned" in out["fit"]["message"]
+    assert out["points"][0]["predicted"] is None and out["coverage"] is None
+    assert "not used for a backtest" in out["message"]
 
 
 def test_backtest_with_too_few_training_points_reports_the_fit_failure():

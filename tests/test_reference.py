@@ -33,7 +33,11 @@ def test_shipped_numbers_are_consistent_and_sourced():
         assert block.sum() / 2 == pytest.approx(pn["flavors"][q]["tag_efficiency"], abs=0.003)
         assert (block[0, 1] + block[1, 0]) / block.sum() == pytest.approx(pn["flavors"][q]["charge_flip"], abs=0.003)
     assert np.diag(m).mean() == pytest.approx(pn["mean_diagonal"], abs=0.001)
-    assert overlay_label(pn) == "CEPC full sim, ParticleNet, ~600k jets/class"
+    assert overlay_label(pn) == "CEPC full sim, ParticleNet (PRL 2024), ~600k jets/class"
+    # each reference is labelled as its source labels it: the repository's ParT figure states no sample
+    part = ref["models"]["part"]
+    assert "full sim" not in overlay_label(part) and "sample not stated" in overlay_label(part)
+    assert part["sample"].startswith("not stated") and "full simulation" in pn["sample"]
     if SHARED.is_file():  # the shared facts this copy was made from
         shared = json.loads(SHARED.read_text())
         assert pn["flavors"] == shared["prl_particlenet"]["flavors"]
@@ -99,7 +103,10 @@ def drawn_labels(cfg, monkeypatch) -> dict[str, set[str]]:
 def test_overlay_and_table_present_for_the_joi_classes(tmp_path, monkeypatch):
     path, cfg = synthetic_study(tmp_path)
     labels = drawn_labels(cfg, monkeypatch)
-    want = {"CEPC full sim, ParticleNet, ~600k jets/class", "CEPC full sim, ParT, ~600k jets/class"}
+    want = {
+        "CEPC full sim, ParticleNet (PRL 2024), ~600k jets/class",
+        "CEPC, ParT (authors' repository figure; sample not stated)",
+    }
     for name in ("flavor_metrics", "scaling_tag_efficiency", "scaling_charge_flip"):
         assert want <= labels[name], name
     monkeypatch.undo()

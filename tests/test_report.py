@@ -100,9 +100,22 @@ def test_fit_records_and_summary(study):
     scaling = summary[summary["kind"] == "scaling"]
     assert len(scaling[["metric", "flavor", "series"]].drop_duplicates()) == 2 * 5 * 3
     assert set(scaling["form"]) == {"powerlaw", "scurve", "bnsl"}
-    assert {"loss_vs_data", "loss_vs_params", "chinchilla", "loss_vs_compute"} <= set(summary["kind"])
-    # bnsl has 6 parameters and only 6 distinct sizes: a recorded non-fit, not a crash
-    assert not scaling[scaling["form"] == "bnsl"]["converged"].any()
+    assert {"loss_vs_data", "chinchilla", "loss_vs_compute"} <= set(summary["kind"])
+    # three architectures at one width each: no L(N, D) and no loss-vs-params fit, and the record says why
+    assert "loss_vs_params" not in set(summary["kind"])
+    (joint,) = summary[summary["kind"] == "chinchilla"].to_dict("records")
+    assert joint["status"] == "not applicable" and "at least 3 widths" in joint["message"]
+    # bnsl has 6 parameters and only 6 distinct sizes: not applicable, a recorded non-fit, not a crash
+    bnsl = scaling[scaling["form"] == "bnsl"]
+    assert not bnsl["converged"].any() and (bnsl["status"] == "not applicable").all()
+    assert set(summary["status"]) <= {"ok", "unconstrained", "failed", "not applicable"}
+    # no ok fit outside its metric's range: error-type floors of efficiencies and charge-flip rates in [0, 1]
+    for _, row in scaling[scaling["status"] == "ok"].iterrows():
+        fit_doc = json.loads((root / "fits" / row["file"]).read_text())
+        params = fit_doc["fits"][row["form"]]["params"]
+        for name in ("y_inf", "floor", "ceiling"):
+            if name in params:
+                assert 0.0 <= params[name] <= 1.0, (row["file"], row["form"], params)
     # n_c appears only with a threshold verdict
     with_nc = summary[summary["n_c"].notna()]
     assert (with_nc["verdict"] == "threshold").all() and (with_nc["form"] == "scurve").all()
@@ -116,6 +129,7 @@ def test_fit_records_and_summary(study):
         "bic",
         "n_points",
         "converged",
+        "status",
         "message",
     }
 

@@ -466,20 +466,33 @@ def check_tuned_default(cfg: dict, axis: str, key: str) -> None:
 
 
 def check_fit_targets(cfg: dict, where: str) -> None:
-    """fits.targets: a metric that collect writes, with a flavor exactly for the per-flavor ones."""
-    from .evaluate.collect import CONTINUOUS_FLAVOR_METRICS, FLAVOR_METRICS, GLOBAL_METRICS
+    """fits.metrics, fits.forms and fits.targets: names of the metric and form catalogs; a target's flavor
+    exactly for the per-flavor metrics (a class for the per-class ones)."""
+    from . import metric_catalog
+    from .fit import forms
 
-    per_flavor = FLAVOR_METRICS + CONTINUOUS_FLAVOR_METRICS
-    known = list(GLOBAL_METRICS + per_flavor)
-    for i, target in enumerate(cfg.get("fits", {}).get("targets", [])):
+    fits = cfg.get("fits", {})
+    known, known_forms = metric_catalog.names(), forms.names(n_x=1)
+    for i, metric in enumerate(fits.get("metrics", [])):
+        if metric not in known:
+            raise ConfigError(f"{where}: fits.metrics[{i}]: unknown metric {metric!r}; metrics: {known}")
+    for i, form in enumerate(fits.get("forms", [])):
+        if form not in known_forms:
+            raise ConfigError(f"{where}: fits.forms[{i}]: unknown form {form!r}; forms: {known_forms}")
+    for i, target in enumerate(fits.get("targets", [])):
         key, metric, flavor = f"{where}: fits.targets[{i}]", target["metric"], target.get("flavor", "")
         if metric not in known:
             raise ConfigError(f"{key}.metric: unknown metric {metric!r}; metrics: {known}")
-        if metric in per_flavor and flavor not in cfg.get("flavor_pairs", {}):
+        if target.get("form", "auto") not in ["auto", *known_forms]:
+            raise ConfigError(f"{key}.form: unknown form {target['form']!r}; forms: {['auto', *known_forms]}")
+        scope = metric_catalog.get(metric).scope
+        if scope == metric_catalog.PER_FLAVOR and flavor not in cfg.get("flavor_pairs", {}):
             raise ConfigError(
                 f"{key}.flavor: {metric} is per flavor: give one of {list(cfg.get('flavor_pairs', {}))}, not {flavor!r}"
             )
-        if metric not in per_flavor and flavor:
+        if scope == metric_catalog.PER_CLASS and flavor not in cfg.get("classes", []):
+            raise ConfigError(f"{key}.flavor: {metric} is per class: give one of {cfg.get('classes', [])}")
+        if scope == metric_catalog.GLOBAL and flavor:
             raise ConfigError(f"{key}.flavor: {metric} is not a per-flavor metric; leave flavor out")
 
 

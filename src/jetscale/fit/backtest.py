@@ -1,5 +1,7 @@
 """Extrapolation backtest: fit without the K largest x values and check the prediction at the held-out ones.
 
+Only a training fit with status ``ok`` predicts (an unconstrained one gives no prediction and says why).
+
 The prediction interval is a bootstrap one (the question is "would the mean over seeds I measure there fall
 inside?", so it holds both sources of error):
 - the curve: every bootstrap replicate of the fit on the training points (seeds resampled within each x,
@@ -16,9 +18,11 @@ import math
 
 import numpy as np
 
+from . import forms
 from .fitting import fit
-from .forms import PARAM_NAMES, evaluate
+from .forms import evaluate
 from .intervals import bootstrap_replicates
+from .status import usable
 
 LEVEL = 0.95
 INTERVAL_METHOD = (
@@ -48,6 +52,7 @@ def backtest(
     seed: int = 0,
     level: float = LEVEL,
     min_points: int = 4,
+    **fit_options,
 ) -> dict:
     """Fit ``form`` to all but the ``holdout`` largest x values; predict the held-out means with intervals.
 
@@ -59,8 +64,9 @@ def backtest(
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
     x, y = x[ok], y[ok]
     train, held = split_holdout(x, holdout)
-    result = fit(form, x[train], y[train], min_points=min_points)
-    replicates = bootstrap_replicates(result, x[train], y[train], bootstrap, seed)
+    result = fit(form, x[train], y[train], min_points=min_points, **fit_options)
+    usable_fit = result.converged and usable({"status": result.status})
+    replicates = bootstrap_replicates(result, x[train], y[train], bootstrap, seed) if usable_fit else None
     out = {
         "form": form,
         "holdout": int(holdout),
@@ -74,12 +80,12 @@ def backtest(
         "fit": result.record(),
         "message": result.message,
     }
-    noise = _noise_sampler(result, x[train], y[train], seed) if result.converged else None
+    noise = _noise_sampler(result, x[train], y[train], seed) if usable_fit else None
     for xv in np.unique(x[held]):
         obs = y[x == xv]
         point = {"x": float(xv), "observed": float(obs.mean()), "n_seeds": int(obs.size)}
         point.update(predicted=None, lo=None, hi=None, covered=None)
-        if result.converged:
+        if usable_fit:
             point["predicted"] = float(evaluate(form, result.params, xv))
             if replicates is not None and noise is not None:
                 draws = _replicate_predictions(form, replicates, xv) + noise(len(replicates), obs.size)
@@ -92,13 +98,15 @@ def backtest(
     judged = [p for p in out["points"] if p["covered"] is not None]
     out["n_covered"] = sum(p["covered"] for p in judged)
     out["coverage"] = out["n_covered"] / len(judged) if judged else None
-    if result.converged and not judged:
+    if result.converged and not usable_fit:
+        out["message"] = f"fit {result.status}, not used for a backtest: {result.message}"
+    elif usable_fit and not judged:
         out["message"] += "; no bootstrap replicates: no prediction interval"
     return out
 
 
 def _replicate_predictions(form: str, replicates: np.ndarray, xv: float) -> np.ndarray:
-    names = PARAM_NAMES[form]
+    names = forms.get(form).params
     with np.errstate(all="ignore"):
         return np.array([float(evaluate(form, dict(zip(names, row)), xv)) for row in replicates])
 
@@ -108,7 +116,7 @@ def _noise_sampler(result, x, y, seed: int):
     with np.errstate(all="ignore"):
         resid = y - np.asarray(evaluate(result.form, result.params, x), dtype=float)
     resid = resid[np.isfinite(resid)]
-    dof = resid.size - len(PARAM_NAMES[result.form])
+    dof = resid.size - len(forms.get(result.form).params)
     if dof <= 0:
         return None
     resid = (resid - resid.mean()) * math.sqrt(resid.size / dof)

@@ -7,7 +7,11 @@ Verdict rules (constants below):
   is n_c reported, with the bootstrap 95 % percentile interval.
 - "power law": the power law has the lower (or equal) AIC.
 - "inconclusive": the S-curve has the lower AIC but not clearly (any of the conditions above fails).
-- "no fit": neither form converged (too few points, flat data, ...); the reasons are in the fit records.
+- "unconstrained": the power law wins (or is the only optimum) but its status is not ok, or neither form has
+  an optimum and one is unconstrained (a flat series: :mod:`jetscale.fit.status`).
+- "no fit": neither form converged (too few points, ...); the reasons are in the fit records.
+AIC compares every optimum, but only an S-curve with status ok makes a threshold (else "inconclusive"), and
+only a power law with status ok a "power law" verdict.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .fitting import Fit, fit, paired_bootstrap
+from .forms import SMOOTH, THRESHOLD
+from .status import OK, UNCONSTRAINED
 
 DELTA_AIC_MIN = 6.0
 DELTA_BIC_MIN = 6.0
@@ -26,21 +32,30 @@ RULE = (
 
 
 def fit_and_compare(
-    x, y, forms=("powerlaw", "scurve"), *, bootstrap: int = 200, seed: int = 0, min_points: int = 4
+    x, y, forms=(SMOOTH, THRESHOLD), *, bootstrap: int = 200, seed: int = 0, min_points: int = 4, **fit_options
 ) -> tuple[dict[str, Fit], dict]:
-    """Fit each form, bootstrap them on shared resamples, and decide power law vs S-curve."""
+    """Fit each form, bootstrap them on shared resamples, and decide power law vs S-curve.
+
+    ``fit_options``: ``domain`` and ``objective`` of :func:`jetscale.fit.fitting.fit`. Each fit's status is
+    judged after the shared bootstrap (its intervals enter it)."""
+    from .fitting import rejudge
+
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    fits = {form: fit(form, x, y, min_points=min_points) for form in forms}
+    fits = {form: fit(form, x, y, min_points=min_points, **fit_options) for form in forms}
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    if fit_options.get("objective") is not None and fit_options["objective"].loss == "huber_log":
+        ok &= y > 0
     aics = None
     if bootstrap > 0 and any(f.converged for f in fits.values()):
         aics = paired_bootstrap(list(fits.values()), x[ok], y[ok], None, bootstrap, seed)
+        for result in fits.values():
+            rejudge(result, fit_options.get("domain"))
     return fits, decide(fits, aics, list(fits), x[ok])
 
 
 def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
-    pl, sc = fits.get("powerlaw"), fits.get("scurve")
+    pl, sc = fits.get(SMOOTH), fits.get(THRESHOLD)
     out = {
         "verdict": "no fit",
         "delta_aic": None,
@@ -51,31 +66,33 @@ def decide(fits: dict[str, Fit], aics, order: list[str], x) -> dict:
         "n_c_note": None,
         "rule": RULE,
     }
-    pl_ok, sc_ok = bool(pl and pl.converged), bool(sc and sc.converged)
-    if not (pl_ok or sc_ok):
+    pl_fit, sc_fit = bool(pl and pl.converged), bool(sc and sc.converged)  # an optimum with an AIC
+    smooth = "power law" if pl_fit and pl.status == OK else UNCONSTRAINED  # the verdict when the power law wins
+    if not (pl_fit or sc_fit):
+        if any(f is not None and f.status == UNCONSTRAINED for f in (pl, sc)):
+            out["verdict"] = UNCONSTRAINED
         return out
-    if pl_ok and not sc_ok:
-        out["verdict"] = "power law"
+    if pl_fit and not sc_fit:
+        out["verdict"] = smooth
         return out
-    if sc_ok and not pl_ok:
+    if sc_fit and not pl_fit:
         out["verdict"] = "inconclusive"
         return out
     d_aic, d_bic = pl.aic - sc.aic, pl.bic - sc.bic
     out.update(delta_aic=d_aic, delta_bic=d_bic)
     frac = None
     if aics is not None:
-        i_pl, i_sc = order.index("powerlaw"), order.index("scurve")
+        i_pl, i_sc = order.index(SMOOTH), order.index(THRESHOLD)
         both = np.isfinite(aics[:, i_pl]) & np.isfinite(aics[:, i_sc])
         if both.any():
             frac = float(np.mean(aics[both, i_sc] < aics[both, i_pl]))
     out["bootstrap_fraction_scurve"] = frac
     n_c = sc.params["n_c"]
     inside = float(np.min(x)) <= n_c <= float(np.max(x))
+    clear = d_aic >= DELTA_AIC_MIN and d_bic >= DELTA_BIC_MIN and frac is not None and frac >= BOOT_FRACTION_MIN
     if d_aic <= 0:
-        out["verdict"] = "power law"
-    elif (
-        d_aic >= DELTA_AIC_MIN and d_bic >= DELTA_BIC_MIN and frac is not None and frac >= BOOT_FRACTION_MIN and inside
-    ):
+        out["verdict"] = smooth
+    elif clear and inside and sc.status == OK:
         out["verdict"] = "threshold"
         out["n_c"] = n_c
         if sc.ci95 is not None:

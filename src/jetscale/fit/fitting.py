@@ -1,24 +1,33 @@
 """Fitters for the forms in :mod:`jetscale.fit.forms` (scipy.optimize only: curve_fit / minimize).
 
 Every fitter returns a :class:`Fit`; ``Fit.record()`` is the JSON fit record
-    {"form", "params", "stderr", "ci95", "aic", "bic", "n_points", "converged", "message"}.
+    {"form", "params", "stderr", "ci95", "aic", "bic", "n_points", "converged", "status", "message"}.
+``status`` (:mod:`jetscale.fit.status`): ok, unconstrained, failed or not applicable. Every parameter is held to
+its physical range (:class:`jetscale.fit.forms.Domain`: floors, ceilings and asymptotes inside the fitted
+quantity's range, positive exponents; :mod:`jetscale.fit.solver` refits within the bounds where the free
+optimum leaves them).
 A fitter never raises on bad data: too few points, flat data, NaN-only input or an optimiser failure give a
 record with ``converged=False`` and the reason in ``message`` (params empty, aic/bic NaN).
 
 Conventions
 - Least-squares forms (powerlaw, scurve, bnsl) minimise unweighted squared residuals in y (BNSL: in log(y+1),
-  the published recipe). AIC = n ln(RSS/n) + 2k, BIC = n ln(RSS/n) + k ln n with RSS in y and k = number of
+  the published recipe, whatever the objective). BNSL is ``not applicable`` where its six parameters meet
+  fewer than seven sizes or where it does not beat the power law by ΔAIC ≥ 2 (no break in the data).
+  AIC = n ln(RSS/n) + 2k, BIC = n ln(RSS/n) + k ln n with RSS in y and k = number of
   parameters (Gaussian errors of unknown common variance), so the three forms compare on the same footing.
 - Multi-start: a grid of starting points (linear parameters solved exactly at each grid point), the best few
-  refined with Levenberg–Marquardt (scipy.optimize.leastsq, analytic Jacobians)
-  in an unconstrained internal parametrisation (alpha = e^u, k = e^u, log10 n_c).
-- Chinchilla: the Epoch AI recipe, log L = logsumexp(a − alpha ln N, b − beta ln D, e), objective = SUM of
-  Huber(delta = 1e-3) on log-loss residuals, BFGS with analytic gradients from the starts of the grid
-  alpha, beta ∈ {0, .5, 1, 1.5, 2}, e ∈ {−1, −.5, 0, .5, 1}, a, b ∈ {0, 5, …, 25} (4500 starts), best converged
-  minimum (lowest objective; BFGS may stop with "precision loss" at a Huber kink, which still counts). For speed
-  the objective is first evaluated at all 4500 starts and BFGS runs from the best 100 (on the Epoch data this
-  reaches the optimum of the reference's 4500 L-BFGS-B starts, objective 0.0010182740, in ~1 s instead of ~25 s).
-  AIC/BIC use the RSS of the log residuals.
+  refined with Levenberg–Marquardt (scipy.optimize.leastsq, analytic Jacobians) in an internal
+  parametrisation (alpha = e^u, k = e^u, log10 n_c), bounded trust-region where the optimum is unphysical
+  (:mod:`jetscale.fit.solver`; ``objective=Objective("huber_log")``: Huber loss on log residuals instead).
+- A form without a specialised fitter (``FormSpec.fitter`` None) gets the generic one: its ``starts``
+  ranked by RSS, the best three refined within its bounds (numeric Jacobian).
+- Chinchilla (:mod:`jetscale.fit.chinchilla`): the Epoch AI recipe, log L = logsumexp(a − alpha ln N,
+  b − beta ln D, e), objective = SUM of Huber(delta = 1e-3) on log-loss residuals, BFGS with analytic
+  gradients from the starts of the grid alpha, beta ∈ {0, .5, 1, 1.5, 2}, e ∈ {−1, −.5, 0, .5, 1},
+  a, b ∈ {0, 5, …, 25} (4500 starts), best converged minimum (lowest objective; BFGS may stop with "precision
+  loss" at a Huber kink, which still counts). For speed the objective is first evaluated at all 4500 starts and
+  BFGS runs from the best 100 (on the Epoch data this reaches the optimum of the reference's 4500 L-BFGS-B
+  starts, objective 0.0010182740, in ~1 s instead of ~25 s). AIC/BIC use the RSS of the log residuals.
 - stderr: bootstrap standard deviation when ``bootstrap > 0``, else from the least-squares covariance (null for
   chinchilla). ci95: bootstrap percentile interval (2.5 %, 97.5 %), null without bootstrap.
 - Bootstrap: when some x value repeats (seeds), resample the points *within* each x (bootstrap over seeds);
@@ -35,11 +44,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forms import LN10, PARAM_NAMES, bnsl, scurve_log
+from ..models.catalog import resolve
+from . import forms
+from .forms import FREE, LN10, Domain, bnsl, scurve_log
+from .solver import SQUARES, Objective, linear_pair, multistart, numeric_jacobian, solve
+from .status import FLAT_PREFIX, NOT_APPLICABLE, judge
 
-HUBER_DELTA = 1e-3
 REFIT_MAXFEV = 400  # evaluation cap for a bootstrap replicate refitted from the full-data optimum
 MIN_AIC_GAIN_OVER_CONSTANT = 2.0  # a form must beat y = const by this much AIC, else "flat data"
+BNSL_MIN_AIC_GAIN = 2.0  # BNSL must beat the power law by this much AIC, else "not applicable" (no break)
 
 
 @dataclass
@@ -55,6 +68,10 @@ class Fit:
     message: str = ""
     theta: np.ndarray | None = None  # internal parameter vector of the optimum (bootstrap starts here)
     replicates: np.ndarray | None = None  # (n_ok, n_params) bootstrap parameter values, public parametrisation
+    status: str = "failed"
+    pinned: tuple[str, ...] = ()  # parameters left on a bound of their range
+    bounds: tuple | None = None  # public (lo, hi) arrays the fit was held to (bootstrap refits reuse them)
+    objective: Objective = SQUARES
 
     def record(self) -> dict:
         return {
@@ -66,6 +83,7 @@ class Fit:
             "bic": _finite_or_none(self.bic),
             "n_points": int(self.n_points),
             "converged": bool(self.converged),
+            "status": self.status,
             "message": self.message,
         }
 
@@ -81,137 +99,135 @@ def information_criteria(rss: float, n: int, k: int) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------- entry point
-def fit(form: str, x, y, x2=None, *, bootstrap: int = 0, seed: int = 0, min_points: int = 4) -> Fit:
-    """Fit ``form`` to points (x, y) [and x2 = D for chinchilla]; never raises on bad data."""
-    if form not in PARAM_NAMES:
-        raise ValueError(f"unknown form {form!r}; forms: {list(PARAM_NAMES)}")
+def fit(
+    form: str,
+    x,
+    y,
+    x2=None,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    min_points: int = 4,
+    domain: Domain = FREE,
+    objective: Objective = SQUARES,
+) -> Fit:
+    """Fit ``form`` to points (x, y) [and x2 = D for chinchilla] within ``domain``; never raises on bad data."""
+    spec = forms.get(form)
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     x2 = None if x2 is None else np.asarray(x2, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
     if x2 is not None:
         ok &= np.isfinite(x2) & (x2 > 0)
+    if objective.loss == "huber_log":
+        ok &= y > 0
     dropped = int((~ok).sum())
     x, y = x[ok], y[ok]
     x2 = None if x2 is None else x2[ok]
-    problem = _data_problem(form, x, y, x2, min_points)
+    problem = _data_problem(spec, x, y, x2, min_points)
     if problem:
-        return Fit(form, n_points=len(y), message=problem)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = FITTERS[form](x, y, x2)
-        if result.converged and bootstrap > 0:
-            _bootstrap(result, x, y, x2, bootstrap, seed)
-    result.n_points = len(y)
+        result = Fit(form, n_points=len(y), message=problem)
+        if spec.premise and problem.startswith("too few points"):
+            result.status, result.message = (
+                NOT_APPLICABLE,
+                f"not applicable ({spec.premise} needs more sizes): {problem}",
+            )
+    else:
+        bounds = spec.public_bounds(domain, x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fitter_of(spec)(x, y, x2, bounds=bounds, objective=objective)
+            result.bounds, result.objective = bounds, objective
+            if result.converged and bootstrap > 0:
+                _bootstrap(result, x, y, x2, bootstrap, seed)
+        result.n_points = len(y)
+    result.status, why = judge(result, spec, domain)
+    if why:
+        result.message = f"{result.message}; unconstrained: {why}"
     if dropped:
-        result.message = f"{dropped} non-finite or non-positive-x point(s) dropped; " + result.message
+        what = (
+            "non-finite, non-positive-x or (huber_log) non-positive-y"
+            if objective.loss == "huber_log"
+            else ("non-finite or non-positive-x")
+        )
+        result.message = f"{dropped} {what} point(s) dropped; " + result.message
     return result
 
 
-def _data_problem(form: str, x, y, x2, min_points: int) -> str | None:
-    k = len(PARAM_NAMES[form])
-    if form == "chinchilla":
+def rejudge(result: Fit, domain: Domain | None) -> None:
+    """Judge ``result`` again after intervals were added to it (a shared bootstrap)."""
+    spec = forms.get(result.form)
+    base = result.message.split("; unconstrained: ")[0]
+    result.message = base
+    if result.status != NOT_APPLICABLE:
+        result.status = "failed"
+    result.status, why = judge(result, spec, domain or FREE)
+    if why:
+        result.message = f"{base}; unconstrained: {why}"
+
+
+def fitter_of(spec):
+    """The form's fitter: (x, y, x2, theta0=None, *, bounds, objective) -> Fit."""
+    if spec.fitter is None:
+        return lambda x, y, x2, theta0=None, **kw: fit_generic(spec, x, y, x2, theta0, **kw)
+    return resolve(spec.fitter)
+
+
+def _data_problem(spec, x, y, x2, min_points: int) -> str | None:
+    k = len(spec.params)
+    need = max(min_points, k + 1)
+    if spec.n_x == 2:
         if x2 is None:
-            return "chinchilla needs two x columns (N and D: --x and --x2)"
-        need = max(min_points, k + 1)
+            return f"{spec.name} needs two x columns (N and D: --x and --x2)"
         if len(y) < need:
             return f"too few points: {len(y)} < {need} needed for {k} parameters"
         if len(np.unique(x)) < 2 or len(np.unique(x2)) < 2:
             return "N and D must each take at least 2 distinct values"
     else:
-        need = max(min_points, k + 1)
         distinct = len(np.unique(x))
         if distinct < need:
             return f"too few points: {distinct} distinct x value(s) < {need} needed for {k} parameters"
-    if form == "chinchilla" and np.any(y <= 0):
+    if spec.name == "chinchilla" and np.any(y <= 0):
         return "chinchilla fits log L: every y must be positive"
-    if form == "bnsl" and np.any(y <= -1):
+    if spec.name == "bnsl" and np.any(y <= -1):
         return "bnsl fits log(y + 1): every y must exceed -1"
     if np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
-        return "flat data: y does not vary, so no scaling parameters can be determined"
+        return f"{FLAT_PREFIX}: y does not vary, so no scaling parameters can be determined"
     return None
 
 
 # ------------------------------------------------------------------------------------ least-squares forms
-def _curve_fit(model, x, y, theta0, jac=None, maxfev=20000):
-    """Levenberg–Marquardt (scipy.optimize.leastsq, the engine of curve_fit's method='lm') from ``theta0``.
-
-    Returns (theta, covariance scaled by the residual variance as curve_fit does, RSS, message).
-    """
-    from scipy.optimize import leastsq
-
-    def residuals(theta):
-        return model(x, *theta) - y
-
-    dfun = None if jac is None else (lambda theta: jac(x, *theta))
-    try:
-        theta, cov, _, mesg, ier = leastsq(
-            residuals, np.asarray(theta0, dtype=float), Dfun=dfun, full_output=True, maxfev=maxfev
-        )
-    except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-        return None, None, math.inf, str(exc)
-    if ier not in (1, 2, 3, 4):
-        return None, None, math.inf, f"optimal parameters not found: {mesg}"
-    pred = model(x, *theta)
-    if not np.all(np.isfinite(pred)):
-        return None, None, math.inf, "non-finite prediction at the optimum"
-    rss = float(np.sum((pred - y) ** 2))
-    dof = len(y) - len(theta)
-    if cov is None or dof <= 0:
-        cov = np.full((len(theta), len(theta)), np.inf)
-    else:
-        cov = cov * (rss / dof)
-    return theta, cov, rss, ""
-
-
-def _multistart(model, x, y, starts, n_refine: int, jac=None):
-    """Refine the ``n_refine`` best grid starts; return the best (theta, cov, rss, message)."""
-    ranked = sorted(starts, key=lambda s: s[0])[:n_refine]
-    best = (None, None, math.inf, "no start converged")
-    for _, theta0 in ranked:
-        cand = _curve_fit(model, x, y, theta0, jac=jac)
-        if cand[0] is not None and cand[2] < best[2]:
-            best = cand
-        elif best[0] is None and cand[3]:
-            best = (None, None, math.inf, cand[3])
-    return best
-
-
-def _linear_pair(basis0, basis1, y):
-    """Least-squares (c0, c1) for y ≈ c0·basis0 + c1·basis1, and the RSS."""
-    design = np.column_stack([basis0, basis1])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return coef, float(np.sum((design @ coef - y) ** 2))
-
-
-def _finish_ls(form, theta, cov, rss, msg, x, y, to_public, n_par) -> Fit:
-    if theta is None:
-        return Fit(form, message=f"did not converge: {msg}")
+def _finish_ls(form, sol, x, y, to_public) -> Fit:
+    names = forms.get(form).params
+    if sol.theta is None:
+        return Fit(form, message=f"did not converge: {sol.message}")
+    theta, cov = sol.theta, sol.cov
     public = to_public(theta)
-    aic, bic = information_criteria(rss, len(y), n_par)
+    aic, bic = information_criteria(sol.rss, len(y), len(names))
     stderr, note = None, ""
     if cov is not None and np.all(np.isfinite(cov)) and np.all(np.isfinite(public)):
-        jac = _numeric_jacobian(to_public, theta)
+        jac = numeric_jacobian(to_public, theta)
         var = np.diag(jac @ cov @ jac.T)
-        stderr = dict(zip(PARAM_NAMES[form], np.sqrt(np.clip(var, 0, None))))
+        stderr = dict(zip(names, np.sqrt(np.clip(var, 0, None))))
     else:
         note = "covariance not finite: some parameters are not constrained by the data"
     out = Fit(
         form,
-        params=dict(zip(PARAM_NAMES[form], public)),
+        params=dict(zip(names, public)),
         stderr=stderr,
         aic=aic,
         bic=bic,
         converged=True,
         message=note or "ok",
         theta=np.asarray(theta),
+        pinned=tuple(names[i] for i in sol.pinned),
     )
     if not np.all(np.isfinite(public)):
         out.converged, out.message = False, "non-finite parameters at the optimum"
     elif (gain := constant_aic(y) - aic) < MIN_AIC_GAIN_OVER_CONSTANT:
         out.converged = False
         out.message = (
-            f"flat data: {form} is not better than a constant (AIC gain {gain:.2f} < "
+            f"{FLAT_PREFIX}: {form} is not better than a constant (AIC gain {gain:.2f} < "
             f"{MIN_AIC_GAIN_OVER_CONSTANT}); parameters not determined"
         )
     return out
@@ -223,16 +239,12 @@ def constant_aic(y) -> float:
     return information_criteria(float(np.sum((y - y.mean()) ** 2)), len(y), 1)[0]
 
 
-def _numeric_jacobian(fun, theta, eps=1e-6):
-    theta = np.asarray(theta, dtype=float)
-    base = np.asarray(fun(theta), dtype=float)
-    jac = np.empty((base.size, theta.size))
-    for i in range(theta.size):
-        step = eps * max(1.0, abs(theta[i]))
-        shifted = theta.copy()
-        shifted[i] += step
-        jac[:, i] = (np.asarray(fun(shifted)) - base) / step
-    return jac
+def _finite_log(values, base=math.e):
+    """Elementwise log for bounds (−inf for 0 or below, inf stays inf)."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(values) / math.log(base)
+    return np.where(values > 0, out, -np.inf)
 
 
 # power law ---------------------------------------------------------------------------------------------
@@ -256,18 +268,25 @@ def _powerlaw_model(x_ref):
     return model, jac, to_public
 
 
-def fit_powerlaw(x, y, x2=None, theta0=None) -> Fit:
+def _internal_powerlaw_bounds(bounds):
+    lo, hi = bounds
+    # A and a_scaled = A / x_ref^alpha share their sign, so the sign bound carries over; alpha -> ln alpha
+    return np.array([lo[0], lo[1], _finite_log(lo[2])]), np.array([hi[0], hi[1], _finite_log(hi[2])])
+
+
+def fit_powerlaw(x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) -> Fit:
     x_ref = float(np.exp(np.mean(np.log(x))))
     model, jac, to_public = _powerlaw_model(x_ref)
+    lo, hi = _internal_powerlaw_bounds(bounds) if bounds is not None else (None, None)
     if theta0 is not None:
-        best = _curve_fit(model, x, y, theta0, jac=jac, maxfev=REFIT_MAXFEV)
+        sol = solve(model, x, y, theta0, jac=jac, lo=lo, hi=hi, objective=objective, maxfev=REFIT_MAXFEV)
     else:
         starts = []
         for alpha in (0.03, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0):
-            (y_inf, a_scaled), rss = _linear_pair(np.ones_like(x), (x / x_ref) ** -alpha, y)
+            (y_inf, a_scaled), rss = linear_pair(np.ones_like(x), (x / x_ref) ** -alpha, y)
             starts.append((rss, [y_inf, a_scaled, math.log(alpha)]))
-        best = _multistart(model, x, y, starts, n_refine=3, jac=jac)
-    return _finish_ls("powerlaw", *best, x, y, to_public, 3)
+        sol = multistart(model, x, y, starts, n_refine=3, jac=jac, lo=lo, hi=hi, objective=objective)
+    return _finish_ls("powerlaw", sol, x, y, to_public)
 
 
 # S-curve ------------------------------------------------------------------------------------------------
@@ -291,23 +310,33 @@ def _scurve_public(theta):
         return np.array([floor, ceiling, np.power(10.0, np.float64(log10_n_c)), np.exp(np.float64(log_k))])
 
 
-def fit_scurve(x, y, x2=None, theta0=None) -> Fit:
+def _internal_scurve_bounds(bounds):
+    lo, hi = bounds
+    return (
+        np.array([lo[0], lo[1], _finite_log(lo[2], 10), _finite_log(lo[3])]),
+        np.array([hi[0], hi[1], _finite_log(hi[2], 10), _finite_log(hi[3])]),
+    )
+
+
+def fit_scurve(x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) -> Fit:
+    lo, hi = _internal_scurve_bounds(bounds) if bounds is not None else (None, None)
+    kw = {"jac": _scurve_jac, "lo": lo, "hi": hi, "objective": objective}
     if theta0 is not None:
-        best = _curve_fit(_scurve_model, x, y, theta0, jac=_scurve_jac, maxfev=REFIT_MAXFEV)
+        sol = solve(_scurve_model, x, y, theta0, maxfev=REFIT_MAXFEV, **kw)
     else:
         lx = np.log10(x)
         starts = []
         for log_nc in np.linspace(lx.min(), lx.max(), 9):
             for k in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
                 s = 1.0 / (1.0 + 10.0 ** np.clip(k * (lx - log_nc), -300, 300))
-                (floor, ceil_minus_floor), rss = _linear_pair(np.ones_like(x), s, y)
+                (floor, ceil_minus_floor), rss = linear_pair(np.ones_like(x), s, y)
                 starts.append((rss, [floor, floor + ceil_minus_floor, log_nc, math.log(k)]))
-        best = _multistart(_scurve_model, x, y, starts, n_refine=4, jac=_scurve_jac)
-    out = _finish_ls("scurve", *best, x, y, _scurve_public, 4)
+        sol = multistart(_scurve_model, x, y, starts, n_refine=4, **kw)
+    out = _finish_ls("scurve", sol, x, y, _scurve_public)
     if out.converged:
         log_nc = math.log10(out.params["n_c"])
-        lo, hi = math.log10(x.min()), math.log10(x.max())
-        if not lo <= log_nc <= hi:
+        lo_x, hi_x = math.log10(x.min()), math.log10(x.max())
+        if not lo_x <= log_nc <= hi_x:
             out.message = f"n_c = {out.params['n_c']:.4g} lies outside the data range [{x.min():.4g}, {x.max():.4g}]"
     return out
 
@@ -346,124 +375,62 @@ def bnsl_grid_search(x, y, extra_d1=()) -> np.ndarray:
     return best
 
 
-def fit_bnsl(x, y, x2=None, theta0=None) -> Fit:
-    if theta0 is None:
-        extra = () if x.max() < 1000 else np.geomspace(x.min(), x.max(), 8)
-        theta0 = bnsl_grid_search(x, y, extra_d1=extra)
-    theta, cov, _, msg = _curve_fit(_bnsl_log, x, np.log(y + 1), theta0)
-    rss = math.inf if theta is None else float(np.sum((bnsl(x, *theta) - y) ** 2))
-    return _finish_ls("bnsl", theta, cov, rss, msg, x, y, np.asarray, 6)
-
-
-# Chinchilla ---------------------------------------------------------------------------------------------
-def _huber(r, delta=HUBER_DELTA):
-    small = np.abs(r) <= delta
-    value = np.where(small, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta))
-    grad = np.where(small, r, delta * np.sign(r))
-    return value, grad
-
-
-def chinchilla_objective(theta, log_n, log_d, log_loss):
-    """SUM of Huber residuals of log L and its analytic gradient; theta = (a, b, e, alpha, beta)."""
-    a, b, e, alpha, beta = theta
-    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
-    top = terms.max(axis=0)
-    weights = np.exp(terms - top)
-    total = weights.sum(axis=0)
-    pred = top + np.log(total)
-    weights /= total
-    value, dh = _huber(pred - log_loss)
-    grad = np.array(
-        [
-            np.sum(dh * weights[0]),
-            np.sum(dh * weights[1]),
-            np.sum(dh * weights[2]),
-            -np.sum(dh * weights[0] * log_n),
-            -np.sum(dh * weights[1] * log_d),
-        ]
-    )
-    return float(value.sum()), grad
-
-
-CHINCHILLA_STARTS = 100  # optimise from the best 100 of the 4500 grid starts (None: every start)
-CHINCHILLA_GRID = {
-    "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
-    "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
-    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
-    "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
-    "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
-}
-
-
-def _chinchilla_minimise(theta0, args, method="BFGS"):
-    from scipy.optimize import minimize
-
-    return minimize(chinchilla_objective, theta0, args=args, jac=True, method=method)
-
-
-def _chinchilla_public(theta):
-    a, b, e, alpha, beta = theta
-    with np.errstate(over="ignore"):
-        return np.array([np.exp(np.float64(a)), np.exp(np.float64(b)), np.exp(np.float64(e)), alpha, beta])
-
-
-def chinchilla_starts(args, n_starts: int | None = CHINCHILLA_STARTS) -> np.ndarray:
-    """Grid starts (rows a, b, e, alpha, beta); the ``n_starts`` with the lowest objective (None: all 4500)."""
-    g = CHINCHILLA_GRID
-    grid = np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])), dtype=float)
-    if n_starts is None or n_starts >= len(grid):
-        return grid
-    values = np.array([chinchilla_objective(s, *args)[0] for s in grid])
-    return grid[np.argsort(values, kind="stable")[:n_starts]]
-
-
-def fit_chinchilla(n, y, d, theta0=None, n_starts: int | None = CHINCHILLA_STARTS) -> Fit:
-    args = (np.log(n), np.log(d), np.log(y))
+def fit_bnsl(x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) -> Fit:
+    """BNSL on log(y + 1) (the published objective, whatever ``objective`` says), from the published grid start
+    plus break positions inside the data range; ``not applicable`` where the power law does as well."""
+    lo, hi = bounds if bounds is not None else (None, None)
+    target = np.log(y + 1)
     if theta0 is not None:
-        res = _chinchilla_minimise(theta0, args)
-        best = res if np.all(np.isfinite(res.x)) else None
+        sol = solve(_bnsl_log, x, target, theta0, lo=lo, hi=hi, maxfev=REFIT_MAXFEV)
     else:
-        best = None
-        for start in chinchilla_starts(args, n_starts):
-            res = _chinchilla_minimise(start, args)
-            if np.isfinite(res.fun) and np.all(np.isfinite(res.x)) and (best is None or res.fun < best.fun):
-                best = res
-    if best is None:
-        return Fit("chinchilla", message="did not converge: no start reached a minimum")
-    theta = best.x
-    pred_log = np.log(_chinchilla_predict(theta, n, d))
-    aic, bic = information_criteria(float(np.sum((pred_log - args[2]) ** 2)), len(y), 5)
-    public = _chinchilla_public(theta) if np.all(np.abs(theta[:3]) < 700) else np.full(5, np.nan)
-    out = Fit(
-        "chinchilla",
-        params=dict(zip(PARAM_NAMES["chinchilla"], public)),
-        aic=aic,
-        bic=bic,
-        converged=bool(np.all(np.isfinite(public))),
-        message=f"ok: sum-Huber objective {best.fun:.6g}",
-        theta=theta,
-    )
-    if not out.converged:
-        out.message = "non-finite parameters at the optimum"
+        extra = () if x.max() < 1000 else np.geomspace(x.min(), x.max(), 8)
+        start = bnsl_grid_search(x, y, extra_d1=extra)
+        sol = solve(_bnsl_log, x, target, start, lo=lo, hi=hi)
+    if sol.theta is not None:
+        sol.rss = float(np.sum((bnsl(x, *sol.theta) - y) ** 2))
+    out = _finish_ls("bnsl", sol, x, y, np.asarray)
+    if theta0 is None and out.converged:
+        pl = fit_powerlaw(x, y, bounds=None if bounds is None else _bnsl_to_powerlaw_bounds(bounds))
+        if pl.converged and pl.aic - out.aic < BNSL_MIN_AIC_GAIN:
+            out.status = NOT_APPLICABLE
+            out.message = (
+                f"not applicable: no break in the data (AIC of the power law − BNSL = {pl.aic - out.aic:.2f} "
+                f"< {BNSL_MIN_AIC_GAIN:g})"
+            )
     return out
 
 
-def _chinchilla_predict(theta, n, d):
-    a, b, e, alpha, beta = theta
-    return np.exp(e) + np.exp(a - alpha * np.log(n)) + np.exp(b - beta * np.log(d))
+def _bnsl_to_powerlaw_bounds(bounds):
+    lo, hi = bounds
+    return (np.array([lo[0], 0.0, forms.ALPHA_BOUNDS[0]]), np.array([hi[0], np.inf, forms.ALPHA_BOUNDS[1]]))
 
 
-FITTERS = {
-    "powerlaw": fit_powerlaw,
-    "scurve": fit_scurve,
-    "bnsl": fit_bnsl,
-    "chinchilla": lambda x, y, x2, theta0=None: fit_chinchilla(x, y, x2, theta0),
-}
+# generic (forms without a specialised fitter) --------------------------------------------------------------
+def fit_generic(spec, x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) -> Fit:
+    lo, hi = bounds if bounds is not None else (None, None)
+
+    def model(xx, *theta):
+        return np.asarray(spec.function(xx, *theta), dtype=float)
+
+    if theta0 is not None:
+        sol = solve(model, x, y, theta0, lo=lo, hi=hi, objective=objective, maxfev=REFIT_MAXFEV)
+    else:
+        starts = []
+        for start in spec.starts(x, y):
+            start = np.asarray(start, dtype=float)
+            if lo is not None:
+                start = np.clip(start, lo, hi)
+            with np.errstate(all="ignore"):
+                rss = float(np.sum((model(x, *start) - y) ** 2))
+            starts.append((rss if math.isfinite(rss) else math.inf, start))
+        sol = multistart(model, x, y, starts, n_refine=3, lo=lo, hi=hi, objective=objective)
+    return _finish_ls(spec.name, sol, x, y, np.asarray)
 
 
-def refit(form: str, x, y, x2, theta0) -> Fit:
-    """One fit from a given internal start (bootstrap replicates)."""
-    return FITTERS[form](x, y, x2, theta0=theta0)
+def refit(result: Fit, x, y, x2) -> Fit:
+    """One fit from the internal optimum of ``result``, within its bounds (bootstrap replicates)."""
+    spec = forms.get(result.form)
+    return fitter_of(spec)(x, y, x2, result.theta, bounds=result.bounds, objective=result.objective)
 
 
 # --------------------------------------------------------------------------------------------- bootstrap
@@ -504,7 +471,7 @@ def _paired_bootstrap(fits: list[Fit], x, y, x2, n_boot: int, seed: int) -> np.n
         for i, result in enumerate(fits):
             if not result.converged:
                 continue
-            rep = refit(result.form, x[idx], y[idx], None if x2 is None else x2[idx], result.theta)
+            rep = refit(result, x[idx], y[idx], None if x2 is None else x2[idx])
             if rep.converged and all(math.isfinite(v) for v in rep.params.values()):
                 values[i].append(list(rep.params.values()))
                 aics[b, i] = rep.aic
@@ -515,7 +482,7 @@ def _paired_bootstrap(fits: list[Fit], x, y, x2, n_boot: int, seed: int) -> np.n
 
 
 def _summarise_replicates(result: Fit, values: list, n_boot: int) -> None:
-    names = PARAM_NAMES[result.form]
+    names = forms.get(result.form).params
     if len(values) < max(2, n_boot // 2):
         result.message += f"; bootstrap: only {len(values)}/{n_boot} replicates converged, no CIs"
         return

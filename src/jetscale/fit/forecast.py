@@ -5,12 +5,15 @@ seeds within each x, see :mod:`jetscale.fit.intervals`) and takes the 2.5 % / 97
 never reaches the target counts as x = ∞ (it does not bound the interval from above), so a target beyond the
 reach of a noticeable share of replicates gets ``x_hi = null`` rather than a false upper limit.
 
-Inversion per form (y falls with x for error-type quantities, but rising curves work the same way):
+Only a fit with status ``ok`` is forecast from (an unconstrained one says so in ``reason``).
+
+Inversion per form (y falls with x for error-type quantities, but rising curves work the same way): the form's
+``inverse`` (:mod:`jetscale.fit.forms`) where it has one, between its ``limits``:
 - powerlaw  y = y_inf + A·x^(−α): x = (A / (t − y_inf))^(1/α); unreachable when t lies beyond the asymptote y_inf.
 - scurve    x = n_c · 10^(−logit(s) / (ln10 · k)), s = (t − floor)/(ceiling − floor); unreachable unless t lies
             strictly between the ceiling (x → 0) and the floor (x → ∞).
-- bnsl      not monotone in general: the first crossing on a log grid from 10⁻⁶·x_min to 10¹²·x_max, refined
-            with brentq.
+Otherwise (bnsl, not monotone in general): the first crossing on a log grid from 10⁻⁶·x_min to 10¹²·x_max,
+refined with brentq.
 """
 
 from __future__ import annotations
@@ -19,23 +22,22 @@ import math
 
 import numpy as np
 
+from . import forms
 from .fitting import Fit, fit
-from .forms import LN10, PARAM_NAMES, evaluate
 from .intervals import bootstrap_replicates
+from .status import OK, usable
 
 LEVEL = 0.95
 X_GRID_BELOW, X_GRID_ABOVE = 1e-6, 1e12  # bnsl search range relative to the measured x range
 
 
 def limits(form: str, params: dict, x_range=(1.0, 1.0)) -> tuple[float, float]:
-    """(y as x → 0, y as x → ∞) of the fitted curve (bnsl: at the ends of the search grid)."""
-    if form == "powerlaw":
-        a = params["A"]
-        return (math.copysign(math.inf, a) if a else params["y_inf"]), params["y_inf"]
-    if form == "scurve":
-        return (params["ceiling"], params["floor"]) if params["k"] > 0 else (params["floor"], params["ceiling"])
+    """(y as x → 0, y as x → ∞) of the fitted curve (forms without closed-form limits: at the search-grid ends)."""
+    spec = forms.get(form)
+    if spec.limits is not None:
+        return spec.limits(params)
     lo, hi = _grid_ends(x_range)
-    return float(evaluate(form, params, lo)), float(evaluate(form, params, hi))
+    return float(spec.evaluate(params, lo)), float(spec.evaluate(params, hi))
 
 
 def _grid_ends(x_range) -> tuple[float, float]:
@@ -44,62 +46,69 @@ def _grid_ends(x_range) -> tuple[float, float]:
 
 def crossing(form: str, params: dict, target: float, x_range=(1.0, 1.0)) -> tuple[float, str]:
     """x at which the curve equals ``target``; (∞, why) if it never does for large x, (0, why) if already at x → 0."""
-    if form not in ("powerlaw", "scurve", "bnsl"):
-        raise ValueError(f"forecasts need a one-variable form (powerlaw, scurve, bnsl), not {form!r}")
+    spec = forms.get(form)
+    if spec.n_x != 1:
+        raise ValueError(f"forecasts need a one-variable form ({', '.join(forms.names(1))}), not {form!r}")
     y0, y_end = limits(form, params, x_range)
-    if form == "bnsl":
-        return _numeric_crossing(params, target, x_range, y0, y_end)
+    if spec.inverse is None:
+        return _numeric_crossing(spec, params, target, x_range, y0, y_end)
     if not _strictly_between(target, y0, y_end):
-        return _never(form, target, y0, y_end)
-    if form == "powerlaw":
-        return float((params["A"] / (target - params["y_inf"])) ** (1.0 / params["alpha"])), ""
-    s = (target - params["floor"]) / (params["ceiling"] - params["floor"])
-    log10_x = math.log10(params["n_c"]) - math.log(s / (1 - s)) / (LN10 * params["k"])
-    return _pow10(log10_x), ""
-
-
-def _pow10(v: float) -> float:
-    return math.inf if v > 300 else 10.0**v
+        return _never(spec, target, y0, y_end)
+    return float(spec.inverse(params, target)), ""
 
 
 def _strictly_between(t, a, b) -> bool:
     return min(a, b) < t < max(a, b)
 
 
-def _never(form: str, target: float, y0: float, y_end: float) -> tuple[float, str]:
-    name = {"powerlaw": "asymptote y_inf", "scurve": "floor (x → ∞)", "bnsl": "value at the end of the search"}[form]
+def _never(spec, target: float, y0: float, y_end: float) -> tuple[float, str]:
     falling = y_end < y0
     if (target <= y_end) if falling else (target >= y_end):
         side = "below" if falling else "above"
-        return math.inf, f"the fitted {name} = {y_end:.4g}: the curve never gets {side} it, so never reaches {target:g}"
+        return (
+            math.inf,
+            f"the fitted {spec.asymptote} = {y_end:.4g}: the curve never gets {side} it, so never reaches {target:g}",
+        )
     return 0.0, f"the target {target:g} is met everywhere: the curve starts at {y0:.4g} and only improves"
 
 
-def _numeric_crossing(params, target, x_range, y0, y_end) -> tuple[float, str]:
+def _numeric_crossing(spec, params, target, x_range, y0, y_end) -> tuple[float, str]:
     from scipy.optimize import brentq
 
     lo, hi = _grid_ends(x_range)
     grid = np.geomspace(lo, hi, 4000)
     with np.errstate(all="ignore"):
-        diff = np.asarray(evaluate("bnsl", params, grid), dtype=float) - target
+        diff = np.asarray(spec.evaluate(params, grid), dtype=float) - target
     ok = np.isfinite(diff)
     change = np.flatnonzero(ok[:-1] & ok[1:] & (np.sign(diff[:-1]) != np.sign(diff[1:])))
     if change.size == 0:
-        return _never("bnsl", target, y0, y_end)
+        return _never(spec, target, y0, y_end)
     i = int(change[0])
 
     def g(log_x):
-        return float(evaluate("bnsl", params, math.exp(log_x))) - target
+        return float(spec.evaluate(params, math.exp(log_x))) - target
 
     return float(math.exp(brentq(g, math.log(grid[i]), math.log(grid[i + 1]), xtol=1e-12))), ""
 
 
 def forecast(
-    form: str, x, y, target: float, *, bootstrap: int = 200, seed: int = 0, min_points: int = 4, level: float = LEVEL
+    form: str,
+    x,
+    y,
+    target: float,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    min_points: int = 4,
+    level: float = LEVEL,
+    **fit_options,
 ) -> dict:
-    """Fit ``form`` to (x, y) and forecast where it reaches ``target`` (see :func:`forecast_fit`)."""
-    result = fit(form, x, y, min_points=min_points)
-    return forecast_fit(result, bootstrap_replicates(result, x, y, bootstrap, seed), target, x, level=level)
+    """Fit ``form`` to (x, y) and forecast where it reaches ``target`` (see :func:`forecast_fit`).
+
+    ``fit_options``: ``domain`` and ``objective`` of :func:`jetscale.fit.fitting.fit`."""
+    result = fit(form, x, y, min_points=min_points, **fit_options)
+    replicates = bootstrap_replicates(result, x, y, bootstrap, seed) if result.status == OK else None
+    return forecast_fit(result, replicates, target, x, level=level)
 
 
 def forecast_fit(result: Fit, replicates, target: float, x, *, level: float = LEVEL) -> dict:
@@ -132,6 +141,9 @@ def forecast_fit(result: Fit, replicates, target: float, x, *, level: float = LE
     if not result.converged:
         out["reason"] = f"no fit: {result.message}"
         return out
+    if not usable({"status": result.status}):
+        out["reason"] = f"fit {result.status}, not used for forecasts: {result.message}"
+        return out
     x_hat, why = crossing(result.form, result.params, target, x_range)
     out["reachable"] = math.isfinite(x_hat) and x_hat > 0
     out["reason"] = why
@@ -158,5 +170,5 @@ def forecast_fit(result: Fit, replicates, target: float, x, *, level: float = LE
 def _replicate_crossings(form: str, replicates, target: float, x_range) -> np.ndarray | None:
     if replicates is None or len(replicates) == 0:
         return None
-    names = PARAM_NAMES[form]
+    names = forms.get(form).params
     return np.array([crossing(form, dict(zip(names, row)), target, x_range)[0] for row in replicates])

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError, JetscaleError
-
-FORMS = ("powerlaw", "scurve", "bnsl")
+from .cli import add_fit_choices, objective_of, table_domain
 
 
 def register(sub) -> None:
@@ -36,7 +35,9 @@ def _common(p) -> None:
     p.add_argument("--csv", required=True, help="any CSV table")
     p.add_argument("--x", required=True, help="column of the scaling variable")
     p.add_argument("--y", required=True, help="column of the fitted quantity")
-    p.add_argument("--form", choices=FORMS, default="powerlaw")
+    from .forms import SMOOTH
+
+    add_fit_choices(p, forms_of_n_x=1, default_form=SMOOTH)
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the interval (default 200)")
     p.add_argument("--level", type=float, default=0.95, help="interval probability (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
@@ -69,7 +70,8 @@ def _forecast(args) -> int:
 
     _check(args)
     x, y = read_xy(args.csv, args.x, args.y)
-    out = forecast(args.form, x, y, args.target, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
+    options = {"domain": table_domain(args.metric), "objective": objective_of(args)}
+    out = forecast(args.form, x, y, args.target, bootstrap=args.bootstrap, seed=args.seed, level=args.level, **options)
     print(json.dumps(json_safe({"x_column": args.x, "y_column": args.y, **out})))
     return 0
 
@@ -82,7 +84,8 @@ def _backtest(args) -> int:
     if args.holdout < 1:
         raise JetscaleError(f"--holdout must be >= 1, not {args.holdout}")
     x, y = read_xy(args.csv, args.x, args.y)
-    out = backtest(args.form, x, y, args.holdout, bootstrap=args.bootstrap, seed=args.seed, level=args.level)
+    options = {"domain": table_domain(args.metric), "objective": objective_of(args)}
+    out = backtest(args.form, x, y, args.holdout, bootstrap=args.bootstrap, seed=args.seed, level=args.level, **options)
     print(json.dumps(json_safe({"x_column": args.x, "y_column": args.y, **out})))
     return 0
 

@@ -58,7 +58,7 @@ def bootstrap_replicates(result: Fit, x, y, n_boot: int, seed: int = 0) -> np.nd
                 xs, ys = x[idx], y[idx]
             else:
                 xs, ys = x, y_star
-            rep = refit(result.form, xs, ys, None, result.theta)
+            rep = refit(result, xs, ys, None)
             values = list(rep.params.values())
             if rep.converged and np.all(np.isfinite(values)):
                 rows.append(values)

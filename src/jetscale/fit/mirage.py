@@ -3,7 +3,8 @@
 ε_q, f_q and accuracy count argmax decisions, a discontinuous function of the scores: a model whose scores
 improve smoothly can still show a sudden jump in them. For every series where the S-curve wins on such a metric
 (verdict "threshold"), the same classes' threshold-free counterpart is fitted with the same forms and the same
-comparison (:mod:`jetscale.fit.compare`):
+comparison (:mod:`jetscale.fit.compare`); the pairs are the ``counterpart`` of each metric's spec
+(:mod:`jetscale.metric_catalog`):
 
     tag_efficiency  ε_q  ->  tag_log_loss     (−ln(p_q + p_q̄); second opinion: 1 − tag_auc)
     charge_flip     f_q  ->  charge_log_loss  (−ln(p_true / (p_q + p_q̄)); second opinion: 1 − charge_auc)
@@ -18,11 +19,8 @@ Verdict, decided on the log-loss counterpart (the proper scoring rule the models
 
 from __future__ import annotations
 
-COUNTERPARTS = {
-    "tag_efficiency": ("tag_log_loss", "tag_auc"),
-    "charge_flip": ("charge_log_loss", "charge_auc"),
-    "accuracy": ("log_loss", "mean_auc"),
-}
+from .. import metric_catalog
+
 EMERGENT, ARTEFACT, UNDETERMINED = "emergent", "metric artefact", "undetermined"
 RULE = (
     "emergent iff the log-loss counterpart also gets a 'threshold' verdict with an overlapping n_c interval; "
@@ -31,8 +29,9 @@ RULE = (
 
 
 def counterpart(metric: str) -> tuple[str, str] | None:
-    """(log-loss counterpart, AUC counterpart) of a thresholded metric, or None if it has none."""
-    return COUNTERPARTS.get(metric)
+    """(log-loss counterpart, AUC counterpart) of a thresholded metric (its MetricSpec), or None if it has none."""
+    spec = metric_catalog.find(metric)
+    return spec.counterpart if spec else None
 
 
 def _overlap(a, b) -> bool:

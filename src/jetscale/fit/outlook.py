@@ -7,7 +7,8 @@ and, for the mirage check, one ``mirage__*.json`` fit record per thresholded ser
 that series' scaling record).
 
 - Forecast form: the target's ``form``, or (auto) the S-curve where the series' scaling fit says "threshold",
-  else the power law. Compute: the series' measured training FLOPs (mean over seeds per n_train), interpolated in
+  else the power law. Only a fit with status ok forecasts or backtests (an unconstrained one gives a row
+  that says so). Compute: the series' measured training FLOPs (mean over seeds per n_train), interpolated in
   log-log between measured sizes and extended with the slope of the two nearest sizes: what this study's
   training recipe would spend at that n_train (a recipe with a sample cap spends the same beyond it).
 - Backtest form: chosen on the training points only (the S-curve where it beats the power law by the compare
@@ -21,12 +22,14 @@ import math
 import numpy as np
 
 from ..io import atomic_path
+from . import forms
 from .backtest import backtest, split_holdout
 from .compare import DELTA_AIC_MIN, DELTA_BIC_MIN, fit_and_compare
 from .fitting import fit
 from .forecast import forecast
-from .forms import PARAM_NAMES
+from .forms import SMOOTH, THRESHOLD
 from .mirage import classify, counterpart
+from .status import usable
 
 FORECAST_COLUMNS = [
     "metric",
@@ -87,7 +90,7 @@ def compute_at(n_train, flops, n: float | None) -> float | None:
     return float(math.exp(np.interp(lx, lxs, ys)))
 
 
-def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_label_of) -> list[tuple]:
+def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_label_of, options_of) -> list[tuple]:
     verdicts = {
         (d["metric"], d["flavor"], d["label"]): (d.get("comparison") or {}).get("verdict")
         for d in docs
@@ -101,7 +104,7 @@ def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_la
             label = series_label_of(series)
             form = target.get("form", "auto")
             if form == "auto":
-                form = "scurve" if verdicts.get((metric, flavor, label)) == "threshold" else "powerlaw"
+                form = THRESHOLD if verdicts.get((metric, flavor, label)) == "threshold" else SMOOTH
             job = {
                 "metric": metric,
                 "flavor": flavor,
@@ -115,6 +118,7 @@ def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_la
                 "flops": sub["train_flops"].to_numpy(float) if "train_flops" in sub else np.array([]),
                 "bootstrap": opts["bootstrap"],
                 "min_points": opts["min_points"],
+                "options": options_of(opts, metric),
             }
             jobs.append((forecast_row, (job,)))
     return jobs
@@ -122,7 +126,13 @@ def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_la
 
 def forecast_row(job: dict) -> dict:
     out = forecast(
-        job["form"], job["x"], job["y"], job["target_error"], bootstrap=job["bootstrap"], min_points=job["min_points"]
+        job["form"],
+        job["x"],
+        job["y"],
+        job["target_error"],
+        bootstrap=job["bootstrap"],
+        min_points=job["min_points"],
+        **job["options"],
     )
     flops = [compute_at(job["x"], job["flops"], out[k]) for k in ("x", "x_lo", "x_hi")]
     return {
@@ -146,7 +156,7 @@ def forecast_row(job: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- backtests
-def backtest_jobs(docs, opts) -> list[tuple]:
+def backtest_jobs(docs, opts, options_of) -> list[tuple]:
     holdout = opts.get("backtest_holdout", 1)
     jobs = []
     for doc in docs:
@@ -155,26 +165,30 @@ def backtest_jobs(docs, opts) -> list[tuple]:
         x, y = np.asarray(doc["points"]["x"], float), np.asarray(doc["points"]["y"], float)
         train, held = split_holdout(x, holdout)
         n_left = np.unique(x[train]).size
-        if not held.any() or n_left < max(opts["min_points"], len(PARAM_NAMES["powerlaw"]) + 1):
+        if not held.any() or n_left < max(opts["min_points"], len(forms.get(SMOOTH).params) + 1):
             continue
         meta = {k: doc[k] for k in ("kind", "metric", "flavor", "label", "y")}
-        jobs.append((backtest_rows, (meta, x, y, holdout, opts["bootstrap"], opts["min_points"])))
+        options = options_of(opts, doc["metric"])
+        jobs.append((backtest_rows, (meta, x, y, holdout, opts["bootstrap"], opts["min_points"], options)))
     return jobs
 
 
-def choose_form(x, y, min_points: int) -> str:
-    """S-curve where it clearly beats the power law on these points (ΔAIC, ΔBIC as in compare), else power law."""
-    pl = fit("powerlaw", x, y, min_points=min_points)
-    sc = fit("scurve", x, y, min_points=min_points)
-    if sc.converged and (not pl.converged or (pl.aic - sc.aic >= DELTA_AIC_MIN and pl.bic - sc.bic >= DELTA_BIC_MIN)):
-        return "scurve"
-    return "powerlaw"
+def choose_form(x, y, min_points: int, **options) -> str:
+    """S-curve where it clearly beats the power law on these points (ΔAIC, ΔBIC as in compare) and is ok, else
+    the power law."""
+    pl = fit(SMOOTH, x, y, min_points=min_points, **options)
+    sc = fit(THRESHOLD, x, y, min_points=min_points, **options)
+    pl_ok, sc_ok = usable(pl.record()), usable(sc.record())
+    if sc_ok and (not pl_ok or (pl.aic - sc.aic >= DELTA_AIC_MIN and pl.bic - sc.bic >= DELTA_BIC_MIN)):
+        return THRESHOLD
+    return SMOOTH
 
 
-def backtest_rows(meta, x, y, holdout, bootstrap, min_points) -> list[dict]:
+def backtest_rows(meta, x, y, holdout, bootstrap, min_points, options=None) -> list[dict]:
+    options = options or {}
     train, _ = split_holdout(x, holdout)
-    form = choose_form(x[train], y[train], min_points)
-    out = backtest(form, x, y, holdout, bootstrap=bootstrap, min_points=min_points)
+    form = choose_form(x[train], y[train], min_points, **options)
+    out = backtest(form, x, y, holdout, bootstrap=bootstrap, min_points=min_points, **options)
     base = {
         "kind": meta["kind"],
         "metric": meta["metric"],
@@ -193,7 +207,7 @@ def backtest_rows(meta, x, y, holdout, bootstrap, min_points) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------- mirage
-def mirage_jobs(table, docs, groups, opts, to_error, error_quantity, series_label_of) -> list[tuple]:
+def mirage_jobs(table, docs, groups, opts, to_error, error_quantity, series_label_of, options_of) -> list[tuple]:
     """One job per scaling record with a threshold verdict on a thresholded metric that has a counterpart."""
     wanted = {}
     for i, doc in enumerate(docs):
@@ -219,6 +233,7 @@ def mirage_jobs(table, docs, groups, opts, to_error, error_quantity, series_labe
             "points": series_points,
             "names": counterpart(metric),
             "quantities": [error_quantity(n) for n in counterpart(metric)],
+            "options": {n: options_of(opts, n) for n in counterpart(metric)},
             "opts": opts,
         }
         jobs.append((mirage_doc, (job,)))
@@ -232,7 +247,12 @@ def mirage_doc(job: dict) -> dict:
         if name in job["points"]:
             x, y = job["points"][name]
             fits[name], comps[name] = fit_and_compare(
-                x, y, ("powerlaw", "scurve"), bootstrap=opts["bootstrap"], min_points=opts["min_points"]
+                x,
+                y,
+                (SMOOTH, THRESHOLD),
+                bootstrap=opts["bootstrap"],
+                min_points=opts["min_points"],
+                **job.get("options", {}).get(name, {}),
             )
     verdict = classify(job["comparison"], comps.get(loss_name), comps.get(auc_name))
     from .study import slug

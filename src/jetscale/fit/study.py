@@ -4,16 +4,23 @@ Targets (each seed is one point; a "series" is one combination of the grid axes 
 e.g. one model at one width):
 - scaling: for every metric in ``fits.metrics`` × flavor × series, the error-type quantity vs n_train
   (1 − value for higher-is-better metrics such as tag_efficiency, the value itself for charge_flip / losses),
-  fitted with every form in ``fits.forms``; power law vs S-curve decided by :mod:`jetscale.fit.compare`.
+  fitted with every form in ``fits.forms`` within the metric's physical range (:mod:`jetscale.metric_catalog`);
+  power law vs S-curve decided by :mod:`jetscale.fit.compare`. ``fits.loss`` / ``fits.huber_delta`` choose the
+  objective (:mod:`jetscale.fit.solver`), ``fits.monotone`` the monotone filter (:mod:`jetscale.fit.monotone`).
 - loss_vs_data: test log-loss vs n_train per series (power law).
-- loss_vs_params: test log-loss vs n_params per n_train across series (power law; needs ≥ 4 distinct sizes).
-- chinchilla: L(N, D) with N = n_params and D = n_train (unique training jets) over all evaluated cells.
+- loss_vs_params: test log-loss vs n_params per n_train within one architecture (every series axis but width)
+  that has at least MIN_WIDTHS model sizes (power law; needs ≥ 4 distinct sizes to be determined).
+- chinchilla: L(N, D) with N = n_params and D = n_train (unique training jets), per architecture with at least
+  MIN_WIDTHS sizes; a study without one gets a ``not applicable`` record saying why (one fit across
+  architectures would mix different laws).
 - loss_vs_compute: the compute-optimal frontier (lowest test log-loss reached at or below each measured
   training compute, train_flops) and a power law with floor fitted to the frontier points.
 
 After these: the mirage check, forecasts for fits.targets and backtests (:mod:`jetscale.fit.outlook`).
 
-Every record keeps converged=false with a reason instead of failing, so the report always builds.
+Every record keeps converged=false with a reason instead of failing, so the report always builds; each fit's
+``status`` (ok, unconstrained, failed, not applicable: :mod:`jetscale.fit.status`) goes into fit_summary.csv,
+and only ``ok`` fits are drawn bold or forecast from.
 """
 
 from __future__ import annotations
@@ -25,20 +32,25 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metric_catalog
 from ..grid import series_axes
 from ..io import atomic_path, write_json
 from ..paths import backtests_table, fit_summary, fits_dir, forecasts_table, results_root, runs_table
+from . import forms
 from .compare import fit_and_compare
 from .fitting import fit
+from .forms import FREE, JOINT_LAW, LOSS_LAW, THRESHOLD, Domain
+from .solver import Objective
 
-HIGHER_IS_BETTER = {"tag_efficiency", "accuracy", "val_accuracy", "mean_auc", "auc", "tag_auc", "charge_auc"}
 LOSS_METRIC = "log_loss"
+MIN_WIDTHS = 3  # L(N, D) and loss-vs-params: within one architecture with at least this many sizes N
 SUMMARY_COLUMNS = [
     "kind",
     "metric",
     "flavor",
     "series",
     "form",
+    "status",
     "converged",
     "n_points",
     "aic",
@@ -59,14 +71,32 @@ SUMMARY_COLUMNS = [
 ]
 
 
+def higher_is_better(metric: str) -> bool:
+    spec = metric_catalog.find(metric)
+    return bool(spec and spec.higher_is_better)
+
+
 def error_quantity(metric: str) -> str:
     """The name of the fitted (error-type) quantity for a metric."""
-    return f"1 - {metric}" if metric in HIGHER_IS_BETTER else metric
+    spec = metric_catalog.find(metric)
+    return spec.error_quantity() if spec else metric
 
 
 def to_error(metric: str, values):
     values = np.asarray(values, dtype=float)
-    return 1.0 - values if metric in HIGHER_IS_BETTER else values
+    return 1.0 - values if higher_is_better(metric) else values
+
+
+def error_domain(metric: str) -> Domain:
+    """Physical range of a metric's error-type quantity (falling with n); unbounded for an unknown metric."""
+    spec = metric_catalog.find(metric)
+    return Domain(*spec.error_range(), falling=True) if spec else FREE
+
+
+def fit_options(opts: dict, metric: str | None) -> dict:
+    """``domain`` and ``objective`` for :func:`jetscale.fit.fitting.fit` from the ``fits:`` section."""
+    objective = Objective(opts.get("loss", "squares"), opts.get("huber_delta", 0.1))
+    return {"domain": error_domain(metric) if metric else FREE, "objective": objective}
 
 
 def series_label(series: dict, varying: list[str]) -> str:
@@ -167,12 +197,13 @@ def outlook(table, docs, s_axes, varying, opts, root) -> list[dict]:
     def label_of(series):
         return series_label(series, varying)
 
-    mirage = parallel_map(_run_job, ol.mirage_jobs(table, docs, groups, opts, to_error, error_quantity, label_of))
+    args = (to_error, error_quantity, label_of, fit_options)
+    mirage = parallel_map(_run_job, ol.mirage_jobs(table, docs, groups, opts, *args))
     for doc in mirage:
         docs[doc.pop("_index")]["mirage"] = doc["mirage"]
-    jobs = ol.forecast_jobs(table, groups, docs, opts, to_error, error_quantity, label_of)
+    jobs = ol.forecast_jobs(table, groups, docs, opts, *args)
     ol.write_csv(parallel_map(_run_job, jobs), ol.FORECAST_COLUMNS, forecasts_table(root))
-    backtests = [row for rows in parallel_map(_run_job, ol.backtest_jobs(docs, opts)) for row in rows]
+    backtests = [row for rows in parallel_map(_run_job, ol.backtest_jobs(docs, opts, fit_options)) for row in rows]
     ol.write_csv(backtests, ol.BACKTEST_COLUMNS, backtests_table(root))
     return mirage
 
@@ -230,10 +261,21 @@ def scaling_jobs(table, s_axes, varying, opts) -> list[tuple]:
 
 
 def _scaling_doc(job: dict) -> dict:
+    from .monotone import monotone_filter
+
     opts, x, y, metric, label = job["opts"], job["x"], job["y"], job["metric"], job["label"]
+    keep, dropped = monotone_filter(x, y) if opts.get("monotone") else (np.ones(len(x), dtype=bool), [])
     fits, comparison = fit_and_compare(
-        x, y, opts["forms"], bootstrap=opts["bootstrap"], seed=0, min_points=opts["min_points"]
+        x[keep],
+        y[keep],
+        opts["forms"],
+        bootstrap=opts["bootstrap"],
+        seed=0,
+        min_points=opts["min_points"],
+        **fit_options(opts, metric),
     )
+    if dropped:
+        comparison["monotone_dropped"] = dropped
     return {
         "_file": f"scaling__{metric}__{job['flavor'] or 'all'}__{slug(label)}.json",
         "kind": "scaling",
@@ -243,7 +285,8 @@ def _scaling_doc(job: dict) -> dict:
         "label": label,
         "x": "n_train",
         "y": error_quantity(metric),
-        "points": {"x": x.tolist(), "y": y.tolist(), "seed": job["seed"]},
+        "points": {"x": x.tolist(), "y": y.tolist(), "seed": job["seed"], "used": keep.tolist()},
+        "domain": list(error_domain(metric).describe_pair()),
         "fits": {f: r.record() for f, r in fits.items()},
         "comparison": comparison,
     }
@@ -289,7 +332,12 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
     if loss.empty:
         return []
     boot, min_points = opts["bootstrap"], opts["min_points"]
-    jobs = [(chinchilla_target, (loss, boot, min_points))]  # the slowest job first: better load balance
+    options = fit_options(opts, LOSS_METRIC)
+    arch_axes = [a for a in s_axes if a != "width"]  # one architecture: every series axis but the width
+    groups, why_not = architecture_groups(loss, arch_axes)
+    jobs = [(chinchilla_target, (group, label, sub, boot, min_points)) for group, label, sub in groups]
+    if not groups:  # slowest jobs first: better load balance
+        jobs.append((joint_law_absent, (why_not,)))
     for series, sub in _groups(loss, s_axes):
         label = series_label(series, varying)
         jobs.append(
@@ -305,33 +353,40 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
                     sub["value"],
                     boot,
                     min_points,
+                    options,
                 ),
             )
         )
-    for n_train, sub in loss.groupby("n_train", sort=True):
-        jobs.append(
-            (
-                _single,
-                (
-                    "loss_vs_params",
-                    f"loss_vs_params__n_train={int(n_train)}.json",
-                    {"n_train": int(n_train)},
-                    f"n_train={int(n_train)}",
-                    "n_params",
-                    sub["n_params"],
-                    sub["value"],
-                    boot,
-                    min_points,
-                ),
+    for group, label, sub in groups:
+        for n_train, at_n in sub.groupby("n_train", sort=True):
+            name = f"loss_vs_params__{slug(label)}__n_train={int(n_train)}.json"
+            args = ({**group, "n_train": int(n_train)}, f"{label}, n_train={int(n_train)}", "n_params")
+            jobs.append(
+                (_single, ("loss_vs_params", name, *args, at_n["n_params"], at_n["value"], boot, min_points, options))
             )
-        )
-    jobs.append((compute_target, (loss, s_axes, boot, min_points)))
+    jobs.append((compute_target, (loss, s_axes, boot, min_points, options)))
     return jobs
 
 
-def _single(kind, name, series, label, xcol, x, y, boot, min_points) -> dict:
+def architecture_groups(loss, arch_axes) -> tuple[list, str]:
+    """(group, label, rows) of each architecture with at least MIN_WIDTHS sizes N; else why there is none."""
+    out, sizes = [], []
+    for group, sub in _groups(loss, arch_axes):
+        n_sizes = sub["n_params"].nunique()
+        label = series_label(group, list(group)) if group else "all"
+        sizes.append(f"{label}: {n_sizes}")
+        if n_sizes >= MIN_WIDTHS:
+            out.append((group, label, sub))
+    why = (
+        f"L(N, D) and loss vs parameters are fitted only within one architecture with at least {MIN_WIDTHS} "
+        f"widths; model sizes per architecture here: {', '.join(sizes) or 'none'}"
+    )
+    return out, why
+
+
+def _single(kind, name, series, label, xcol, x, y, boot, min_points, options) -> dict:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    result = fit("powerlaw", x, y, bootstrap=boot, min_points=min_points)
+    result = fit(LOSS_LAW, x, y, bootstrap=boot, min_points=min_points, **options)
     return {
         "_file": name,
         "kind": kind,
@@ -342,28 +397,44 @@ def _single(kind, name, series, label, xcol, x, y, boot, min_points) -> dict:
         "x": xcol,
         "y": LOSS_METRIC,
         "points": {"x": x.tolist(), "y": y.tolist()},
-        "fits": {"powerlaw": result.record()},
+        "fits": {LOSS_LAW: result.record()},
         "comparison": None,
     }
 
 
-def chinchilla_target(loss, boot, min_points) -> dict:
-    n, d, y = (loss[c].to_numpy(float) for c in ("n_params", "n_train", "value"))
-    result = fit("chinchilla", n, y, d, bootstrap=boot, min_points=min_points)
+def _joint_doc(name: str, series: dict, label: str, points: dict, record: dict) -> dict:
     return {
-        "_file": "chinchilla.json",
-        "kind": "chinchilla",
+        "_file": name,
+        "kind": JOINT_LAW,
         "metric": LOSS_METRIC,
         "flavor": "",
-        "series": {},
-        "label": "all cells",
+        "series": series,
+        "label": label,
         "x": "n_params",
         "x2": "n_train",
         "y": LOSS_METRIC,
-        "points": {"x": n.tolist(), "x2": d.tolist(), "y": y.tolist()},
-        "fits": {"chinchilla": result.record()},
+        "points": points,
+        "fits": {JOINT_LAW: record},
         "comparison": None,
     }
+
+
+def chinchilla_target(group, label, loss, boot, min_points) -> dict:
+    n, d, y = (loss[c].to_numpy(float) for c in ("n_params", "n_train", "value"))
+    result = fit(JOINT_LAW, n, y, d, bootstrap=boot, min_points=min_points)
+    points = {"x": n.tolist(), "x2": d.tolist(), "y": y.tolist()}
+    return _joint_doc(f"{JOINT_LAW}__{slug(label)}.json", group, label, points, result.record())
+
+
+def joint_law_absent(why: str) -> dict:
+    """The L(N, D) record of a study without an architecture at three or more widths: why it is absent."""
+    from .fitting import Fit
+    from .status import NOT_APPLICABLE
+
+    record = Fit(JOINT_LAW, status=NOT_APPLICABLE, message=f"not applicable: {why}").record()
+    return _joint_doc(
+        f"{JOINT_LAW}.json", {}, "no architecture with enough widths", {"x": [], "x2": [], "y": []}, record
+    )
 
 
 def compute_frontier(compute, loss):
@@ -377,11 +448,11 @@ def compute_frontier(compute, loss):
     return np.array(keep, dtype=int)
 
 
-def compute_target(loss, s_axes, boot, min_points) -> dict:
+def compute_target(loss, s_axes, boot, min_points, options) -> dict:
     sub = loss.dropna(subset=["train_flops"])
     c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
     front = compute_frontier(c, y) if len(c) else np.array([], dtype=int)
-    result = fit("powerlaw", c[front], y[front], bootstrap=boot, min_points=min_points)
+    result = fit(LOSS_LAW, c[front], y[front], bootstrap=boot, min_points=min_points, **options)
     return {
         "_file": "loss_vs_compute.json",
         "kind": "loss_vs_compute",
@@ -392,7 +463,7 @@ def compute_target(loss, s_axes, boot, min_points) -> dict:
         "x": "train_flops",
         "y": LOSS_METRIC,
         "points": {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(), "frontier": front.tolist()},
-        "fits": {"powerlaw": result.record()},
+        "fits": {LOSS_LAW: result.record()},
         "comparison": None,
     }
 
@@ -402,8 +473,9 @@ def summary_rows(doc: dict, name: str) -> list[dict]:
     comp = doc.get("comparison") or {}
     for form, rec in doc["fits"].items():
         params, err = rec["params"], rec["stderr"] or {}
-        exponent = "alpha" if "alpha" in params else ("c0" if form == "bnsl" else None)
-        show_nc = form == "scurve" and comp.get("verdict") == "threshold"
+        spec = forms.FORMS.get(form)
+        exponent = spec.exponent if spec is not None else None
+        show_nc = form == THRESHOLD and comp.get("verdict") == "threshold"
         nc_ci = comp.get("n_c_ci95") or [None, None]
         rows.append(
             {
@@ -412,6 +484,7 @@ def summary_rows(doc: dict, name: str) -> list[dict]:
                 "flavor": doc["flavor"],
                 "series": doc["label"],
                 "form": form,
+                "status": rec.get("status", "ok" if rec["converged"] else "failed"),
                 "converged": rec["converged"],
                 "n_points": rec["n_points"],
                 "aic": rec["aic"],

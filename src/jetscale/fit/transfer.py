@@ -15,6 +15,12 @@ Reading off the curve (no extrapolation)
   (``bound: "upper"``; pretraining cost more than n − m_min labelled jets).
 - D_T < 0 inside the range is reported as measured: pretraining that hurts.
 
+Domain: D_T is read off the from-scratch curve, so it is defined only where that curve rises beyond its seed
+scatter (its isotonic seed means improve from the smallest to the largest size by more than RISE_SIGMAS pooled
+seed standard deviations). Against a flat curve (a model that stays at chance from scratch) every fine-tuned
+point would look "beyond" it and give meaningless multipliers: there every row has ``status: "undefined"``,
+no D_T, no bound and the reason in ``reason``.
+
 Intervals: bootstrap over seeds (within each size, the scratch and the fine-tuned seeds are resampled with
 replacement), percentile interval at ``level``; an end that falls on a beyond-reach replicate is itself a bound
 (``ci_high: null, ci_high_beyond: true``).
@@ -32,6 +38,8 @@ from collections.abc import Sequence
 import numpy as np
 
 MIN_LAW_POINTS = 3
+RISE_SIGMAS = 2.0  # the from-scratch curve must improve by more than this many seed standard deviations
+UNDEFINED = "undefined"
 
 
 def isotonic_decreasing(y: np.ndarray) -> np.ndarray:
@@ -69,6 +77,29 @@ def equivalent_size(sizes: np.ndarray, curve: np.ndarray, y: float) -> tuple[flo
     return float(10 ** (lo + frac * (hi - lo))), "ok"
 
 
+def scratch_rise(n, y) -> tuple[bool, str]:
+    """Does the from-scratch curve (error-like y: lower is better) improve beyond its seed scatter?
+
+    Rise = first minus last point of the isotonic seed-mean curve; scatter = the pooled within-size seed
+    standard deviation (sizes with one seed only: the spread of the means around the isotonic curve)."""
+    n, y = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
+    sizes, curve = scratch_curve(n, y)
+    rise = float(curve[0] - curve[-1])
+    groups = [y[n == s] for s in sizes]
+    dof = sum(len(g) - 1 for g in groups)
+    if dof > 0:
+        scatter = math.sqrt(sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / dof)
+    else:
+        means = np.array([g.mean() for g in groups])
+        scatter = float(np.sqrt(np.mean((means - curve) ** 2))) if len(means) > 1 else math.inf
+    if rise > RISE_SIGMAS * scatter:
+        return True, ""
+    return False, (
+        f"the from-scratch curve does not rise beyond its seed scatter (improvement {rise:.3g} <= "
+        f"{RISE_SIGMAS:g} x seed std {scatter:.3g}): D_T undefined"
+    )
+
+
 def _point(n: float, m: float, status: str) -> dict:
     if status == "ok":
         return {"d_t": m - n, "multiplier": m / n, "bound": None, "bound_value": None}
@@ -90,7 +121,8 @@ def effective_data_transferred(
     """D_T at each fine-tuned size (seeds averaged), with bootstrap intervals; one dict per size (keys below).
 
     ``n, y_tuned, n_eq, d_t, multiplier, bound, bound_value, ci_low, ci_high, ci_high_beyond, ci_low_below,
-    frac_beyond, status``. ``d_t``/``multiplier`` are None when the point is a bound (then ``bound_value``
+    frac_beyond, status`` (ok, beyond, below, or undefined with ``reason`` against a flat from-scratch curve).
+    ``d_t``/``multiplier`` are None when the point is a bound (then ``bound_value``
     holds D_max or D_min and ``bound`` is "lower" or "upper").
     """
     sign = -1.0 if higher_is_better else 1.0
@@ -99,6 +131,9 @@ def effective_data_transferred(
     if len(np.unique(sn)) < 2:
         raise ValueError("the from-scratch curve needs at least two training-set sizes")
     sizes, curve = scratch_curve(sn, sy)
+    rises, why = scratch_rise(sn, sy)
+    if not rises:
+        return [_undefined(float(n), float(sign * ty[tn == n].mean()), why) for n in np.unique(tn)]
     rng = np.random.default_rng(seed)
     out = []
     for n in np.unique(tn):
@@ -109,6 +144,25 @@ def effective_data_transferred(
         row.update(_interval(rng, sn, sy, ty[tn == n], float(n), bootstrap, level))
         out.append(row)
     return out
+
+
+def _undefined(n: float, y: float, why: str) -> dict:
+    return {
+        "n": n,
+        "y_tuned": y,
+        "n_eq": None,
+        "status": UNDEFINED,
+        "reason": why,
+        "d_t": None,
+        "multiplier": None,
+        "bound": None,
+        "bound_value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "ci_high_beyond": False,
+        "ci_low_below": False,
+        "frac_beyond": None,
+    }
 
 
 def _interval(rng, sn, sy, tuned, n, n_boot, level) -> dict:
@@ -164,7 +218,9 @@ def fit_transfer_law(n, d_t, N=None) -> dict:
 
 
 def format_transfer(row: dict) -> str:
-    """'D_T = 2.0e+03 [1.1e+03, 3.0e+03]', '> 2.9e+04' or '< -50' for tables."""
+    """'D_T = 2.0e+03 [1.1e+03, 3.0e+03]', '> 2.9e+04', '< -50' or 'undefined' for tables."""
+    if row.get("status") == UNDEFINED:
+        return "undefined (flat from-scratch curve)"
     if row["bound"] == "lower":
         return f"> {row['bound_value']:.3g}"
     if row["bound"] == "upper":

@@ -5,7 +5,8 @@ Reads ``tables/runs.csv`` (fine-tuned and from-scratch cells) and ``tables/pretr
 
 * ``transfer.csv``: one row per fine-tuned series × n_train × metric (test ``log_loss``, lower is better, and
   ``accuracy``): D_T, multiplier, bound ("lower" = beyond the from-scratch curve's reach: D_T > bound_value),
-  bootstrap-over-seeds interval (see :mod:`jetscale.fit.transfer`). The from-scratch curve of a series is the
+  bootstrap-over-seeds interval (see :mod:`jetscale.fit.transfer`); ``status`` undefined (with ``reason``)
+  where the from-scratch curve does not rise beyond its seed scatter. The from-scratch curve of a series is the
   ``pretrain~none`` cells with the same model, width, compute and extra-axis values.
 * ``laws.json``: D_T = k · n^α · N^β per (method, finetune, n_pretrain, metric), N = the classifier's parameters.
 * ``pretrain_loss.json``: held-out pretraining loss (FM4NPP-style) vs measured pretraining compute (power law
@@ -20,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metric_catalog
 from ..evaluate.collect import RUN_COLUMNS
 from ..io import atomic_path, write_json
 from ..paths import fits_dir, results_root
 from .fitting import fit
+from .forms import LOSS_LAW, Domain
 from .transfer import effective_data_transferred, fit_transfer_law
 
-TRANSFER_METRICS = {"log_loss": False, "accuracy": True}  # metric -> higher is better
+TRANSFER_METRICS = ("log_loss", "accuracy")  # direction: jetscale.metric_catalog
+LOSS_DOMAIN = Domain(0.0, math.inf, falling=True)  # pretraining losses are non-negative and fall
 PRETRAIN_AXES = ("pretrain", "n_pretrain", "finetune")
 TRANSFER_COLUMNS = (
     "model",
@@ -50,6 +54,7 @@ TRANSFER_COLUMNS = (
     "ci_low_below",
     "frac_beyond",
     "status",
+    "reason",
     "series",
 )
 
@@ -84,7 +89,8 @@ def transfer_rows(table, boot: int, seed: int) -> list[dict]:
         return []
     series_axes = _matching_axes(table)
     out = []
-    for metric, higher in TRANSFER_METRICS.items():
+    for metric in TRANSFER_METRICS:
+        higher = metric_catalog.get(metric).higher_is_better
         rows = table[(table["metric"] == metric) & (table["flavor"].fillna("") == "")].dropna(subset=["value"])
         scratch = rows[rows["pretrain"] == "none"]
         tuned = rows[rows["pretrain"] != "none"]
@@ -180,7 +186,7 @@ def pretrain_loss_fits(cfg: dict, min_points: int, boot: int) -> dict:
         c = pts["flops"].to_numpy(float) if len(pts) else np.array([])
         y = pts["val_loss"].to_numpy(float) if len(pts) else np.array([])
         front = compute_frontier(c, y) if len(c) else np.array([], dtype=int)
-        result = fit("powerlaw", c[front], y[front], bootstrap=boot, min_points=min_points)
+        result = fit(LOSS_LAW, c[front], y[front], bootstrap=boot, min_points=min_points, domain=LOSS_DOMAIN)
         vs_compute.append(
             {
                 "method": method,
@@ -196,7 +202,9 @@ def pretrain_loss_fits(cfg: dict, min_points: int, boot: int) -> dict:
                     "method": method,
                     "width": int(width),
                     "points": {"n_pretrain": x.tolist(), "val_loss": yy.tolist()},
-                    "fit": fit("powerlaw", x, yy, bootstrap=boot, min_points=min(min_points, 3)).record(),
+                    "fit": fit(
+                        LOSS_LAW, x, yy, bootstrap=boot, min_points=min(min_points, 3), domain=LOSS_DOMAIN
+                    ).record(),
                 }
             )
     return {"vs_compute": vs_compute, "vs_n_pretrain": vs_n}

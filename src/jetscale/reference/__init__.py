@@ -1,8 +1,10 @@
 """Published Jet Origin Identification numbers at CEPC, shipped as reference data (``joi_cepc.json``).
 
-ParticleNet: the PRL's 11×11 confusion matrix and per-flavor numbers (Liang et al., PRL 132 (2024) 221802);
-ParT: the authors' repository figure (ZHUYFgit/CEPC-Jet-Origin-Identification). Full simulation, ~600k
-training jets per class. They are drawn on the per-flavor and scaling figures and tabulated beside the study's
+ParticleNet: the PRL's 11×11 confusion matrix and per-flavor numbers (Liang et al., PRL 132 (2024) 221802; CEPC
+full simulation, ~600k training jets per class, as the paper states); ParT: the authors' repository figure
+(ZHUYFgit/CEPC-Jet-Origin-Identification), which does not state its sample. Each entry is labelled as its source
+labels it (``overlay``, ``sample``): nothing is called full simulation that its source does not call so.
+They are drawn on the per-flavor and scaling figures and tabulated beside the study's
 largest training set, but only for a study of the same 11 JoI classes with the same quark/antiquark pairs:
 numbers for other classes would compare different tasks.
 """
@@ -15,7 +17,6 @@ from importlib import resources
 
 JOI_FLAVORS: tuple[str, ...] = ("b", "c", "s", "u", "d")
 OVERLAY_MODELS: tuple[str, ...] = ("particlenet", "part")  # the repository's second ParticleNet figure: table only
-LABEL = "CEPC full sim, {model}, ~600k jets/class"
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,4 +42,5 @@ def reference_for(cfg: dict) -> dict | None:
 
 
 def overlay_label(entry: dict) -> str:
-    return LABEL.format(model=entry["label"])
+    """The legend label of a published model, as its source describes it."""
+    return entry["overlay"]

@@ -12,8 +12,8 @@ CAPTIONS = {
         "the same n_train as the confusion matrices. Bars: mean over seeds; error bars: σ² = s²/n_seeds + "
         "mean σ_stat², with s the spread over seeds and σ_stat the test-set counting error (multinomial rows, "
         "delta method). f_q = 0.5 (dotted) means no charge information. For a study of the 11 JoI classes, black "
-        "diamonds (ParticleNet, PRL 132 (2024) 221802) and grey stars (ParT, the authors' repository) are the "
-        "published CEPC full-simulation results with ~600k training jets per class."
+        "diamonds are the published CEPC ParticleNet result (PRL 132 (2024) 221802: full simulation, ~600k "
+        "training jets per class) and grey stars the ParT figure of the authors' repository (sample not stated)."
     ),
     "scaling_tag_efficiency": (
         "Flavor-tag efficiency vs number of training jets, one panel per quark flavor. Points: mean over seeds "
@@ -21,8 +21,10 @@ CAPTIONS = {
         "with floor (dashed) and logistic S-curve in log10 n (solid); the form preferred by the comparison is "
         "drawn bold. Stars: critical data size n_c with its bootstrap 95% interval, shown only where the "
         "S-curve wins clearly (ΔAIC ≥ 6, ΔBIC ≥ 6, ≥ 90% of bootstrap-over-seeds replicates, n_c inside the range). "
-        "For a study of the 11 JoI classes, horizontal lines mark the published CEPC full-simulation results "
-        "(ParticleNet dash-dotted, ParT dotted; ~600k training jets per class)."
+        "For a study of the 11 JoI classes, horizontal lines mark the published CEPC references: ParticleNet "
+        "(dash-dotted; PRL, full simulation, ~600k training jets per class) and ParT (dotted; the authors' "
+        "repository figure, sample not stated). Fit curves: only fits with status ok are drawn (an unconstrained "
+        "power law thin and dotted; see the fit summary)."
     ),
     "scaling_charge_flip": (
         "Charge-flip rate vs number of training jets, one panel per quark flavor, with the same conventions as "
@@ -39,7 +41,9 @@ CAPTIONS = {
     ),
     "loss_scaling": (
         "Test log-loss (nats per jet) on log-log axes. Left: vs parameter count N, coloured by training-set size, "
-        "with the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training jets). "
+        "with the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training jets), "
+        "fitted only within one architecture with at least three widths (otherwise the panel says why it is "
+        "absent: one law across architectures would mix different curves). "
         "Middle: vs training jets per model, with power-law-with-floor fits (dashed) and L(N, D) at each model's N "
         "(dotted). Right: vs measured training compute (FLOP counted per run, ×3 for training), with the "
         "compute-optimal frontier (lowest loss reached at or below each compute) and a power law fitted to it."
@@ -48,7 +52,11 @@ CAPTIONS = {
         "All fits: one row per fitted quantity and form. exponent = α of the power law (c0 for BNSL); "
         "Δ = AIC/BIC(power law) − AIC/BIC(S-curve); bootstrap_fraction_scurve = share of bootstrap-over-seeds "
         "replicates in which the S-curve has the lower AIC; n_c and its 95% CI appear only for a 'threshold' "
-        "verdict. Fits that could not be made (too few points, flat data, no convergence) say why."
+        "verdict. status: ok (drawn, compared, forecast from), unconstrained (a flat series, a parameter on a bound "
+        "of its metric's physical range, a 95% interval of n_c or A over more than two decades, or a floor interval "
+        "reaching outside the range: not used), failed (no fit: too few points, no convergence) or not applicable "
+        "(BNSL without a break or with too few sizes, L(N, D) without an architecture at three widths); the "
+        "message says why."
     ),
 }
 

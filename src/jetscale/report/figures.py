@@ -15,21 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metric_catalog
+from ..fit import forms
+from ..fit.forms import JOINT_LAW, LOSS_LAW, SMOOTH, THRESHOLD
 from ..fit.forms import evaluate as evaluate_form
-from ..fit.study import HIGHER_IS_BETTER, compute_frontier
+from ..fit.status import OK, UNCONSTRAINED, usable
+from ..fit.study import compute_frontier
 from ..grid import series_axes
 from ..io import atomic_path
 from ..reference import OVERLAY_MODELS, overlay_label, reference_for
 from .tables import chosen_n_train, seed_means
 
-METRIC_LABELS = {
-    "tag_efficiency": r"Flavor-tag efficiency $\varepsilon_q$",
-    "charge_flip": r"Charge-flip rate $f_q$",
-    "log_loss": "Test log-loss [nats]",
-    "accuracy": "Accuracy",
-}
-FORM_LABELS = {"powerlaw": "power law", "scurve": "S-curve", "bnsl": "BNSL", "chinchilla": "Chinchilla"}
-FORM_STYLES = {"powerlaw": "--", "scurve": "-", "bnsl": ":"}
+UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do not determine: not used
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 REFERENCE_STYLE = {  # published CEPC numbers: black/grey, apart from the study's palette
     "particlenet": {"marker": {"marker": "D", "s": 55, "color": "black"}, "line": {"color": "black", "ls": "-."}},
@@ -244,7 +241,7 @@ class Figures:
                 ax.set_xticks(np.arange(len(flavors)), [f"${q}$" for q in flavors])
                 ax.tick_params(axis="x", which="minor", bottom=False, top=False)
                 ax.set_xlabel("Quark flavor $q$")
-                ax.set_ylabel(METRIC_LABELS[metric])
+                ax.set_ylabel(metric_label(metric))
                 ax.set_ylim(0, 1.05 if metric == "tag_efficiency" else max(0.6, ax.get_ylim()[1]))
                 if metric == "charge_flip":
                     ax.axhline(0.5, color="grey", ls=":", lw=1)
@@ -289,7 +286,8 @@ class Figures:
 
         ncols = min(3, len(flavors))
         nrows = math.ceil(len(flavors) / ncols)
-        higher = metric in HIGHER_IS_BETTER
+        spec = metric_catalog.find(metric)
+        higher = bool(spec and spec.higher_is_better)
         with self.style():
             fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.9 * nrows), squeeze=False, sharex=True)
             handles = {}
@@ -330,8 +328,9 @@ class Figures:
                 self._reference_lines(ax, metric, flavor, handles)
                 ax.set_xscale("log")
                 ax.set_title(f"${flavor}$ jets" if flavor else metric, fontsize=15)
+                if spec is not None and spec.chance is not None:
+                    ax.axhline(spec.chance, color="grey", ls=":", lw=1)
                 if metric == "charge_flip":
-                    ax.axhline(0.5, color="grey", ls=":", lw=1)
                     ax.set_ylim(-0.02, 0.62)
                 if higher:
                     ax.set_ylim(top=min(1.02, ax.get_ylim()[1]))
@@ -340,7 +339,7 @@ class Figures:
             for ax in axes[-1]:
                 ax.set_xlabel("Training jets $n_{train}$")
             for row in axes:
-                row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+                row[0].set_ylabel(metric_label(metric))
             spare = axes.flat[len(flavors)] if len(flavors) < axes.size else None
             legend_target = spare if spare is not None else fig
             kwargs = (
@@ -351,7 +350,7 @@ class Figures:
             series_keys = [k for k in handles if k in {self.label(s) for s in series_list}]
             ordered = series_keys + [k for k in handles if k not in series_keys]
             legend_target.legend([handles[k] for k in ordered], ordered, frameon=False, fontsize=13, **kwargs)
-            title = f"{METRIC_LABELS.get(metric, metric)} vs training-set size"
+            title = f"{metric_label(metric)} vs training-set size"
             fig.suptitle(title + (f" ({self.facet_by} = {facet})" if facet is not None else ""), fontsize=17)
             fig.tight_layout()
             return self.save(fig, name)
@@ -389,28 +388,32 @@ class Figures:
         grid = np.geomspace(xs.min() / 1.5, xs.max() * 1.5, 200)
         verdict = (doc.get("comparison") or {}).get("verdict")
         for form, rec in doc["fits"].items():
-            if not rec["converged"] or form not in FORM_STYLES:
+            spec = forms.FORMS.get(form)
+            if spec is None or spec.style is None or not rec["converged"]:
                 continue
-            preferred = (form == "scurve") == (verdict == "threshold")
-            if form == "bnsl" and not preferred:
+            status = rec.get("status", OK)
+            if status != OK and not (status == UNCONSTRAINED and form == SMOOTH):
+                continue
+            preferred = status == OK and ((form == THRESHOLD) == (verdict == "threshold"))
+            if not spec.in_threshold_test and not preferred:
                 continue
             curve = evaluate_form(form, rec["params"], grid)
             curve = 1 - curve if higher else curve
+            if status != OK:
+                ax.plot(grid, curve, color=color, **UNCONSTRAINED_STYLE)
+                key = "unconstrained fit (not used)"
+                handles.setdefault(key, ax.plot([], [], color="grey", **UNCONSTRAINED_STYLE)[0])
+                continue
             ax.plot(
-                grid,
-                curve,
-                FORM_STYLES[form],
-                color=color,
-                lw=1.8 if preferred else 1.0,
-                alpha=1.0 if preferred else 0.55,
+                grid, curve, ls=spec.style, color=color, lw=1.8 if preferred else 1.0, alpha=1.0 if preferred else 0.55
             )
-            key = f"{FORM_LABELS[form]} fit"
+            key = f"{spec.label} fit"
             if key not in handles:
-                handles[key] = ax.plot([], [], FORM_STYLES[form], color="grey", lw=1.5)[0]
+                handles[key] = ax.plot([], [], ls=spec.style, color="grey", lw=1.5)[0]
         comp = doc.get("comparison") or {}
         if comp.get("verdict") == "threshold" and comp.get("n_c"):
             n_c, ci = comp["n_c"], comp.get("n_c_ci95")
-            y_c = evaluate_form("scurve", doc["fits"]["scurve"]["params"], np.array([n_c]))[0]
+            y_c = evaluate_form(THRESHOLD, doc["fits"][THRESHOLD]["params"], np.array([n_c]))[0]
             y_c = 1 - y_c if higher else y_c
             xerr = None if not ci else [[n_c - ci[0]], [ci[1] - n_c]]
             h = ax.errorbar(
@@ -423,28 +426,38 @@ class Figures:
 
         return mirage_figure(self)
 
+    def joint_laws(self) -> tuple[list[dict], str]:
+        """(usable L(N, D) records, why there is none): one per architecture with enough widths."""
+        docs = [d for d in self.fit_docs if d["kind"] == JOINT_LAW]
+        good = [d for d in docs if usable(d["fits"].get(JOINT_LAW))]
+        if good:
+            return good, ""
+        reasons = [d["fits"][JOINT_LAW]["message"] for d in docs if d["fits"].get(JOINT_LAW)]
+        return [], (reasons[0] if reasons else "no L(N, D) fit in results/fits/")
+
     def loss_scaling(self) -> list[Path]:
         import matplotlib.pyplot as plt
 
         loss = self.runs[self.runs["metric"] == "log_loss"].dropna(subset=["value"])
         if loss.empty:
             return []
-        chin = self.fit_doc("chinchilla")
-        chin_ok = chin is not None and chin["fits"]["chinchilla"]["converged"]
+        laws, why = self.joint_laws()
         with self.style():
             fig, axes = plt.subplots(1, 3, figsize=(20, 6.2))
-            self._loss_vs_params(axes[0], loss, chin if chin_ok else None)
-            self._loss_vs_data(axes[1], loss, chin if chin_ok else None)
+            self._loss_vs_params(axes[0], loss, laws, why)
+            self._loss_vs_data(axes[1], loss, laws)
             self._loss_vs_compute(axes[2], loss)
             for ax in axes:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
-                ax.set_ylabel(METRIC_LABELS["log_loss"])
+                ax.set_ylabel(metric_label("log_loss"))
                 _plain_log_labels(ax.yaxis)
             fig.tight_layout()
             return self.save(fig, "loss_scaling")
 
-    def _loss_vs_params(self, ax, loss, chin) -> None:
+    def _loss_vs_params(self, ax, loss, laws, why) -> None:
+        import textwrap
+
         import matplotlib as mpl
 
         sizes = sorted(loss["n_train"].unique())
@@ -454,22 +467,27 @@ class Figures:
         for n_train, sub in means.groupby("n_train"):
             err = (sub["std"].fillna(0) / np.sqrt(sub["count"])).to_numpy()
             ax.errorbar(sub["n_params"], sub["mean"], yerr=err, fmt="o", color=cmap(norm(n_train)), ms=6, capsize=2)
-            if chin is not None:
-                grid = np.geomspace(loss["n_params"].min() / 2, loss["n_params"].max() * 2, 100)
-                ax.plot(
-                    grid,
-                    evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], grid, n_train),
-                    color=cmap(norm(n_train)),
-                    lw=1.2,
-                    alpha=0.8,
-                )
+            for doc in laws:  # within its architecture's own range of N only
+                n_params = np.asarray(doc["points"]["x"], dtype=float)
+                grid = np.geomspace(n_params.min() / 1.5, n_params.max() * 1.5, 100)
+                params = doc["fits"][JOINT_LAW]["params"]
+                ax.plot(grid, evaluate_form(JOINT_LAW, params, grid, n_train), color=cmap(norm(n_train)), lw=1.2)
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
         cbar = ax.figure.colorbar(sm, ax=ax, pad=0.01)
         cbar.set_label("$n_{train}$ [jets]")
         ax.set_xlabel("Parameters $N$")
-        ax.set_title("vs model size" + (" (lines: $L(N,D)$ fit)" if chin is not None else ""), fontsize=15)
+        ax.set_title("vs model size" + (" (lines: $L(N,D)$ fit)" if laws else ""), fontsize=15)
+        if not laws:
+            note = "no $L(N,D)$ fit: " + why.removeprefix("not applicable: ")
+            ax.text(0.03, 0.03, textwrap.fill(note, 48), transform=ax.transAxes, fontsize=9, va="bottom", color="0.3")
 
-    def _loss_vs_data(self, ax, loss, chin) -> None:
+    def _law_for(self, laws, series: dict):
+        for doc in laws:
+            if all(_same(series.get(k), v) for k, v in (doc.get("series") or {}).items()):
+                return doc
+        return None
+
+    def _loss_vs_data(self, ax, loss, laws) -> None:
         for series in self.series:
             sub = _select(loss, series)
             if sub.empty:
@@ -489,28 +507,20 @@ class Figures:
             )
             grid = np.geomspace(means["n_train"].min() / 1.5, means["n_train"].max() * 1.5, 100)
             doc = self.fit_doc("loss_vs_data", series=series)
-            if doc and doc["fits"]["powerlaw"]["converged"]:
-                rec = doc["fits"]["powerlaw"]
+            rec = doc["fits"][LOSS_LAW] if doc else None
+            if rec and rec["converged"] and rec.get("status", OK) in (OK, UNCONSTRAINED):
+                ok = rec.get("status", OK) == OK
                 alpha = rec["params"]["alpha"]
-                ax.plot(
-                    grid,
-                    evaluate_form("powerlaw", rec["params"], grid),
-                    "--",
-                    color=color,
-                    lw=1.3,
-                    label=rf"  power law, $\alpha$={alpha:.2f}",
-                )
-            if chin is not None and "n_params" in sub:
+                style = {"ls": "--", "lw": 1.3} if ok else UNCONSTRAINED_STYLE
+                label = rf"  power law, $\alpha$={alpha:.2f}" if ok else "  power law: unconstrained"
+                ax.plot(grid, evaluate_form(LOSS_LAW, rec["params"], grid), color=color, label=label, **style)
+            law = self._law_for(laws, series)
+            if law is not None and "n_params" in sub:
                 n_params = float(sub["n_params"].median())
-                ax.plot(
-                    grid,
-                    evaluate_form("chinchilla", chin["fits"]["chinchilla"]["params"], n_params, grid),
-                    ":",
-                    color=color,
-                    lw=1.3,
-                )
+                params = law["fits"][JOINT_LAW]["params"]
+                ax.plot(grid, evaluate_form(JOINT_LAW, params, n_params, grid), ":", color=color, lw=1.3)
         ax.set_xlabel("Training jets $D = n_{train}$")
-        ax.set_title("vs data" + (" (dotted: $L(N,D)$)" if chin is not None else ""), fontsize=15)
+        ax.set_title("vs data" + (" (dotted: $L(N,D)$)" if laws else ""), fontsize=15)
         ax.legend(frameon=False, fontsize=10)
 
     def _loss_vs_compute(self, ax, loss) -> None:
@@ -533,12 +543,12 @@ class Figures:
         front = compute_frontier(c, y)
         ax.step(c[front], y[front], where="post", color="black", lw=1.6, label="compute-optimal frontier")
         doc = self.fit_doc("loss_vs_compute")
-        if doc and doc["fits"]["powerlaw"]["converged"]:
-            rec = doc["fits"]["powerlaw"]
+        if doc and usable(doc["fits"][LOSS_LAW]):
+            rec = doc["fits"][LOSS_LAW]
             grid = np.geomspace(c.min() / 1.5, c.max() * 1.5, 100)
             ax.plot(
                 grid,
-                evaluate_form("powerlaw", rec["params"], grid),
+                evaluate_form(LOSS_LAW, rec["params"], grid),
                 "--",
                 color="black",
                 lw=1.2,
@@ -547,6 +557,11 @@ class Figures:
         ax.set_xlabel("Measured training compute $C$ [FLOP]")
         ax.set_title("vs compute", fontsize=15)
         ax.legend(frameon=False, fontsize=10)
+
+
+def metric_label(metric: str) -> str:
+    spec = metric_catalog.find(metric)
+    return spec.label if spec else metric
 
 
 def _plain_log_labels(axis) -> None:

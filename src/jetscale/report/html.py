@@ -7,6 +7,7 @@ import datetime as _dt
 import html
 from pathlib import Path
 
+from ..fit.forms import SMOOTH, THRESHOLD
 from ..paths import results_root
 from .captions import CAPTIONS, caption_for
 from .outlook import outlook_sections
@@ -36,7 +37,7 @@ SUMMARY_SHOWN = [
     "flavor",
     "series",
     "form",
-    "converged",
+    "status",
     "n_points",
     "aic",
     "exponent",
@@ -104,7 +105,7 @@ def _verdict_text(rows) -> str:
 
     by_form = {r["form"]: r for _, r in rows.iterrows()}
     verdict = rows["verdict"].iloc[0] if "verdict" in rows else ""
-    pl, sc = by_form.get("powerlaw"), by_form.get("scurve")
+    pl, sc = by_form.get(SMOOTH), by_form.get(THRESHOLD)
     if verdict == "threshold" and sc is not None:
         mirage = sc.get("mirage")
         return (
@@ -112,7 +113,7 @@ def _verdict_text(rows) -> str:
             f"{_num(sc['n_c_hi'])})"
             + (f"; mirage check: <b>{html.escape(mirage)}</b>" if isinstance(mirage, str) else "")
         )
-    if pl is not None and bool(pl["converged"]):
+    if pl is not None and str(pl.get("status", "ok" if pl["converged"] else "failed")) == "ok":
         err = pl["exponent_err"]
         alpha = f"α = {pl['exponent']:.2f}" + (
             "" if err is None or (isinstance(err, float) and math.isnan(err)) else f" ± {err:.2f}"
@@ -186,7 +187,7 @@ def build_html(
         "</code>.</p>"
     )
     if summary is not None and not summary.empty and "verdict" in summary:
-        thresholds = summary[(summary["verdict"] == "threshold") & (summary["form"] == "scurve")]
+        thresholds = summary[(summary["verdict"] == "threshold") & (summary["form"] == THRESHOLD)]
         parts.append(
             f"<p><b>Threshold verdicts:</b> {len(thresholds)} of "
             f"{summary[summary['kind'] == 'scaling'][['metric', 'flavor', 'series']].drop_duplicates().shape[0]}"

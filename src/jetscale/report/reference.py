@@ -63,14 +63,16 @@ def reference_section(cfg: dict, runs: pd.DataFrame) -> str:
         return ""
     ref = reference_for(cfg)
     sources = "".join(
-        f"<li><b>{html.escape(ref['models'][m]['label'])}</b>: {html.escape(ref['models'][m]['source'])}</li>"
+        f"<li><b>{html.escape(ref['models'][m]['label'])}</b>: {html.escape(ref['models'][m]['source'])}; sample: "
+        f"{html.escape(ref['models'][m]['sample'])}</li>"
         for m in ("particlenet", "part")
     )
     body = table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3f}", classes="tab", border=0)
     return (
         "<!-- reference section (jetscale.report.reference) -->\n"
         "<h2 id='reference'>Published reference</h2>"
-        f"<p>The study's largest training set beside the published CEPC results ({html.escape(ref['sample'])}). "
+        "<p>The study's largest training set beside the published CEPC results, each labelled as its source "
+        "describes it. "
         "ε<sub>q</sub>: flavor-tag efficiency, f<sub>q</sub>: charge-flip rate, accuracy: mean diagonal of the "
         f"row-normalised confusion matrix. Sources:</p><ul>{sources}</ul>{body}\n"
         "<!-- end reference section -->"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fit.forms import powerlaw
+from ..fit.status import usable
 from ..fit.transfer import format_transfer
 from ..fit.transfer_study import transfer_dir
 from ..paths import figures_dir, results_root
@@ -24,7 +25,9 @@ CAPTIONS = {
         "seeds (95%). Right: the data multiplier (n + D_T)/n; 1 (dotted) = no transfer, below 1 = pretraining "
         "hurts. Triangles ▲ are lower bounds: the fine-tuned model is better than anything the from-scratch curve "
         "reaches, so only D_T > m_max − n is known (never extrapolated); ▼ are upper bounds (worse than the "
-        "smallest from-scratch point). Rows: test log-loss and test accuracy."
+        "smallest from-scratch point). D_T is defined only where the from-scratch curve rises beyond its seed scatter; "
+        "a series against a flat from-scratch curve is listed as undefined and not drawn. Rows: test log-loss and "
+        "test accuracy."
     ),
     "transfer_curves": (
         "Test accuracy (left) and log-loss (right) vs labelled training jets: from scratch (black) against each "
@@ -34,7 +37,8 @@ CAPTIONS = {
         "Self-supervised loss on held-out validation jets (labels unused). Left: along every pretraining job vs its "
         "measured compute (FLOP counted with torch's flop counter, ×3 for training), with a power law with floor "
         "fitted to each method's compute-optimal frontier (dashed). Right: final held-out loss vs the unlabelled "
-        "pool size n_pretrain per method × width, with a power-law-with-floor fit where there are enough points. "
+        "pool size n_pretrain per method × width, with a power-law-with-floor fit where there are enough points "
+        "and the fit is ok (floors held to ≥ 0; unconstrained fits are not drawn). "
         "Losses are in each objective's own units and are not comparable across methods."
     ),
 }
@@ -95,7 +99,9 @@ def _dt_figure(frame, out: Path) -> list[Path]:
         for i, (_, series) in enumerate(sub.groupby(keys, sort=False)):
             color = f"C{i % 10}"
             label = f"{series['model'].iloc[0]} " + _label(series.iloc[0])
-            ok = series[series["bound"].isna()]
+            if (series["status"] == "undefined").all():
+                label += " (D_T undefined: flat from-scratch curve)"
+            ok = series[(series["status"] == "ok") & series["bound"].isna()]
             lo_b = series[series["bound"] == "lower"]
             up_b = series[series["bound"] == "upper"]
             n = ok["n"].to_numpy(float)
@@ -181,7 +187,7 @@ def _loss_figure(loss: dict, out: Path) -> list[Path]:
         if len(front):
             axes[0].plot(c[front], y[front], "o", color=f"C{i}", mfc="none")
         fitted = doc["fit"]
-        if fitted["converged"] and len(front):
+        if usable(fitted) and len(front):
             xs = np.geomspace(c[front].min(), c[front].max(), 50)
             p = fitted["params"]
             axes[0].plot(
@@ -194,7 +200,7 @@ def _loss_figure(loss: dict, out: Path) -> list[Path]:
     for i, doc in enumerate(loss.get("vs_n_pretrain", [])):
         x, y = np.array(doc["points"]["n_pretrain"]), np.array(doc["points"]["val_loss"])
         axes[1].plot(x, y, "o-", color=f"C{i}", label=f"{doc['method']} w{doc['width']}")
-        if doc["fit"]["converged"]:
+        if usable(doc["fit"]):
             p = doc["fit"]["params"]
             xs = np.geomspace(x.min(), x.max(), 50)
             axes[1].plot(
@@ -227,7 +233,7 @@ def transfer_section(cfg: dict, figures: list[Path]) -> str:
     if not frame.empty:
         view = frame.copy()
         view["D_T"] = [
-            format_transfer(_row(r)) if r["status"] in ("ok", "beyond", "below") else r["status"]
+            format_transfer(_row(r)) if r["status"] in ("ok", "beyond", "below", "undefined") else r["status"]
             for r in view.to_dict("records")
         ]
         parts.append(

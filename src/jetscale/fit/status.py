@@ -1,0 +1,78 @@
+"""Is a fit usable? ``ok``, ``unconstrained``, ``failed`` or ``not applicable`` (the ``status`` of a fit record).
+
+- failed: no optimum (too few points, an optimiser failure, non-finite parameters).
+- not applicable: the form's premise does not hold for these data (BNSL where the data show no break or have
+  too few sizes for its six parameters); the reason is in the message.
+- unconstrained: an optimum exists but the data do not determine it: a flat series (the form is no better
+  than a constant), a parameter pinned at a bound of its physical range, a 95 % interval of a scale parameter
+  (n_c, A) spanning more than two decades (or reaching zero), a floor whose interval reaches an end of the range
+  or beyond (the bootstrap replicates are bounded too, so an interval that needs the bound ends on it),
+  or a covariance that is not finite. An unconstrained fit is drawn dotted (or not at all) and never used for
+  forecasts or backtests.
+- ok: everything else.
+
+Intervals are the bootstrap 95 % percentile intervals where the fit was bootstrapped, else ±1.96 standard errors
+from the covariance.
+"""
+
+from __future__ import annotations
+
+import math
+
+OK, UNCONSTRAINED, FAILED, NOT_APPLICABLE = "ok", "unconstrained", "failed", "not applicable"
+STATUSES = (OK, UNCONSTRAINED, FAILED, NOT_APPLICABLE)
+MAX_DECADES = 2.0
+FLAT_PREFIX = "flat data"
+Z95 = 1.96
+
+
+def interval(fit, name: str) -> tuple[float, float] | None:
+    """95 % interval of a parameter: bootstrap percentiles, else ±1.96 σ; None when neither exists."""
+    if fit.ci95 and name in fit.ci95:
+        lo, hi = fit.ci95[name]
+        return float(lo), float(hi)
+    if fit.stderr and name in fit.stderr and fit.stderr[name] is not None:
+        value, err = fit.params[name], fit.stderr[name]
+        if math.isfinite(err):
+            return value - Z95 * err, value + Z95 * err
+    return None
+
+
+def decades(lo: float, hi: float) -> float:
+    if not (lo > 0 and hi > 0) or not (math.isfinite(lo) and math.isfinite(hi)):
+        return math.inf
+    return math.log10(hi / lo)
+
+
+def judge(fit, spec, domain) -> tuple[str, str]:
+    """(status, reason) of a fit of form ``spec`` to a quantity with physical range ``domain``."""
+    if fit.status == NOT_APPLICABLE:
+        return NOT_APPLICABLE, ""
+    if not fit.converged:
+        return (UNCONSTRAINED, "") if fit.message.startswith(FLAT_PREFIX) else (FAILED, "")
+    reasons = []
+    if fit.pinned:
+        reasons.append("pinned at a bound: " + ", ".join(f"{p} = {fit.params[p]:.4g}" for p in fit.pinned))
+    if fit.stderr is None and fit.ci95 is None and "covariance not finite" in fit.message:
+        reasons.append("covariance not finite")
+    for name in spec.scales:
+        ci = interval(fit, name)
+        if ci is not None and decades(*ci) > MAX_DECADES:
+            reasons.append(f"95% interval of {name} [{ci[0]:.3g}, {ci[1]:.3g}] spans more than {MAX_DECADES:g} decades")
+    if spec.floor is not None:
+        ci = interval(fit, spec.floor)
+        if ci is not None and (ci[0] <= domain.lo or ci[1] >= domain.hi):
+            reasons.append(
+                f"95% interval of the floor {spec.floor} [{ci[0]:.3g}, {ci[1]:.3g}] crosses the range "
+                f"{domain.describe()}"
+            )
+    if reasons:
+        return UNCONSTRAINED, "; ".join(reasons)
+    return OK, ""
+
+
+def usable(record: dict | None) -> bool:
+    """A fit record that may be drawn bold, compared, forecast from and backtested."""
+    if not record:
+        return False
+    return record.get("status", OK if record.get("converged") else FAILED) == OK
