@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jetscale.config import load_config, resolve_settings
+from jetscale.config import load_config
 from jetscale.errors import ConfigError
 from jetscale.grid import cells
 from jetscale.models import catalog
+from jetscale.settings import resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ import json
 import pytest
 import yaml
 
-from jetscale.config import data_fingerprint, load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.errors import ConfigError
+from jetscale.settings import data_fingerprint, resolve_settings, settings_hash
 
 
 def test_default_config_is_valid(repo_root):
@@ -185,9 +186,10 @@ def test_shipped_study_configs_are_valid(repo_root):
 
 
 def test_a_model_revision_retrains_only_that_models_cells(default_config_dict, monkeypatch):
-    from jetscale.config import load_config, resolve_settings, settings_hash
+    from jetscale.config import load_config
     from jetscale.grid import cells
     from jetscale.models import catalog
+    from jetscale.settings import resolve_settings, settings_hash
 
     cfg = load_config(default_config_dict)
     before = {json.dumps(c, sort_keys=True): settings_hash(resolve_settings(cfg, c)) for c in cells(cfg)}
@@ -205,7 +207,7 @@ def test_a_model_revision_retrains_only_that_models_cells(default_config_dict, m
 def test_per_model_learning_rate_changes_only_that_models_settings(default_config_dict):
     import copy
 
-    from jetscale.config import resolve_settings, settings_hash
+    from jetscale.settings import resolve_settings, settings_hash
 
     cells = {m: {"model": m, "width": 16 if m != "bbt_neutron" else 32, "n_train": 100, "compute": "auto", "seed": 0}
              for m in ("particlenet", "part", "bbt_neutron")}  # fmt: skip

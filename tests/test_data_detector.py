@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jetscale.config import data_fingerprint, load_config, schema
+from jetscale.config import load_config, schema
 from jetscale.data import detector as det
 from jetscale.data.generate import (
     NEUTRINOS,
@@ -15,6 +15,7 @@ from jetscale.data.generate import (
     make_pythia,
 )
 from jetscale.data.store import JetTable
+from jetscale.settings import data_fingerprint
 
 pytestmark = pytest.mark.xdist_group("data")
 

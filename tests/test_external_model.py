@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.errors import ConfigError, JetscaleError
 from jetscale.grid import cells, cells_by_id
 from jetscale.models import catalog
+from jetscale.settings import resolve_settings, settings_hash
 from study_helpers import REPO, planned_cells
 
 BIN = Path(sys.executable).parent

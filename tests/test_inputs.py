@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.data.schema import FEATURE_NAMES
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError, DataError
@@ -18,6 +18,7 @@ from jetscale.inputs.prepare import InputTransform, resolve
 from jetscale.inputs.spec import PRESETS, is_raw, parse_inputs
 from jetscale.inputs.stats import compute_stats, load_stats, stats_path, write_stats
 from jetscale.inputs.transforms import apply_steps, parse_step
+from jetscale.settings import resolve_settings, settings_hash
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]

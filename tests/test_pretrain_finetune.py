@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError, TrainingError
 from jetscale.grid import cell_id, cells, parse_cell_id
@@ -18,6 +18,7 @@ from jetscale.models.registry import build_model
 from jetscale.pretrain.finetune import FineTune, attach
 from jetscale.pretrain.loop import pretrain_backbone
 from jetscale.pretrain.plan import backbone_id, backbone_key
+from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.workflow import StudyPlan
 

@@ -10,13 +10,14 @@ import pytest
 import torch
 import yaml
 
-from jetscale.config import load_config, resolve_settings
+from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.grid import parse_cell_id
 from jetscale.inputs.spec import is_raw, model_inputs
 from jetscale.inputs.stats import compute_stats
 from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
 from jetscale.pretrain.plan import backbone_settings
+from jetscale.settings import resolve_settings
 from jetscale.train.loop import train_cell
 from jetscale.workflow import StudyPlan
 

@@ -15,7 +15,7 @@ import yaml
 
 import jetscale.data.ingest as ingest
 import jetscale.pretrain.loop as loop
-from jetscale.config import load_config, settings_hash
+from jetscale.config import load_config
 from jetscale.data.ingest import ingest_files
 from jetscale.data.pool_store import ingest_pool, load_pool
 from jetscale.data.splits import pad
@@ -23,6 +23,7 @@ from jetscale.data.store import read_shard
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError, DataError
 from jetscale.pretrain import plan
+from jetscale.settings import settings_hash
 from study_helpers import snakemake
 from test_data_ingest import CLASSES, JETCLASS_LABELS, jetclass_arrays, write_root
 from test_pretrain_loop import BID, small_config

@@ -16,8 +16,9 @@ import json
 import pytest
 import yaml
 
-from jetscale.config import load_config, resolve_settings, run_knobs, settings_hash
+from jetscale.config import load_config, run_knobs
 from jetscale.grid import cell_id, cells
+from jetscale.settings import resolve_settings, settings_hash
 
 
 def variant(repo_root) -> dict:

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from jetscale.cli import main
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.grid import cell_id, cells
+from jetscale.settings import resolve_settings, settings_hash
 from jetscale.status import budget_samples, read_slurm_queue, study_status
 
 REPO = Path(__file__).resolve().parents[1]

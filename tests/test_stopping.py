@@ -12,10 +12,11 @@ import pytest
 import torch
 import yaml
 
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError
 from jetscale.grid import cells
+from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.train.stopping import BUDGET, CONVERGED, CosineSchedule, PlateauSchedule, plan_for

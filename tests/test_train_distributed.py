@@ -22,10 +22,11 @@ import torch
 import yaml
 
 from jetscale import signals as preempt
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.grid import parse_cell_id
 from jetscale.resources import train_processes, train_resources
+from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 
 REPO = Path(__file__).resolve().parents[1]

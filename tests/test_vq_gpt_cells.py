@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import jetscale.models.vq_gpt as vq_model
-from jetscale.config import load_config, resolve_settings, settings_hash
+from jetscale.config import load_config
 from jetscale.data.splits import load_split
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import ConfigError
@@ -21,6 +21,7 @@ from jetscale.grid import cell_id, cells, parse_cell_id
 from jetscale.models.registry import build_model, prepare_inputs
 from jetscale.pretrain.finetune import attach
 from jetscale.pretrain.loop import pretrain_backbone
+from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.workflow import StudyPlan

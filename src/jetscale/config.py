@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .inputs.spec import check_inputs, is_raw, model_inputs
+from .inputs.spec import check_inputs
 from .models import catalog
 from .models.catalog import width_problem
 from .models.external import register_config_models
@@ -177,7 +175,7 @@ def run_knobs(section: str = "training") -> tuple[str, ...]:
     return tuple(key for key, sub in props.items() if sub.get("x-run-knob"))
 
 
-def _hashed(section: str, values: dict, budget: str | None = None) -> dict:
+def hashed_section(section: str, values: dict, budget: str | None = None) -> dict:
     """``values`` of a config section without its run knobs, without x-hash-omit-default keys at default, and
     without keys that only another kind of ``budget`` reads (schema ``x-budget``: auto | fixed)."""
     props = _parsed_schema()["properties"][section]["properties"]
@@ -193,7 +191,7 @@ def _hashed(section: str, values: dict, budget: str | None = None) -> dict:
 
 
 def check_semantics(cfg: dict, where: str = "config") -> None:
-    from .results_dir import location_problem
+    from .paths import location_problem
 
     if problem := location_problem(cfg.get("results", "results")):
         raise ConfigError(f"{where}: results: {problem}")
@@ -453,8 +451,7 @@ def check_tuned_default(cfg: dict, axis: str, key: str) -> None:
         values = axis_values(cfg, axis, model)
         if len(values) < 2 or spec["default"] not in values:
             continue
-        ran: Any = resolve_settings(cfg, {"model": model, "width": 0, "n_train": 0, "compute": 0, "seed": 0})
-        ran = ran["training"]
+        ran: Any = training_settings(cfg, {"model": model, "width": 0, "n_train": 0, "compute": 0, "seed": 0})
         for k in keys:
             ran = ran.get(k) if isinstance(ran, dict) else None
         if ran != spec["default"]:
@@ -521,7 +518,7 @@ def check_training_axes(cfg: dict, where: str = "config") -> None:
                 if value == spec["default"]:
                     continue
                 training = copy.deepcopy(cfg["training"])
-                _set_nested(training, keys, value)
+                set_nested(training, keys, value)
                 try:
                     _check_against(training, training_schema, where, ["training"])
                 except ConfigError as exc:
@@ -543,7 +540,7 @@ def check_model_axes(cfg: dict, where: str = "config") -> None:
                 if value == spec["default"]:
                     continue
                 options = copy.deepcopy(cfg.get("models", {}).get(model) or {})
-                _set_nested(options, keys, value)
+                set_nested(options, keys, value)
                 try:
                     check_path(catalog.get(model).options, keys, value, f"models.{model}")
                     catalog.get(model).parse_options(options)
@@ -570,90 +567,35 @@ def axis_values(cfg: dict, axis: str, model: str) -> list:
     return list(cfg["grid"]["extra_axes"][axis]["values"])
 
 
-def resolve_settings(cfg: dict, cell: dict) -> dict:
-    """Everything that determines one training run's result, as plain JSON-able data.
+def extra_axis_settings(cfg: dict, cell: dict, root: str):
+    """(keys, value) of each extra axis that sets ``<root>.<keys>`` and is not at its default for ``cell``.
 
-    Two runs with equal resolved settings are interchangeable, so this (and its hash) decides reuse. The
-    ``training`` section enters whole except its run knobs (schema ``x-run-knob``: threads, device, compile,
-    processes, checkpoint cadence; the jets seen and the averaged gradients do not depend on them) and keys
-    at a default that reproduces what ran before they existed (schema ``x-hash-omit-default``: precision
-    'auto') and keys of the other kind of budget (schema ``x-budget``: ``stopping`` for compute 'auto';
-    ``warmup_fraction``, ``eval_every_samples``, ``early_stopping_patience`` for a numeric compute). Model
-    options enter as written in the config (defaults live in the model's options dataclass); a fine-tuning
-    cell's also hold those of ``pretraining.methods.<method>`` that are the model's own options.
+    By declaration an axis's default is what runs without the axis: it leaves the settings untouched, so adding
+    an axis never changes (and so never retrains) an existing cell.
     """
-    model = cell["model"]
-    model_spec = catalog.get(model)
-    # compute 'auto' trains to convergence (training.stopping), a number is a fixed budget: each cell's
-    # settings hold only the keys its kind of budget reads
-    training = _hashed("training", cfg["training"], "auto" if cell["compute"] == "auto" else "fixed")
-    model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
-    finetune = uses_pretraining(cfg) and cell.get("pretrain", "none") != "none"
-    if finetune:
-        # The classifier has its backbone's architecture: the method's options that are this model's own,
-        # merged over models.<model> as the pretraining job merged them (none: settings as before).
-        method_options = (cfg.get("pretraining", {}).get("methods") or {}).get(cell["pretrain"]) or {}
-        model_options.update(copy.deepcopy(model_spec.own_options(method_options)))
     for axis, spec in cfg["grid"].get("extra_axes", {}).items():
         value = cell.get(axis, spec["default"])
-        if value == spec["default"]:
-            # By declaration the default is what runs without this axis used: leave settings untouched so
-            # adding an axis never changes (and so never retrains) an existing cell.
-            continue
-        root, *keys = spec["sets"].split(".")
-        _set_nested(training if root == "training" else model_options, keys, value)
+        head, *keys = spec["sets"].split(".")
+        if value != spec["default"] and head == root:
+            yield keys, value
+
+
+def training_settings(cfg: dict, cell: dict) -> dict:
+    """The ``training`` part of a cell's settings (see :func:`jetscale.settings.resolve_settings`): the section
+    less its run knobs and the other kind of budget's keys, the cell's ``training.`` axes, its model's rate."""
+    # compute 'auto' trains to convergence (training.stopping), a number is a fixed budget: each cell's
+    # settings hold only the keys its kind of budget reads
+    training = hashed_section("training", cfg["training"], "auto" if cell["compute"] == "auto" else "fixed")
+    for keys, value in extra_axis_settings(cfg, cell, "training"):
+        set_nested(training, keys, value)
     if isinstance(training.get("lr"), dict):  # per-model learning rates: the cell's model's (or its default)
-        training["lr"] = training["lr"].get(model)
+        training["lr"] = training["lr"].get(cell["model"])
     if training.get("lr") is None:
-        training["lr"] = model_spec.default_lr
-    # a model from the user's file: its content, not where it lies, determines the result
-    source = {}
-    if model_spec.source is not None:
-        model_options.pop("source", None)
-        source = {"model_source": {"sha256": model_spec.source.sha256}}
-    revision = {"model_revision": model_spec.revision} if model_spec.revision > 1 else {}
-    # the declared input spec; the split's raw features (what every model saw before specs) add nothing,
-    # so those cells keep their hashes
-    features = model_inputs(cfg, model)
-    inputs = {} if is_raw(features) else {"inputs": features}
-    settings = {
-        "model": model,
-        **revision,
-        "width": cell["width"],
-        "n_train": cell["n_train"],
-        "compute": cell["compute"],
-        "seed": cell["seed"],
-        "classes": list(cfg["classes"]),
-        "n_particles": cfg["data"]["n_particles"],
-        "model_options": model_options,
-        **source,
-        **inputs,
-        "training": training,
-    }
-    if finetune:  # from scratch: no key, hashes unchanged
-        from .pretrain.plan import finetune_settings
-
-        settings["pretrain"] = finetune_settings(cfg, cell)
-    return settings
+        training["lr"] = catalog.get(cell["model"]).default_lr
+    return training
 
 
-def settings_hash(settings: dict) -> str:
-    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def data_fingerprint(cfg: dict) -> str:
-    """Hash of everything that determines the data set and splits (a results dir belongs to one)."""
-    data = copy.deepcopy(cfg["data"])
-    if data["source"] == "generate":
-        data.pop("ingest", None)
-    else:
-        data.pop("generate", None)
-    blob = json.dumps({"data": data, "classes": cfg["classes"]}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _set_nested(target: dict, keys: list[str], value: Any) -> None:
+def set_nested(target: dict, keys: list[str], value: Any) -> None:
     for key in keys[:-1]:
         target = target.setdefault(key, {})
     target[keys[-1]] = value

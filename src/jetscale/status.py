@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import resolve_settings, settings_hash
 from .grid import cell_id, cells
 from .paths import results_root, run_dir, train_log
+from .settings import resolve_settings, settings_hash
 from .train.stopping import max_samples
 
 STATES = ("finished", "running", "failed", "pending")

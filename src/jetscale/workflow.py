@@ -16,13 +16,14 @@ from collections.abc import Iterable
 import yaml
 
 from . import paths, results_dir
-from .config import load_config, resolve_settings, settings_hash
+from .config import load_config
 from .errors import ConfigError
 from .grid import SEP, axis_names, cells_by_id
 from .inputs.spec import model_inputs, needs_statistics
 from .inputs.stats import stats_path
 from .io import write_json, write_text
 from .resources import stage_resources, train_resources
+from .settings import resolve_settings, settings_hash
 
 STUDY_STAMP = results_dir.STUDY_STAMP
 

@@ -71,8 +71,8 @@ def _generate(args) -> int:
         if args.shard is None:
             raise ConfigError("generate --config needs --shard I")
         cfg = load_config(args.config)
-        from ..config import data_fingerprint
         from ..results_dir import check_owner
+        from ..settings import data_fingerprint
 
         check_owner(cfg)  # writes into this study's results dir
         gen = cfg["data"]["generate"]
@@ -115,7 +115,8 @@ def _ingest(args) -> int:
     paths = args.input
     mapping = args.mapping
     if args.config is not None:
-        from ..config import data_fingerprint, load_config
+        from ..config import load_config
+        from ..settings import data_fingerprint
 
         cfg = load_config(args.config)
         fingerprint = data_fingerprint(cfg)
@@ -160,7 +161,8 @@ def _ingest_pool(args) -> int:
 
 
 def _split(args) -> int:
-    from ..config import axis_values, data_fingerprint, load_config
+    from ..config import axis_values, load_config
+    from ..settings import data_fingerprint
     from .splits import build_splits
 
     cfg = load_config(args.config)
@@ -195,8 +197,8 @@ def _fingerprint(cfg: dict, shards) -> str:
     """The config's data fingerprint; for ingested data also the identity of the files read (their manifest)."""
     from pathlib import Path
 
-    from ..config import data_fingerprint
     from ..errors import DataError
+    from ..settings import data_fingerprint
     from .manifest import read_manifest
 
     fingerprint = data_fingerprint(cfg)

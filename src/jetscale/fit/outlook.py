@@ -255,7 +255,7 @@ def mirage_doc(job: dict) -> dict:
                 **job.get("options", {}).get(name, {}),
             )
     verdict = classify(job["comparison"], comps.get(loss_name), comps.get(auc_name))
-    from .study import slug
+    from .series import slug
 
     loss_points = job["points"].get(loss_name, (np.array([]), np.array([])))
     return {

@@ -26,8 +26,6 @@ and only ``ok`` fits are drawn bold or forecast from.
 from __future__ import annotations
 
 import json
-import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from . import forms
 from .compare import fit_and_compare
 from .fitting import fit
 from .forms import FREE, JOINT_LAW, LOSS_LAW, THRESHOLD, Domain
+from .series import compute_frontier, slug
 from .solver import Objective
 
 LOSS_METRIC = "log_loss"
@@ -102,10 +101,6 @@ def fit_options(opts: dict, metric: str | None) -> dict:
 def series_label(series: dict, varying: list[str]) -> str:
     parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in varying]
     return ", ".join(parts) or "all"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_") or "all"
 
 
 def read_runs_table(cfg: dict, path: Path | None = None):
@@ -435,17 +430,6 @@ def joint_law_absent(why: str) -> dict:
     return _joint_doc(
         f"{JOINT_LAW}.json", {}, "no architecture with enough widths", {"x": [], "x2": [], "y": []}, record
     )
-
-
-def compute_frontier(compute, loss):
-    """Indices of the compute-optimal frontier: points whose loss is below every point of smaller compute."""
-    order = np.lexsort((loss, compute))
-    best, keep = math.inf, []
-    for i in order:
-        if loss[i] < best:
-            best = loss[i]
-            keep.append(i)
-    return np.array(keep, dtype=int)
 
 
 def compute_target(loss, s_axes, boot, min_points, options) -> dict:

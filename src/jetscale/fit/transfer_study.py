@@ -173,7 +173,7 @@ def pretrain_loss_fits(cfg: dict, min_points: int, boot: int) -> dict:
     import pandas as pd
 
     from ..pretrain.tables import pretrain_tables_paths
-    from .study import compute_frontier
+    from .series import compute_frontier
 
     rec_path, curve_path = pretrain_tables_paths(results_root(cfg))
     if not rec_path.is_file():

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import ConfigError, JetscaleError
 from ..options import OptionError, parse
-from ..results_dir import STUDY_STAMP
+from ..paths import STUDY_STAMP
 from ..tokenize.options import TokenizerOptions
 from . import catalog
 

@@ -2,7 +2,7 @@
 
 One dataclass serves pretraining (``jetscale.pretrain.vq_gpt.build``: ``models.vq_gpt`` merged with
 ``pretraining.methods.vq_gpt``), the fine-tuning classifier (the same merge, see
-``jetscale.config.resolve_settings``) and the from-scratch classifier (``models.vq_gpt``), so a classifier
+``jetscale.settings.resolve_settings``) and the from-scratch classifier (``models.vq_gpt``), so a classifier
 always has the architecture of the backbone it loads. Parsed strictly (:mod:`jetscale.options`): an unknown
 key or a value of the wrong type is an error naming the key (a typo would otherwise silently train the default).
 """

@@ -40,13 +40,13 @@ import torch
 
 from .. import io as jio
 from .. import paths
-from ..config import settings_hash
 from ..data.pool_store import load_pool
 from ..errors import DataError
 from ..inputs.prepare import InputTransform
 from ..inputs.spec import needs_statistics
 from ..inputs.stats import compute_stats
 from ..models.registry import batch_tensors, prepare_inputs
+from ..settings import settings_hash
 from ..train.runner import LOG_COLUMNS, CsvLog, Runner, start_process
 from ..train.stopping import StoppingPlan, clamped_samples, cosine
 from ..train.task import RunOutcome, RunPlan, TrainState, Validation

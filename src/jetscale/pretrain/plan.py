@@ -97,20 +97,3 @@ def backbone_settings(cfg: dict, key: tuple[str, str, int, int]) -> dict:
         **({"pool": pool} if pool is not None else {}),
         "pretraining": p,
     }
-
-
-def finetune_settings(cfg: dict, cell: dict) -> dict:
-    """The part of a fine-tuning cell's settings that says what it loads and how it trains it."""
-    from ..config import settings_hash
-
-    key = backbone_key(cell)
-    out = {
-        "method": key[0],
-        "n_pretrain": key[3],
-        "mode": cell["finetune"],
-        "backbone_hash": settings_hash(backbone_settings(cfg, key)),
-    }
-    if cell["finetune"] == "catchup":
-        ft = cfg["pretraining"]["finetune"]
-        out["catchup_steps"], out["catchup_ramp_steps"] = ft["catchup_steps"], ft["catchup_ramp_steps"]
-    return out

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 
 from .. import io as jio
 from .. import paths
-from ..config import resolve_settings, settings_hash
 from ..errors import DataError
 from ..grid import parse_cell_id
 from ..models import catalog
 from ..models.registry import build_model, count_params, measure_flops_per_jet
 from ..provenance import git_revision, hardware, versions
+from ..settings import resolve_settings, settings_hash
 from .distributed import Ranks
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
