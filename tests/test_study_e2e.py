@@ -144,3 +144,30 @@ def test_tuned_series_resumes_and_extends(finished_study, tmp_path):
     assert re.search(r"^(local)?rule collect:", out.stdout, re.M) and re.search(
         r"^(local)?rule report:", out.stdout, re.M
     )
+
+
+def _planned_rules(stdout: str) -> dict[str, int]:
+    """Jobs per rule in a dry run's job-stats table."""
+    counts = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_changed_analysis_setting_reruns_the_stages_that_read_it(finished_study):
+    """flavor_pairs, fits: and report: are read after training: a change reruns evaluate/collect/fit/report as
+    needed (never training), instead of leaving the old numbers in eval.json and the report."""
+    workdir, config = finished_study
+    variant = _variant(workdir, config, lambda c: c["flavor_pairs"].pop("d"))
+    assert _planned_rules(snakemake(workdir, variant, "-n").stdout) == {
+        "evaluate": 6,
+        "collect": 1,
+        "fit": 1,
+        "report": 1,
+    }
+    variant = _variant(workdir, config, lambda c: c["fits"].update(bootstrap=12))
+    assert _planned_rules(snakemake(workdir, variant, "-n").stdout) == {"fit": 1, "report": 1}
+    variant = _variant(workdir, config, lambda c: c.update(report={"confusion_n_train": 200}))
+    assert _planned_rules(snakemake(workdir, variant, "-n").stdout) == {"report": 1}

@@ -250,11 +250,8 @@ def check_semantics(cfg: dict, where: str = "config") -> None:
         if axis is not None and axis not in all_axes:
             raise ConfigError(f"{where}: report.{key}: {axis!r} is not a grid axis; axes: {sorted(all_axes)}")
     check_fit_targets(cfg, where)
+    check_flavor_pairs(cfg, where)
     classes = cfg["classes"]
-    for flavor, pair in cfg.get("flavor_pairs", {}).items():
-        for name in pair:
-            if name not in classes:
-                raise ConfigError(f"{where}: flavor_pairs.{flavor}: class {name!r} is not in classes {classes}")
     lr = cfg["training"].get("lr")
     for model in lr if isinstance(lr, dict) else ():
         if model not in known:
@@ -593,6 +590,29 @@ def training_settings(cfg: dict, cell: dict) -> dict:
     if training.get("lr") is None:
         training["lr"] = catalog.get(cell["model"]).default_lr
     return training
+
+
+def check_flavor_pairs(cfg: dict, where: str) -> None:
+    """Each flavour pairs two different classes of ``classes`` (quark, antiquark), and a class is in one pair
+    only: ``{b: [b, b]}`` has no charge flip to measure, and overlapping pairs would count one jet twice."""
+    classes = cfg["classes"]
+    owner: dict[str, str] = {}
+    for flavor, pair in cfg.get("flavor_pairs", {}).items():
+        for name in pair:
+            if name not in classes:
+                raise ConfigError(f"{where}: flavor_pairs.{flavor}: class {name!r} is not in classes {classes}")
+        if pair[0] == pair[1]:
+            raise ConfigError(
+                f"{where}: flavor_pairs.{flavor}: {list(pair)} pairs class {pair[0]!r} with itself; give the quark "
+                "and the antiquark class"
+            )
+        for name in pair:
+            if name in owner:
+                raise ConfigError(
+                    f"{where}: flavor_pairs.{flavor}: class {name!r} is already in flavor_pairs.{owner[name]}; "
+                    "a class belongs to one pair only"
+                )
+            owner[name] = flavor
 
 
 def set_nested(target: dict, keys: list[str], value: Any) -> None:

@@ -56,6 +56,17 @@ def shell_prefix(command: str | None, strict_bash: bool) -> str | None:
     return text.replace("{", "{{").replace("}", "}}")
 
 
+# The config sections each analysis stage reads (besides its input files). Their hash is a params entry of the
+# stage's rule, so with rerun-triggers [params] a changed setting (flavor_pairs, fits:, report:) reruns the
+# stages that read it, and the stages after them through their inputs; training never reads these.
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "evaluate": ("classes", "flavor_pairs"),
+    "collect": ("classes", "flavor_pairs", "grid", "pretraining"),
+    "fit": ("classes", "flavor_pairs", "grid", "fits"),
+    "report": ("study", "classes", "flavor_pairs", "grid", "fits", "report", "pretraining"),
+}
+
+
 class StudyPlan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -148,6 +159,16 @@ class StudyPlan:
         if not needs_statistics(model_inputs(self.cfg, cell["model"])):
             return []
         return [str(stats_path(self.root / "data" / "splits", cell["n_train"]))]
+
+    @functools.cache  # noqa: B019 - see settings_hash
+    def stage_settings(self, stage: str) -> str:
+        """A hash of the config sections ``stage`` reads (``STAGE_SETTINGS``): the rule's ``settings`` param."""
+        import hashlib
+        import json
+
+        picked = {key: self.cfg.get(key) for key in STAGE_SETTINGS[stage]}
+        blob = json.dumps(picked, sort_keys=True, default=str)
+        return f"{stage}:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def resources(self, stage: str) -> dict:
         return stage_resources(self.cfg, stage)

@@ -14,5 +14,7 @@ rule collect:
     params:
         **PLAN.collect_params,
         config=CONFIG_FILE,
+        # the config sections this stage reads: a change reruns it (rerun-triggers: params)
+        settings=PLAN.stage_settings("collect"),
     shell:
         "jetscale collect --config {params.config:q} --out {output:q} 2> {log:q}"

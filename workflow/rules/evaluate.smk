@@ -13,6 +13,8 @@ rule evaluate:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
+        # the config sections this stage reads: a change reruns it (rerun-triggers: params)
+        settings=PLAN.stage_settings("evaluate"),
     shell:
         "jetscale evaluate --config {params.config:q} --metrics {input.metrics:q}"
         " --predictions {input.predictions:q} --out {output:q} 2> {log:q}"

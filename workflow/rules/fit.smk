@@ -12,5 +12,7 @@ rule fit:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
+        # the config sections this stage reads: a change reruns it (rerun-triggers: params)
+        settings=PLAN.stage_settings("fit"),
     shell:
         "jetscale fit --config {params.config:q} --table {input:q} --out {output:q} 2> {log:q}"

@@ -15,6 +15,8 @@ rule report:
         CONDA_ENV
     params:
         config=CONFIG_FILE,
+        # the config sections this stage reads: a change reruns it (rerun-triggers: params)
+        settings=PLAN.stage_settings("report"),
     shell:
         "jetscale report --config {params.config:q} --table {input.table:q} --fits {input.fits:q}"
         " --data-summary {input.data:q} --out {output:q} 2> {log:q}"
