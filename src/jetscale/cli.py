@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import json
+import os
 import sys
 
 from .errors import JetscaleError
@@ -31,7 +33,11 @@ AREA_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jetscale", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jetscale",
+        description=__doc__.splitlines()[0],
+        epilog=f"Errors are one line; --debug (anywhere on the line) or {DEBUG_ENV}=1 shows tracebacks.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_plan(sub)
     for name in AREA_MODULES:
@@ -66,8 +72,17 @@ def _plan(args) -> int:
     return 0
 
 
+DEBUG_ENV = "JETSCALE_DEBUG"
+MAX_MESSAGE = 400  # characters of an unexpected error's message shown on its one line
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. A failure is one line on stderr naming the file, key or argument (exit 2; an
+    unexpected error exit 1, an interrupt 130); ``--debug`` anywhere on the line, or ``JETSCALE_DEBUG=1``,
+    shows the traceback of anything that is not a :class:`JetscaleError` instead."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     # A preempted `jetscale train` must end as "requeue me" (75) even when the signal comes while torch is
     # still importing: take SIGUSR1/SIGTERM as stop requests before anything heavy is imported.
     with _stop_requests_from_the_start(argv[:1] == ["train"]):
@@ -78,6 +93,37 @@ def main(argv: list[str] | None = None) -> int:
         except JetscaleError as exc:
             print(f"jetscale {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print(f"jetscale {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                raise
+            print(f"jetscale {args.command}: error: {one_line(exc)}", file=sys.stderr)
+            return 2 if isinstance(exc, OSError | MemoryError) else 1
+
+
+def one_line(exc: BaseException) -> str:
+    """What went wrong, on one line: a file-system error names its file and cause (disk full, read-only,
+    permission, name too long); anything else its type and message, with how to see the traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        hint = {
+            errno.ENOSPC: " (the disk is full)",
+            errno.EDQUOT: " (disk quota exceeded)",
+            errno.EROFS: " (the file system is read-only)",
+            errno.EACCES: " (no permission)",
+            errno.ENAMETOOLONG: " (a path component is longer than the file system allows, usually 255 bytes)",
+        }.get(exc.errno, "")
+        return f"{where}{exc.strerror}{hint}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (MemoryError); lower the sizes asked for (widths, batch size, jets)"
+    text = " ".join(str(exc).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + " ..."
+    return f"{type(exc).__name__}: {text} (unexpected; rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
 
 
 def _stop_requests_from_the_start(enabled: bool):

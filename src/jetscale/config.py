@@ -18,6 +18,7 @@ import yaml
 
 from .errors import ConfigError
 from .inputs.spec import check_inputs
+from .io import not_a_file
 from .models import catalog
 from .models.catalog import width_problem
 from .models.external import register_config_models
@@ -63,7 +64,7 @@ def load_config(source: str | Path | dict, *, where: str | None = None, config_f
         path = Path(source)
         where = where or str(path)
         if not path.is_file():
-            raise ConfigError(f"{where}: config file not found")
+            raise ConfigError(not_a_file(path, "config file"))
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:

@@ -24,6 +24,48 @@ from .errors import JetscaleError
 LINK_REFUSED = "a symbolic link; jetscale reads and writes no result through a link (remove it and rerun)"
 
 
+def not_a_file(path: str | os.PathLike, what: str = "file") -> str:
+    """Why ``path`` is not a readable regular file, as a message naming it: not found, a directory, or a FIFO,
+    device or socket (which 'not found' would misname)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{path}: {what} not found" + (" (a dangling link)" if os.path.islink(path) else "")
+    except OSError as exc:
+        return f"{path}: {what} cannot be read ({exc.strerror})"
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{path}: {what} expected, but this is {kind}, not a regular file"
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
+    """The JSON object in ``path``; a missing, unreadable, invalid or non-object file is a
+    :class:`~jetscale.errors.DataError` naming it (``what`` says which file it should be)."""
+    from .errors import DataError
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: {what} unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"{path}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: {what} must be a JSON object, not a {type(doc).__name__}")
+    return doc
+
+
 def refuse_link(path: str | os.PathLike) -> None:
     """Raise a :class:`JetscaleError` naming ``path`` when it is a symbolic link (dangling or not)."""
     if os.path.islink(path):

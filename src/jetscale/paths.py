@@ -50,6 +50,12 @@ FIT_SUMMARY = "fit_summary.csv"
 # letters, digits and _ . / + - only, not starting with '-' (no spaces, quotes, $, `, ; ...); also in the schema
 RESULTS_PATTERN = r"^[A-Za-z0-9_./+][A-Za-z0-9_./+-]*$"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (an installed package: its site-packages parent)
+# the operating system's own directories: a results dir never goes inside one (a dry run would write there)
+SYSTEM_DIRS = tuple(
+    Path(p)
+    for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr")
+    + ("/var/lib", "/var/log", "/var/spool", "/var/cache")
+)
 
 
 def location_problem(results: str, cwd: str | os.PathLike | None = None) -> str | None:
@@ -61,6 +67,9 @@ def location_problem(results: str, cwd: str | os.PathLike | None = None) -> str 
     resolved = (cwd / path).resolve()
     if resolved == Path(resolved.anchor):
         return f"{results!r} is the file-system root"
+    for system in SYSTEM_DIRS:
+        if resolved == system or system in resolved.parents:
+            return f"{results!r} resolves to {resolved}, inside the system directory {system}; use a directory of yours"
     protected = {"the repository": REPO_ROOT, "the working directory": cwd}
     for what, where in protected.items():
         if resolved == where or resolved in where.parents:

@@ -27,6 +27,7 @@ from pathlib import Path
 from .grid import cell_id, cells
 from .paths import results_root, run_dir, train_log
 from .settings import resolve_settings, settings_hash
+from .terminal import printable
 from .train.stopping import max_samples
 
 STATES = ("finished", "running", "failed", "pending")
@@ -66,11 +67,16 @@ def samples_done(run: Path) -> int | None:
         return None
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, text_as_reason: bool = False) -> dict | None:
+    """A JSON object, or None when the file is unreadable or holds no object (with ``text_as_reason`` a bare
+    string becomes ``{"reason": text}``, so a failure.json written by hand still tells why)."""
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if isinstance(doc, dict):
+        return doc
+    return {"reason": doc} if text_as_reason and isinstance(doc, str) else None
 
 
 def _latest_mtime(paths) -> float | None:
@@ -111,7 +117,7 @@ def cell_status(cfg: dict, root: Path, cell: dict, *, now: float, queue: dict, s
         done = samples_done(run)
         out.update(state="running", detail=f"slurm {in_queue}", samples_seen=done)
         return out
-    failure = _read_json(run / "failure.json") if (run / "failure.json").is_file() else None
+    failure = _read_json(run / "failure.json", text_as_reason=True) if (run / "failure.json").is_file() else None
     if failure is not None:
         out.update(state="failed", detail="failure.json", error=str(failure.get("reason", failure)))
         return out
@@ -240,11 +246,11 @@ def format_status(doc: dict, *, show_cells: bool = False) -> str:
     lines.append(left)
     for r in doc["cells"]:
         if r["state"] == "failed":
-            lines.append(f"FAILED {r['cell_id']}: {r['error']}")
+            lines.append(f"FAILED {r['cell_id']}: {printable(r['error'])}")
     if show_cells:
         for r in doc["cells"]:
             extra = _duration(r["wall_time_s"]) if r["state"] == "finished" else r["detail"]
-            lines.append(f"  {r['state']:<9} {r['cell_id']}  {extra}")
+            lines.append(f"  {r['state']:<9} {r['cell_id']}  {printable(extra)}")
     if doc.get("queue_note"):
         lines.append(doc["queue_note"])
     return "\n".join(lines)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from ..argtypes import SEED, int_in
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -23,10 +25,10 @@ def register(sub) -> None:
         metavar="N",
         help="standalone: N events per Higgs decay mode (H->qq gives one q and one qbar jet, H->gg two g)",
     )
-    p.add_argument("--seed", type=int, default=1, help="standalone: base seed (default 1)")
+    p.add_argument("--seed", type=SEED, default=1, help="standalone: base seed (default 1)")
     p.add_argument("--classes", nargs="+", help="standalone: classes (default: b bbar c cbar s sbar u ubar d dbar g)")
     p.add_argument("--jets-per-shard", type=int, default=100_000, help="standalone: jets per output shard")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (distinct seeds per task)")
+    p.add_argument("--workers", type=int_in(1, 1024), default=1, help="worker processes (distinct seeds per task)")
     p.add_argument("--out", required=True, help="shard file (with --config) or output directory (standalone)")
     p.set_defaults(func=_generate)
 

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from ..errors import DataError
-from ..io import write_json
+from ..io import not_a_file, write_json
 from .features import energy_order, jet_kinematics, particle_features
 from .manifest import MANIFEST, describe, manifest, repeats
 from .schema import FEATURE_NAMES, VECTOR_NAMES
@@ -38,7 +38,7 @@ def load_mapping(name_or_path: str | Path, *, labels: bool = True) -> dict:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():  # (a directory named like a shipped mapping is not one)
         if not path.is_file():
-            raise DataError(f"{path}: mapping file not found")
+            raise DataError(not_a_file(path, "mapping file"))
         text, where = path.read_text(), str(path)
     else:
         res = resources.files("jetscale.data").joinpath(f"mappings/{name_or_path}.yaml")
@@ -148,7 +148,7 @@ def check_input(path: Path, mapping: dict, *, labels: bool = True) -> None:
     """Cheap structural check: the file opens and holds every branch the mapping names (label branches only
     with ``labels``)."""
     if not path.is_file():
-        raise DataError(f"{path}: input file not found")
+        raise DataError(not_a_file(path, "input file"))
     fmt = file_format(path, mapping)
     try:
         if fmt == "root":
@@ -317,7 +317,14 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
         lut = np.array([index.get(spec["onehot"][b], -1) for b in branches])
         labels = lut[onehot.argmax(axis=1)]
     else:
-        raw = _numbers(arrays[spec["branch"]], spec["branch"], where).astype(np.int64)
+        numbers = _numbers(arrays[spec["branch"]], spec["branch"], where)
+        odd = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (np.abs(numbers) > 2**53)
+        if odd.any():  # checked before the cast, which would turn 1e30 into -9223372036854775808
+            row = int(np.flatnonzero(odd)[0])
+            raise DataError(
+                f"{where}: label branch {spec['branch']!r} holds {numbers[row]!r} (entry {row}), not an integer label"
+            )
+        raw = numbers.astype(np.int64)
         values = {int(k): v for k, v in spec["values"].items()}
         unknown = sorted(set(np.unique(raw).tolist()) - set(values))
         if unknown:

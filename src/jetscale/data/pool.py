@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from .manifest import changes, manifest, read_manifest, repeats, stamp
 
 KEY = "pretraining.pool"
+SNAKEMAKE_SPECIAL = ("{", "}", "<", ">")  # what Snakemake would not take literally in an input path
 
 
 def pool_config(cfg: dict) -> dict | None:
@@ -35,6 +36,12 @@ def expand_globs(patterns, key: str) -> list[str]:
         if not matched:
             raise ConfigError(f"{key}: {pattern!r} matches no file")
         files += matched
+    odd = next((f for f in files if any(c in f for c in SNAKEMAKE_SPECIAL)), None)
+    if odd is not None:
+        raise ConfigError(
+            f"{key}: {odd!r}: a file name with any of {' '.join(SNAKEMAKE_SPECIAL)} cannot be a workflow input "
+            "(Snakemake reads {...} as a wildcard and <...> as a path variable); rename or link the file"
+        )
     repeated = repeats(files)
     if repeated:
         first, again = repeated[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import atomic_path, not_a_file
 from .schema import FEATURE_NAMES, JET_COLUMNS, PARTICLE_PREFIX, VECTOR_NAMES
 
 PARTICLE_NAMES: tuple[str, ...] = FEATURE_NAMES + VECTOR_NAMES
@@ -204,7 +204,7 @@ def read_shard(path: str | Path, *, columns: list[str] | None = None, validate: 
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: shard not found")
+        raise DataError(not_a_file(path, "shard"))
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
@@ -246,7 +246,7 @@ def shard_metadata(path: str | Path) -> dict:
     import pyarrow.parquet as pq
 
     if not Path(path).is_file():
-        raise DataError(f"{path}: shard not found")
+        raise DataError(not_a_file(path, "shard"))
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as exc:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import not_a_file
 
 
 def register(sub) -> None:
@@ -67,7 +68,7 @@ def _predictions_metrics(path: Path, classes: list[str], pairs: dict) -> dict:
     from .metrics import metrics_from_predictions
 
     if not path.is_file():
-        raise DataError(f"{path}: predictions file not found")
+        raise DataError(not_a_file(path, "predictions file"))
     try:
         df = pd.read_parquet(path)
         return metrics_from_predictions(df, classes, pairs)
@@ -81,16 +82,24 @@ def read_confusion_csv(path: Path, classes: list[str]):
     import pandas as pd
 
     if not path.is_file():
-        raise DataError(f"{path}: confusion table not found")
-    df = pd.read_csv(path, index_col=0)
+        raise DataError(not_a_file(path, "confusion table"))
+    try:
+        df = pd.read_csv(path, index_col=0)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: not a CSV confusion table ({' '.join(str(exc).split())})") from None
     df.index = df.index.astype(str).str.strip()
     df.columns = df.columns.astype(str).str.strip()
     for what, names in (("row (truth) labels", list(df.index)), ("column (prediction) labels", list(df.columns))):
         if sorted(names) != sorted(classes):
             raise DataError(f"{path}: {what} {names} do not match the classes {classes}")
-    values = df.loc[classes, classes].to_numpy(dtype=float)
-    if np.any(values < 0) or np.any(values != np.round(values)):
+    try:
+        values = df.loc[classes, classes].to_numpy(dtype=float)
+    except ValueError:
+        raise DataError(f"{path}: counts must be numbers (the table holds text)") from None
+    if not np.isfinite(values).all() or np.any(values < 0) or np.any(values != np.round(values)):
         raise DataError(f"{path}: counts must be non-negative integers")
+    if values.max(initial=0) >= 2**53:
+        raise DataError(f"{path}: a count of {values.max():.3g} is beyond what can be counted exactly (2^53)")
     return values.astype(np.int64)
 
 
@@ -115,7 +124,9 @@ def _evaluate(args) -> int:
         raise DataError(f"{predictions.parent}: the run failed (failure.json present); nothing to evaluate")
     doc = _predictions_metrics(predictions, list(cfg["classes"]), dict(cfg["flavor_pairs"]))
     if metrics_file is not None and metrics_file.is_file():
-        meta = json.loads(metrics_file.read_text())
+        from ..io import read_json
+
+        meta = read_json(metrics_file, "metrics file")
         doc = {"cell_id": meta.get("cell_id"), "settings_hash": meta.get("settings_hash"), **doc}
     write_json(out, doc)
     if out.name == paths.EVAL:  # in a run directory: archive it with the run's finished result

@@ -29,9 +29,11 @@ from pathlib import Path
 
 from .. import paths
 from ..config import tune_axes
+from ..errors import DataError
 from ..grid import axis_names, cell_id, cells
-from ..io import atomic_path
+from ..io import atomic_path, read_json
 from ..paths import results_root, run_dir, runs_table
+from ..terminal import printable
 
 RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "stopped_by", "wall_time_s", "hardware")
 GLOBAL_METRICS = ("accuracy", "log_loss", "val_loss", "val_accuracy", "mean_auc")
@@ -62,8 +64,12 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
         if reason:
             missing.append({"cell_id": cid, **cell, "reason": reason})
             continue
-        metrics = json.loads((run / paths.METRICS).read_text())
-        evaluation = json.loads((run / paths.EVAL).read_text())
+        try:
+            metrics = read_json(run / paths.METRICS, "metrics file")
+            evaluation = read_json(run / paths.EVAL, "evaluation")
+        except DataError as exc:  # listed as missing, with what is wrong; the other cells are collected
+            missing.append({"cell_id": cid, **cell, "reason": f"unreadable: {exc}"})
+            continue
         if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
             missing.append(
                 {
@@ -73,9 +79,26 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
                 }
             )
             continue
-        base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
-        rows += [{**base, **r} for r in metric_rows(metrics, evaluation)]
-        confusion_rows += confusion_long(base, axes, evaluation)
+        try:
+            base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
+            cell_rows = [{**base, **r} for r in metric_rows(metrics, evaluation)]
+            cell_confusion = confusion_long(base, axes, evaluation)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            missing.append(
+                {
+                    "cell_id": cid,
+                    **cell,
+                    "reason": f"malformed metrics.json or eval.json ({type(exc).__name__}: "
+                    f"{exc}): re-run jetscale evaluate (or retrain the cell)",
+                }
+            )
+            continue
+        problem = implausible(cell_rows)
+        if problem:
+            missing.append({"cell_id": cid, **cell, "reason": f"{problem}: re-run jetscale evaluate"})
+            continue
+        rows += cell_rows
+        confusion_rows += cell_confusion
     columns = tidy_columns(cfg)
     write_csv(
         pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
@@ -92,7 +115,7 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
             file=sys.stderr,
         )
         for m in missing:
-            print(f"  {m['cell_id']}: {m['reason']}", file=sys.stderr)
+            print(f"  {m['cell_id']}: {printable(m['reason'])}", file=sys.stderr)
     from ..config import uses_pretraining
 
     if uses_pretraining(cfg):
@@ -175,6 +198,23 @@ def metric_rows(metrics: dict, evaluation: dict) -> list[dict]:
             )
     rows += [{"metric": "auc", "flavor": cls, "value": v, "error": math.nan} for cls, v in auc.items()]
     return rows
+
+
+LOSSES = ("log_loss", "val_loss", "tag_log_loss", "charge_log_loss")
+
+
+def implausible(rows: list[dict]) -> str | None:
+    """Why a cell's values cannot be right (a fraction or AUC outside [0, 1], a negative or infinite loss), or
+    None; a missing value (NaN) is allowed."""
+    for row in rows:
+        value = row["value"]
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        bad = (value < 0 or math.isinf(value)) if row["metric"] in LOSSES else not 0 <= value <= 1
+        if bad:
+            where = f"{row['metric']}" + (f" ({row['flavor']})" if row["flavor"] else "")
+            return f"implausible {where} = {value!r} in eval.json or metrics.json"
+    return None
 
 
 def confusion_long(base: dict, axes: list[str], evaluation: dict) -> list[dict]:

@@ -221,10 +221,31 @@ def metrics_from_predictions(predictions, classes: Sequence[str], flavor_pairs: 
         raise ValueError(
             f"predictions lack columns {(['label'] if 'label' not in predictions.columns else []) + missing}"
         )
-    labels = predictions["label"].to_numpy(dtype=np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise ValueError(f"label values must lie in 0..{len(classes) - 1} (indices into {list(classes)})")
+    if len(predictions) == 0:
+        raise ValueError("no predictions (the table has no rows)")
+    raw = predictions["label"].to_numpy()
+    if raw.dtype.kind not in "iu" and not (
+        raw.dtype.kind == "f" and np.isfinite(raw).all() and (raw == np.round(raw)).all()
+    ):
+        raise ValueError(f"label values must be integers 0..{len(classes) - 1}; found {raw[:3].tolist()} ...")
+    if raw.min() < 0 or raw.max() >= len(classes):  # compared before the cast: 1e30 is not wrapped to int64
+        raise ValueError(
+            f"label values must lie in 0..{len(classes) - 1} (indices into {list(classes)}); "
+            f"found {raw.min().item()!r}..{raw.max().item()!r}"
+        )
+    labels = raw.astype(np.int64)
     scores = predictions[[f"score_{c}" for c in classes]].to_numpy(dtype=float)
+    bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1 + 1e-6)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{int(bad.sum())} score(s) are not probabilities in [0, 1] (row {int(row)}, score_{classes[col]} = "
+            f"{scores[row, col]!r})"
+        )
+    sums = scores.sum(axis=1)
+    if np.abs(sums - 1).max() > 1e-3:
+        row = int(np.abs(sums - 1).argmax())
+        raise ValueError(f"the scores of a jet must sum to 1 (row {row} sums to {sums[row]:.6g})")
     predicted = scores.argmax(axis=1) if labels.size else np.zeros(0, dtype=np.int64)
     counts = confusion_counts(labels, predicted, len(classes))
     return metrics_from_counts(counts, classes, flavor_pairs, labels=labels, scores=scores)

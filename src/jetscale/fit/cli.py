@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..argtypes import BOOTSTRAP, SEED
 from ..errors import DataError, JetscaleError
+from ..io import not_a_file
 
 
 def table_domain(metric: str | None):
@@ -68,8 +70,10 @@ def register(sub) -> None:
     p.add_argument("--x2", help="second column (D for chinchilla)")
     p.add_argument("--y", help="column of the fitted quantity")
     add_fit_choices(p)
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for stderr and ci95 (default 0)")
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--bootstrap", type=BOOTSTRAP, default=0, help="bootstrap replicates for stderr and ci95 (default 0)"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=_fit)
 
 
@@ -100,7 +104,7 @@ def _table_mode(args) -> int:
         raise JetscaleError(f"--form {args.form} needs --x2 (D) next to --x (N)")
     path = Path(args.csv)
     if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
+        raise DataError(not_a_file(path, "CSV file"))
     table = pd.read_csv(path)
     for col in (args.x, args.y, args.x2):
         if col and col not in table.columns:

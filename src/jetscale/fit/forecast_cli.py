@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..argtypes import BOOTSTRAP, SEED, float_in, int_in
 from ..errors import DataError, JetscaleError
+from ..io import not_a_file
 from .cli import add_fit_choices, objective_of, table_domain
 
 
@@ -17,7 +19,7 @@ def register(sub) -> None:
         "the reason for a target the curve never reaches) and the fit record.",
     )
     _common(p)
-    p.add_argument("--target", type=float, required=True, help="the y value to reach (same units as --y)")
+    p.add_argument("--target", type=float_in(), required=True, help="the y value to reach (same units as --y)")
     p.set_defaults(func=_forecast)
 
     p = sub.add_parser(
@@ -27,7 +29,7 @@ def register(sub) -> None:
         "fit, ...}.",
     )
     _common(p)
-    p.add_argument("--holdout", type=int, default=1, help="how many of the largest distinct x values to hold out")
+    p.add_argument("--holdout", type=int_in(1), default=1, help="how many of the largest distinct x values to hold out")
     p.set_defaults(func=_backtest)
 
 
@@ -38,9 +40,16 @@ def _common(p) -> None:
     from .forms import SMOOTH
 
     add_fit_choices(p, forms_of_n_x=1, default_form=SMOOTH)
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the interval (default 200)")
-    p.add_argument("--level", type=float, default=0.95, help="interval probability (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument(
+        "--bootstrap", type=BOOTSTRAP, default=200, help="bootstrap replicates for the interval (default 200)"
+    )
+    p.add_argument(
+        "--level",
+        type=float_in(0, 1, open_lo=True, open_hi=True),
+        default=0.95,
+        help="interval probability (default 0.95)",
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap random seed")
 
 
 def read_xy(path: str, xcol: str, ycol: str):
@@ -49,7 +58,7 @@ def read_xy(path: str, xcol: str, ycol: str):
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
+        raise DataError(not_a_file(path, "CSV file"))
     table = pd.read_csv(path)
     for col in (xcol, ycol):
         if col not in table.columns:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..argtypes import float_in, int_in
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -26,15 +28,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
     p.add_argument("--account", default=None)
-    p.add_argument("--timeout-min", type=int, default=60, help="time limit per attempt (minutes)")
-    p.add_argument("--cpus", type=int, default=1, help="CPUs per task")
-    p.add_argument("--mem-gb", type=float, default=4)
-    p.add_argument("--gpus", type=int, default=0, help="GPUs per node (one task per GPU when > 0)")
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--max-timeouts", type=int, default=3, help="requeues allowed after time limits")
+    p.add_argument("--timeout-min", type=int_in(1), default=60, help="time limit per attempt (minutes)")
+    p.add_argument("--cpus", type=int_in(1, 4096), default=1, help="CPUs per task")
+    p.add_argument("--mem-gb", type=float_in(0, open_lo=True), default=4)
+    p.add_argument("--gpus", type=int_in(0, 1024), default=0, help="GPUs per node (one task per GPU when > 0)")
+    p.add_argument("--nodes", type=int_in(1, 100_000), default=1)
+    p.add_argument("--max-timeouts", type=int_in(0, 1000), default=3, help="requeues allowed after time limits")
     p.add_argument(
         "--signal-delay-s",
-        type=int,
+        type=int_in(0),
         default=90,
         help="seconds before the time limit at which the job is told to checkpoint",
     )

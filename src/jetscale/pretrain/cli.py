@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..argtypes import PROCESSES, THREADS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("pretrain", help="pretrain one backbone on unlabelled jets (resumes from its checkpoint)")
@@ -22,8 +24,8 @@ def register(subparsers) -> None:
         "without a value or a pool: the tail of the training split)",
     )
     p.add_argument("--out", required=True, help="backbone directory (backbone.pt, pretrain.json, ...)")
-    p.add_argument("--threads", type=int, default=None, help="override training.threads")
-    p.add_argument("--processes", type=int, default=1, help="data-parallel processes on this node (default 1)")
+    p.add_argument("--threads", type=THREADS, default=None, help="override training.threads")
+    p.add_argument("--processes", type=PROCESSES, default=1, help="data-parallel processes on this node (default 1)")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: preemption
     p.set_defaults(func=run)
 

@@ -71,7 +71,18 @@ def read_backbone(path: str | Path, expected_hash: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: backbone not found (run `jetscale pretrain` for it first)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or objects that are not plain data
+        raise TrainingError(f"{path}: unreadable backbone ({type(exc).__name__}); rerun `jetscale pretrain`") from None
+    needed = ("settings_hash", "backbone_id", "backbone")
+    if not isinstance(saved, dict) or any(k not in saved for k in needed):
+        found = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise TrainingError(
+            f"{path}: not a backbone file (needs keys {list(needed)}, found {found}); rerun `jetscale pretrain`"
+        )
+    if not isinstance(saved["backbone"], dict):
+        raise TrainingError(f"{path}: 'backbone' must map parameter names to tensors; rerun `jetscale pretrain`")
     if saved.get("settings_hash") != expected_hash:
         raise TrainingError(
             f"{path}: backbone {saved.get('backbone_id')!r} has settings hash {saved.get('settings_hash')!r} but "

@@ -45,7 +45,7 @@ def build_report(
     from ..config import tune_axes, uses_pretraining
     from ..errors import DataError
     from ..fit.study import load_fit_docs, run_study_fits
-    from ..io import write_text
+    from ..io import not_a_file, write_text
     from .figures import make_figures
     from .html import build_html
     from .tables import load_tables
@@ -55,7 +55,7 @@ def build_report(
     table = Path(table) if table else paths.runs_table(root)
     out = Path(out) if out else paths.report_path(root)
     if data_summary is not None and not Path(data_summary).is_file():
-        raise DataError(f"--data-summary {data_summary}: not a file")
+        raise DataError("--data-summary " + not_a_file(data_summary, "figure"))
     data_summary = Path(data_summary) if data_summary else paths.data_summary(root)
     if fits is not None:
         summary = Path(fits)

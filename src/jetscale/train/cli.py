@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from ..argtypes import PROCESSES, THREADS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train one grid cell (resumes from its checkpoint)")
@@ -22,10 +24,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backbone", default=None, help="fine-tuning cells: the pretrained backbone.pt (default: results/pretrain/...)"
     )
-    p.add_argument("--threads", type=int, default=None, help="override training.threads")
+    p.add_argument("--threads", type=THREADS, default=None, help="override training.threads")
     p.add_argument(
         "--processes",
-        type=int,
+        type=PROCESSES,
         default=None,
         help="data-parallel processes on this node (default: training.processes; 'auto' = one per GPU "
         "the cell's resources request)",
@@ -59,6 +61,12 @@ def _run(args, cfg: dict) -> int:
     processes = args.processes if args.processes is not None else train_processes(cfg, parse_cell_id(cfg, args.cell))
     if processes < 1:
         raise ConfigError(f"--processes: {processes} is not allowed; use 1 or more")
+    cores = os.cpu_count() or 1
+    if processes > cores and "WORLD_SIZE" not in os.environ:  # refused before any rank starts
+        raise ConfigError(
+            f"--processes / training.processes: {processes} processes on a machine with {cores} CPU cores; "
+            f"each rank needs a core of its own (allowed: 1 to {cores})"
+        )
     if signals.stop_requested():  # signalled while starting up: nothing trained, nothing to save
         return _stopped_before_training()
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # this is the launcher: start the ranks
