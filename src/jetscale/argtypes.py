@@ -38,9 +38,11 @@ def float_in(lo: float | None = None, hi: float | None = None, *, open_lo: bool 
         bad |= lo is not None and (value <= lo if open_lo else value < lo)
         bad |= hi is not None and (value >= hi if open_hi else value > hi)
         if bad:
-            left = "any" if lo is None else f"{'(' if open_lo else '['}{lo}"
-            right = "any" if hi is None else f"{hi}{')' if open_hi else ']'}"
-            raise argparse.ArgumentTypeError(f"{text} is not allowed (a finite number in {left}, {right})")
+            limits = [f"{'>' if open_lo else '>='} {lo}"] if lo is not None else []
+            limits += [f"{'<' if open_hi else '<='} {hi}"] if hi is not None else []
+            raise argparse.ArgumentTypeError(
+                f"{text} is not allowed (a finite number{' ' + ' and '.join(limits) if limits else ''})"
+            )
         return value
 
     parse.__name__ = "number"

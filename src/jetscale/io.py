@@ -46,6 +46,22 @@ def not_a_file(path: str | os.PathLike, what: str = "file") -> str:
     return f"{path}: {what} expected, but this is {kind}, not a regular file"
 
 
+def read_csv_table(path: str | os.PathLike):
+    """A CSV file as a DataFrame; a file that is not CSV text (binary, another encoding, unparsable) is a
+    :class:`~jetscale.errors.DataError` naming it."""
+    import pandas as pd
+
+    from .errors import DataError
+
+    if not Path(path).is_file():
+        raise DataError(not_a_file(path, "CSV file"))
+    try:
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: not a CSV table ({type(exc).__name__}: {detail})") from None
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
     """The JSON object in ``path``; a missing, unreadable, invalid or non-object file is a
     :class:`~jetscale.errors.DataError` naming it (``what`` says which file it should be)."""

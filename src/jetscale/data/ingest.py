@@ -322,7 +322,8 @@ def file_labels(arrays: dict, mapping: dict, classes: list[str], where: str) -> 
         if odd.any():  # checked before the cast, which would turn 1e30 into -9223372036854775808
             row = int(np.flatnonzero(odd)[0])
             raise DataError(
-                f"{where}: label branch {spec['branch']!r} holds {numbers[row]!r} (entry {row}), not an integer label"
+                f"{where}: label branch {spec['branch']!r} holds {float(numbers[row])!r} (entry {row}), "
+                "not an integer label"
             )
         raw = numbers.astype(np.int64)
         values = {int(k): v for k, v in spec["values"].items()}

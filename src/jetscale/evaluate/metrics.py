@@ -240,7 +240,7 @@ def metrics_from_predictions(predictions, classes: Sequence[str], flavor_pairs: 
         row, col = np.argwhere(bad)[0]
         raise ValueError(
             f"{int(bad.sum())} score(s) are not probabilities in [0, 1] (row {int(row)}, score_{classes[col]} = "
-            f"{scores[row, col]!r})"
+            f"{float(scores[row, col])!r})"
         )
     sums = scores.sum(axis=1)
     if np.abs(sums - 1).max() > 1e-3:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..argtypes import BOOTSTRAP, SEED
 from ..errors import DataError, JetscaleError
-from ..io import not_a_file
+from ..io import not_a_file, read_csv_table
 
 
 def table_domain(metric: str | None):
@@ -105,7 +105,7 @@ def _table_mode(args) -> int:
     path = Path(args.csv)
     if not path.is_file():
         raise DataError(not_a_file(path, "CSV file"))
-    table = pd.read_csv(path)
+    table = read_csv_table(path)
     for col in (args.x, args.y, args.x2):
         if col and col not in table.columns:
             raise DataError(f"{path}: no column {col!r}; columns: {list(table.columns)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..argtypes import BOOTSTRAP, SEED, float_in, int_in
 from ..errors import DataError, JetscaleError
-from ..io import not_a_file
+from ..io import not_a_file, read_csv_table
 from .cli import add_fit_choices, objective_of, table_domain
 
 
@@ -59,7 +59,7 @@ def read_xy(path: str, xcol: str, ycol: str):
     path = Path(path)
     if not path.is_file():
         raise DataError(not_a_file(path, "CSV file"))
-    table = pd.read_csv(path)
+    table = read_csv_table(path)
     for col in (xcol, ycol):
         if col not in table.columns:
             raise DataError(f"{path}: no column {col!r}; columns: {list(table.columns)}")
