@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tokenize.particles import pair_features_for
+from ..tokenize.particles import pair_features_at
+from .ragged import Ragged
 
 NEG = -1e9  # additive bias on padded keys (finite: exp underflows to exactly 0, no NaN-guarding needed)
 
@@ -51,8 +52,12 @@ class Block(nn.Module):
         B, L, _ = t.shape
         return t.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, x_cls: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, P, d); bias (B, H, Lq, Lk) additive (−inf on padded keys); x_cls (B, 1, d) for class attention."""
+    def forward(self, x: torch.Tensor, bias, x_cls: torch.Tensor | None = None, ragged: Ragged | None = None):
+        """x (B, P, d); bias (B, H, Lq, Lk) additive (−inf on padded keys); x_cls (B, 1, d) for class attention.
+        With ``ragged``: x (N, d) real particles and ``bias`` a list per attention group (:meth:`forward_ragged`).
+        """
+        if ragged is not None:
+            return self.forward_ragged(x, ragged, bias)
         if x_cls is None:
             residual, u = x, self.pre_attn_norm(x)
             q_in = u
@@ -73,6 +78,29 @@ class Block(nn.Module):
         residual = x
         h = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
         return self.dropout(h) + self.w_resid * residual
+
+    def forward_ragged(self, x: torch.Tensor, lay: Ragged, biases: list[torch.Tensor]) -> torch.Tensor:
+        """The particle-attention block on the real particles only: x (N, d) -> (N, d); ``biases``: per attention
+        group (size·H, length, length) (:meth:`Ragged.place_pairs`). Same maths as :meth:`forward` on the padded
+        batch, the same dropout draws."""
+        H, hd = self.n_heads, self.head_dim
+        d = x.shape[-1]
+        p, training = self.dropout.p, self.training
+        residual = x
+        qkv = self.in_proj(self.pre_attn_norm(x))  # (N, 3d)
+        outs = []
+        for t, bias in zip(lay.grouped(qkv), biases):
+            s, L, _ = t.shape
+            q, k, v = t.view(s, L, 3, H, hd).permute(2, 0, 3, 1, 4).reshape(3, s * H, L, hd)
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=hd**-0.5)
+            o = torch.bmm(scores.softmax(dim=-1), v)
+            outs.append(o.view(s, H, L, hd).transpose(1, 2).reshape(s, L, d))
+        h = self.out_proj(lay.ungrouped(outs))
+        h = (h.view(-1, H, hd) * self.c_attn.view(1, H, 1)).reshape(-1, d)
+        x = lay.dropout(self.post_attn_norm(h), p, training) + residual
+        residual = x
+        h = self.fc2(self.post_fc_norm(lay.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))), p, training)))
+        return lay.dropout(h, p, training) + self.w_resid * residual
 
 
 class ParticleTransformer(nn.Module):
@@ -106,6 +134,7 @@ class ParticleTransformer(nn.Module):
             *pair[:-1]
         )  # the bias is the last BN's output, no GELU (weaver: pre-activation)
         self.n_heads = n_heads
+        self.ragged: bool | None = None  # None: the real-particle path on eager CPU (use_ragged), else padded
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
         self.norm = nn.LayerNorm(width)
@@ -113,18 +142,19 @@ class ParticleTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Pair-feature bias (B, H, P, P): embedded on the real pairs i ≥ j (self-pairs included) and mirrored;
-        0 where a padded particle is involved, NEG on padded keys.
+    def pair_bias(self, vectors: torch.Tensor, valid: torch.Tensor):
+        """The embedded pair features of the real pairs, self-pairs once and every other pair both ways:
+        (jet, i, j) index tensors and the values (n, H) of the attention bias at [jet, :, i, j].
 
-        As weaver-core's sparse pair embedding: only real pairs are embedded, so the pair BatchNorm statistics
-        come from real pairs. ``pair_embed`` holds weaver's layers (BatchNorm1d / 1×1 Conv1d), applied
-        channels-last to the (n_real_pairs, C) list.
+        As weaver-core's sparse pair embedding: only real pairs are embedded (their features are computed for
+        them alone), so the pair BatchNorm statistics come from real pairs. ``pair_embed`` holds weaver's
+        layers (BatchNorm1d / 1×1 Conv1d), applied channels-last to the (n_real_pairs, C) list.
         """
-        B, _, P = vectors.shape
+        P = vectors.shape[-1]
         i, j = torch.tril_indices(P, P, offset=0, device=vectors.device)
         b_idx, p_idx = (valid[:, i] & valid[:, j]).nonzero(as_tuple=True)
-        h = pair_features_for(vectors, i, j)[b_idx, p_idx]  # (n_real_pairs, 4)
+        i, j = i[p_idx], j[p_idx]
+        h = pair_features_at(vectors, b_idx, i, j)  # (n_real_pairs, 4)
         for layer in self.pair_embed:
             if isinstance(layer, nn.BatchNorm1d):
                 h = F.batch_norm(
@@ -141,10 +171,21 @@ class ParticleTransformer(nn.Module):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:
                 h = layer(h)
-        bias = h.new_zeros(B, P, P, self.n_heads)  # h is bf16 under autocast
-        bias[b_idx, i[p_idx], j[p_idx]] = h
-        bias[b_idx, j[p_idx], i[p_idx]] = h
-        return bias.permute(0, 3, 1, 2).masked_fill(~valid[:, None, None, :], NEG)
+        # mirrored pairs; self-pairs once, so each bias entry comes from exactly one pair (gradient counted once)
+        off = i != j
+        return torch.cat([b_idx, b_idx[off]]), torch.cat([i, j[off]]), torch.cat([j, i[off]]), torch.cat([h, h[off]])
+
+    def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Pair-feature bias (B, H, P, P), contiguous: :meth:`pair_bias` at the real pairs, 0 where a padded
+        particle is involved, NEG on padded keys."""
+        B, _, P = vectors.shape
+        H = self.n_heads
+        jets, rows, cols, h = self.pair_bias(vectors, valid)
+        heads = torch.arange(H, device=h.device)
+        flat = ((jets[:, None] * H + heads) * P + rows[:, None]) * P + cols[:, None]  # (n, H)
+        bias = torch.where(valid, 0.0, NEG).to(h.dtype)[:, None, None, :].expand(B, H, P, P).contiguous()
+        bias.view(-1).index_put_((flat.reshape(-1),), h.reshape(-1))
+        return bias
 
     def encode(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The particle encoder (embedding, pair bias, particle-attention blocks) without the class attention.
@@ -156,11 +197,24 @@ class ParticleTransformer(nn.Module):
         valid = mask[:, 0] > 0
         valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
         m = valid[:, None, :].to(x.dtype)
+        if self.use_ragged(x):
+            lay = Ragged.of(valid)
+            h = self.embed(lay.flatten((self.input_bn(x) * m).transpose(1, 2)))  # (N, d)
+            biases = lay.place_pairs(*self.pair_bias(vectors * m, valid), NEG)
+            for block in self.blocks:
+                h = block(h, biases, ragged=lay)
+            return lay.pad(h), valid
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
         bias = self.attention_bias(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
         return h, valid
+
+    def use_ragged(self, x: torch.Tensor) -> bool:
+        """Real particles only (:mod:`jetscale.models.ragged`): eager CPU runs, unless ``self.ragged`` says."""
+        if self.ragged is not None:
+            return self.ragged
+        return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
     def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""

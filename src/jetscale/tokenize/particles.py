@@ -82,6 +82,36 @@ def pair_features_for(vectors, i, j, eps: float = 1e-8):
     )
 
 
+def pair_features_at(vectors, b, i, j, eps: float = 1e-8):
+    """ParT interaction features of the listed pairs only: particles ``i[k]`` and ``j[k]`` of jet ``b[k]``.
+
+    ``vectors`` (B, 4, P) torch tensor, ``b``/``i``/``j`` (n,) index tensors -> (n, 4): ln Δ, ln kT, ln z,
+    ln m², elementwise the same values as :func:`pair_features_for` at those pairs (so a model computes them
+    for its real pairs only, not for every padded pair of the batch).
+    """
+    import torch
+
+    px, py, pz, e = vectors.unbind(dim=1)  # (B, P) each
+    pt = torch.sqrt((px * px + py * py).clamp(min=eps))
+    rap = 0.5 * torch.log1p(2 * pz / (e - pz).clamp(min=1e-20))
+    phi = torch.atan2(py, px)
+    dphi = torch.remainder(phi[b, i] - phi[b, j] + torch.pi, 2 * torch.pi) - torch.pi
+    delta = torch.sqrt((rap[b, i] - rap[b, j]).square() + dphi.square())
+    pti, ptj = pt[b, i], pt[b, j]
+    ptmin = torch.minimum(pti, ptj)
+    s = vectors[b, :, i] + vectors[b, :, j]  # (n, 4)
+    m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
+    return torch.stack(
+        [
+            torch.log(delta.clamp(min=eps)),
+            torch.log((ptmin * delta).clamp(min=eps)),
+            torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps)),
+            torch.log(m2.clamp(min=eps)),
+        ],
+        dim=-1,
+    )
+
+
 def pair_features(vectors, eps: float = 1e-8):
     """ParT interaction features for every particle pair.
 
