@@ -1,5 +1,6 @@
-"""Training one grid cell: ``train_cell`` (loop.py), atomic checkpoints and signal handling (checkpoint.py),
-the DeepSpeed / plain-torch engine (distributed.py) and the ``jetscale train`` command (cli.py).
+"""Training: the one training loop (runner.py, its contract in task.py) and what it trains for a grid cell
+(classifier.py; ``train_cell`` in loop.py is the entry), how long a cell trains (stopping.py), atomic checkpoints
+(checkpoint.py), the DeepSpeed / plain-torch engine (distributed.py) and the ``jetscale train`` command (cli.py).
 
 Importing this package does not import torch; the names below load lazily.
 """

@@ -4,7 +4,7 @@ A checkpoint (``checkpoint.pt``, written through a temporary file + rename) hold
 continue bit-identically on CPU: model, optimizer and scheduler state, torch/numpy/python RNG states, the
 sampler position (samples drawn so far), the step, early-stopping state (best weights, best val loss,
 evaluations since the best), the train-log rows so far and the running-loss window since the last row (all of
-``runner.TrainState``); plus the run's ``settings_hash``: a checkpoint from different settings is never resumed.
+``task.TrainState``); plus the run's ``settings_hash``: a checkpoint from different settings is never resumed.
 
 A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)`` (tensors, numbers, strings
 and containers only; the RNG states are stored as such), and DeepSpeed's per-rank files are read the same way
