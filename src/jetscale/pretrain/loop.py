@@ -1,17 +1,17 @@
 """One pretraining job: ``pretrain_backbone(cfg, backbone_id, splits_dir, out_dir)``.
 
-The unlabelled pool is the *tail* of the training split: its last ``n_pretrain`` jets (features, mask and four-
-vectors only: the labels file is never opened). The labelled n_train subsets are prefixes of the same split, so
-with n_pretrain + n_train ≤ pool the fine-tuning jets are not among the pretraining jets either; the validation and
-test splits are never pretrained on. With ``pretraining.pool`` the pool is other files instead, ingested into
+The unlabelled pool is the *tail* of the training split: its last ``n_pretrain`` jets (features, mask and
+four-vectors only: the labels file is never opened). The labelled n_train subsets are prefixes of the same split,
+so with n_pretrain + n_train ≤ pool the fine-tuning jets are not among the pretraining jets either; the validation
+and test splits are never pretrained on. With ``pretraining.pool`` the pool is other files instead, ingested into
 ``results/data/pool/`` (:mod:`jetscale.data.pool_store`), and a backbone reads its *first* ``n_pretrain`` jets; the
 manifest's fingerprint must be the one in the backbone's settings. The pretraining loss is also scored on up to
 ``pretraining.eval_jets`` validation jets (inputs only) as a held-out loss.
 
 A job is a :class:`PretrainTask` on the one training loop (:class:`jetscale.train.runner.Runner`): AdamW, linear
 warmup then cosine decay, gradient clipping, the seeded sampler stream, the engine and data-parallel ranks of
-classifier training (DeepSpeed too), atomic checkpoints with RNG states that resume bit-identically, stop-on-
-signal; ``jetscale pretrain --processes N`` runs it on N data-parallel ranks. Compute budget: jets seen =
+classifier training (DeepSpeed too), atomic checkpoints with RNG states that resume bit-identically,
+stop-on-signal; ``jetscale pretrain --processes N`` runs it on N data-parallel ranks. Compute budget: jets seen =
 clamp(epochs × n_pretrain, min_samples, max_samples) from ``pretraining.compute``. A method's fit-once ``prepare``
 step (K-means, VQ-VAE) runs before the first step and is stored in the objective's state, so a resumed job does not
 repeat it.
