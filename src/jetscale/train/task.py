@@ -30,7 +30,11 @@ class Validation(NamedTuple):
 class Task(Protocol):
     """What a run trains. The runner calls, in order: ``setup``, ``checkpoint_problem`` (a checkpoint found),
     ``fit_once`` (no usable checkpoint), ``param_groups`` and ``lr_lambdas``, ``restore_extras`` (resumed), ``ready``,
-    then ``loss``/``validate``/``row_extras`` per step, ``state_extras`` per checkpoint, ``finish`` once."""
+    then ``loss``/``validate``/``row_extras`` per step, ``state_extras`` per checkpoint, ``finish`` once.
+
+    ``loss`` is the training step's seam: it gets the engine's forward module (the model, or its DDP, DeepSpeed
+    or compiled wrapper: call it, not the model), this rank's share of the global batch as row indices of the
+    training stream, and runs under the engine's autocast; it returns the mean loss of those rows."""
 
     name: str  # cell id or backbone id: bars and messages
     identity: dict  # what names the run in checkpoint and failure records, e.g. {"cell_id": ...}
