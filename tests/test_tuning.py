@@ -161,6 +161,33 @@ def test_width_trend_and_untuned_models():
     assert keep2[len(table) :].all() and set(tuning2["model"]) == {"particlenet"}
 
 
+def test_a_candidate_without_result_is_listed_and_not_chosen(tmp_path):
+    cfg = load_config(tuned_config(tmp_path), where="t")
+    rows = [
+        dict(
+            model="particlenet",
+            width=16,
+            n_train=100,
+            compute="auto",
+            seed=s,
+            lr=lr,
+            metric="val_loss",
+            flavor="",
+            value=v + s,
+        )
+        for lr, v in ((1.0e-3, 2.0), (3.0e-3, 1.0))
+        for s in (0, 1)
+    ]
+    rows.append({**rows[0], "lr": 3.0e-4, "seed": 0, "value": float("nan")})  # trained, but no finite score
+    keep, tuning = choose(cfg, pd.DataFrame(rows))
+    assert tuning["lr"].tolist() == LRS and tuning["n_seeds"].tolist() == [0, 2, 2]
+    assert tuning["chosen"].tolist() == [False, False, True] and tuning["n_candidates"].eq(3).all()
+    assert keep.tolist() == [False, False, True, True, False]
+    # not trained at all: listed from the config all the same
+    _, tuning = choose(cfg, pd.DataFrame(rows[:4]))
+    assert tuning["lr"].tolist() == LRS and tuning["n_seeds"].tolist() == [0, 2, 2]
+
+
 BAD = [
     ({"tune": {"lrr": {"by": "val_loss"}}}, "grid.tune.lrr: 'lrr' is not a grid axis"),
     ({"tune": {"lr": {"by": "log_loss"}}}, "grid.tune.lr.by: 'log_loss' is not a validation metric"),

@@ -17,6 +17,7 @@ whether it was chosen, and whether the chosen value lies at the edge of the valu
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pandas as pd
@@ -92,7 +93,8 @@ def chosen_rows(cfg: dict, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _score(sub: pd.DataFrame, taxes: list[str], by: str, declared: dict) -> list[dict]:
-    """One record per candidate present in ``sub``, in config order: its values and seed-mean score."""
+    """One record per candidate, in config order: its values and seed-mean score. Declared candidates without
+    a result (not trained yet, failed: missing.csv says which) are listed with no score (``n_seeds`` 0)."""
     scores = sub[(sub["metric"] == by) & (sub["flavor"].fillna("") == "")]
     out = []
     for _, cand in sub.groupby(taxes, sort=False, dropna=False):
@@ -107,6 +109,10 @@ def _score(sub: pd.DataFrame, taxes: list[str], by: str, declared: dict) -> list
                 "n_seeds": int(len(mine)),
             }
         )
+    for combo in itertools.product(*(declared[a] for a in taxes)):
+        values = dict(zip(taxes, combo))
+        if not any(all(_same(c["values"][a], v) for a, v in values.items()) for c in out):
+            out.append({"values": values, "rows": sub.index[:0], "mean": math.nan, "std": math.nan, "n_seeds": 0})
     return sorted(out, key=lambda c: tuple(_position(declared[a], c["values"][a]) for a in taxes))
 
 

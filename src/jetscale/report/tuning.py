@@ -119,6 +119,8 @@ def _figure(cfg: dict, tuning: pd.DataFrame, trends: pd.DataFrame, axis: str, ou
     _plain_log_labels(left.xaxis)
     from matplotlib.ticker import NullFormatter
 
+    tried = sorted(pd.to_numeric(tuning[axis]).unique())
+    right.set_xticks(tried, [f"{v:.3g}" for v in tried])
     right.xaxis.set_minor_formatter(NullFormatter())
     left.scatter([], [], facecolors="none", edgecolors="0.3", s=45, label="at the edge of the values tried")
     left.legend(fontsize=8)
@@ -167,6 +169,13 @@ def tuning_section(cfg: dict, tuning: pd.DataFrame, trends: pd.DataFrame, figure
         "choice). Every candidate's score: <code>tables/tuning.csv</code>; the trend fits: "
         "<code>fits/tuning_trends.csv</code>.</p>"
     )
+    scored = tuning[tuning["n_seeds"] > 0].groupby(_cell_cols(cfg, tuning), sort=False, dropna=False)
+    short = sum(len(sub) < int(sub["n_candidates"].iloc[0]) for _, sub in scored)
+    if short:
+        parts.append(
+            f"<p><b>{short} tuned cell(s) chose among fewer candidates than declared</b> (the others have no result "
+            "yet: <code>tables/missing.csv</code>); their choice may change when those cells finish.</p>"
+        )
     for png in [p for p in figures if p.suffix == ".png"]:
         axis = png.stem.removeprefix(FIGURE_PREFIX)
         parts.append(
@@ -183,10 +192,14 @@ def tuning_section(cfg: dict, tuning: pd.DataFrame, trends: pd.DataFrame, figure
     return "".join(parts)
 
 
+def _cell_cols(cfg: dict, tuning: pd.DataFrame) -> list[str]:
+    return [c for c in _series_cols(cfg, tuning) if c in tuning.columns] + ["n_train"]
+
+
 def choice_table(cfg: dict, tuning: pd.DataFrame) -> pd.DataFrame:
     """One row per tuned cell: its axes, the chosen value(s), the edge flag and every candidate's score."""
     taxes = tune_axes(cfg)
-    cell_cols = [c for c in _series_cols(cfg, tuning) if c in tuning.columns] + ["n_train"]
+    cell_cols = _cell_cols(cfg, tuning)
     rows = []
     for _, sub in tuning.groupby(cell_cols, sort=False, dropna=False):
         first = sub.iloc[0]
