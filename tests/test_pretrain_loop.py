@@ -73,6 +73,21 @@ def test_pool_is_the_tail_of_the_training_split_and_never_labels(unlabelled_spli
         load_unlabelled(unlabelled_splits, "train", 70, tail=True)
 
 
+def test_backbone_id_regex_matches_exactly_the_ids_the_format_writes():
+    import re
+
+    regex = re.compile(plan.BACKBONE_ID_REGEX)
+    for key in [("next_patch", "bbt_neutron", 16, 40), ("vq_gpt", "part", 128, 1000000)]:
+        assert regex.fullmatch(plan.backbone_id(key))
+    wrong = ("method~mpm/model~part/width~x/n_pretrain~1", "model~part/method~mpm/width~1/n_pretrain~1", BID + "/x")
+    for text in wrong:
+        assert not regex.fullmatch(text)
+        with pytest.raises(ValueError, match="expected method~M/model~MODEL/width~W/n_pretrain~N"):
+            plan.parse_backbone_id(text)
+    with pytest.raises(ValueError, match="not in canonical form"):
+        plan.parse_backbone_id(BID.replace("width~16", "width~016"))
+
+
 def test_backbone_ids_round_trip_and_settings_name_what_changes_weights(cfg):
     key = ("next_patch", "bbt_neutron", 16, 40)
     assert plan.parse_backbone_id(plan.backbone_id(key)) == key == plan.parse_backbone_id(BID)

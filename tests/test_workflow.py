@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jetscale import paths
 from jetscale.config import load_config
 from jetscale.errors import ConfigError
 from jetscale.workflow import StudyPlan
@@ -43,6 +44,20 @@ def test_plan_regex_and_resources(default_config_dict, tmp_path):
     assert plan.train_resources(bbt)["mem_mb"] == 9000 and plan.train_resources(bbt)["gpus"] == 1
     assert plan.train_resources(pn)["gpus"] == 0 and plan.train_resources(pn)["mem_mb"] == 3000
     assert len(plan.shard_inputs) == raw["data"]["generate"]["n_shards"]
+
+
+def test_fine_tuning_cells_get_their_backbone_as_a_train_input(default_config_dict, tmp_path):
+    raw = copy.deepcopy(default_config_dict)
+    raw["results"] = str(tmp_path)
+    raw["grid"]["axes"].update(pretrain=["none", "next_patch"], n_pretrain=[40], finetune=["full"])
+    plan = StudyPlan(load_config(raw))
+    scratch = [c for c in plan.cells if "/pretrain~next_patch/" not in c]
+    tuned = [c for c in plan.cells if "/pretrain~next_patch/" in c]
+    assert scratch and tuned and all(plan.backbone_input(c) == [] for c in scratch)
+    for cid in tuned:
+        (path,) = plan.backbone_input(cid)
+        assert path == str(paths.backbone_path(tmp_path, plan.backbone_of(cid))) and path.endswith(paths.BACKBONE)
+    assert plan.backbones and all(re.fullmatch(plan.backbone_regex, bid) for bid in plan.backbones)
 
 
 def test_results_dir_of_another_study_is_refused(default_config_dict, tmp_path):

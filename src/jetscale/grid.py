@@ -14,6 +14,7 @@ pretrains (``jetscale.pretrain.METHODS[m].backbone``).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,12 @@ def cell_id(cfg: dict, cell: dict[str, Any]) -> str:
             continue
         parts.append(f"{axis}{SEP}{format_value(value)}")
     return "/".join(parts)
+
+
+def cell_regex(cfg: dict) -> str:
+    """The regex of this study's cell ids (the rules' ``cell`` wildcard), built from the format ``cell_id`` writes."""
+    names = "|".join(re.escape(a) for a in axis_names(cfg))
+    return rf"(?:{names}){SEP}[^/]+(?:/(?:{names}){SEP}[^/]+)*"
 
 
 def parse_cell_id(cfg: dict, text: str) -> dict[str, Any]:

@@ -45,6 +45,8 @@ PRETRAIN_LOG = "pretrain_log.csv"
 STUDY_STAMP = "study.json"
 SPLIT_META = "meta.json"
 FIT_SUMMARY = "fit_summary.csv"
+PRETRAIN_TABLE = "pretrain.csv"  # in tables/, beside runs.csv
+PRETRAIN_CURVES = "pretrain_curves.csv"
 
 
 # letters, digits and _ . / + - only, not starting with '-' (no spaces, quotes, $, `, ; ...); also in the schema
@@ -110,6 +112,12 @@ def splits_dir(root: Path) -> Path:
 
 def split_meta(splits: Path) -> Path:
     return Path(splits) / SPLIT_META
+
+
+def input_stats_path(splits: Path, n_train: int | str) -> Path:
+    """The input statistics of the first ``n_train`` training jets, beside the splits (a wildcard string too)."""
+    n = n_train if isinstance(n_train, str) else int(n_train)
+    return Path(splits).parent / "input_stats" / f"n_train~{n}.json"
 
 
 def data_summary(root: Path, suffix: str = ".png") -> Path:

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import paths
 from .grid import cell_id, cells
 from .paths import results_root, run_dir, train_log
 from .settings import resolve_settings, settings_hash
@@ -58,7 +59,7 @@ def last_error(log: Path) -> str | None:
 
 def samples_done(run: Path) -> int | None:
     """Samples seen so far, from the last row of train_log.csv (None if there is none)."""
-    path = run / "train_log.csv"
+    path = run / paths.TRAIN_LOG
     try:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -103,9 +104,9 @@ def cell_status(cfg: dict, root: Path, cell: dict, *, now: float, queue: dict, s
         "wall_time_s": None,
         "samples_seen": None,
         "budget_samples": budget_samples(settings),
-        "evaluated": (run / "eval.json").is_file(),
+        "evaluated": (run / paths.EVAL).is_file(),
     }
-    metrics = _read_json(run / "metrics.json") if (run / "metrics.json").is_file() else None
+    metrics = _read_json(run / paths.METRICS) if (run / paths.METRICS).is_file() else None
     if metrics is not None:
         if metrics.get("settings_hash") == settings_hash(settings):
             out.update(state="finished", detail="", wall_time_s=metrics.get("wall_time_s"))
@@ -117,11 +118,11 @@ def cell_status(cfg: dict, root: Path, cell: dict, *, now: float, queue: dict, s
         done = samples_done(run)
         out.update(state="running", detail=f"slurm {in_queue}", samples_seen=done)
         return out
-    failure = _read_json(run / "failure.json", text_as_reason=True) if (run / "failure.json").is_file() else None
+    failure = _read_json(run / paths.FAILURE, text_as_reason=True) if (run / paths.FAILURE).is_file() else None
     if failure is not None:
-        out.update(state="failed", detail="failure.json", error=str(failure.get("reason", failure)))
+        out.update(state="failed", detail=paths.FAILURE, error=str(failure.get("reason", failure)))
         return out
-    started = [p for p in (log, run / "train_log.csv", run / "checkpoint.pt") if p.exists()]
+    started = [p for p in (log, run / paths.TRAIN_LOG, run / paths.CHECKPOINT) if p.exists()]
     if not started:
         return out
     error = last_error(log) if log.exists() else None

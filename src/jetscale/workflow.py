@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import shlex
 import sys
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ import yaml
 from . import paths, results_dir
 from .config import load_config
 from .errors import ConfigError
-from .grid import SEP, axis_names, cells_by_id
+from .grid import cell_regex, cells_by_id
 from .inputs.spec import model_inputs, needs_statistics
 from .inputs.stats import stats_path
 from .io import write_json, write_text
@@ -135,8 +134,7 @@ class StudyPlan:
     # ---- cells ------------------------------------------------------------------------------
     @property
     def cell_regex(self) -> str:
-        names = "|".join(re.escape(a) for a in axis_names(self.cfg))
-        return rf"(?:{names}){SEP}[^/]+(?:/(?:{names}){SEP}[^/]+)*"
+        return cell_regex(self.cfg)
 
     @property
     def all_eval_files(self) -> list[str]:
@@ -158,7 +156,7 @@ class StudyPlan:
         cell = self.cell(cid)
         if not needs_statistics(model_inputs(self.cfg, cell["model"])):
             return []
-        return [str(stats_path(self.root / "data" / "splits", cell["n_train"]))]
+        return [str(stats_path(paths.splits_dir(self.root), cell["n_train"]))]
 
     @functools.cache  # noqa: B019 - see settings_hash
     def stage_settings(self, stage: str) -> str:
@@ -181,7 +179,7 @@ class StudyPlan:
         """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""
         return self.train_resources(cid)["runtime"] * attempt
 
-    # ---- pretraining (issue 12) ------------------------------------------------------------
+    # ---- pretraining ----------------------------------------------------------------------------
     @functools.cached_property
     def backbones(self) -> dict[str, tuple]:
         """backbone id -> (method, model, width, n_pretrain) for every backbone a fine-tuning cell names."""
@@ -195,12 +193,9 @@ class StudyPlan:
 
     @property
     def backbone_regex(self) -> str:
-        return r"method~[^/]+/model~[^/]+/width~\d+/n_pretrain~\d+"
+        from .pretrain.plan import BACKBONE_ID_REGEX
 
-    @property
-    def finetune_cell_regex(self) -> str:
-        """Cell ids of fine-tuning cells only (the `finetune` rule; the `train` rule keeps the rest)."""
-        return rf"(?=(?:.*/)?pretrain{SEP})(?:{self.cell_regex})"
+        return BACKBONE_ID_REGEX
 
     def backbone_of(self, cid: str) -> str:
         """The backbone id a fine-tuning cell loads."""
@@ -213,6 +208,13 @@ class StudyPlan:
 
     def backbone_file(self, cid: str) -> str:
         return str(paths.backbone_path(self.root, self.backbone_of(cid)))
+
+    @functools.cache  # noqa: B019 - see settings_hash
+    def backbone_input(self, cid: str) -> list[str]:
+        """The backbone.pt a cell's training loads: [its path] for a fine-tuning cell, [] for one from scratch."""
+        from .pretrain.plan import is_finetune
+
+        return [self.backbone_file(cid)] if is_finetune(self.cell(cid)) else []
 
     @functools.cache  # noqa: B019 - see settings_hash
     def backbone_hash(self, bid: str) -> str:

@@ -1,4 +1,5 @@
-# Pretraining (issue 12). One job per backbone; every fine-tuning cell naming it depends on that one node.
+# Pretraining. One job per backbone; every fine-tuning cell naming it depends on that one node (the train rule's
+# backbone input).
 # Finished backbones are protected (read-only): a settings change does not silently re-pretrain them.
 if PLAN.has_pool:
 
@@ -23,13 +24,13 @@ if PLAN.has_pool:
 
 rule pretrain:
     input:
-        splits=ROOT / "data/splits",
+        splits=paths.splits_dir(ROOT),
         pool=PLAN.pool_input,
     output:
-        backbone=protected(ROOT / "pretrain/{backbone}/backbone.pt"),
-        record=ROOT / "pretrain/{backbone}/pretrain.json",
+        backbone=protected(paths.backbone_path(ROOT, "{backbone}")),
+        record=paths.pretrain_record_path(ROOT, "{backbone}"),
     log:
-        ROOT / "logs/pretrain/{backbone}.log",
+        paths.log_path(ROOT, "pretrain", "{backbone}"),
     wildcard_constraints:
         backbone=PLAN.backbone_regex,
     conda:
@@ -48,33 +49,3 @@ rule pretrain:
         "jetscale pretrain --config {params.config:q} --backbone {wildcards.backbone:q}"
         " --splits {input.splits:q} --pool {input.pool:q}"
         ' --out "$(dirname {output.backbone:q})" 2> {log:q}'
-
-
-# A fine-tuning cell: the train step of a `pretrain~<method>` cell, after the backbone it names.
-rule finetune:
-    input:
-        splits=ROOT / "data/splits",
-        backbone=lambda wildcards: PLAN.backbone_file(wildcards.cell),
-    output:
-        metrics=paths.run_file(ROOT, "{cell}", paths.METRICS),
-        predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),
-    log:
-        paths.log_path(ROOT, "train", "{cell}"),
-    wildcard_constraints:
-        cell=PLAN.finetune_cell_regex,
-    conda:
-        CONDA_ENV
-    threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
-    resources:
-        mem_mb=lambda wildcards: PLAN.train_resources(wildcards.cell)["mem_mb"],
-        runtime=lambda wildcards, attempt: PLAN.train_runtime(wildcards.cell, attempt),
-        gpu=lambda wildcards: PLAN.train_resources(wildcards.cell)["gpus"],
-    params:
-        config=CONFIG_FILE,
-        settings=lambda wildcards: PLAN.settings_hash(wildcards.cell),
-    shell:
-        "jetscale train --config {params.config:q} --cell {wildcards.cell:q} --splits {input.splits:q}"
-        " --backbone {input.backbone:q} --out {output.metrics:q} 2> {log:q}"
-
-
-ruleorder: finetune > train

@@ -5,11 +5,11 @@
 
 rule input_stats:
     input:
-        ROOT / "data/splits",
+        paths.splits_dir(ROOT),
     output:
-        ROOT / "data/input_stats/n_train~{n_train}.json",
+        paths.input_stats_path(paths.splits_dir(ROOT), "{n_train}"),
     log:
-        ROOT / "logs/input_stats/n_train~{n_train}.log",
+        paths.log_path(ROOT, "input_stats", "n_train~{n_train}"),
     conda:
         CONDA_ENV
     shell:
@@ -21,6 +21,9 @@ rule train:
         splits=paths.splits_dir(ROOT),
         # the training subset's input statistics, recorded once beside the splits (cells of raw inputs: none)
         stats=lambda wildcards: PLAN.input_stats(wildcards.cell),
+        # a fine-tuning cell (pretrain~<method>): the backbone.pt it loads, after the one pretrain job making it
+        # (`jetscale train` finds it at this place itself); a cell trained from scratch: none
+        backbone=lambda wildcards: PLAN.backbone_input(wildcards.cell),
     output:
         metrics=paths.run_file(ROOT, "{cell}", paths.METRICS),
         predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),

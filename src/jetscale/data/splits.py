@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..errors import DataError
 from .manifest import repeats
 from .schema import FEATURE_NAMES, VECTOR_NAMES
@@ -66,7 +67,7 @@ class SplitArrays(dict):
 
 def read_meta(splits_dir: str | Path) -> dict:
     """``meta.json`` of a splits directory; missing or broken is a DataError naming the file."""
-    path = Path(splits_dir) / "meta.json"
+    path = paths.split_meta(splits_dir)
     if not path.is_file():
         raise DataError(f"{path}: splits metadata not found (run `jetscale split` first)")
     try:
@@ -244,7 +245,7 @@ def build_splits(
                 "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
             }
         )
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        paths.split_meta(tmp).write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from .schema import FEATURE_NAMES
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -248,7 +249,7 @@ def sample_description(splits_dir) -> str:
     from .store import shard_metadata
 
     try:
-        meta = json.loads((Path(splits_dir) / "meta.json").read_text())
+        meta = json.loads(paths.split_meta(splits_dir).read_text())
         shard = shard_metadata(meta["shards"][0])
     except (OSError, KeyError, IndexError, ValueError):
         shard = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from .features import energy_order, jet_kinematics, particle_features
 from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .store import PARTICLE_NAMES, JetTable, write_shard
@@ -146,5 +147,5 @@ def write_synthetic_splits(
         "n_particles": n_particles,
         "sizes": dict(sizes),
     }
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+    paths.split_meta(directory).write_text(json.dumps(meta, indent=1))
     return directory

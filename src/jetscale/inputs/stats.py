@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io as jio
+from .. import paths
 from ..data.schema import FEATURE_NAMES
 from ..errors import DataError
 from .spec import DERIVED
@@ -33,7 +34,7 @@ CHUNK_JETS = 16384
 
 def stats_path(splits_dir: str | os.PathLike, n_train: int) -> Path:
     """Where the statistics of the n_train subset of ``splits_dir`` live (a sibling of the splits directory)."""
-    return Path(splits_dir).parent / "input_stats" / f"n_train~{int(n_train)}.json"
+    return paths.input_stats_path(splits_dir, int(n_train))
 
 
 def feature_columns(features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from .. import signals
+from .. import paths, signals
 
 
 def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
@@ -50,7 +50,7 @@ def toy_train_cell(cfg: dict, cell_id: str, splits_dir, out_dir) -> dict:
         "resumed_at": state["resumed_at"],
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / paths.METRICS).write_text(json.dumps(metrics, indent=1))
     return metrics
 
 

@@ -61,7 +61,7 @@ UNLABELLED = ("features", "mask", "vectors")  # the only split arrays pretrainin
 def load_unlabelled(splits_dir: str | os.PathLike, split: str, n: int, *, tail: bool) -> dict[str, np.ndarray]:
     """``n`` jets of ``split`` (its last n when ``tail``, else its first n): inputs only, never labels."""
     root = Path(splits_dir)
-    meta_path = root / "meta.json"
+    meta_path = paths.split_meta(root)
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: splits metadata not found (run `jetscale split` first)")
     size = int(json.loads(meta_path.read_text())["sizes"][split])
@@ -174,7 +174,7 @@ class PretrainTask:
         self.arrays, self.info = prepare_inputs(
             model_name, options, raw["features"], raw["mask"], raw["vectors"], self.transform
         )
-        val_size = int(json.loads((Path(splits_dir) / "meta.json").read_text())["sizes"]["val"])
+        val_size = int(json.loads(paths.split_meta(splits_dir).read_text())["sizes"]["val"])
         held = load_unlabelled(splits_dir, "val", min(int(self.p["eval_jets"]), val_size), tail=False)
         self.held_arrays, _ = prepare_inputs(
             model_name, options, held["features"], held["mask"], held["vectors"], self.transform

@@ -10,8 +10,10 @@ part of every fine-tuning cell's settings) hold everything that changes the pret
 from __future__ import annotations
 
 import copy
+import re
 
 from ..data.pool import pool_settings
+from ..grid import SEP
 from ..inputs.spec import is_raw, model_inputs
 from ..models import catalog
 from . import NONE, method
@@ -32,17 +34,22 @@ def backbone_key(cell: dict) -> tuple[str, str, int, int]:
     return (cell["pretrain"], cell["model"], int(cell["width"]), int(cell["n_pretrain"]))
 
 
+# The backbone id's fields and the pattern of each value: the id format and the regex that matches it (the
+# pretrain rule's wildcard constraint) are both built from this one table.
+ID_FIELDS = (("method", r"[^/]+"), ("model", r"[^/]+"), ("width", r"\d+"), ("n_pretrain", r"\d+"))
+BACKBONE_ID_REGEX = "/".join(f"{name}{SEP}{pattern}" for name, pattern in ID_FIELDS)
+_ID_PARSER = re.compile("/".join(f"{name}{SEP}(?P<{name}>{pattern})" for name, pattern in ID_FIELDS))
+
+
 def backbone_id(key: tuple[str, str, int, int]) -> str:
-    m, model, width, n = key
-    return f"method~{m}/model~{model}/width~{width}/n_pretrain~{n}"
+    return "/".join(f"{name}{SEP}{value}" for (name, _), value in zip(ID_FIELDS, key, strict=True))
 
 
 def parse_backbone_id(text: str) -> tuple[str, str, int, int]:
-    parts = dict(seg.split("~", 1) for seg in text.strip("/").split("/"))
-    try:
-        key = (parts["method"], parts["model"], int(parts["width"]), int(parts["n_pretrain"]))
-    except (KeyError, ValueError):
-        raise ValueError(f"backbone id {text!r}: expected method~M/model~MODEL/width~W/n_pretrain~N") from None
+    match = _ID_PARSER.fullmatch(text.strip("/"))
+    if match is None:
+        raise ValueError(f"backbone id {text!r}: expected method~M/model~MODEL/width~W/n_pretrain~N")
+    key = (match["method"], match["model"], int(match["width"]), int(match["n_pretrain"]))
     if backbone_id(key) != text.strip("/"):
         raise ValueError(f"backbone id {text!r}: not in canonical form (expected {backbone_id(key)!r})")
     return key

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from .. import paths
 from ..io import atomic_path
 from ..paths import pretrain_dir, results_root, runs_table
 
@@ -41,7 +42,7 @@ QUALITY_COLUMNS = (*QUALITY_KEYS, "kind", "name", "generated", "reconstructed")
 
 def pretrain_tables_paths(root: Path) -> tuple[Path, Path]:
     tables = runs_table(root).parent
-    return tables / "pretrain.csv", tables / "pretrain_curves.csv"
+    return tables / paths.PRETRAIN_TABLE, tables / paths.PRETRAIN_CURVES
 
 
 def pretrain_quality_path(root: Path) -> Path:
@@ -87,7 +88,7 @@ def collect_pretraining(cfg: dict, backbone_ids: list[str], *, quiet: bool = Fal
     records, curves, quality = [], [], []
     for bid in backbone_ids:
         folder = pretrain_dir(root, bid)
-        path = folder / "pretrain.json"
+        path = folder / paths.PRETRAIN_RECORD
         if not path.is_file():
             if not quiet:
                 print(f"jetscale collect: backbone {bid}: no pretrain.json (not pretrained yet)", file=sys.stderr)
@@ -95,7 +96,7 @@ def collect_pretraining(cfg: dict, backbone_ids: list[str], *, quiet: bool = Fal
         rec = json.loads(path.read_text())
         records.append({k: rec.get(k) for k in RECORD_COLUMNS})
         quality += quality_rows(rec)
-        log = folder / "pretrain_log.csv"
+        log = folder / paths.PRETRAIN_LOG
         if log.is_file():
             frame = pd.read_csv(log)
             for key in ("backbone_id", "method", "model", "width", "n_pretrain"):

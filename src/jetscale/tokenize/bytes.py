@@ -127,24 +127,7 @@ class ByteTokenizer(TokenizerOptions):
         jet, part = np.nonzero(mask)  # valid particles, jet by jet, in particle order (the reference's order)
         x = features[jet, part].astype(np.float64)  # (V, F); float16/32, ints and bools convert as format() does
 
-        # Each value: the integer q and its width (fast path), or Python's string (slow path).
-        sign = np.signbit(x)
-        with np.errstate(invalid="ignore", over="ignore"):
-            y = np.abs(x) * (10.0**p)
-            fast = y < _TEXT_FAST_LIMIT  # False for NaN and inf
-        y[~fast] = 0.0
-        fl = np.floor(y)
-        fr = y - fl  # exact
-        # Rounding is monotone and k + .5 is a float64 here, so y is on the same side of k + .5 as the exact
-        # product unless it lands on it: only then is Python's answer (exact value, ties to even) unknown.
-        fast &= fr != 0.5
-        q = fl.astype(np.int64) + (fr > 0.5)
-        n_int = np.searchsorted(_POW10[1:], q // _POW10[p], side="right") + 1  # digits before the point
-        width = sign + n_int + (p + 1 if p else 0)
-        slow = np.flatnonzero(~fast)  # into the flattened (V, F)
-        spec = f".{p}f"
-        slow_text = [format(v, spec).encode() for v in x.ravel()[slow].tolist()]
-        width.ravel()[slow] = [len(t) for t in slow_text]
+        sign, fast, q, width, slow, slow_text = _text_values(x, p)
 
         # Records "idx SEP v,...,v;": the leading ones of each jet that fit between BOS and EOS.
         n_idx = 1 + (part >= 10) + (part >= 100)
@@ -155,41 +138,9 @@ class ByteTokenizer(TokenizerOptions):
         truncated = np.zeros(n, dtype=bool)
         truncated[jet[~keep]] = True
         used = np.bincount(jet[keep], weights=rec_len[keep], minlength=n).astype(np.int64)
-
-        # Fields of the kept particles, right-aligned in rows of width W (last column: SEP , or ;).
-        K = int(keep.sum())
-        field = np.empty((K, F + 1), dtype=np.int64)  # field widths, terminator included
-        field[:, 0] = n_idx[keep] + 1
-        field[:, 1:] = width[keep] + 1
-        W = int(field.max()) if K else 1
-        M = np.empty((K, F + 1, W), dtype=np.uint8)
-        M[:, 0, W - 1] = SEP
-        M[:, 1:, W - 1] = ord(",")
-        M[:, F, W - 1] = ord(";")
-        kpart = part[keep]
-        for r in range(1, min(4, W)):
-            M[:, 0, W - 1 - r] = kpart // _POW10[r - 1] % 10 + ord("0")
-        qq = q[keep]
-        kfast = fast[keep]
-        for r in range(1, int(field[:, 1:][kfast].max(initial=1))):  # r-th column from the right
-            if p and r == p + 1:
-                M[:, 1:, W - 1 - r] = ord(".")
-            else:
-                qq, digit = np.divmod(qq, 10)
-                M[:, 1:, W - 1 - r] = digit + ord("0")
-        neg = np.flatnonzero((sign[keep] & kfast).ravel())
-        k, f = np.divmod(neg, F)
-        M[k, f + 1, W - field[:, 1:].ravel()[neg]] = ord("-")
         kept_slow = np.repeat(keep, F)[slow]
-        if kept_slow.any():  # Python's strings, joined and scattered in one go
-            texts = [t for t, kk in zip(slow_text, kept_slow.tolist()) if kk]
-            lens = np.array([len(t) for t in texts], dtype=np.int64)
-            at = np.flatnonzero(~kfast.ravel())  # the same values, in the same order, indexed in (K, F)
-            k, f = np.divmod(at, F)
-            row_end = (k * (F + 1) + f + 1) * W + W - 1  # the terminator's position in M.ravel()
-            offset = np.repeat(row_end - lens - (np.cumsum(lens) - lens), lens)
-            M.reshape(-1)[offset + np.arange(len(offset))] = np.frombuffer(b"".join(texts), dtype=np.uint8)
-        stream = M[np.arange(W) >= W - field[:, :, None]]
+        texts = [t for t, kk in zip(slow_text, kept_slow.tolist()) if kk]
+        stream = _text_fields(part[keep], n_idx[keep], q[keep], width[keep], sign[keep], fast[keep], texts, p)
 
         tokens = np.full((n, L), PAD, dtype=np.int16)
         cols = np.arange(L)
@@ -258,3 +209,60 @@ def model_inputs(options, features, mask, vectors=None, model_features=None) -> 
     patches, patch_mask = tok.patches(tokens)
     info = {"truncated_jets": int(truncated.sum()), "n_jets": int(len(tokens)), "seq_len": tok.seq_len}
     return {"patches": patches, "patch_mask": patch_mask}, info
+
+
+def _text_values(x: np.ndarray, p: int):
+    """Each value of ``x`` (V, F) at precision ``p``: (sign, fast, q, width, slow, slow_text). On the fast path
+    the integer ``q`` and the width of its text; at the flat indices ``slow`` Python's own string."""
+    sign = np.signbit(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = np.abs(x) * (10.0**p)
+        fast = y < _TEXT_FAST_LIMIT  # False for NaN and inf
+    y[~fast] = 0.0
+    fl = np.floor(y)
+    fr = y - fl  # exact
+    # Rounding is monotone and k + .5 is a float64 here, so y is on the same side of k + .5 as the exact
+    # product unless it lands on it: only then is Python's answer (exact value, ties to even) unknown.
+    fast &= fr != 0.5
+    q = fl.astype(np.int64) + (fr > 0.5)
+    n_int = np.searchsorted(_POW10[1:], q // _POW10[p], side="right") + 1  # digits before the point
+    width = sign + n_int + (p + 1 if p else 0)
+    slow = np.flatnonzero(~fast)  # into the flattened (V, F)
+    spec = f".{p}f"
+    slow_text = [format(v, spec).encode() for v in x.ravel()[slow].tolist()]
+    width.ravel()[slow] = [len(t) for t in slow_text]
+    return sign, fast, q, width, slow, slow_text
+
+
+def _text_fields(kpart, n_idx, qq, width, sign, kfast, texts: list[bytes], p: int) -> np.ndarray:
+    """The kept particles' records as one byte stream: their fields right-aligned in rows of a common width W
+    (last column: SEP , or ;), whose real bytes in C order are the records back to back. ``texts``: Python's
+    strings of the kept slow-path values, in order."""
+    K, F = width.shape
+    field = np.empty((K, F + 1), dtype=np.int64)  # field widths, terminator included
+    field[:, 0] = n_idx + 1
+    field[:, 1:] = width + 1
+    W = int(field.max()) if K else 1
+    M = np.empty((K, F + 1, W), dtype=np.uint8)
+    M[:, 0, W - 1] = SEP
+    M[:, 1:, W - 1] = ord(",")
+    M[:, F, W - 1] = ord(";")
+    for r in range(1, min(4, W)):
+        M[:, 0, W - 1 - r] = kpart // _POW10[r - 1] % 10 + ord("0")
+    for r in range(1, int(field[:, 1:][kfast].max(initial=1))):  # r-th column from the right
+        if p and r == p + 1:
+            M[:, 1:, W - 1 - r] = ord(".")
+        else:
+            qq, digit = np.divmod(qq, 10)
+            M[:, 1:, W - 1 - r] = digit + ord("0")
+    neg = np.flatnonzero((sign & kfast).ravel())
+    k, f = np.divmod(neg, F)
+    M[k, f + 1, W - field[:, 1:].ravel()[neg]] = ord("-")
+    if texts:  # Python's strings, joined and scattered in one go
+        lens = np.array([len(t) for t in texts], dtype=np.int64)
+        at = np.flatnonzero(~kfast.ravel())  # the same values, in the same order, indexed in (K, F)
+        k, f = np.divmod(at, F)
+        row_end = (k * (F + 1) + f + 1) * W + W - 1  # the terminator's position in M.ravel()
+        offset = np.repeat(row_end - lens - (np.cumsum(lens) - lens), lens)
+        M.reshape(-1)[offset + np.arange(len(offset))] = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    return M[np.arange(W) >= W - field[:, :, None]]

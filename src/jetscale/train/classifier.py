@@ -42,7 +42,7 @@ EVAL_BATCH = 256
 def read_meta(splits_dir) -> dict:
     from ..data.splits import read_meta as read_split_meta  # a broken meta.json: DataError naming it
 
-    return read_split_meta(splits_dir) if (Path(splits_dir) / "meta.json").is_file() else {}
+    return read_split_meta(splits_dir) if paths.split_meta(splits_dir).is_file() else {}
 
 
 # --------------------------------------------------------------------------------------------- losses

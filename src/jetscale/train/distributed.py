@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .. import paths
 from ..errors import ConfigError, TrainingError
 
 DS_CHECKPOINT_DIR = "checkpoint_ds"  # DeepSpeed's per-rank checkpoint files, beside checkpoint.pt
@@ -294,14 +295,14 @@ class TorchEngine(Engine):
 
         state, weights, current = checkpoint.get("engine") or {}, checkpoint.get("model"), self.module.state_dict()
         if "optimizer" not in state:
-            report_unusable(out_dir / "checkpoint.pt", "it holds no optimizer state (written by another engine?)")
+            report_unusable(out_dir / paths.CHECKPOINT, "it holds no optimizer state (written by another engine?)")
             return False
         if (
             not isinstance(weights, dict)
             or weights.keys() != current.keys()
             or any(not isinstance(weights[k], torch.Tensor) or weights[k].shape != current[k].shape for k in current)
         ):  # checked before any weight is overwritten
-            report_unusable(out_dir / "checkpoint.pt", "its weights do not fit this model")
+            report_unusable(out_dir / paths.CHECKPOINT, "its weights do not fit this model")
             return False
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -379,7 +380,7 @@ class DeepSpeedEngine(Engine):
         tag, root = state.get("deepspeed_tag"), out_dir / DS_CHECKPOINT_DIR
 
         def refuse(reason: str) -> bool:
-            report_unusable(out_dir / "checkpoint.pt", reason)
+            report_unusable(out_dir / paths.CHECKPOINT, reason)
             return False
 
         if tag is None:

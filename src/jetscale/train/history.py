@@ -15,9 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import paths
 from ..io import open_nofollow, refuse_link
 
-RUN_FILES = ("metrics.json", "predictions.parquet", "train_log.csv", "checkpoint.pt")
+RUN_FILES = (paths.METRICS, paths.PREDICTIONS, paths.TRAIN_LOG, paths.CHECKPOINT)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -44,11 +45,11 @@ def entry_of(run_dir: str | os.PathLike) -> Path | None:
     run_dir = Path(run_dir)
     history = run_dir / "history"
     refuse_link(history)
-    if not (run_dir / "metrics.json").is_file() or not history.is_dir():
+    if not (run_dir / paths.METRICS).is_file() or not history.is_dir():
         return None
     for entry in sorted(history.iterdir()):
         refuse_link(entry)
-        if _same_file(entry / "metrics.json", run_dir / "metrics.json"):
+        if _same_file(entry / paths.METRICS, run_dir / paths.METRICS):
             return entry
     return None
 
@@ -79,12 +80,12 @@ def archive_evaluation(run_dir: str | os.PathLike) -> Path | None:
     """Add ``eval.json`` to the history entry of the run's current result (where there is one)."""
     run_dir = Path(run_dir)
     entry = entry_of(run_dir)
-    if entry is not None and (run_dir / "eval.json").is_file():
-        target = entry / "eval.json"
+    if entry is not None and (run_dir / paths.EVAL).is_file():
+        target = entry / paths.EVAL
         refuse_link(target)  # a dangling link would otherwise be created through
         if target.exists():  # an entry is never overwritten: keep the first evaluation beside it
-            if _same_file(run_dir / "eval.json", target):
+            if _same_file(run_dir / paths.EVAL, target):
                 return entry
             target = entry / f"eval.{len(list(entry.glob('eval*.json'))) + 1}.json"
-        _link(run_dir / "eval.json", target)
+        _link(run_dir / paths.EVAL, target)
     return entry
