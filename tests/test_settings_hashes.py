@@ -69,7 +69,7 @@ def test_run_knobs_are_declared_in_the_schema_and_never_hashed(repo_root, monkey
 
 def test_an_undeclared_training_key_is_hashed(repo_root, monkeypatch):
     """A new training key that nobody marks as a run knob changes the hash (safe default: retrain)."""
-    from jetscale import config
+    from jetscale import config_schema as config
 
     schema = copy.deepcopy(config._parsed_schema())
     schema["properties"]["training"]["properties"]["new_speed_knob"] = {"type": "integer", "default": 1}
