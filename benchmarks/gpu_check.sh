@@ -32,7 +32,7 @@ widths="particlenet=64,128;part=128,256;bbt_neutron=512,768"
 some="particlenet=64;part=128;bbt_neutron=512,768"
 if [ "$DEVICE" = cpu ]; then widths="particlenet=16;part=16;bbt_neutron=32"; some=$widths; fi
 set +e  # from here on a step that fails or runs out of time does not cost the others their figures
-tp=(timeout "$STEP_TIMEOUT" "$PY" benchmarks/train_throughput.py --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
+tp=(timeout "$STEP_TIMEOUT" "$PY" benchmarks/train_throughput.py --synthetic --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
 "${tp[@]}" --widths "$widths" | tee "$OUT/throughput_torch.txt"
 timeout "$STEP_TIMEOUT" "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
   | tee "$OUT/parity.txt"

@@ -1,30 +1,100 @@
-"""Training throughput (jets/s) and peak memory per model at two widths; on GPU also model FLOP utilisation.
+"""Training throughput per model and width: jets/s, achieved FLOP/s and its ratio to the hardware's rate.
 
-    python benchmarks/train_throughput.py                       # CPU, 1 thread, the default-study widths and 2x
-    python benchmarks/train_throughput.py --splits results/data/splits   # real jets instead of synthetic ones
-    python benchmarks/train_throughput.py --threads 2 --steps 20
-    python benchmarks/train_throughput.py --device cuda --batch-size 256 --widths particlenet=64,128 ...
+    python benchmarks/train_throughput.py                       # CPU, 1 thread, the default study's widths and batch
+    python benchmarks/train_throughput.py --against main~3      # this tree and another commit, side by side
+    python benchmarks/train_throughput.py --splits results/data/splits --repeats 5
+    python benchmarks/train_throughput.py --device cuda --batch-size 256 --synthetic --widths "particlenet=64,128"
     python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
 
-Synthetic jets (``jetscale.data.testing``, ~24 particles of 64) or, with ``--splits``, the first training
-jets of a splits directory go through the
-same input preparation, trimming and AdamW step as ``train_cell``. Peak memory is the process's peak RSS
-growth on CPU (ru_maxrss is a high-water mark, so each measurement runs in a fresh subprocess) and
-``torch.cuda.max_memory_allocated`` on GPU. MFU = 3 × forward FLOPs per jet (torch.utils.flop_counter)
-× jets/s ÷ the GPU's peak dense bf16 FLOP/s (``--peak-tflops``; default by device name).
+Jets: by default real ones, the first training jets of ``--splits`` or, without it, of a small sample generated and
+split once into ``--data-cache`` (the built-in generator: about 10 s); ``--synthetic`` uses
+``jetscale.data.testing`` jets (~24 particles of 64) instead, e.g. on a machine without the generator. Batches
+are drawn as the training loop draws them (a seeded permutation, ``--batch-size`` jets, default the study's
+``training.batch_size``) through the same input preparation (``SplitInputs.tensors``: the batch trimmed to its
+longest jet), forward, backward, gradient clipping and AdamW step as a training cell.
+
+Each measurement runs in a fresh subprocess (peak memory is the process's high-water mark). FLOP/s = 3 × forward
+FLOPs per jet (``torch.utils.flop_counter`` on 256 jets, trimmed as the training loop trims them) × jets/s. On CPU
+it is compared with the rate of a 1-thread (``--threads``) fp32 512×512 matmul measured in the same run; on GPU
+with the device's peak dense bf16 rate (MFU; the peak by device name). FLOPs are those of the padded layout
+(``measure_flops_per_jet``), as a training cell counts them.
+
+``--against REV`` checks REV out into a temporary git worktree and measures both trees in alternation
+(``--repeats`` rounds, this tree first in odd rounds), each with this script's own measuring code and the
+tree's ``src``; it prints the median of each and their ratio. Speed-ups are claimed from such one-run ratios on a
+quiet machine (``HEAVY_SLOTS=2 bash /work/heavy.sh ...`` here).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-DEFAULT_WIDTHS = {"particlenet": (16, 32), "part": (16, 32), "bbt_neutron": (32, 64)}
+ROOT = Path(__file__).resolve().parent.parent
+STUDY_WIDTHS = {"particlenet": (16,), "part": (16,), "bbt_neutron": (32,)}
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 1024}}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
+N_JETS = 4096  # jets the batches are drawn from (a permutation per pass, as the training loop's sampler)
+
+
+def study_batch_size() -> int:
+    import yaml
+
+    try:
+        return int(yaml.safe_load((ROOT / "config.yaml").read_text())["training"]["batch_size"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 32
+
+
+def matmul_gflops(threads: int, n: int = 512, seconds: float = 1.0) -> float:
+    """fp32 n×n matmul rate on ``threads`` threads, GFLOP/s (best of a few timed blocks)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(10):
+        a @ b
+    best, reps = 0.0, 20
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def real_jets(cache: Path) -> Path:
+    """A splits directory of real (generated) jets: ``cache`` if it holds one, else generated and split there."""
+    if (cache / "meta.json").exists():
+        return cache
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["data"]["source"] = "generate"
+    cfg["data"]["generate"].update(jets_per_class=600, n_shards=1)
+    cfg["data"].update(val_per_class=50, test_per_class=50)
+    cfg["grid"]["axes"]["n_train"] = [100]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg["results"] = str(Path(tmp) / "results")
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(cfg))
+        shard = Path(tmp) / "shard-0000.parquet"
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        run = [sys.executable, "-m", "jetscale"]
+        for cmd in (
+            [*run, "generate", "--config", str(config), "--shard", "0", "--out", str(shard)],
+            [*run, "split", "--config", str(config), "--shards", str(shard), "--out", str(cache)],
+        ):
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cache
 
 
 def measure(
@@ -39,33 +109,37 @@ def measure(
     zero_stage: int = 1,
     compile_model: bool = False,
 ) -> dict:
+    """One model at one width in this process (the imported ``jetscale`` is whichever tree PYTHONPATH names)."""
     import resource
 
     import numpy as np
     import torch
 
-    from jetscale.data.testing import synthetic_jets
-    from jetscale.models.registry import batch_tensors, build_model, count_params, measure_flops_per_jet, prepare_inputs
+    from jetscale.models.registry import build_model, count_params, measure_flops_per_jet
     from jetscale.train.distributed import Ranks, make_engine
+    from jetscale.train.inputs import SplitInputs
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    n = batch_size * 4
-    if splits:
-        from jetscale.data.splits import load_split
-
-        jets = {k: np.array(v) for k, v in load_split(splits, "train", n=n).items()}
-    else:
-        jets = synthetic_jets(n, 11, n_particles=64, seed=0)
     options = BBT_OPTIONS if model_name == "bbt_neutron" else {}  # model options refuse unknown keys
-    arrays, _ = prepare_inputs(model_name, options, jets["features"], jets["mask"], jets["vectors"])
-    labels = torch.from_numpy(jets["labels"]).to(device)
+    if splits:
+        from jetscale.data.splits import load_split, read_meta
+
+        n = min(N_JETS, int(read_meta(splits)["sizes"]["train"]))
+        raw = {k: np.array(v) for k, v in load_split(splits, "train", n=n).items()}
+    else:
+        from jetscale.data.testing import synthetic_jets
+
+        n = N_JETS
+        raw = synthetic_jets(n, 11, n_particles=64, seed=0)
+        raw["jet_id"] = np.arange(n)
+    inputs = SplitInputs(model_name, options, raw)
+    labels = torch.from_numpy(inputs.labels).to(device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = build_model(model_name, width, 11, 19, options).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model = build_model(model_name, width, 11, inputs.n_features, options).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
-    # the training loop's own engine: plain torch or DeepSpeed (ZeRO), bf16 autocast on GPU
     training = {
         "batch_size": batch_size,
         "grad_clip": 1.0,
@@ -74,10 +148,12 @@ def measure(
         "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage},
     }
     eng = make_engine(model, opt, sched, training, Ranks(device=torch.device(device)))
+    order = np.random.default_rng(0).permutation(n)
 
     def step(i):
-        idx = np.arange(i * batch_size, (i + 1) * batch_size) % n
-        batch = batch_tensors(arrays, idx, device)
+        start = (i * batch_size) % (n - batch_size + 1)
+        idx = order[start : start + batch_size]
+        batch = inputs.tensors(idx, device)
         with eng.autocast():
             loss = torch.nn.functional.cross_entropy(eng.forward_model(**batch).float(), labels[idx])
         eng.backward(loss)
@@ -94,7 +170,7 @@ def measure(
     if cuda:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    flops = measure_flops_per_jet(model, batch_tensors(arrays, np.arange(min(n, 256)), device))
+    flops = measure_flops_per_jet(model, inputs.tensors(np.arange(min(n, 256)), device))
     out = {
         "model": model_name,
         "width": width,
@@ -107,101 +183,145 @@ def measure(
         "fwd_flops_per_jet": flops,
         "jets_per_s": steps * batch_size / dt,
     }
+    out["train_flops_per_s"] = 3 * flops * out["jets_per_s"]
     if cuda:
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
         name = torch.cuda.get_device_name()
         out["gpu"] = name
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
         if peak:
-            out["mfu"] = 3 * flops * out["jets_per_s"] / (peak * 1e12)
+            out["mfu"] = out["train_flops_per_s"] / (peak * 1e12)
     else:
         out["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     return out
 
 
+def run_one(tree: Path, name: str, width: int, device: str, a, splits: str | None) -> dict | str:
+    """One measurement in a fresh process importing ``tree``'s jetscale; the result, or the error's last line."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        f"{name}:{width}:{device}",
+        "--batch-size",
+        str(a.batch_size),
+        "--steps",
+        str(a.steps),
+        "--threads",
+        str(a.threads),
+        "--engine",
+        a.engine,
+        "--zero-stage",
+        str(a.zero_stage),
+    ]
+    cmd += (["--splits", splits] if splits else []) + (["--compile"] if a.compile else [])
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return (res.stderr.strip().splitlines() or ["failed"])[-1]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def checkout(rev: str, where: Path) -> Path:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return where
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default=None, help="cpu | cuda (default: both when CUDA is available)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=None, help="default: config.yaml training.batch_size")
+    p.add_argument("--steps", type=int, default=40, help="timed steps per measurement (after 3 warm-up steps)")
+    p.add_argument("--repeats", type=int, default=1, help="measurements per model, width and tree (median)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--widths", default=None, help="e.g. particlenet=16,32;part=16,32;bbt_neutron=32,64")
-    p.add_argument("--splits", default=None, help="a splits directory: benchmark on its first training jets")
+    p.add_argument("--widths", default=None, help="e.g. particlenet=16,32;part=16;bbt_neutron=32 (default: study)")
+    p.add_argument("--splits", default=None, help="a splits directory: its first training jets")
+    p.add_argument("--synthetic", action="store_true", help="synthetic jets instead of real ones")
+    p.add_argument("--data-cache", default="/tmp/jetscale-throughput-jets", help="where the generated sample lives")
+    p.add_argument("--against", default=None, metavar="REV", help="also measure commit REV, side by side")
     p.add_argument("--engine", choices=("torch", "deepspeed"), default="torch", help="optimisation engine")
     p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (warm-up excluded)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
+    a.batch_size = a.batch_size or study_batch_size()
     if a.one:
         name, width, device = a.one.split(":")
-        print(
-            json.dumps(
-                measure(
-                    name,
-                    int(width),
-                    device,
-                    a.batch_size,
-                    a.steps,
-                    a.threads,
-                    a.splits,
-                    a.engine,
-                    a.zero_stage,
-                    a.compile,
-                )
-            )
-        )
+        r = measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine, a.zero_stage,
+                    a.compile)  # fmt: skip
+        print(json.dumps(r))
         return 0
-    widths = dict(DEFAULT_WIDTHS)
+    widths = dict(STUDY_WIDTHS)
     if a.widths:
+        widths = {}
         for part in a.widths.split(";"):
             key, _, vals = part.partition("=")
-            widths[key] = tuple(int(v) for v in vals.split(","))
+            widths[key.strip()] = tuple(int(v) for v in vals.split(","))
     import torch
 
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    splits = None if a.synthetic else (a.splits or str(real_jets(Path(a.data_cache))))
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this": ROOT}
+        if a.against:
+            trees[a.against] = checkout(a.against, Path(tmp) / "against")
+        try:
+            return report(a, devices, widths, splits, trees)
+        finally:
+            if a.against:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[a.against])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def report(a, devices, widths, splits, trees: dict) -> int:
+    mm = [matmul_gflops(a.threads)]
     print(
-        f"engine: {a.engine}"
-        + (f" (ZeRO stage {a.zero_stage})" if a.engine == "deepspeed" else "")
-        + (", torch.compile" if a.compile else "")
-    )
-    print(
-        f"{'model':<12} {'width':>5} {'device':<6} {'params':>10} {'fwd MFLOP/jet':>13} "
-        f"{'jets/s':>9} {'peak MB':>8} {'MFU':>6}"
-    )
+        f"engine {a.engine}" + (f" (ZeRO {a.zero_stage})" if a.engine == "deepspeed" else "")
+        + (", torch.compile" if a.compile else "") + f"; batch {a.batch_size}; {a.threads} thread(s); "
+        + ("synthetic jets" if splits is None else f"real jets from {splits}") + f"; median of {a.repeats}"
+    )  # fmt: skip
+    head = f"{'model':<12} {'width':>5} {'device':<6} {'tree':<10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'GFLOP/s':>8}"
+    print(head + f" {'of peak':>8} {'peak MB':>8}" + ("  ratio" if len(trees) > 1 else ""))
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
-                cmd = (
-                    [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        f"{name}:{w}:{device}",
-                        "--batch-size",
-                        str(a.batch_size),
-                        "--steps",
-                        str(a.steps),
-                        "--threads",
-                        str(a.threads),
-                        "--engine",
-                        a.engine,
-                        "--zero-stage",
-                        str(a.zero_stage),
-                    ]
-                    + (["--splits", a.splits] if a.splits else [])
-                    + (["--compile"] if a.compile else [])
-                )
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    print(f"{name:<12} {w:>5} {device:<6} failed: {res.stderr.strip().splitlines()[-1:]}")
-                    continue
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
-                print(
-                    f"{name:<12} {w:>5} {device:<6} {r['n_params']:>10,} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
-                    f"{r['jets_per_s']:>9.0f} {r['peak_mem_mb']:>8.0f} {mfu:>6}",
-                    flush=True,
-                )
+                runs: dict[str, list] = {tag: [] for tag in trees}
+                for rep in range(a.repeats):
+                    order = list(trees) if rep % 2 == 0 else list(trees)[::-1]
+                    for tag in order:
+                        runs[tag].append(run_one(trees[tag], name, w, device, a, splits))
+                if device == "cpu":
+                    mm.append(matmul_gflops(a.threads))
+                base = None
+                for tag, results in runs.items():
+                    ok = [r for r in results if isinstance(r, dict)]
+                    if not ok:
+                        print(f"{name:<12} {w:>5} {device:<6} {tag:<10} failed: {results[-1]}")
+                        continue
+                    r = dict(ok[0])
+                    r["jets_per_s"] = statistics.median(x["jets_per_s"] for x in ok)
+                    gflops = 3 * r["fwd_flops_per_jet"] * r["jets_per_s"] / 1e9
+                    if "mfu" in r:
+                        of_peak = f"{100 * statistics.median(x['mfu'] for x in ok):.1f}%"
+                    elif device == "cpu":
+                        of_peak = f"{gflops / max(mm):.2f}"
+                    else:
+                        of_peak = "-"
+                    ratio = ""
+                    if len(trees) > 1:
+                        base = base or r["jets_per_s"]
+                        ratio = f"  {base / r['jets_per_s']:.2f}x" if tag != "this" else ""
+                    print(
+                        f"{name:<12} {w:>5} {device:<6} {tag[:10]:<10} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
+                        f"{r['jets_per_s']:>9.0f} {gflops:>8.1f} {of_peak:>8} {r['peak_mem_mb']:>8.0f}{ratio}",
+                        flush=True,
+                    )
+    if "cpu" in devices:
+        print(
+            f"1-thread fp32 512x512 matmul: {max(mm):.1f} GFLOP/s (best of {len(mm)} in this run); "
+            "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); ratio = this tree's jets/s / the other's"
+        )
     return 0
 
 

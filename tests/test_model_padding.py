@@ -127,3 +127,17 @@ def test_group_sizes_trade_padding_for_kernel_count():
     sizes = _group_sizes(sorted([5] * 16 + [60] * 16))
     assert sizes == [16, 16]
     assert _group_sizes([7]) == [1]
+
+
+def test_flops_are_counted_on_the_padded_layout(jets):
+    from jetscale.models.registry import measure_flops_per_jet
+
+    model = build_model("part", 16, 11, 19, {})
+    tensors = batch("part", jets)
+    counted = measure_flops_per_jet(model, tensors)
+    model.ragged = False
+    assert measure_flops_per_jet(model, tensors) == counted
+    assert model.ragged is False and model.training  # restored
+    model.ragged = None
+    measure_flops_per_jet(model, tensors)
+    assert model.ragged is None

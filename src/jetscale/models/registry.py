@@ -103,13 +103,24 @@ def count_params(model: nn.Module) -> int:
 
 
 def measure_flops_per_jet(model: nn.Module, batch: dict[str, torch.Tensor]) -> float:
-    """Forward FLOPs per jet counted by ``torch.utils.flop_counter`` on ``batch`` (eval mode, no grad)."""
+    """Forward FLOPs per jet counted by ``torch.utils.flop_counter`` on ``batch`` (eval mode, no grad).
+
+    Counted on the padded layout (the batch as given): a model's faster real-particle path on CPU (ParT's
+    ``ragged``) does less work for the same result, and the FLOPs of a cell must not depend on the device.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
+    layouts = [(m, m.ragged) for m in model.modules() if hasattr(m, "ragged")]
+    for m, _ in layouts:
+        m.ragged = False
     n = next(iter(batch.values())).shape[0]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(**batch)
-    model.train(was_training)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(**batch)
+    finally:
+        for m, saved in layouts:
+            m.ragged = saved
+        model.train(was_training)
     return counter.get_total_flops() / n
