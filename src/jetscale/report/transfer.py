@@ -14,7 +14,7 @@ from ..fit.status import usable
 from ..fit.transfer import format_transfer
 from ..fit.transfer_study import transfer_dir
 from ..paths import figures_dir, results_root
-from .figures import _plain_log_labels
+from .figure_style import _plain_log_labels
 
 FIGURE_NAMES = ("transfer_dt", "transfer_curves", "pretrain_loss")
 CAPTIONS = {

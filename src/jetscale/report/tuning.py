@@ -15,7 +15,7 @@ from .. import paths
 from ..config import tune_axes
 from ..fit.tuning import trend_value
 from ..io import atomic_path
-from .figures import MARKERS, _plain_log_labels
+from .figure_style import MARKERS, _plain_log_labels
 
 FIGURE_PREFIX = "tuning_"
 

@@ -1,0 +1,59 @@
+"""What every figure family shares: markers and line styles, labels, log-axis ticks, selecting a series' rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import metric_catalog
+
+UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do not determine: not used
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+
+
+REFERENCE_STYLE = {  # published CEPC numbers: black/grey, apart from the study's palette
+    "particlenet": {"marker": {"marker": "D", "s": 55, "color": "black"}, "line": {"color": "black", "ls": "-."}},
+    "part": {"marker": {"marker": "*", "s": 120, "color": "dimgray"}, "line": {"color": "dimgray", "ls": (0, (1, 1))}},
+}
+
+
+def class_label(name: str) -> str:
+    if name.endswith("bar"):
+        return rf"$\bar{{{name[:-3]}}}$"
+    return f"${name}$"
+
+
+def metric_label(metric: str) -> str:
+    spec = metric_catalog.find(metric)
+    return spec.label if spec else metric
+
+
+def _plain_log_labels(axis) -> None:
+    """Label a log axis spanning < 2 decades with plain numbers (0.4, 0.6, 1, 2) instead of 4×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return str(a) == str(b) if a is not None and b is not None else a is b
+
+
+def _select(df, series: dict):
+    mask = np.ones(len(df), dtype=bool)
+    for axis, value in series.items():
+        if axis in df.columns:
+            mask &= np.array([_same(_plain(v), value) for v in df[axis]], dtype=bool)
+    return df[mask]
