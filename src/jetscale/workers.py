@@ -5,6 +5,7 @@ worker behind, blocked on a pipe and holding its memory.
 ends (``prctl(PR_SET_PDEATHSIG)``), however the parent ended (SIGKILL, SIGTERM, Ctrl-C, a crash); elsewhere a
 daemon thread polls the parent id and ends the worker once it changed. Workers ignore SIGINT: Ctrl-C reaches
 the parent, which stops its pool at once (:func:`stop_pool`) instead of waiting for the jobs still queued.
+:func:`parallel_map` runs jobs on such a pool (the fits and the report's figures).
 """
 
 from __future__ import annotations
@@ -47,3 +48,32 @@ def stop_pool(pool) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
+    """``[func(j) for j in jobs]`` on up to os.cpu_count() forked processes (JETSCALE_FIT_WORKERS overrides).
+
+    Results are identical to the serial loop (every fit is deterministic); falls back to serial where fork is
+    unavailable or for a handful of jobs.
+    """
+    import multiprocessing as mp
+    import os
+
+    workers = int(os.environ.get("JETSCALE_FIT_WORKERS", os.cpu_count() or 1))
+    if workers <= 1 or len(jobs) < min_jobs or "fork" not in mp.get_all_start_methods():
+        return [func(j) for j in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=mp.get_context("fork"),
+        initializer=die_with_parent,  # a killed report leaves no worker behind
+        initargs=(os.getpid(),),
+    )
+    try:
+        results = list(pool.map(func, jobs, chunksize=1))
+    except BaseException:  # Ctrl-C or a failed fit: the workers go now, not after the remaining jobs
+        stop_pool(pool)
+        raise
+    pool.shutdown()
+    return results

@@ -34,40 +34,16 @@ from .. import metric_catalog
 from ..grid import series_axes
 from ..io import atomic_path, write_json
 from ..paths import backtests_table, fit_summary, fits_dir, forecasts_table, results_root, runs_table
-from . import forms
+from ..workers import parallel_map
 from .compare import fit_and_compare
 from .fitting import fit
-from .forms import FREE, JOINT_LAW, LOSS_LAW, THRESHOLD, Domain
+from .forms import FREE, JOINT_LAW, LOSS_LAW, Domain
 from .series import compute_frontier, slug
 from .solver import Objective
+from .summary import SUMMARY_COLUMNS, summary_rows
 
 LOSS_METRIC = "log_loss"
 MIN_WIDTHS = 3  # L(N, D) and loss-vs-params: within one architecture with at least this many sizes N
-SUMMARY_COLUMNS = [
-    "kind",
-    "metric",
-    "flavor",
-    "series",
-    "form",
-    "status",
-    "converged",
-    "n_points",
-    "aic",
-    "bic",
-    "exponent",
-    "exponent_err",
-    "n_c",
-    "n_c_lo",
-    "n_c_hi",
-    "delta_aic",
-    "delta_bic",
-    "bootstrap_fraction_scurve",
-    "verdict",
-    "mirage",
-    "params",
-    "message",
-    "file",
-]
 
 
 def higher_is_better(metric: str) -> bool:
@@ -287,37 +263,6 @@ def _scaling_doc(job: dict) -> dict:
     }
 
 
-def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
-    """``[func(j) for j in jobs]`` on up to os.cpu_count() forked processes (JETSCALE_FIT_WORKERS overrides).
-
-    Results are identical to the serial loop (every fit is deterministic); falls back to serial where fork is
-    unavailable or for a handful of jobs.
-    """
-    import multiprocessing as mp
-    import os
-
-    workers = int(os.environ.get("JETSCALE_FIT_WORKERS", os.cpu_count() or 1))
-    if workers <= 1 or len(jobs) < min_jobs or "fork" not in mp.get_all_start_methods():
-        return [func(j) for j in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-
-    from ..workers import die_with_parent, stop_pool
-
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=mp.get_context("fork"),
-        initializer=die_with_parent,  # a killed report leaves no worker behind
-        initargs=(os.getpid(),),
-    )
-    try:
-        results = list(pool.map(func, jobs, chunksize=1))
-    except BaseException:  # Ctrl-C or a failed fit: the workers go now, not after the remaining jobs
-        stop_pool(pool)
-        raise
-    pool.shutdown()
-    return results
-
-
 def loss_targets(table, s_axes, varying, opts) -> list[dict]:
     return [_run_job(j) for j in loss_jobs(table, s_axes, varying, opts)]
 
@@ -450,53 +395,6 @@ def compute_target(loss, s_axes, boot, min_points, options) -> dict:
         "fits": {LOSS_LAW: result.record()},
         "comparison": None,
     }
-
-
-def summary_rows(doc: dict, name: str) -> list[dict]:
-    rows = []
-    comp = doc.get("comparison") or {}
-    for form, rec in doc["fits"].items():
-        params, err = rec["params"], rec["stderr"] or {}
-        spec = forms.FORMS.get(form)
-        exponent = spec.exponent if spec is not None else None
-        show_nc = form == THRESHOLD and comp.get("verdict") == "threshold"
-        nc_ci = comp.get("n_c_ci95") or [None, None]
-        rows.append(
-            {
-                "kind": doc["kind"],
-                "metric": doc["metric"],
-                "flavor": doc["flavor"],
-                "series": doc["label"],
-                "form": form,
-                "status": rec.get("status", "ok" if rec["converged"] else "failed"),
-                "converged": rec["converged"],
-                "n_points": rec["n_points"],
-                "aic": rec["aic"],
-                "bic": rec["bic"],
-                "exponent": params.get(exponent) if exponent else None,
-                "exponent_err": err.get(exponent) if exponent else None,
-                "n_c": comp.get("n_c") if show_nc else None,
-                "n_c_lo": nc_ci[0] if show_nc else None,
-                "n_c_hi": nc_ci[1] if show_nc else None,
-                "delta_aic": comp.get("delta_aic"),
-                "delta_bic": comp.get("delta_bic"),
-                "bootstrap_fraction_scurve": comp.get("bootstrap_fraction_scurve"),
-                "verdict": comp.get("verdict", ""),
-                "mirage": (doc.get("mirage") or {}).get("verdict"),
-                "params": format_params(params, err),
-                "message": "; ".join(m for m in (rec["message"], comp.get("n_c_note") if show_nc else None) if m),
-                "file": name,
-            }
-        )
-    return rows
-
-
-def format_params(params: dict, err: dict) -> str:
-    parts = []
-    for k, v in params.items():
-        e = err.get(k)
-        parts.append(f"{k}={v:.4g}" + (f"±{e:.2g}" if e is not None else ""))
-    return "; ".join(parts)
 
 
 def load_fit_docs(cfg: dict, directory: Path | None = None) -> list[dict]:

@@ -271,7 +271,7 @@ def make_figures(cfg: dict, tables: dict, fit_docs: list[dict], out_dir: Path) -
     """Every figure (two groups drawn in parallel processes where possible); stale figure files removed."""
     import matplotlib
 
-    from ..fit.study import parallel_map
+    from ..workers import parallel_map
 
     matplotlib.use("Agg")
     groups = parallel_map(
