@@ -141,3 +141,26 @@ def test_flops_are_counted_on_the_padded_layout(jets):
     model.ragged = None
     measure_flops_per_jet(model, tensors)
     assert model.ragged is None
+
+
+@pytest.mark.parametrize("name", ["part", "bbt_neutron"])
+def test_scoring_in_length_order_returns_rows_in_their_own_order(name, jets):
+    from contextlib import nullcontext
+
+    from jetscale.train.classifier import predict
+    from jetscale.train.inputs import SplitInputs
+
+    raw = {**jets, "jet_id": np.arange(len(jets["labels"]))}
+    inputs = SplitInputs(name, OPTIONS.get(name, {}), raw)
+    order = inputs.length_order()
+    lengths = np.asarray(jets["mask"]).sum(axis=1)
+    if name == "part":
+        assert np.all(np.diff(lengths[order]) >= 0)
+    assert sorted(order) == list(range(inputs.n)) and not np.array_equal(order, np.arange(inputs.n))
+    torch.manual_seed(0)
+    model = perturbed(build_model(name, WIDTHS[name], 11, 19, OPTIONS.get(name)))
+    probs = predict(model, inputs, "cpu", nullcontext)
+    model.eval()
+    with torch.no_grad():
+        ref = torch.softmax(model(**inputs.tensors(np.arange(inputs.n))), dim=-1).numpy()
+    assert np.allclose(probs, ref, atol=1e-5)

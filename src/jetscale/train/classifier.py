@@ -72,8 +72,9 @@ def predict(model, inputs: SplitInputs, device, autocast, ranks: Ranks | None = 
     was_training = model.training
     model.eval()
     n = inputs.n
-    if ranks.world == 1:
-        chunks = [slice(start, min(n, start + EVAL_BATCH)) for start in range(0, n, EVAL_BATCH)]
+    if ranks.world == 1:  # batches of similar lengths: less padding, the same probabilities
+        order = inputs.length_order()
+        chunks = [order[start : start + EVAL_BATCH] for start in range(0, n, EVAL_BATCH)]
     else:
         if n < ranks.world:
             raise DataError(f"{n} jets cannot be shared among {ranks.world} processes")
@@ -86,7 +87,10 @@ def predict(model, inputs: SplitInputs, device, autocast, ranks: Ranks | None = 
             logits = model(**batch)
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     model.train(was_training)
-    return ranks.gather_rows(np.concatenate(out).astype(np.float32), n)
+    probs = np.concatenate(out).astype(np.float32)
+    if ranks.world == 1:
+        probs[order] = probs.copy()
+    return ranks.gather_rows(probs, n)
 
 
 def loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

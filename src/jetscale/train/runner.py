@@ -192,7 +192,8 @@ class Runner:
 
     def _make_engine(self):
         task, plan = self.task, self.plan
-        optimizer = torch.optim.AdamW(task.param_groups(), lr=plan.lr, weight_decay=plan.weight_decay)
+        # foreach: the same updates bit for bit as the per-parameter loop (CPU default), in fewer kernel calls
+        optimizer = torch.optim.AdamW(task.param_groups(), lr=plan.lr, weight_decay=plan.weight_decay, foreach=True)
 
         def factor(step: int) -> float:  # the plan's schedule under the run's learning-rate drops so far
             return plan.stopping.schedule.factor(step, self.state.lr_scale)
