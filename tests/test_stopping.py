@@ -102,6 +102,18 @@ def test_plateaus_drop_the_rate_then_the_patience_stops_the_run():
     assert plan.verdict(Progress(evals_since_best=4)) == BUDGET  # still within its patience at the cap
 
 
+def test_gains_below_min_improvement_keep_the_best_but_do_not_reset_the_patience():
+    plan = plan_for(settings_for(1000, patience=3, lr_patience=None, min_improvement=0.01), 32)
+    assert plan.is_progress(1.0, float("inf"))  # the first evaluation always counts
+    assert plan.is_progress(0.98, 1.0) and not plan.is_progress(0.995, 1.0) and not plan.is_progress(1.2, 1.0)
+    progress, best = Progress(), float("inf")
+    for val in (2.0, 1.5, 1.49, 1.485, 1.48):  # creeping by < 1% of the best per evaluation
+        plan.after_evaluation(progress, plan.is_progress(val, best))
+        best = min(best, val)
+    assert progress.done and plan.verdict(progress) == CONVERGED
+    assert plan_for(settings_for(1000), 32).min_improvement == 0.0  # default: any lower loss counts
+
+
 def test_plateau_schedule_is_a_function_of_step_and_scale():
     schedule = PlateauSchedule(warmup_steps=4, lr_patience=3, lr_drop=0.3, min_lr_factor=0.01)
     assert [schedule.factor(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]

@@ -354,12 +354,12 @@ class Runner:
         state, plan = self.state, self.plan
         scored: Validation = self.task.validate(self.engine.module, self.engine.eval_autocast)
         state.last_val = scored.loss
-        improved = scored.loss < state.best_val
-        if improved:
+        progress = plan.stopping.is_progress(scored.loss, state.best_val)  # enough of a gain to reset the patience
+        if scored.loss < state.best_val:
             state.best_val, state.best_extras, state.best_step = scored.loss, dict(scored.extras), state.step
             if plan.keep_best:
                 state.best_state = self.engine.full_state_dict()
-        plan.stopping.after_evaluation(state, improved)  # patience, plateau drops, the end: stopping.py's rule
+        plan.stopping.after_evaluation(state, progress)  # patience, plateau drops, the end: stopping.py's rule
         return scored.loss
 
     def save(self) -> None:

@@ -1,8 +1,9 @@
 """How long a classifier cell trains, how often it is checked, and its learning-rate schedule.
 
 ``plan_for(settings, batch_size)`` reads a cell's resolved settings and returns a :class:`StoppingPlan`: the
-evaluation cadence, the patience, the sample cap and the schedule. The training loop asks the plan three
-things: the learning-rate factor of each step (``plan.schedule.factor(step, lr_scale)``), what follows an
+evaluation cadence, the patience, the sample cap and the schedule. The training loop asks the plan four
+things: the learning-rate factor of each step (``plan.schedule.factor(step, lr_scale)``), whether a
+validation loss is progress over the best so far (``plan.is_progress(val_loss, best_val)``), what follows an
 evaluation (``plan.after_evaluation(progress, improved)``), and the verdict at the end (``plan.verdict``).
 Torch-free (``jetscale status`` imports it).
 
@@ -15,7 +16,10 @@ stops improving, which is where its n_train jets are exhausted, not where a samp
   ``max_eval_samples``]. An evaluation scores the whole validation set, so a small cell is checked a few times
   per ``min_eval_samples`` (often enough to stop within a few epochs of its best) without spending most of its
   time on validation, and a large cell is checked a few times per epoch, a small fraction of its time.
-* Patience: ``patience`` evaluations without a lower validation loss end the run: ``stopped_by: converged``.
+* Patience: ``patience`` evaluations without progress end the run: ``stopped_by: converged``. Progress is a
+  validation loss below the best so far by more than the fraction ``min_improvement`` of it; a smaller gain
+  still updates the best weights but does not reset the count, so a run at a low rate whose loss creeps down by
+  0.1% per evaluation ends instead of spending most of its samples on its last percent.
 * Safety cap: ``min(max_epochs × n_train, max_samples)`` samples; a run that reaches it while still
   improving ends with ``stopped_by: budget`` (its point is a lower bound on what its data can teach).
 * Schedule: linear warmup over ``warmup_samples`` (at most one epoch), then a constant learning rate that
@@ -108,6 +112,11 @@ class StoppingPlan:
     eval_every_samples: int
     patience: int | None  # evaluations without improvement that stop the run; None: run to max_samples
     schedule: CosineSchedule | PlateauSchedule
+    min_improvement: float = 0.0  # relative gain over the best validation loss that counts as progress
+
+    def is_progress(self, val_loss: float, best_val: float) -> bool:
+        """Whether ``val_loss`` improves on ``best_val`` (the best before this evaluation) by enough to count."""
+        return val_loss < best_val - self.min_improvement * abs(best_val) if math.isfinite(best_val) else True
 
     def after_evaluation(self, progress: Progress, improved: bool) -> None:
         """Count this evaluation: reset or advance the patience counter, drop the rate on a plateau, and end
@@ -154,7 +163,15 @@ def plan_for(settings: dict, batch_size: int) -> StoppingPlan:
             lr_drop=float(rule["lr_drop"]),
             min_lr_factor=float(rule["min_lr_factor"]),
         )
-        return StoppingPlan("auto", cap, steps, eval_every_samples(settings), rule["patience"], schedule)
+        return StoppingPlan(
+            "auto",
+            cap,
+            steps,
+            eval_every_samples(settings),
+            rule["patience"],
+            schedule,
+            float(rule.get("min_improvement", 0.0)),
+        )
     return StoppingPlan(
         "fixed",
         cap,
