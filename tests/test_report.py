@@ -28,7 +28,8 @@ def study_config(tmp_path: Path, *, models=MODELS, sizes=SIZES, seeds=(0, 1), bo
     raw = copy.deepcopy(raw)
     raw["results"] = str(tmp_path / "results")
     raw["grid"]["axes"].update(model=list(models), n_train=list(sizes), seed=list(seeds))
-    raw["grid"]["per_model"] = {m: v for m, v in raw["grid"].get("per_model", {}).items() if m in models}
+    # each model's width only: every model at every size and seed
+    raw["grid"]["per_model"] = {m: {"width": v["width"]} for m, v in raw["grid"]["per_model"].items() if m in models}
     raw["grid"]["extra_axes"] = {}
     raw["data"]["generate"]["jets_per_class"] = max(raw["data"]["generate"]["jets_per_class"], 5000)
     raw["fits"] = {

@@ -111,7 +111,7 @@ def test_gains_below_min_improvement_keep_the_best_but_do_not_reset_the_patience
         plan.after_evaluation(progress, plan.is_progress(val, best))
         best = min(best, val)
     assert progress.done and plan.verdict(progress) == CONVERGED
-    assert plan_for(settings_for(1000), 32).min_improvement == 0.0  # default: any lower loss counts
+    assert plan_for(settings_for(1000, min_improvement=0.0), 32).is_progress(0.9999, 1.0)  # 0: any lower loss
 
 
 def test_plateau_schedule_is_a_function_of_step_and_scale():
@@ -136,7 +136,14 @@ def train(tmp: Path, splits, cell=AUTO, stop_after_steps=None, **stopping) -> di
 
 
 # Random labels: the validation loss stops improving within a few epochs, so a patient-enough cap converges.
-CONVERGING = {"min_eval_samples": 16, "patience": 3, "lr_patience": 1, "warmup_samples": 16, "max_epochs": 200}
+CONVERGING = {
+    "min_eval_samples": 16,
+    "patience": 3,
+    "min_improvement": 0.0,  # every lower loss counts: the last three evaluations are all above the best
+    "lr_patience": 1,
+    "warmup_samples": 16,
+    "max_epochs": 200,
+}
 
 
 def test_a_run_whose_validation_loss_stops_improving_converged(splits, tmp_path):
