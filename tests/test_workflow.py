@@ -169,3 +169,12 @@ def test_rules_run_the_jetscale_of_snakemakes_interpreter(tmp_path):
     assert jetscale_command(["CONDA"]) is jetscale_command(["APPTAINER", "ENV_MODULES"]) is None
     assert shell_prefix(None, strict_bash=True) is None
     assert jetscale_command(["ENV_MODULES"]) == command
+
+
+def test_largest_training_sets_are_scheduled_first(repo_root):
+    cfg = load_config(repo_root / "config.yaml")
+    plan = StudyPlan(cfg)
+    by_size = {plan.cell(cid)["n_train"]: plan.train_priority(cid) for cid in plan.cells}
+    sizes = sorted(by_size)
+    assert [by_size[n] for n in sizes] == sorted(by_size.values()) and len(set(by_size.values())) == len(sizes)
+    assert 0 < by_size[sizes[0]] and by_size[sizes[-1]] < StudyPlan.PRETRAIN_PRIORITY

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import shlex
 import sys
 from collections.abc import Iterable
@@ -174,6 +175,15 @@ class StudyPlan:
     @functools.cache  # noqa: B019 - see settings_hash
     def train_resources(self, cid: str) -> dict:
         return train_resources(self.cfg, self.cell(cid))
+
+    # Scheduling order (Snakemake ``priority``, higher first among ready jobs): pretraining gates its fine-tuning
+    # cells, then the largest training sets, the longest jobs, so that the cores are not left with one long
+    # training at the end while the other idles; evaluations and the rest keep 0.
+    PRETRAIN_PRIORITY = 100
+
+    def train_priority(self, cid: str) -> int:
+        """1 + 10 log10(n_train): 30k jets before 10k before 3k, ..."""
+        return 1 + round(10 * math.log10(max(1, self.cell(cid)["n_train"])))
 
     def train_runtime(self, cid: str, attempt: int) -> int:
         """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""

@@ -33,6 +33,7 @@ rule pretrain:
         paths.log_path(ROOT, "pretrain", "{backbone}"),
     wildcard_constraints:
         backbone=PLAN.backbone_regex,
+    priority: PLAN.PRETRAIN_PRIORITY  # before any training: its fine-tuning cells wait for it
     conda:
         CONDA_ENV
     threads: lambda wildcards: PLAN.pretrain_resources(wildcards.backbone)["threads"]

@@ -29,6 +29,8 @@ rule train:
         predictions=paths.run_file(ROOT, "{cell}", paths.PREDICTIONS),
     log:
         paths.log_path(ROOT, "train", "{cell}"),
+    # the largest training sets first: the longest jobs start early and the short ones fill the cores at the end
+    priority: lambda wildcards: PLAN.train_priority(wildcards.cell)
     conda:
         CONDA_ENV
     threads: lambda wildcards: PLAN.train_resources(wildcards.cell)["threads"]
