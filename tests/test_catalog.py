@@ -104,7 +104,7 @@ def test_the_catalog_is_torch_free():
 
 
 def test_specs_cover_what_the_pipeline_asks_of_a_model():
-    for name in catalog.names():
+    for name in catalog.networks():
         spec = catalog.get(name)
         assert spec.options.__dataclass_params__.frozen, name
         assert spec.inputs.name == spec.input_kind
@@ -183,8 +183,8 @@ def test_model_axes_name_an_option_and_fit_it(default_config_dict, axis, per_mod
 def test_a_model_option_axis_limited_to_the_models_that_have_it_is_fine(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
     raw["grid"]["extra_axes"] = {"layers": {"values": [2, 3], "default": 2, "sets": "model.n_cls_layers"}}
-    for model in ("particlenet", "bbt_neutron"):
-        raw["grid"]["per_model"][model]["layers"] = [2]
+    for model in ("particlenet", "bbt_neutron", "bdt"):
+        raw["grid"]["per_model"].setdefault(model, {})["layers"] = [2]
     cfg = load_config(raw)
     part3 = [c for c in cells(cfg) if c["layers"] == 3]
     assert part3 and {c["model"] for c in part3} == {"part"}

@@ -140,8 +140,8 @@ def test_extra_axis_default_leaves_existing_settings_unchanged(default_config_di
 def test_model_default_lr_and_model_axis_settings(default_config_dict):
     raw = copy.deepcopy(default_config_dict)
     raw["grid"]["extra_axes"] = {"patch": {"values": [1, 16], "default": 16, "sets": "model.tokenizer.patch_size"}}
-    for model in ("particlenet", "part"):  # no tokenizer: those models keep the default only
-        raw["grid"]["per_model"][model]["patch"] = [16]
+    for model in ("particlenet", "part", "bdt"):  # no tokenizer: those models keep the default only
+        raw["grid"]["per_model"].setdefault(model, {})["patch"] = [16]
     cfg = load_config(raw)
     s = resolve_settings(
         cfg, {"model": "bbt_neutron", "width": 32, "n_train": 100, "compute": "auto", "seed": 0, "patch": 1}

@@ -13,7 +13,7 @@ from jetscale.models.registry import batch_tensors, build_model, count_params, m
 
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 512}}
 SMALL = {"particlenet": 8, "part": 8, "bbt_neutron": 16, "vq_gpt": 16}
-MODEL_NAMES = catalog.names()
+MODEL_NAMES = catalog.networks()  # the fitted bdt baseline has no nn.Module (tests/test_bdt.py)
 # small-model extras: vq_gpt's tokenizer is fitted on the test jets (as a from-scratch cell fits it on its own),
 # quickly and with a small codebook
 SMALL_OPTIONS = {"vq_gpt": {"codebook_size": 64, "vq_steps": 50, "vq_batch_jets": 16}}

@@ -30,6 +30,7 @@ def variant(repo_root) -> dict:
     }
     raw["grid"]["per_model"]["part"]["patch"] = [16]
     raw["grid"]["per_model"]["particlenet"]["patch"] = [16]
+    raw["grid"]["per_model"]["bdt"] = {"patch": [16]}
     raw["training"].update(precision="bf16", pretrain=True, deepspeed={"enabled": False, "zero_stage": 2})
     raw["models"]["part"] = {"n_layers": 3, "n_cls_layers": 1}
     raw["models"]["particlenet"] = {"k": 8}

@@ -19,6 +19,7 @@ import yaml
 from .config_checks import check_semantics
 from .config_schema import (
     BUILTIN_AXES,
+    FITTED_ABSENT_AXES,
     PRETRAIN_AXES,
     SETTABLE_PREFIXES,
     TUNE_METRICS,
@@ -42,6 +43,7 @@ from .models.external import register_config_models
 
 __all__ = [
     "BUILTIN_AXES",
+    "FITTED_ABSENT_AXES",
     "MAX_CONFIG_VALUES",
     "PRETRAIN_AXES",
     "SETTABLE_PREFIXES",

@@ -9,6 +9,7 @@ from typing import Any
 
 from .config_schema import (
     BUILTIN_AXES,
+    FITTED_ABSENT_AXES,
     PRETRAIN_AXES,
     SETTABLE_PREFIXES,
     TUNE_METRICS,
@@ -91,7 +92,8 @@ def check_grid(cfg: dict, where: str) -> None:
                 overrides[axis], sub or root["definitions"]["axis_values"], where, ["grid", "per_model", model, axis]
             )
     check_training_axes(cfg, where)
-    for model in axes["model"]:
+    check_fitted_models(cfg, where)
+    for model in (m for m in axes["model"] if not catalog.is_fitted(m)):
         for width in axis_values(cfg, "width", model):
             if not isinstance(width, int) or (problem := width_problem(model, width)):
                 raise ConfigError(
@@ -161,9 +163,35 @@ def check_data(cfg: dict, where: str) -> None:
             )
 
 
+def check_fitted_models(cfg: dict, where: str) -> None:
+    """A fitted model (the ``bdt`` baseline) has no width, compute budget, training recipe or particle inputs:
+    its cells ignore grid.axes.width/compute and take the default of every extra axis that sets ``training.``
+    (see :func:`~jetscale.config_schema.axis_values`); a per-model list that would set them for it, or its
+    ``inputs``, is refused."""
+    extra = cfg["grid"].get("extra_axes", {})
+    for model in catalog.names():
+        if not catalog.is_fitted(model):
+            continue
+        what = f"{model} is a fitted model ({catalog.get(model).summary})"
+        for axis, values in cfg["grid"].get("per_model", {}).get(model, {}).items():
+            if axis in FITTED_ABSENT_AXES:
+                raise ConfigError(f"{where}: grid.per_model.{model}.{axis}: {what}: it has no {axis}; remove the key")
+            spec = extra.get(axis)
+            if spec and spec["sets"].startswith("training.") and any(v != spec["default"] for v in values):
+                raise ConfigError(
+                    f"{where}: grid.per_model.{model}.{axis}: {what}: {spec['sets']} does not apply to it; use "
+                    f"[{spec['default']!r}]"
+                )
+        if model in (cfg.get("inputs") or {}):
+            raise ConfigError(
+                f"{where}: inputs.{model}: {what}: it reads jet observables (jetscale.data.observables), not "
+                "particle inputs; remove the key"
+            )
+
+
 def check_option_widths(cfg: dict, model: str, options: Any, key: str, where: str) -> None:
     """Every grid width of ``model`` must suit its options (e.g. GPT heads set in the options divide it)."""
-    if model not in cfg["grid"]["axes"]["model"]:
+    if model not in cfg["grid"]["axes"]["model"] or catalog.is_fitted(model):
         return
     for width in axis_values(cfg, "width", model):
         if problem := catalog.get(model).width_problem(width, options):

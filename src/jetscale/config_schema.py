@@ -26,6 +26,11 @@ PRETRAIN_AXES: tuple[str, ...] = ("pretrain", "n_pretrain", "finetune")
 SETTABLE_PREFIXES: tuple[str, ...] = ("training.", "model.")
 
 
+# Built-in axes a fitted model (catalog kind "fitted", the bdt baseline) does not have: its cells take None
+# there, which the grid leaves out of their ids (model~bdt/n_train~1000/seed~0).
+FITTED_ABSENT_AXES: tuple[str, ...] = ("width", "compute")
+
+
 @functools.lru_cache(maxsize=1)
 def _parsed_schema() -> dict:
     return yaml.safe_load(resources.files("jetscale").joinpath("schemas/config.schema.yaml").read_text())
@@ -115,7 +120,14 @@ def train_pool_per_class(cfg: dict) -> int:
 
 
 def axis_values(cfg: dict, axis: str, model: str) -> list:
-    """Values of ``axis`` for cells of ``model`` (per-model overrides win)."""
+    """Values of ``axis`` for cells of ``model`` (per-model overrides win). A fitted model has no width or
+    compute ([None]) and no training recipe (an extra axis that sets ``training.``: its default only)."""
+    if catalog.is_fitted(model):
+        if axis in FITTED_ABSENT_AXES:
+            return [None]
+        extra = cfg["grid"].get("extra_axes", {}).get(axis)
+        if extra is not None and extra["sets"].startswith("training."):
+            return [extra["default"]]
     override = cfg["grid"].get("per_model", {}).get(model, {})
     if axis in override:
         return list(override[axis])

@@ -1,7 +1,9 @@
 """Grid axes -> cells with stable, readable ids.
 
 A cell is an ordered dict of axis values. Its id is ``axis~value`` path segments in a fixed order: the built-in
-axes (model, width, n_train, compute, seed) then the extra axes in config order. An extra axis whose value equals
+axes (model, width, n_train, compute, seed) then the extra axes in config order. A fitted model (catalog kind
+"fitted", the ``bdt`` baseline) has no width or compute: its cells hold None there and its ids leave both out
+(``model~bdt/n_train~1000/seed~0``), whatever grid.axes lists for the networks. An extra axis whose value equals
 its declared default is *omitted* from the id, so adding an axis never renames (and so never invalidates) the
 runs that already exist: they are exactly the cells at the default value.
 
@@ -18,8 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .config import BUILTIN_AXES, PRETRAIN_AXES, axis_values, tune_axes, uses_pretraining
+from .config import BUILTIN_AXES, FITTED_ABSENT_AXES, PRETRAIN_AXES, axis_values, tune_axes, uses_pretraining
 from .errors import ConfigError
+from .models.catalog import is_fitted
 
 SEP = "~"
 
@@ -78,6 +81,8 @@ def cell_id(cfg: dict, cell: dict[str, Any]) -> str:
             continue
         if pretraining and axis in PRETRAIN_AXES and cell["pretrain"] == "none":
             continue
+        if axis in FITTED_ABSENT_AXES and value is None:  # a fitted model has no width or compute
+            continue
         parts.append(f"{axis}{SEP}{format_value(value)}")
     return "/".join(parts)
 
@@ -103,6 +108,10 @@ def parse_cell_id(cfg: dict, text: str) -> dict[str, Any]:
             raise ConfigError(f"cell id {text!r}: segment {segment!r} is not axis{SEP}value with an axis of {names}")
         cell[axis] = parse_value(raw)
         seen.append(axis)
+    if is_fitted(cell.get("model")):
+        if given := [a for a in FITTED_ABSENT_AXES if a in cell]:
+            raise ConfigError(f"cell id {text!r}: {cell['model']} is a fitted model: it has no {' or '.join(given)}")
+        cell.update(dict.fromkeys(FITTED_ABSENT_AXES))
     missing = [a for a in BUILTIN_AXES if a not in cell]
     if pretraining and cell["pretrain"] != "none":
         missing += [a for a in ("n_pretrain", "finetune") if cell.get(a) is None]

@@ -8,7 +8,8 @@ results/
   data/splits/meta.json              classes, feature names, sizes, truncation counts
   data/pool/                         unlabelled pretraining jets from other files (pretraining.pool), + manifest
   data/summary.{png,pdf}             data-summary figure
-  runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt, eval.json
+  runs/<cell id>/                    metrics.json, predictions.parquet, train_log.csv, checkpoint.pt (or
+                                     model.txt: a fitted model), eval.json
                                      (failure.json instead of metrics.json after a failure;
                                      history/<settings hash>/ keeps every finished result)
   pretrain/<backbone id>/            backbone.pt (protected), pretrain.json, pretrain_log.csv, checkpoint.pt
@@ -32,6 +33,7 @@ METRICS = "metrics.json"  # the train rule's target; written last
 PREDICTIONS = "predictions.parquet"
 TRAIN_LOG = "train_log.csv"
 CHECKPOINT = "checkpoint.pt"
+FITTED_MODEL = "model.txt"  # a fitted model's (catalog kind "fitted") saved model, instead of a checkpoint
 FAILURE = "failure.json"
 EVAL = "eval.json"
 HISTORY = "history"

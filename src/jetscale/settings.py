@@ -30,6 +30,8 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     """
     model = cell["model"]
     model_spec = catalog.get(model)
+    if model_spec.fitted:
+        return fitted_settings(cfg, cell)
     training = training_settings(cfg, cell)
     model_options = copy.deepcopy(cfg.get("models", {}).get(model, {}))
     finetune = uses_pretraining(cfg) and cell.get("pretrain", "none") != "none"
@@ -67,6 +69,27 @@ def resolve_settings(cfg: dict, cell: dict) -> dict:
     if finetune:  # from scratch: no key, hashes unchanged
         settings["pretrain"] = finetune_settings(cfg, cell)
     return settings
+
+
+def fitted_settings(cfg: dict, cell: dict) -> dict:
+    """A fitted model's cell settings (catalog kind "fitted", the bdt baseline): its model, revision, subset,
+    seed, classes, padding and options (as written in the config, its ``model.`` axes applied). No width,
+    compute or training section: it has none, so retuning the networks' recipe never refits it."""
+    model = cell["model"]
+    spec = catalog.get(model)
+    options = copy.deepcopy(cfg.get("models", {}).get(model) or {})
+    for keys, value in extra_axis_settings(cfg, cell, "model"):
+        set_nested(options, keys, value)
+    return {
+        "model": model,
+        **({"model_revision": spec.revision} if spec.revision > 1 else {}),
+        "kind": spec.kind,
+        "n_train": cell["n_train"],
+        "seed": cell["seed"],
+        "classes": list(cfg["classes"]),
+        "n_particles": cfg["data"]["n_particles"],
+        "model_options": options,
+    }
 
 
 def settings_hash(settings: dict) -> str:

@@ -37,9 +37,11 @@ LOG_TAIL_BYTES = 65536
 ERROR_LINE = re.compile(r"(Traceback|Error|error:|Killed|CANCELLED|DUE TO TIME LIMIT|exit status|non-finite)")
 
 
-def budget_samples(settings: dict) -> int:
+def budget_samples(settings: dict) -> int | None:
     """Training samples a cell may draw at most: its fixed budget, or for compute 'auto' its safety cap (most
-    such cells stop well before it)."""
+    such cells stop well before it); None for a fitted model (no sample stream)."""
+    if settings.get("kind") == "fitted":
+        return None
     return max_samples(settings)
 
 
@@ -186,14 +188,22 @@ def study_status(cfg: dict, *, queue: dict | None = None, now: float | None = No
 
 def estimate_left(rows: list[dict]) -> dict:
     """Training seconds left (one core/GPU per cell), from measured seconds per sample per (model, width)."""
-    rate = {}
+    rate, fitted = {}, {}
     for r in rows:
+        if r["state"] == "finished" and r["wall_time_s"] and r["budget_samples"] is None:
+            fitted.setdefault(r["model"], []).append(float(r["wall_time_s"]))
         if r["state"] == "finished" and r["wall_time_s"] and r["samples_seen"]:
             t, s = rate.get((r["model"], r["width"]), (0.0, 0))
             rate[(r["model"], r["width"])] = (t + float(r["wall_time_s"]), s + int(r["samples_seen"]))
     seconds, unknown = 0.0, []
     for r in rows:
         if r["state"] not in ("pending", "running"):
+            continue
+        if r["budget_samples"] is None:  # a fitted model: no samples; the mean seconds of its finished cells
+            if r["model"] in fitted:
+                seconds += sum(fitted[r["model"]]) / len(fitted[r["model"]])
+            else:
+                unknown.append(r["cell_id"])
             continue
         key = (r["model"], r["width"])
         if key not in rate:
@@ -211,7 +221,7 @@ def estimate_left(rows: list[dict]) -> dict:
         "cells_without_estimate": unknown,
         "method": "measured seconds per training sample of finished cells of the same model and width x samples "
         "left (budget; for compute 'auto' the safety cap, an upper bound: such cells stop when they converge), "
-        "divided by the number of cells running now",
+        "divided by the number of cells running now; fitted models: the mean seconds of their finished cells",
     }
 
 

@@ -101,13 +101,18 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
         confusion_rows += cell_confusion
     columns = tidy_columns(cfg)
     write_csv(
-        pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]),
+        integral_axes(
+            pd.DataFrame(confusion_rows, columns=["cell_id", *axes, "truth", "predicted", "fraction", "count"]), axes
+        ),
         paths.confusion_table(table.parent),
     )
-    write_csv(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), paths.missing_table(table.parent))
+    write_csv(
+        integral_axes(pd.DataFrame(missing, columns=["cell_id", *axes, "reason"]), axes),
+        paths.missing_table(table.parent),
+    )
     frame = pd.DataFrame(rows, columns=[c for c in columns if c != "chosen"])
     write_tuning(cfg, frame, table.parent)
-    write_csv(frame[columns], table)  # the rule's target: last
+    write_csv(integral_axes(frame[columns], axes), table)  # the rule's target: last
     if missing and not quiet:
         print(
             f"jetscale collect: {len(missing)} of {len(missing) + len({r['cell_id'] for r in rows})} cells missing "
@@ -138,6 +143,22 @@ def write_tuning(cfg: dict, frame, tables: Path) -> None:
     keep, tuning = choose(cfg, frame)
     frame["chosen"] = keep
     write_csv(tuning, path)
+
+
+def integral_axes(table, axes: list[str]):
+    """Axis columns of whole numbers with gaps (a fitted model's cells have no width: None) as object columns of
+    ints and None, so they print as 16, not 16.0, in tables, labels and CSV files. Returns ``table``."""
+    import pandas as pd
+
+    for axis in axes:
+        if axis not in table.columns or not pd.api.types.is_float_dtype(table[axis]):
+            continue
+        present = table[axis].dropna()
+        if len(present) < len(table[axis]) and (present == present.round()).all():
+            table[axis] = pd.Series(
+                [None if pd.isna(v) else int(v) for v in table[axis]], index=table.index, dtype=object
+            )
+    return table
 
 
 def missing_reason(run: Path) -> str | None:

@@ -5,7 +5,9 @@ Each cell gets ``metrics.json`` and ``predictions.parquet`` (jet_id, label, scor
 per class; logits are Gaussian noise plus a flavor signal on the true class and on its charge partner:
     z[true] += a(n),  z[partner] += a(n)·(1 − c(n))
 so a(n) sets the flavor-tag efficiency and c(n) the charge separation (c = 0: charge-flip rate 1/2).
-Model "part" gets a sharp S-curve in c(n) around ``N_C_TRUE`` (a threshold); the others grow smoothly.
+Model "part" gets a sharp S-curve in c(n) around ``N_C_TRUE`` (a threshold); the others grow smoothly. A fitted
+model's cells (the ``bdt`` baseline) get null parameter counts, FLOPs and samples, as ``jetscale.train.fitted``
+writes them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from .. import paths
 from ..grid import cell_id, cells
+from ..models.catalog import is_fitted
 from ..paths import results_root, run_dir
 
 N_C_TRUE = 2000.0
@@ -81,13 +84,14 @@ def write_synthetic_study(
         samples = int(np.clip(20 * n_train, 6000, 60000))
         p_true = df[[f"score_{c}" for c in cfg["classes"]]].to_numpy()[np.arange(len(df)), df["label"]]
         loss = float(-np.log(np.clip(p_true, 1e-15, 1)).mean())
+        fitted = is_fitted(model)  # the bdt baseline: no parameter count, FLOPs or sample stream (null)
         metrics = {
             "cell": cell,
             "cell_id": cid,
-            "n_params": N_PARAMS.get(model, 10_000),
-            "flops_per_jet": FLOPS_PER_JET.get(model, 1e7),
-            "train_flops": 3 * FLOPS_PER_JET.get(model, 1e7) * samples,
-            "samples_seen": samples,
+            "n_params": None if fitted else N_PARAMS.get(model, 10_000),
+            "flops_per_jet": None if fitted else FLOPS_PER_JET.get(model, 1e7),
+            "train_flops": None if fitted else 3 * FLOPS_PER_JET.get(model, 1e7) * samples,
+            "samples_seen": None if fitted else samples,
             "wall_time_s": 1.0 + samples * 1e-4,
             "hardware": {"device": "cpu", "threads": 1},
             "val_loss": loss * 1.01,

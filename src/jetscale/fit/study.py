@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import metric_catalog
-from ..grid import series_axes
+from ..evaluate.collect import integral_axes
+from ..grid import axis_names, series_axes
 from ..io import atomic_path, write_json
 from ..paths import backtests_table, fit_summary, fits_dir, forecasts_table, results_root, runs_table
 from ..workers import parallel_map
@@ -93,7 +94,7 @@ def read_runs_table(cfg: dict, path: Path | None = None):
     table["flavor"] = table["flavor"].fillna("")
     from ..evaluate.tuning import chosen_rows
 
-    return chosen_rows(cfg, table)
+    return chosen_rows(cfg, integral_axes(table, axis_names(cfg)))
 
 
 def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = None) -> Path:
@@ -271,10 +272,13 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
     loss = table[table["metric"] == LOSS_METRIC].dropna(subset=["value"])
     if loss.empty:
         return []
+    # a fitted model (the bdt baseline) has no parameter count or training FLOPs: its loss-vs-data series is
+    # fitted like any other, but it never enters the architecture fits (L(N, D), vs parameters, vs compute)
+    arch = loss.dropna(subset=["n_params"])
     boot, min_points = opts["bootstrap"], opts["min_points"]
     options = fit_options(opts, LOSS_METRIC)
     arch_axes = [a for a in s_axes if a != "width"]  # one architecture: every series axis but the width
-    groups, why_not = architecture_groups(loss, arch_axes)
+    groups, why_not = architecture_groups(arch, arch_axes)
     jobs = [(chinchilla_target, (group, label, sub, boot, min_points)) for group, label, sub in groups]
     if not groups:  # slowest jobs first: better load balance
         jobs.append((joint_law_absent, (why_not,)))
@@ -304,7 +308,7 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
             jobs.append(
                 (_single, ("loss_vs_params", name, *args, at_n["n_params"], at_n["value"], boot, min_points, options))
             )
-    jobs.append((compute_target, (loss, s_axes, boot, min_points, options)))
+    jobs.append((compute_target, (arch, s_axes, boot, min_points, options)))
     return jobs
 
 

@@ -7,6 +7,16 @@ default depth and heads at a width), a typed options dataclass (config ``models.
 there and unknown keys are refused), the builder that makes the ``torch.nn.Module``, the kind of input it
 eats (:data:`INPUT_KINDS`) and the pretraining heads it can carry.
 
+Two kinds of model (``ModelSpec.kind``):
+
+* ``"network"``: a ``torch.nn.Module`` trained by gradient steps (the Runner): it has a width, a learning rate,
+  an optimiser, parameters and FLOPs per jet.
+* ``"fitted"``: fitted in one step on the training subset, not trained by gradient steps (the ``bdt`` baseline:
+  gradient-boosted trees on jet observables). It has no width, learning rate, optimiser, parameter count or FLOPs
+  per jet: its cells take no width or compute value (the grid leaves both out of their ids), ``train_cell`` hands
+  them to ``jetscale.train.fitted``, and their ``metrics.json`` holds null for those keys. Its ``builder`` is the
+  fit function ``fit(options, train, val, *, n_classes, seed, threads) -> Fitted`` (see ``jetscale.models.bdt``).
+
 Adding a model = one module with the ``nn.Module`` and a ``build`` function, plus one ``register(ModelSpec(...))``
 below (and its options dataclass). Nothing else names models: training, evaluation, ``jetscale models``, config
 validation and the grid read the spec. ``tests/test_catalog.py`` registers a toy model and trains it through
@@ -92,14 +102,18 @@ def min_width_problem(width: int) -> str | None:
     return f"width {width} is below the minimum of 8" if width < 8 else None
 
 
+MODEL_KINDS: tuple[str, ...] = ("network", "fitted")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     builder: str  # "module:function", see the module docstring
     options: type  # frozen dataclass of the config's models.<name> options
-    default_lr: float  # used when training.lr is null
-    reference_width: int  # the width at which the model is its published reference configuration
-    input_kind: str  # a key of INPUT_KINDS
+    # networks only (a fitted model has none of the three; None there):
+    default_lr: float | None = None  # used when training.lr is null
+    reference_width: int | None = None  # the width at which the model is its published reference configuration
+    input_kind: str | None = None  # a key of INPUT_KINDS
     depth: Callable[[int], int] | None = None  # width -> default number of blocks (None: fixed architecture)
     heads: Callable[[int], int] | None = None  # width -> attention heads
     width_rule: Callable[[int], str | None] = min_width_problem  # why a width is invalid (None when valid)
@@ -117,6 +131,25 @@ class ModelSpec:
     default_preset: str = "raw"  # its input preset when config inputs.<name> is not set (jetscale.inputs.spec)
     # a model from the user's own file (config models.<name>.source; jetscale.models.external); None: built in
     source: ExternalSource | None = None
+    kind: str = "network"  # a key of MODEL_KINDS, see the module docstring
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model {self.name!r}: unknown kind {self.kind!r}; kinds: {list(MODEL_KINDS)}")
+        network_only = ("default_lr", "reference_width", "input_kind")
+        if self.kind == "network" and (missing := [k for k in network_only if getattr(self, k) is None]):
+            raise ValueError(f"model {self.name!r}: a network needs {missing}")
+        if self.kind == "fitted":
+            given = [k for k in network_only if getattr(self, k) is not None]
+            given += [k for k in ("depth", "heads", "fit_inputs") if getattr(self, k) is not None]
+            given += ["pretrain_heads"] if self.pretrain_heads else []
+            if given:
+                raise ValueError(f"model {self.name!r}: a fitted model has no {given}")
+
+    @property
+    def fitted(self) -> bool:
+        """Fitted in one step (no width, optimiser, parameters or FLOPs per jet), not trained by gradient steps."""
+        return self.kind == "fitted"
 
     def parse_options(self, mapping: Any, where: str | None = None):
         """Config ``models.<name>`` -> an ``options`` instance (OptionError names the bad key)."""
@@ -131,6 +164,8 @@ class ModelSpec:
     def width_problem(self, width: int, options: Any = None) -> str | None:
         """Why ``width`` is invalid (None when valid): the width rule, then the options' own ``width_problem``
         where the options class has one (e.g. attention heads set in the options must divide the width)."""
+        if self.fitted:
+            return f"{self.name} is a fitted model ({self.summary or 'not a network'}): it has no width"
         problem = self.width_rule(width)
         if problem:
             return problem
@@ -139,10 +174,14 @@ class ModelSpec:
 
     @property
     def inputs(self) -> InputKind:
+        if self.fitted:
+            raise ValueError(f"{self.name} is a fitted model: it reads jet observables, not a model input kind")
         return INPUT_KINDS[self.input_kind]
 
     def build(self, width: int, n_classes: int, n_features: int, options: Any = None):
         """The ``nn.Module`` at ``width`` (imports torch and the model's module)."""
+        if self.fitted:
+            raise ValueError(f"{self.name} is a fitted model: it has no nn.Module (see jetscale.train.fitted)")
         options = self.parse_options(options)
         problem = self.width_problem(width, options)
         if problem:
@@ -157,7 +196,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """Add ``spec`` to the catalog (``replace=True`` to redefine one, e.g. in a test)."""
     if spec.name in MODELS and not replace:
         raise ValueError(f"model {spec.name!r} is already in the catalog")
-    if spec.input_kind not in INPUT_KINDS:
+    if not spec.fitted and spec.input_kind not in INPUT_KINDS:
         raise ValueError(f"model {spec.name!r}: unknown input kind {spec.input_kind!r}; known: {list(INPUT_KINDS)}")
     MODELS[spec.name] = spec
     return spec
@@ -177,6 +216,16 @@ def use_external(specs: list[ModelSpec]) -> None:
 def names() -> tuple[str, ...]:
     """Model names in registration order."""
     return tuple(MODELS)
+
+
+def networks() -> tuple[str, ...]:
+    """Names of the models trained by gradient steps (``kind="network"``), in registration order."""
+    return tuple(name for name, spec in MODELS.items() if not spec.fitted)
+
+
+def is_fitted(name: str) -> bool:
+    """Whether ``name`` is a catalog model of kind ``"fitted"`` (False for unknown names)."""
+    return name in MODELS and MODELS[name].fitted
 
 
 def get(name: str) -> ModelSpec:
@@ -224,6 +273,33 @@ class ParTOptions:
             raise ValueError(f"n_layers: {self.n_layers} must be at least 1")
         if self.n_cls_layers < 1:
             raise ValueError(f"n_cls_layers: {self.n_cls_layers} must be at least 1")
+
+
+@dataclass(frozen=True)
+class BDTOptions:
+    """Gradient-boosted trees (LightGBM, one 11-class model) on ``jetscale.data.observables``; early stopping on
+    the validation set's multi-class log-loss."""
+
+    learning_rate: float = 0.05  # shrinkage per boosting round
+    num_leaves: int = 15  # leaves per tree (one tree per class and round)
+    min_child_samples: int = 20  # fewest training jets in a leaf
+    feature_fraction: float = 0.8  # observables drawn per tree (the seed's randomness, with bagging)
+    bagging_fraction: float = 0.8  # training jets drawn per round
+    l2: float = 1.0  # L2 penalty on leaf values
+    max_rounds: int = 3000  # safety cap; the stop is early stopping
+    early_stopping_rounds: int = 50  # rounds without a better validation log-loss
+
+    def __post_init__(self):
+        for name in ("num_leaves", "min_child_samples", "max_rounds", "early_stopping_rounds"):
+            if getattr(self, name) < (2 if name == "num_leaves" else 1):
+                raise ValueError(f"{name}: {getattr(self, name)} must be at least {2 if name == 'num_leaves' else 1}")
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate: {self.learning_rate} must be in (0, 1]")
+        for name in ("feature_fraction", "bagging_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}: {getattr(self, name)} must be in (0, 1]")
+        if self.l2 < 0:
+            raise ValueError(f"l2: {self.l2} must be at least 0")
 
 
 def bbt_depth(width: int) -> int:
@@ -315,5 +391,14 @@ register(
         blocks="gpt.blocks",
         fit_inputs="jetscale.models.vq_gpt:fit_tokenizer",  # from scratch: tokens of its own training jets
         summary="OmniJet-alpha: VQ-VAE particle tokens, a GPT over the pT-ordered sequence, a summation head",
+    )
+)
+register(
+    ModelSpec(
+        "bdt",
+        builder="jetscale.models.bdt:fit",  # a fitted model's builder is its fit function
+        options=BDTOptions,
+        kind="fitted",
+        summary="the physics baseline: gradient-boosted trees (LightGBM) on hand-made jet observables",
     )
 )

@@ -31,7 +31,8 @@ def ladder(cfg: dict, widths: str | None = None) -> dict[str, list[int]]:
 
     out: dict[str, set[int]] = {}
     for cell in cells(cfg):
-        out.setdefault(cell["model"], set()).add(int(cell["width"]))
+        if cell["width"] is not None:  # a fitted model (the bdt baseline) has no width, parameters or FLOPs
+            out.setdefault(cell["model"], set()).add(int(cell["width"]))
     for part in (widths or "").split(";"):
         if not part.strip():
             continue

@@ -13,7 +13,10 @@ CAPTIONS = {
         "mean σ_stat², with s the spread over seeds and σ_stat the test-set counting error (multinomial rows, "
         "delta method). f_q = 0.5 (dotted) means no charge information. For a study of the 11 JoI classes, black "
         "diamonds are the published CEPC ParticleNet result (PRL 132 (2024) 221802: full simulation, ~600k "
-        "training jets per class) and grey stars the ParT figure of the authors' repository (sample not stated)."
+        "training jets per class) and grey stars the ParT figure of the authors' repository (sample not stated). "
+        "Grey dashed levels: the physics baseline (bdt: gradient-boosted trees on hand-made jet observables) at "
+        "the same n_train; a network above it in f_q or below it in ε_q has not learned what a few dozen "
+        "observables carry."
     ),
     "scaling_tag_efficiency": (
         "Flavor-tag efficiency vs number of training jets, one panel per quark flavor. Points: mean over seeds "
@@ -24,7 +27,9 @@ CAPTIONS = {
         "For a study of the 11 JoI classes, horizontal lines mark the published CEPC references: ParticleNet "
         "(dash-dotted; PRL, full simulation, ~600k training jets per class) and ParT (dotted; the authors' "
         "repository figure, sample not stated). Fit curves: only fits with status ok are drawn (an unconstrained "
-        "power law thin and dotted; see the fit summary)."
+        "power law thin and dotted; see the fit summary). Grey squares joined by a dashed line: "
+        "the physics baseline (bdt: gradient-boosted trees on hand-made jet observables, same nested training "
+        "subsets, early-stopped on the same validation set), fitted like any other series."
     ),
     "scaling_charge_flip": (
         "Charge-flip rate vs number of training jets, one panel per quark flavor, with the same conventions as "
@@ -46,7 +51,9 @@ CAPTIONS = {
         "absent: one law across architectures would mix different curves). "
         "Middle: vs training jets per model, with power-law-with-floor fits (dashed) and L(N, D) at each model's N "
         "(dotted). Right: vs measured training compute (FLOP counted per run, ×3 for training), with the "
-        "compute-optimal frontier (lowest loss reached at or below each compute) and a power law fitted to it."
+        "compute-optimal frontier (lowest loss reached at or below each compute) and a power law fitted to it. "
+        "The physics baseline (bdt, grey) has no parameter count or training FLOPs: it appears in the middle "
+        "panel only and never enters L(N, D) or the frontier."
     ),
     "fit_summary": (
         "All fits: one row per fitted quantity and form. exponent = α of the power law (c0 for BNSL); "

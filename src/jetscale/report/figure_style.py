@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import metric_catalog
@@ -9,7 +11,12 @@ from .. import metric_catalog
 UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do not determine: not used
 
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "s")
+
+
+# the physics baseline (a fitted model, e.g. bdt): grey squares joined by a dashed line on every scaling figure,
+# grey dashed levels on the per-flavor bars; a network below it is undertrained
+BASELINE_STYLE = {"color": "0.45", "marker": "s", "ls": "--"}
 
 
 REFERENCE_STYLE = {  # published CEPC numbers: black/grey, apart from the study's palette
@@ -43,7 +50,14 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _missing(v) -> bool:
+    """None or NaN: an axis a cell does not have (a fitted model's width, a from-scratch cell's n_pretrain)."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _same(a, b) -> bool:
+    if _missing(a) or _missing(b):
+        return _missing(a) and _missing(b)
     if isinstance(a, dict) and isinstance(b, dict):
         return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):

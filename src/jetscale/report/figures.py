@@ -16,9 +16,12 @@ import numpy as np
 
 from ..grid import series_axes
 from ..io import atomic_path
+from ..models.catalog import is_fitted
 from ..reference import reference_for
 from .figure_style import (
+    BASELINE_STYLE,
     MARKERS,
+    _missing,
     _plain,
     _same,
     _select,
@@ -54,8 +57,18 @@ class Figures(ScalingFigures, LossFigures):
         return [{a: _plain(v) for a, v in row.items()} for _, row in uniq.iterrows()]
 
     def label(self, series: dict) -> str:
-        parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in self.varying if a in series]
-        return ", ".join(parts) or "all"
+        parts = [
+            str(series[a]) if a == "model" else f"{a}={series[a]}"
+            for a in self.varying
+            if a in series and not _missing(series[a])
+        ]
+        label = ", ".join(parts) or "all"
+        return f"{label} (baseline)" if self.is_baseline(series) else label
+
+    @staticmethod
+    def is_baseline(series: dict) -> bool:
+        """A fitted model's series (the bdt physics baseline): drawn as a grey reference, not in the palette."""
+        return is_fitted(series.get("model"))
 
     def _colors(self) -> dict:
         import matplotlib.pyplot as plt
@@ -64,7 +77,7 @@ class Figures(ScalingFigures, LossFigures):
         if self.color_by in ("n_train", "seed"):
             values = sorted(self.runs[self.color_by].unique())
         else:
-            values = list(dict.fromkeys(s.get(self.color_by) for s in self.series))
+            values = list(dict.fromkeys(s.get(self.color_by) for s in self.series if not self.is_baseline(s)))
         return {v: palette[i % len(palette)] for i, v in enumerate(values)}
 
     def _style_cycle(self):
@@ -78,9 +91,13 @@ class Figures(ScalingFigures, LossFigures):
             return None
 
     def color(self, series: dict):
+        if self.is_baseline(series):
+            return BASELINE_STYLE["color"]
         return self.colors.get(series.get(self.color_by), "black")
 
     def marker(self, series: dict) -> str:
+        if self.is_baseline(series):
+            return BASELINE_STYLE["marker"]
         same = [s for s in self.series if s.get(self.color_by) == series.get(self.color_by)]
         return MARKERS[same.index(series) % len(MARKERS)] if series in same else "o"
 
@@ -206,16 +223,30 @@ class Figures(ScalingFigures, LossFigures):
             return []
         with self.style():
             fig, axes = plt.subplots(1, 2, figsize=(14, 5.6))
-            width = 0.8 / max(1, len(self.series))
+            bars = [s for s in self.series if not self.is_baseline(s)]
+            width = 0.8 / max(1, len(bars))
             for ax, metric in zip(axes, ("tag_efficiency", "charge_flip")):
-                for k, series in enumerate(self.series):
+                for series in self.series:
                     vals, errs = [], []
                     for q in flavors:
                         m = _select(seed_means(self.runs, self.axes, metric, q), series)
                         m = m[m["n_train"] == n_train]
                         vals.append(m["mean"].iloc[0] if len(m) else np.nan)
                         errs.append(m["err"].iloc[0] if len(m) else np.nan)
-                    xpos = np.arange(len(flavors)) + (k - (len(self.series) - 1) / 2) * width
+                    if self.is_baseline(series):  # a reference level across each flavor's group of bars
+                        ax.hlines(
+                            vals,
+                            np.arange(len(flavors)) - 0.45,
+                            np.arange(len(flavors)) + 0.45,
+                            colors=BASELINE_STYLE["color"],
+                            linestyles=BASELINE_STYLE["ls"],
+                            lw=2.2,
+                            zorder=4,
+                            label=self.label(series),
+                        )
+                        continue
+                    k = bars.index(series)
+                    xpos = np.arange(len(flavors)) + (k - (len(bars) - 1) / 2) * width
                     ax.bar(
                         xpos,
                         vals,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..fit.forms import SMOOTH, THRESHOLD
 from ..paths import results_root
+from .baseline import baseline_section
 from .captions import CAPTIONS, caption_for
 from .outlook import outlook_sections
 from .reference import reference_section
@@ -180,6 +181,7 @@ def build_html(
             f"<code>figures/{html.escape(fig_path.stem)}.pdf</code>)</figcaption></figure>"
         )
     parts.append(reference_section(cfg, runs))
+    parts.append(baseline_section(cfg, runs))
     parts.extend(sections)  # e.g. the pretraining/transfer section
     parts.append(
         f"<h2 id='fit_summary'>Fit summary</h2><p>{html.escape(CAPTIONS['fit_summary'])} "

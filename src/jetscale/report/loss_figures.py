@@ -12,6 +12,7 @@ from ..fit.forms import evaluate as evaluate_form
 from ..fit.status import OK, UNCONSTRAINED, usable
 from ..fit.study import compute_frontier
 from .figure_style import (
+    BASELINE_STYLE,
     UNCONSTRAINED_STYLE,
     _plain_log_labels,
     _same,
@@ -102,6 +103,7 @@ class LossFigures:
                 ms=6,
                 capsize=2,
                 label=self.label(series),
+                **({"ls": BASELINE_STYLE["ls"]} if self.is_baseline(series) else {}),
             )
             grid = np.geomspace(means["n_train"].min() / 1.5, means["n_train"].max() * 1.5, 100)
             doc = self.fit_doc("loss_vs_data", series=series)
@@ -113,7 +115,7 @@ class LossFigures:
                 label = rf"  power law, $\alpha$={alpha:.2f}" if ok else "  power law: unconstrained"
                 ax.plot(grid, evaluate_form(LOSS_LAW, rec["params"], grid), color=color, label=label, **style)
             law = self._law_for(laws, series)
-            if law is not None and "n_params" in sub:
+            if law is not None and "n_params" in sub and not self.is_baseline(series):  # the baseline has no N
                 n_params = float(sub["n_params"].median())
                 params = law["fits"][JOINT_LAW]["params"]
                 ax.plot(grid, evaluate_form(JOINT_LAW, params, n_params, grid), ":", color=color, lw=1.3)

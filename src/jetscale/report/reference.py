@@ -13,6 +13,7 @@ import html
 import pandas as pd
 
 from ..grid import series_axes
+from ..models.catalog import is_fitted
 from ..reference import JOI_FLAVORS, overlay_label, reference_for
 from .tables import seed_means
 
@@ -20,8 +21,13 @@ QUANTITIES = (("tag_efficiency", "ε"), ("charge_flip", "f"))
 
 
 def _series_label(series: dict, varying: list[str]) -> str:
-    parts = [str(v) if a == "model" else f"{a}={v}" for a, v in series.items() if a in varying or a == "model"]
-    return ", ".join(parts) or "study"
+    parts = [
+        str(v) if a == "model" else f"{a}={v}"
+        for a, v in series.items()
+        if (a in varying or a == "model") and not pd.isna(v)  # a fitted model has no width
+    ]
+    label = ", ".join(parts) or "study"
+    return f"{label} (baseline)" if is_fitted(series.get("model")) else label
 
 
 def comparison_table(cfg: dict, runs: pd.DataFrame) -> pd.DataFrame | None:
@@ -40,7 +46,7 @@ def comparison_table(cfg: dict, runs: pd.DataFrame) -> pd.DataFrame | None:
         for metric, _, q in rows:
             m = seed_means(runs, axes, metric, q)
             for axis, value in series.items():
-                m = m[m[axis] == value]
+                m = m[m[axis].isna()] if pd.isna(value) else m[m[axis] == value]
             m = m[m["n_train"] == n_max]
             col.append(f"{m['mean'].iloc[0]:.3f} ± {m['err'].iloc[0]:.3f}" if len(m) else "")
         table[label] = col

@@ -15,6 +15,7 @@ from ..fit.forms import evaluate as evaluate_form
 from ..fit.status import OK, UNCONSTRAINED
 from ..reference import OVERLAY_MODELS, overlay_label
 from .figure_style import (
+    BASELINE_STYLE,
     REFERENCE_STYLE,
     UNCONSTRAINED_STYLE,
     _select,
@@ -70,6 +71,7 @@ class ScalingFigures:
                         capsize=2.5,
                         lw=1.2,
                         label=self.label(series),
+                        **({"ls": BASELINE_STYLE["ls"], "zorder": 1.5} if self.is_baseline(series) else {}),
                     )
                     handles.setdefault(self.label(series), h)
                     if m["budget_limited"].any():  # ended at the sample cap while still improving: hollow

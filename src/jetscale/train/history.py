@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import paths
 from ..io import open_nofollow, refuse_link
 
-RUN_FILES = (paths.METRICS, paths.PREDICTIONS, paths.TRAIN_LOG, paths.CHECKPOINT)
+RUN_FILES = (paths.METRICS, paths.PREDICTIONS, paths.TRAIN_LOG, paths.CHECKPOINT, paths.FITTED_MODEL)
 
 
 def _same_file(a: Path, b: Path) -> bool:

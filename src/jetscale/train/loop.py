@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 from .. import paths
+from ..grid import parse_cell_id
+from ..models import catalog
 from .classifier import ClassifierTask
 from .runner import CsvLog, Runner, start_process
 
@@ -54,6 +56,9 @@ def train_cell(
 ) -> dict:
     """Train the cell ``cell_id`` of the (validated) config ``cfg``; return the metrics record.
 
+    A fitted model's cell (catalog kind "fitted", the ``bdt`` baseline) is fitted by
+    :func:`jetscale.train.fitted.train_fitted` instead (no gradient steps: the options below do not apply).
+
     A fine-tuning cell (``pretrain~<method>``) first loads the pretrained backbone its id names from
     ``backbone`` (default: its place under ``results/pretrain/``); see :mod:`jetscale.pretrain.finetune`.
 
@@ -63,6 +68,10 @@ def train_cell(
     Run by several data-parallel processes (see :mod:`jetscale.train.distributed`), every rank returns the
     record and rank 0 writes the files.
     """
+    if catalog.is_fitted(parse_cell_id(cfg, cell_id)["model"]):  # fitted, not trained by gradient steps
+        from .fitted import train_fitted
+
+        return train_fitted(cfg, cell_id, splits_dir, out_dir)
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     task = ClassifierTask(cfg, cell_id, Path(splits_dir), out_dir, backbone=backbone)
