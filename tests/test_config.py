@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 
 import pytest
 import yaml
@@ -97,12 +98,26 @@ def test_bad_config_names_the_key(default_config_dict, mutate, expected):
 
 
 def test_fit_metrics_are_the_collected_ones():
+    """collect writes exactly the catalog's metrics (with their scope) from an evaluate record."""
     from jetscale import metric_catalog
-    from jetscale.evaluate.collect import CONTINUOUS_FLAVOR_METRICS, FLAVOR_METRICS, GLOBAL_METRICS
+    from jetscale.evaluate.collect import metric_rows
 
-    assert set(metric_catalog.names()) == {*GLOBAL_METRICS, *FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS, "auc"}
-    per_flavor = {m for m in metric_catalog.names() if metric_catalog.get(m).per_flavor}
-    assert per_flavor == {*FLAVOR_METRICS, *CONTINUOUS_FLAVOR_METRICS}
+    flavor = {"tag_efficiency": 0.8, "charge_flip": 0.2, "tag_log_loss": 0.3, "charge_log_loss": 0.5}
+    flavor.update(tag_auc=0.9, charge_auc=0.8)
+    evaluation = {"accuracy": 0.5, "log_loss": 1.2, "n_jets": 100, "flavors": {"b": flavor}, "auc": {"b": 0.9}}
+    rows = metric_rows({"val_loss": 1.3, "val_accuracy": 0.45}, evaluation)
+    assert [r["metric"] for r in rows if not r["flavor"]] == [
+        "accuracy",
+        "log_loss",
+        "val_loss",
+        "val_accuracy",
+        "mean_auc",
+    ]
+    assert {r["metric"] for r in rows} == set(metric_catalog.names())
+    for row in rows:
+        scope = metric_catalog.get(row["metric"]).scope
+        assert (row["flavor"] == "") == (scope == metric_catalog.GLOBAL)
+        assert math.isfinite(row["value"]), row
 
 
 def test_null_resets_a_mapping_to_its_default(default_config_dict):

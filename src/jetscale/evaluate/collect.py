@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from .. import paths
+from .. import metric_catalog, paths
 from ..config import tune_axes
 from ..errors import DataError
 from ..grid import axis_names, cell_id, cells
@@ -36,10 +36,6 @@ from ..paths import results_root, run_dir, runs_table
 from ..terminal import printable
 
 RUN_COLUMNS = ("n_params", "flops_per_jet", "train_flops", "samples_seen", "stopped_by", "wall_time_s", "hardware")
-GLOBAL_METRICS = ("accuracy", "log_loss", "val_loss", "val_accuracy", "mean_auc")
-FLAVOR_METRICS = ("tag_efficiency", "charge_flip")
-# threshold-free counterparts (evaluate.metrics.flavor_continuous); absent from eval.json files made before them
-CONTINUOUS_FLAVOR_METRICS = ("tag_log_loss", "charge_log_loss", "tag_auc", "charge_auc")
 
 
 def tidy_columns(cfg: dict) -> list[str]:
@@ -190,34 +186,41 @@ def run_info(metrics: dict) -> dict:
 
 
 def metric_rows(metrics: dict, evaluation: dict) -> list[dict]:
-    """The (metric, flavor, value, error) rows of one cell, in fixed order."""
+    """The (metric, flavor, value, error) rows of one cell, in the metric catalog's order (global metrics, then
+    per-flavor ones, then per-class ones). A metric of the catalog is read from eval.json (global: its key and
+    ``uncertainties``; per flavor: ``flavors.<q>.<name>`` and ``<name>_err``, skipped where absent, as in
+    eval.json files made before it existed) unless it is derived below."""
     unc = evaluation.get("uncertainties", {})
     n = evaluation.get("n_jets") or 0
     acc = _num(evaluation.get("accuracy"))
     acc_err = _num(unc.get("accuracy")) if "accuracy" in unc else (math.sqrt(acc * (1 - acc) / n) if n else math.nan)
     auc = {k: _num(v) for k, v in (evaluation.get("auc") or {}).items()}
     finite_auc = [v for v in auc.values() if math.isfinite(v)]
-    values = {
+    derived = {
         "accuracy": (acc, acc_err),
-        "log_loss": (_num(evaluation.get("log_loss")), _num(unc.get("log_loss"))),
         "val_loss": (_num(metrics.get("val_loss")), math.nan),
         "val_accuracy": (_num(metrics.get("val_accuracy")), math.nan),
         "mean_auc": (sum(finite_auc) / len(finite_auc) if finite_auc else math.nan, math.nan),
     }
-    rows = [{"metric": m, "flavor": "", "value": v, "error": e} for m, (v, e) in values.items()]
-    for metric in FLAVOR_METRICS + CONTINUOUS_FLAVOR_METRICS:
+    specs = list(metric_catalog.METRICS.values())
+    rows = []
+    for spec in (s for s in specs if s.scope == metric_catalog.GLOBAL):
+        value, err = derived.get(spec.name, (_num(evaluation.get(spec.name)), _num(unc.get(spec.name))))
+        rows.append({"metric": spec.name, "flavor": "", "value": value, "error": err})
+    for spec in (s for s in specs if s.scope == metric_catalog.PER_FLAVOR):
         for flavor, fm in evaluation.get("flavors", {}).items():
-            if metric in CONTINUOUS_FLAVOR_METRICS and metric not in fm:
-                continue
-            rows.append(
-                {
-                    "metric": metric,
-                    "flavor": flavor,
-                    "value": _num(fm.get(metric)),
-                    "error": _num(fm.get(f"{metric}_err")),
-                }
-            )
-    rows += [{"metric": "auc", "flavor": cls, "value": v, "error": math.nan} for cls, v in auc.items()]
+            if spec.name in fm:
+                rows.append(
+                    {
+                        "metric": spec.name,
+                        "flavor": flavor,
+                        "value": _num(fm.get(spec.name)),
+                        "error": _num(fm.get(f"{spec.name}_err")),
+                    }
+                )
+    for spec in (s for s in specs if s.scope == metric_catalog.PER_CLASS):
+        values = auc if spec.name == "auc" else {k: _num(v) for k, v in (evaluation.get(spec.name) or {}).items()}
+        rows += [{"metric": spec.name, "flavor": cls, "value": v, "error": math.nan} for cls, v in values.items()]
     return rows
 
 
