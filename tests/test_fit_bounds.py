@@ -171,3 +171,58 @@ def test_table_mode_metric_sets_the_range(tmp_path, capsys):
     assert held["params"]["y_inf"] >= 0 and held["status"] == "unconstrained"
     with pytest.raises(SystemExit):  # argparse refuses a metric the catalog does not know
         main([*base, "--metric", "nope"])
+
+
+# ------------------------------------------------------------------------------------ L(N, D) per architecture
+def _loss_table(widths_of: dict) -> pd.DataFrame:
+    from jetscale.fit.forms import chinchilla
+
+    rows = []
+    for model, widths in widths_of.items():
+        for width in widths:
+            n_params = 1000.0 * width**2
+            for n in (100, 300, 1000, 3000, 10000, 30000):
+                for seed in (0, 1):
+                    value = chinchilla(n_params, n, 400.0, 300.0, 0.3, 0.35, 0.4) * (1 + 0.003 * (seed - 0.5))
+                    rows.append(
+                        {
+                            "cell_id": f"{model}{width}_{n}_{seed}",
+                            "model": model,
+                            "width": width,
+                            "n_train": n,
+                            "seed": seed,
+                            "n_params": n_params,
+                            "train_flops": n_params * n * 30,
+                            "metric": "log_loss",
+                            "flavor": "",
+                            "value": value,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_joint_law_only_within_one_architecture_with_three_widths():
+    from jetscale.fit.study import _run_job, loss_jobs
+
+    opts = {"bootstrap": 0, "min_points": 4}
+    docs = [
+        _run_job(j)
+        for j in loss_jobs(_loss_table({"a": [8, 16, 32, 64], "b": [16]}), ["model", "width"], ["model", "width"], opts)
+    ]
+    joint = [d for d in docs if d["kind"] == "chinchilla"]
+    assert [d["series"] for d in joint] == [{"model": "a"}]  # b has one width: no law of its own, not mixed in
+    rec = joint[0]["fits"]["chinchilla"]
+    assert rec["status"] == "ok" and rec["params"]["alpha"] == pytest.approx(0.35, abs=0.05)
+    params = [d for d in docs if d["kind"] == "loss_vs_params"]
+    assert len(params) == 6 and all(d["series"]["model"] == "a" for d in params)
+    docs = [
+        _run_job(j)
+        for j in loss_jobs(_loss_table({"a": [16], "b": [16], "c": [32]}), ["model", "width"], ["model"], opts)
+    ]
+    (joint,) = [d for d in docs if d["kind"] == "chinchilla"]
+    assert joint["fits"]["chinchilla"]["status"] == "not applicable"
+    assert (
+        "at least 3 widths" in joint["fits"]["chinchilla"]["message"]
+        and "a: 1 size" in joint["fits"]["chinchilla"]["message"]
+    )
+    assert not [d for d in docs if d["kind"] == "loss_vs_params"]

@@ -318,12 +318,12 @@ def architecture_groups(loss, arch_axes) -> tuple[list, str]:
     for group, sub in _groups(loss, arch_axes):
         n_sizes = sub["n_params"].nunique()
         label = series_label(group, list(group)) if group else "all"
-        sizes.append(f"{label}: {n_sizes}")
+        sizes.append(f"{label}: {n_sizes} size{'s' if n_sizes != 1 else ''}")
         if n_sizes >= MIN_WIDTHS:
             out.append((group, label, sub))
     why = (
         f"L(N, D) and loss vs parameters are fitted only within one architecture with at least {MIN_WIDTHS} "
-        f"widths; model sizes per architecture here: {', '.join(sizes) or 'none'}"
+        f"widths; here {'; '.join(sizes) or 'no architecture'}"
     )
     return out, why
 
