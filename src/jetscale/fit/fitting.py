@@ -37,6 +37,7 @@ Conventions
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 import warnings
@@ -44,7 +45,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..models.catalog import resolve
 from . import forms
 from .forms import FREE, LN10, Domain, bnsl, scurve_log
 from .solver import SQUARES, Objective, linear_pair, multistart, numeric_jacobian, solve
@@ -170,7 +170,8 @@ def fitter_of(spec):
     """The form's fitter: (x, y, x2, theta0=None, *, bounds, objective) -> Fit."""
     if spec.fitter is None:
         return lambda x, y, x2, theta0=None, **kw: fit_generic(spec, x, y, x2, theta0, **kw)
-    return resolve(spec.fitter)
+    module, _, name = spec.fitter.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _data_problem(spec, x, y, x2, min_points: int) -> str | None:
