@@ -49,6 +49,11 @@ SPLIT_META = "meta.json"
 FIT_SUMMARY = "fit_summary.csv"
 PRETRAIN_TABLE = "pretrain.csv"  # in tables/, beside runs.csv
 PRETRAIN_CURVES = "pretrain_curves.csv"
+PRETRAIN_QUALITY = "pretrain_quality.csv"
+# fits/transfer/: the transfer fits of fine-tuned vs from-scratch cells
+TRANSFER_TABLE = "transfer.csv"
+TRANSFER_LAWS = "laws.json"
+PRETRAIN_LOSS_FITS = "pretrain_loss.json"
 
 
 # letters, digits and _ . / + - only, not starting with '-' (no spaces, quotes, $, `, ; ...); also in the schema
@@ -94,9 +99,13 @@ def effective_config(root: Path) -> Path:
 
 
 # ---- data
+def shard_name(index: int | str) -> str:
+    """``shard-NNNN.parquet`` (``index`` an int, or a wildcard string)."""
+    return f"shard-{index:04d}.parquet" if isinstance(index, int) else f"shard-{index}.parquet"
+
+
 def shard_path(root: Path, index: int | str) -> Path:
-    name = f"shard-{index:04d}.parquet" if isinstance(index, int) else f"shard-{index}.parquet"
-    return Path(root) / "data" / "shards" / name
+    return Path(root) / "data" / "shards" / shard_name(index)
 
 
 def ingested_dir(root: Path) -> Path:
@@ -180,6 +189,11 @@ def fits_dir(root: Path) -> Path:
     return Path(root) / "fits"
 
 
+def transfer_dir(root: Path) -> Path:
+    """fits/transfer/: TRANSFER_TABLE, TRANSFER_LAWS, PRETRAIN_LOSS_FITS."""
+    return fits_dir(root) / "transfer"
+
+
 def fit_summary(root: Path) -> Path:
     return fits_dir(root) / FIT_SUMMARY
 
@@ -203,6 +217,10 @@ def forecasts_table(root: Path) -> Path:
 
 def backtests_table(root: Path) -> Path:
     return fits_dir(root) / "backtests.csv"
+
+
+def logs_dir(root: Path) -> Path:
+    return Path(root) / "logs"
 
 
 def train_log(root: Path, cell_id: str) -> Path:

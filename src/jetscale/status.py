@@ -294,7 +294,7 @@ def _status(args) -> int:
     cfg = load_config(args.config)
     root = results_root(cfg)
     use_slurm = args.profile == "slurm" or (
-        args.profile == "auto" and (root / "logs" / "slurm").is_dir() and shutil.which("squeue")
+        args.profile == "auto" and (paths.logs_dir(root) / "slurm").is_dir() and shutil.which("squeue")
     )
     try:
         return _loop(cfg, args, use_slurm)

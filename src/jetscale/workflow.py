@@ -259,7 +259,7 @@ class StudyPlan:
         """Refuse when data.ingest.paths now resolve to other files than those the results were built from."""
         from .data.manifest import changes, read_manifest
 
-        ingested = self.root / "data" / "ingested"
+        ingested = paths.ingested_dir(self.root)
         recorded = read_manifest(ingested)
         if recorded is None:
             return

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .. import paths
 from ..errors import DataError
 from ..io import not_a_file, write_json
 from .features import energy_order, jet_kinematics, particle_features
@@ -350,7 +351,7 @@ def _ingest_file(
         "derived": list(mapping.get("derive") or []),
     }
     dropped = 0
-    with ShardWriter(out_dir / f"shard-{i:04d}.parquet", metadata=meta) as writer:
+    with ShardWriter(out_dir / paths.shard_name(i), metadata=meta) as writer:
         for start, arrays in iter_branches(path, mapping, step):
             table, n_dropped = convert(arrays, mapping, classes, str(path), start, jet_id_base(sha))
             writer.write(table)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_path, not_a_file
+from ..paths import shard_name
 from .schema import FEATURE_NAMES, JET_COLUMNS, PARTICLE_PREFIX, VECTOR_NAMES
 
 PARTICLE_NAMES: tuple[str, ...] = FEATURE_NAMES + VECTOR_NAMES
@@ -167,7 +168,7 @@ def write_rolling(tables, out_dir: str | Path, jets_per_shard: int, *, metadata:
     try:
         for table in tables:
             if writer is None:
-                writer = ShardWriter(out_dir / f"shard-{len(paths):04d}.parquet", metadata=metadata).__enter__()
+                writer = ShardWriter(out_dir / shard_name(len(paths)), metadata=metadata).__enter__()
                 paths.append(writer.path)
             writer.write(table)
             if writer.n_jets >= jets_per_shard:

@@ -80,7 +80,7 @@ def build_synthetic_splits(
     shards = [
         write_shard(
             synthetic_table(per_shard, n_classes, seed + i, first_jet_id=i * 10**9),
-            out_dir / "shards" / f"shard-{i:04d}.parquet",
+            out_dir / "shards" / paths.shard_name(i),
         )
         for i in range(n_shards)
     ]

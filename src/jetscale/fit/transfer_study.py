@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import metric_catalog
+from .. import metric_catalog, paths
 from ..evaluate.collect import RUN_COLUMNS
 from ..io import atomic_path, write_json
-from ..paths import fits_dir, results_root
+from ..paths import results_root
 from .fitting import fit
 from .forms import LOSS_LAW, Domain
 from .transfer import effective_data_transferred, fit_transfer_law
@@ -60,7 +60,7 @@ TRANSFER_COLUMNS = (
 
 
 def transfer_dir(cfg: dict) -> Path:
-    return fits_dir(results_root(cfg)) / "transfer"
+    return paths.transfer_dir(results_root(cfg))
 
 
 def run_transfer_fits(cfg: dict, table) -> Path:
@@ -72,10 +72,10 @@ def run_transfer_fits(cfg: dict, table) -> Path:
     boot, seed = int(cfg["fits"].get("bootstrap", 200)), 0
     rows = transfer_rows(table, boot, seed)
     frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
-    with atomic_path(out / "transfer.csv") as tmp:
+    with atomic_path(out / paths.TRANSFER_TABLE) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
-    write_json(out / "laws.json", transfer_laws(frame))
-    write_json(out / "pretrain_loss.json", pretrain_loss_fits(cfg, int(cfg["fits"].get("min_points", 4)), boot))
+    write_json(out / paths.TRANSFER_LAWS, transfer_laws(frame))
+    write_json(out / paths.PRETRAIN_LOSS_FITS, pretrain_loss_fits(cfg, int(cfg["fits"].get("min_points", 4)), boot))
     return out
 
 

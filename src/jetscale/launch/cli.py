@@ -79,7 +79,7 @@ def _launch(args) -> int:
         return 0
     tasks = max(1, args.gpus)
     executor = submit.make_executor(
-        args.folder or root / "logs" / "submitit",
+        args.folder or paths.logs_dir(root) / "submitit",
         args.cluster,
         partition=args.partition,
         account=args.account,

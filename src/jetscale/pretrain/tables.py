@@ -46,7 +46,7 @@ def pretrain_tables_paths(root: Path) -> tuple[Path, Path]:
 
 
 def pretrain_quality_path(root: Path) -> Path:
-    return runs_table(root).parent / "pretrain_quality.csv"
+    return runs_table(root).parent / paths.PRETRAIN_QUALITY
 
 
 def quality_rows(rec: dict) -> list[dict]:

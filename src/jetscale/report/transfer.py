@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..fit.forms import powerlaw
 from ..fit.status import usable
 from ..fit.transfer import format_transfer
@@ -48,9 +49,10 @@ def _read(cfg):
     import pandas as pd
 
     d = transfer_dir(cfg)
-    frame = pd.read_csv(d / "transfer.csv") if (d / "transfer.csv").is_file() else pd.DataFrame()
-    laws = json.loads((d / "laws.json").read_text()) if (d / "laws.json").is_file() else []
-    loss = json.loads((d / "pretrain_loss.json").read_text()) if (d / "pretrain_loss.json").is_file() else {}
+    table, laws_file, loss_file = d / paths.TRANSFER_TABLE, d / paths.TRANSFER_LAWS, d / paths.PRETRAIN_LOSS_FITS
+    frame = pd.read_csv(table) if table.is_file() else pd.DataFrame()
+    laws = json.loads(laws_file.read_text()) if laws_file.is_file() else []
+    loss = json.loads(loss_file.read_text()) if loss_file.is_file() else {}
     return frame, laws, loss
 
 
