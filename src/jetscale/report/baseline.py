@@ -14,13 +14,13 @@ import math
 
 import pandas as pd
 
+from .. import metric_catalog
 from ..grid import series_axes
 from ..models.catalog import is_fitted
 from .tables import seed_means
 
 QUANTITIES = (("accuracy", "", "accuracy"), ("tag_efficiency", "b", "ε_b"), ("tag_efficiency", "c", "ε_c"))
 QUANTITIES += (("charge_flip", "b", "f_b"), ("charge_flip", "c", "f_c"))
-HIGHER_IS_BETTER = ("accuracy", "tag_efficiency")
 
 
 def _means(runs: pd.DataFrame, axes: list[str]) -> dict[tuple, pd.DataFrame]:
@@ -92,7 +92,7 @@ def below_baseline(cfg: dict, runs: pd.DataFrame) -> list[str]:
                         continue
                     gap = float(a["mean"].iloc[0] - b["mean"].iloc[0])
                     sigma = math.hypot(float(a["err"].iloc[0]), float(b["err"].iloc[0]))
-                    if (-gap if metric in HIGHER_IS_BETTER else gap) > sigma:
+                    if (-gap if metric_catalog.get(metric).higher_is_better else gap) > sigma:
                         worse.append(f"{name} {a['mean'].iloc[0]:.3f} vs {b['mean'].iloc[0]:.3f}")
                 if worse:
                     out.append(
