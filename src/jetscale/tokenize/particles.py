@@ -68,18 +68,8 @@ def pair_features_for(vectors, i, j, eps: float = 1e-8):
     dphi = torch.remainder(phi[:, i] - phi[:, j] + torch.pi, 2 * torch.pi) - torch.pi
     delta = torch.sqrt((rap[:, i] - rap[:, j]).square() + dphi.square())
     pti, ptj = pt[:, i], pt[:, j]
-    ptmin = torch.minimum(pti, ptj)
     s = vectors[:, :, i] + vectors[:, :, j]  # (B, 4, n_pairs)
-    m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
-    return torch.stack(
-        [
-            torch.log(delta.clamp(min=eps)),
-            torch.log((ptmin * delta).clamp(min=eps)),
-            torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps)),
-            torch.log(m2.clamp(min=eps)),
-        ],
-        dim=-1,
-    )
+    return _interaction_logs(delta, pti, ptj, s, eps)
 
 
 def pair_features_at(vectors, b, i, j, eps: float = 1e-8):
@@ -98,8 +88,16 @@ def pair_features_at(vectors, b, i, j, eps: float = 1e-8):
     dphi = torch.remainder(phi[b, i] - phi[b, j] + torch.pi, 2 * torch.pi) - torch.pi
     delta = torch.sqrt((rap[b, i] - rap[b, j]).square() + dphi.square())
     pti, ptj = pt[b, i], pt[b, j]
-    ptmin = torch.minimum(pti, ptj)
     s = vectors[b, :, i] + vectors[b, :, j]  # (n, 4)
+    return _interaction_logs(delta, pti, ptj, s, eps)
+
+
+def _interaction_logs(delta, pti, ptj, s, eps: float):
+    """(..., 4): ln Δ, ln kT, ln z, ln m² of pairs with separation ``delta``, transverse momenta ``pti``/``ptj``
+    and summed four-vector ``s`` (its components on axis 1: px, py, pz, E)."""
+    import torch
+
+    ptmin = torch.minimum(pti, ptj)
     m2 = s[:, 3].square() - s[:, 0].square() - s[:, 1].square() - s[:, 2].square()
     return torch.stack(
         [
