@@ -288,20 +288,7 @@ def _multiplicity_panel(ax, pooled: dict, colors: dict, cap: int) -> None:
 
 def _significance_panel(ax, pooled: dict, colors: dict) -> None:
     bins = np.logspace(-2, 3, 51)
-    for flavor, values in pooled.items():
-        frac = float(np.mean(values > IP_SIGNIFICANCE)) if len(values) else 0.0
-        ax.hist(
-            np.clip(values, bins[0], bins[-1] * 0.999),
-            bins=bins,
-            weights=np.full(len(values), 1.0 / max(len(values), 1)),
-            histtype="step",
-            lw=2,
-            color=colors[flavor],
-            label=f"{flavor} ({100 * frac:.1f}% > {IP_SIGNIFICANCE:g})",
-        )
-    ax.axvline(IP_SIGNIFICANCE, color="black", ls=":", lw=1.5)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _tail_histograms(ax, pooled, colors, bins, IP_SIGNIFICANCE, f"{IP_SIGNIFICANCE:g}")
     ax.set_xlabel(r"Track $|d_0|/\sigma(d_0)$ (under/overflow in the end bins)")
     ax.set_ylabel("Fraction of tracks per bin")
     ax.legend(loc="lower left", title="flavour (tracks above 3σ)", title_fontsize=12)
@@ -309,21 +296,7 @@ def _significance_panel(ax, pooled: dict, colors: dict) -> None:
 
 def _d0_panel(ax, pooled: dict, colors: dict) -> None:
     bins = np.logspace(-4, 3.5, 46)  # 0.1 µm to 3 m
-    for flavor, values in pooled.items():
-        far = float(np.mean(values > FAR_D0_MM)) if len(values) else 0.0
-        weights = np.full(len(values), 1.0 / max(len(values), 1))
-        ax.hist(
-            np.clip(values, bins[0], bins[-1] * 0.999),
-            bins=bins,
-            weights=weights,
-            histtype="step",
-            lw=2,
-            color=colors[flavor],
-            label=f"{flavor} ({100 * far:.1f}% > {FAR_D0_MM:g} mm)",
-        )
-    ax.axvline(FAR_D0_MM, color="black", ls=":", lw=1.5)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _tail_histograms(ax, pooled, colors, bins, FAR_D0_MM, f"{FAR_D0_MM:g} mm")
     ax.set_xlabel(r"Track $|d_0|$ [mm] (under/overflow in the end bins)")
     ax.set_ylabel("Fraction of tracks per bin")
     ax.set_ylim(ax.get_ylim()[0], ax.get_ylim()[1] * 8)
@@ -369,3 +342,22 @@ def _class_label(name: str) -> str:
     if name.endswith("bar") and name[:-3] in FLAVOR_COLORS:
         return rf"$\bar{{{name[:-3]}}}$"
     return name
+
+
+def _tail_histograms(ax, pooled: dict, colors: dict, bins, cut: float, cut_text: str) -> None:
+    """Each flavour's values as a step histogram of fractions on log axes (under/overflow in the end bins), its
+    fraction above ``cut`` in the legend, and the cut as a dotted line."""
+    for flavor, values in pooled.items():
+        frac = float(np.mean(values > cut)) if len(values) else 0.0
+        ax.hist(
+            np.clip(values, bins[0], bins[-1] * 0.999),
+            bins=bins,
+            weights=np.full(len(values), 1.0 / max(len(values), 1)),
+            histtype="step",
+            lw=2,
+            color=colors[flavor],
+            label=f"{flavor} ({100 * frac:.1f}% > {cut_text})",
+        )
+    ax.axvline(cut, color="black", ls=":", lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
