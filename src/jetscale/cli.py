@@ -24,6 +24,7 @@ AREA_MODULES = (
     "jetscale.train.cli",
     "jetscale.pretrain.cli",
     "jetscale.evaluate.cli",
+    "jetscale.export.cli",
     "jetscale.fit.cli",
     "jetscale.fit.forecast_cli",
     "jetscale.report.cli",

@@ -1,0 +1,1 @@
+"""Trained cells in other frameworks' formats (`jetscale export`)."""
