@@ -17,10 +17,11 @@ import pytest
 import yaml
 
 from jetscale import paths
-from jetscale.config import load_config, resolve_settings
+from jetscale.config import load_config
 from jetscale.data.schema import FEATURE_NAMES
 from jetscale.errors import JetscaleError
 from jetscale.grid import parse_cell_id
+from jetscale.settings import resolve_settings
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in envs/requirements.txt (the test env installs it)")
 pytest.importorskip("onnxscript", reason="onnxscript is in envs/requirements.txt")

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..config import resolve_settings, settings_hash
 from ..errors import JetscaleError
 from ..grid import parse_cell_id
 from ..io import atomic_path, write_json
 from ..models import catalog
+from ..settings import resolve_settings, settings_hash
 
 OPSET = 18
 VERIFY_JETS = 64
