@@ -58,3 +58,22 @@ def test_every_stage_ran_without_jetscale_on_path(bare_path_study):
     assert all((m.parent / "eval.json").exists() for m in runs)
     assert (root / "tables" / "runs.csv").exists()
     assert (root / "report.html").exists()
+
+
+def test_every_cell_writes_tensorboard_event_files(bare_path_study):
+    pytest.importorskip("tensorboard", reason="tensorboard is in envs/requirements.txt (the test env installs it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, _ = bare_path_study
+    runs = sorted(p.parent for p in root.glob("runs/**/metrics.json") if "history" not in p.parts)
+    assert len(runs) == 3
+    for run in runs:
+        events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+        assert events and not (run / "tensorboard").is_symlink()
+        board = EventAccumulator(str(run / "tensorboard"))
+        board.Reload()
+        tags = set(board.Tags()["scalars"])
+        assert {"train/loss", "val/loss", "lr", "jets_per_s"} <= tags, tags
+        # the same rows as the CSV log (its source of truth)
+        rows = (run / "train_log.csv").read_text().strip().splitlines()[1:]
+        assert len(board.Scalars("train/loss")) == len(rows)

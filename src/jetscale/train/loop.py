@@ -42,6 +42,7 @@ from ..grid import parse_cell_id
 from ..models import catalog
 from .classifier import ClassifierTask
 from .runner import CsvLog, Runner, start_process
+from .tensorboard import tensorboard_sink
 
 
 def train_cell(
@@ -77,9 +78,10 @@ def train_cell(
     task = ClassifierTask(cfg, cell_id, Path(splits_dir), out_dir, backbone=backbone)
     device, ranks = start_process(cfg["training"])
     try:
-        runner = Runner(
-            task, task.plan(), out_dir, device, ranks, t_start=t_start, sinks=[CsvLog(out_dir / paths.TRAIN_LOG)]
-        )
+        sinks = [CsvLog(out_dir / paths.TRAIN_LOG)]
+        if ranks.is_main and (board := tensorboard_sink(out_dir)) is not None:
+            sinks.append(board)
+        runner = Runner(task, task.plan(), out_dir, device, ranks, t_start=t_start, sinks=sinks)
         outcome = runner.run(progress=progress, stop_after_steps=stop_after_steps)
         return task.finish(outcome)
     finally:
