@@ -55,43 +55,9 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
     rows, confusion_rows, missing = [], [], []
     for cell in cells(cfg):
         cid = cell_id(cfg, cell)
-        run = run_dir(root, cid)
-        reason = missing_reason(run)
+        cell_rows, cell_confusion, reason = read_cell(run_dir(root, cid), cid, cell, axes)
         if reason:
             missing.append({"cell_id": cid, **cell, "reason": reason})
-            continue
-        try:
-            metrics = read_json(run / paths.METRICS, "metrics file")
-            evaluation = read_json(run / paths.EVAL, "evaluation")
-        except DataError as exc:  # listed as missing, with what is wrong; the other cells are collected
-            missing.append({"cell_id": cid, **cell, "reason": f"unreadable: {exc}"})
-            continue
-        if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
-            missing.append(
-                {
-                    "cell_id": cid,
-                    **cell,
-                    "reason": "stale eval.json (settings_hash differs from metrics.json): re-run jetscale evaluate",
-                }
-            )
-            continue
-        try:
-            base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
-            cell_rows = [{**base, **r} for r in metric_rows(metrics, evaluation)]
-            cell_confusion = confusion_long(base, axes, evaluation)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            missing.append(
-                {
-                    "cell_id": cid,
-                    **cell,
-                    "reason": f"malformed metrics.json or eval.json ({type(exc).__name__}: "
-                    f"{exc}): re-run jetscale evaluate (or retrain the cell)",
-                }
-            )
-            continue
-        problem = implausible(cell_rows)
-        if problem:
-            missing.append({"cell_id": cid, **cell, "reason": f"{problem}: re-run jetscale evaluate"})
             continue
         rows += cell_rows
         confusion_rows += cell_confusion
@@ -125,6 +91,38 @@ def collect(cfg: dict, *, out: Path | None = None, quiet: bool = False) -> tuple
 
         collect_pretraining(cfg, list(study_backbones(cfg)), quiet=quiet)
     return table, missing
+
+
+def read_cell(run: Path, cid: str, cell: dict, axes: list[str]) -> tuple[list[dict], list[dict], str | None]:
+    """A finished cell's tidy rows and confusion rows, or the reason it counts as missing (nothing raised: the
+    other cells are still collected)."""
+    reason = missing_reason(run)
+    if reason:
+        return [], [], reason
+    try:
+        metrics = read_json(run / paths.METRICS, "metrics file")
+        evaluation = read_json(run / paths.EVAL, "evaluation")
+    except DataError as exc:
+        return [], [], f"unreadable: {exc}"
+    if evaluation.get("settings_hash", metrics.get("settings_hash")) != metrics.get("settings_hash"):
+        return [], [], "stale eval.json (settings_hash differs from metrics.json): re-run jetscale evaluate"
+    try:
+        base = {"cell_id": cid, **{a: cell[a] for a in axes}, **run_info(metrics)}
+        cell_rows = [{**base, **r} for r in metric_rows(metrics, evaluation)]
+        cell_confusion = confusion_long(base, axes, evaluation)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return (
+            [],
+            [],
+            (
+                f"malformed metrics.json or eval.json ({type(exc).__name__}: "
+                f"{exc}): re-run jetscale evaluate (or retrain the cell)"
+            ),
+        )
+    problem = implausible(cell_rows)
+    if problem:
+        return [], [], f"{problem}: re-run jetscale evaluate"
+    return cell_rows, cell_confusion, None
 
 
 def write_tuning(cfg: dict, frame, tables: Path) -> None:

@@ -59,7 +59,6 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     """Write ``<out>/<name>.onnx`` and its sidecar for the finished cell ``cell_id``; return the sidecar."""
     import torch
 
-    from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from ..train.inputs import input_transform, load_split_inputs
 
     ort = require_onnx()
@@ -74,19 +73,7 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
         raise JetscaleError(f"export: {name} cannot be exported to ONNX yet: {NOT_TRACEABLE[name]}")
     if "pretrain" in settings:
         raise JetscaleError(f"export: {cell_id}: fine-tuned cells are not exported yet (only from-scratch cells)")
-    metrics_path = run / paths.METRICS
-    if not metrics_path.is_file():
-        raise JetscaleError(f"export: {cell_id} has not finished training (no {metrics_path})")
-    metrics = json.loads(metrics_path.read_text())
-    if metrics.get("settings_hash") != shash:
-        raise JetscaleError(
-            f"export: {run} was trained with settings hash {metrics.get('settings_hash')!r}, the config's is "
-            f"{shash!r}; train the cell again (snakemake) before exporting it"
-        )
-    saved = load_checkpoint(run / CHECKPOINT_NAME, shash)
-    if saved is None:
-        raise JetscaleError(f"export: {run / CHECKPOINT_NAME}: no usable checkpoint of this run")
-    weights = saved.get("best_state") or saved["model"]
+    weights = finished_weights(run, cell_id, shash)
 
     splits = Path(splits or paths.splits_dir(root))
     options = settings["model_options"]
@@ -110,33 +97,11 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     batch_dim = torch.export.Dim("batch", min=1)
     length_dim = torch.export.Dim(length, min=2)
     shapes = tuple({0: batch_dim, kind.length_axis % batch[n].ndim: length_dim} for n in names)
-    try:
-        program = torch.onnx.export(
-            wrapper,
-            args,
-            dynamic_shapes=(shapes,),
-            input_names=list(names),
-            output_names=["probabilities"],
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    except Exception as exc:  # torch.export could not follow the forward (data-dependent shapes, ...)
-        cause = exc.__cause__ or exc
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise JetscaleError(f"export: {name} could not be traced for ONNX: {type(cause).__name__}: {first}") from None
+    program = trace(wrapper, args, (shapes,), names, name)
     with atomic_path(target) as tmp:
         program.save(str(tmp))
     # verify: onnxruntime vs torch on the test jets (batch and length other than traced ones included)
-    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    with torch.no_grad():
-        for rows in (slice(None), slice(0, 3)):
-            b = sample.tensors(rows)
-            ref = wrapper(*(b[n] for n in names)).numpy()
-            got = session.run(["probabilities"], {n: b[n].numpy() for n in names})[0]
-            worst = max(worst, float(np.abs(got - ref).max()))
+    worst = verify(ort, target, wrapper, sample, names)
     sidecar = {
         "format": "onnx",
         "file": target.name,
@@ -158,6 +123,63 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
         sidecar["model_source"] = {"path": spec.source.path, "sha256": spec.source.sha256}
     write_json(out / f"{name}.onnx.json", sidecar)
     return sidecar
+
+
+def finished_weights(run: Path, cell_id: str, shash: str) -> dict:
+    """The best weights of the finished run ``run`` trained with settings hash ``shash`` (one-line errors)."""
+    from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    metrics_path = run / paths.METRICS
+    if not metrics_path.is_file():
+        raise JetscaleError(f"export: {cell_id} has not finished training (no {metrics_path})")
+    metrics = json.loads(metrics_path.read_text())
+    if metrics.get("settings_hash") != shash:
+        raise JetscaleError(
+            f"export: {run} was trained with settings hash {metrics.get('settings_hash')!r}, the config's is "
+            f"{shash!r}; train the cell again (snakemake) before exporting it"
+        )
+    saved = load_checkpoint(run / CHECKPOINT_NAME, shash)
+    if saved is None:
+        raise JetscaleError(f"export: {run / CHECKPOINT_NAME}: no usable checkpoint of this run")
+    return saved.get("best_state") or saved["model"]
+
+
+def trace(wrapper, args: tuple, dynamic_shapes: tuple, names, name: str):
+    """The ONNX program of ``wrapper`` (torch.export, dynamic batch and length axes)."""
+    import torch
+
+    try:
+        return torch.onnx.export(
+            wrapper,
+            args,
+            dynamic_shapes=dynamic_shapes,
+            input_names=list(names),
+            output_names=["probabilities"],
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as exc:  # torch.export could not follow the forward (data-dependent shapes, ...)
+        cause = exc.__cause__ or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise JetscaleError(f"export: {name} could not be traced for ONNX: {type(cause).__name__}: {first}") from None
+
+
+def verify(ort, target: Path, wrapper, sample, names) -> float:
+    """Largest |onnxruntime - torch| probability on the sample jets (a batch and length other than the traced
+    ones included)."""
+    import torch
+
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for rows in (slice(None), slice(0, 3)):
+            b = sample.tensors(rows)
+            ref = wrapper(*(b[n] for n in names)).numpy()
+            got = session.run(["probabilities"], {n: b[n].numpy() for n in names})[0]
+            worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
 
 
 class Probabilities:

@@ -44,9 +44,8 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
     """Fit the fitted-model cell ``cell_id``, write its outputs to ``out_dir``; return the metrics record."""
     import numpy as np
 
-    from ..data.observables import OBSERVABLES, split_observables
+    from ..data.observables import split_observables
     from ..data.splits import load_split
-    from ..provenance import git_revision
     from .classifier import loss_and_accuracy, write_predictions
     from .runner import CsvLog
 
@@ -86,7 +85,34 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
     val_probs, test_probs = (fitted.predict_proba(x[s]).astype(np.float32) for s in ("val", "test"))
     val, test = loss_and_accuracy(val_probs, y["val"]), loss_and_accuracy(test_probs, y["test"])
     library = LIBRARIES.get(spec.builder)
-    record = {
+    record = _record(
+        cell_id=cell_id,
+        cell=cell,
+        settings=settings,
+        shash=shash,
+        scores=(val, test),
+        fitted=fitted,
+        fit_info={"library": library, "max_rounds": options.max_rounds, "fit_time_s": round(fit_s, 3)},
+        times=(t_start, t_fit),
+        sizes=(len(y["val"]), len(y["test"])),
+        threads=threads,
+        meta=meta,
+    )
+    jio.write_text(out_dir / paths.FITTED_MODEL, fitted.model_text())
+    CsvLog(out_dir / paths.TRAIN_LOG).close([{"step": i + 1, "val_loss": v} for i, v in enumerate(fitted.val_history)])
+    write_predictions(out_dir / paths.PREDICTIONS, splits["test"]["jet_id"], y["test"], test_probs, classes)
+    jio.write_json(out_dir / paths.METRICS, record)  # the train rule's target: last
+    archive(out_dir, shash)
+    return record
+
+
+def _record(*, cell_id, cell, settings, shash, scores, fitted, fit_info, times, sizes, threads, meta) -> dict:
+    """The ``metrics.json`` record of a fitted cell: a network cell's keys, null where they do not apply."""
+    from ..data.observables import OBSERVABLES
+    from ..provenance import git_revision
+
+    (val, test), (t_start, t_fit), library = scores, times, fit_info["library"]
+    return {
         "status": "ok",
         "cell_id": cell_id,
         "cell": cell,
@@ -105,11 +131,16 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
         ),
         **dict.fromkeys(("steps_budget", "batch_size", "best_step", "truncated_jets")),
         "stopped_by": fitted.stopped_by,
-        "fit": {"library": library, **fitted.record(), "max_rounds": options.max_rounds, "fit_time_s": round(fit_s, 3)},
+        "fit": {
+            "library": library,
+            **fitted.record(),
+            "max_rounds": fit_info["max_rounds"],
+            "fit_time_s": fit_info["fit_time_s"],
+        },
         "wall_time_s": round(time.perf_counter() - t_start, 3),
         "setup_time_s": round(t_fit - t_start, 3),
-        "n_val": len(y["val"]),
-        "n_test": len(y["test"]),
+        "n_val": sizes[0],
+        "n_test": sizes[1],
         "hardware": {
             "device": "cpu",
             "engine": library,
@@ -127,12 +158,6 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
         "settings_hash": shash,
         "finished_at": datetime.now(UTC).isoformat(),
     }
-    jio.write_text(out_dir / paths.FITTED_MODEL, fitted.model_text())
-    CsvLog(out_dir / paths.TRAIN_LOG).close([{"step": i + 1, "val_loss": v} for i, v in enumerate(fitted.val_history)])
-    write_predictions(out_dir / paths.PREDICTIONS, splits["test"]["jet_id"], y["test"], test_probs, classes)
-    jio.write_json(out_dir / paths.METRICS, record)  # the train rule's target: last
-    archive(out_dir, shash)
-    return record
 
 
 def _versions(library: str | None) -> dict[str, Any]:
