@@ -22,6 +22,7 @@ from .grid import cell_regex, cells_by_id
 from .inputs.spec import model_inputs, needs_statistics
 from .inputs.stats import stats_path
 from .io import write_json, write_text
+from .models import catalog
 from .resources import stage_resources, train_resources
 from .settings import resolve_settings, settings_hash
 
@@ -178,12 +179,18 @@ class StudyPlan:
 
     # Scheduling order (Snakemake ``priority``, higher first among ready jobs): pretraining gates its fine-tuning
     # cells, then the largest training sets, the longest jobs, so that the cores are not left with one long
-    # training at the end while the other idles; evaluations and the rest keep 0.
+    # training at the end while the other idles; evaluations and the rest keep 0. Snakemake does not pass a
+    # job's priority on to the jobs it waits for, so the input statistics (a second each) that gate the
+    # trainings get the pretraining's: without it the largest trainings waited behind evaluations.
     PRETRAIN_PRIORITY = 100
+    INPUT_STATS_PRIORITY = PRETRAIN_PRIORITY
 
     def train_priority(self, cid: str) -> int:
-        """1 + 10 log10(n_train): 30k jets before 10k before 3k, ..."""
-        return 1 + round(10 * math.log10(max(1, self.cell(cid)["n_train"])))
+        """1 + 10 log10(n_train): 30k jets before 10k before 3k, ...; a fitted model (seconds a cell) last: 1."""
+        cell = self.cell(cid)
+        if catalog.is_fitted(cell["model"]):
+            return 1
+        return 1 + round(10 * math.log10(max(1, cell["n_train"])))
 
     def train_runtime(self, cid: str, attempt: int) -> int:
         """Minutes for a train job; a retry (e.g. after a time limit) resumes from its checkpoint with more."""

@@ -10,6 +10,7 @@ rule input_stats:
         paths.input_stats_path(paths.splits_dir(ROOT), "{n_train}"),
     log:
         paths.log_path(ROOT, "input_stats", "n_train~{n_train}"),
+    priority: PLAN.INPUT_STATS_PRIORITY  # the trainings of this size wait for it
     conda:
         CONDA_ENV
     shell:
