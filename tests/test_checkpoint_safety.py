@@ -36,6 +36,7 @@ def small_config(**training) -> dict:
     raw["grid"]["axes"].update(
         {"model": ["bbt_neutron"], "width": [16], "n_train": [44], "compute": [160], "seed": [0]}
     )
+    raw["grid"]["per_model"] = {}  # the default study's per-model sizes and seeds would override the axes above
     raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
     raw["training"].update(
         {"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3, "early_stopping_patience": None}
