@@ -363,47 +363,46 @@ def check_training_axes(cfg: dict, where: str = "config") -> None:
     """Every value an extra axis ``sets: training.<key>`` takes (per-model overrides included) must be one the
     schema accepts for that training setting."""
     training_schema = _parsed_schema()["properties"]["training"]
-    for name, spec in cfg["grid"].get("extra_axes", {}).items():
-        root, *keys = spec["sets"].split(".")
-        if root != "training":
-            continue
-        for model in cfg["grid"]["axes"]["model"]:
-            for i, value in enumerate(axis_values(cfg, name, model)):
-                if value == spec["default"]:
-                    continue
-                training = copy.deepcopy(cfg["training"])
-                set_nested(training, keys, value)
-                try:
-                    _check_against(training, training_schema, where, ["training"])
-                except ConfigError as exc:
-                    raise ConfigError(
-                        f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: "
-                        + str(exc).removeprefix(f"{where}: ")
-                    ) from None
+    for name, spec, keys, _model, i, value in _set_values(cfg, "training"):
+        training = copy.deepcopy(cfg["training"])
+        set_nested(training, keys, value)
+        try:
+            _check_against(training, training_schema, where, ["training"])
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: "
+                + str(exc).removeprefix(f"{where}: ")
+            ) from None
 
 
 def check_model_axes(cfg: dict, where: str = "config") -> None:
     """An extra axis ``sets: model.<path>`` must name an option of every model whose cells take a value other
     than the default, and each such value must be accepted there (merged over that model's config options)."""
+    for name, spec, keys, model, i, value in _set_values(cfg, "model"):
+        options = copy.deepcopy(cfg.get("models", {}).get(model) or {})
+        set_nested(options, keys, value)
+        try:
+            check_path(catalog.get(model).options, keys, value, f"models.{model}")
+            catalog.get(model).parse_options(options)
+        except OptionError as exc:
+            hint = f" (limit the axis with grid.per_model.{model}.{name}: [{spec['default']!r}])"
+            raise ConfigError(
+                f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: {exc}"
+                + (hint if "names no option" in str(exc) else "")
+            ) from None
+
+
+def _set_values(cfg: dict, root: str):
+    """(axis name, axis spec, keys below ``root``, model, index, value) for every value other than the default
+    that an extra axis ``sets: <root>.<keys>`` takes for a model of the grid (per-model overrides included)."""
     for name, spec in cfg["grid"].get("extra_axes", {}).items():
-        root, *keys = spec["sets"].split(".")
-        if root != "model":
+        first, *keys = spec["sets"].split(".")
+        if first != root:
             continue
         for model in cfg["grid"]["axes"]["model"]:
             for i, value in enumerate(axis_values(cfg, name, model)):
-                if value == spec["default"]:
-                    continue
-                options = copy.deepcopy(cfg.get("models", {}).get(model) or {})
-                set_nested(options, keys, value)
-                try:
-                    check_path(catalog.get(model).options, keys, value, f"models.{model}")
-                    catalog.get(model).parse_options(options)
-                except OptionError as exc:
-                    hint = f" (limit the axis with grid.per_model.{model}.{name}: [{spec['default']!r}])"
-                    raise ConfigError(
-                        f"{where}: grid.extra_axes.{name}.values[{i}]: {value!r} for sets {spec['sets']!r}: {exc}"
-                        + (hint if "names no option" in str(exc) else "")
-                    ) from None
+                if value != spec["default"]:
+                    yield name, spec, keys, model, i, value
 
 
 def check_flavor_pairs(cfg: dict, where: str) -> None:

@@ -80,14 +80,19 @@ def reset() -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals(signals=STOP_SIGNALS):
-    """Within the block, the given signals request a stop instead of killing the process."""
-    previous = {s: signal.signal(s, request_stop) for s in signals}
+def handling(signals, handler):
+    """Within the block, ``handler`` handles the given signals; the previous handlers come back after it."""
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def stop_on_signals(signals=STOP_SIGNALS):
+    """Within the block, the given signals request a stop instead of killing the process."""
+    return handling(signals, request_stop)
 
 
 class default_signals_stop:
@@ -110,7 +115,6 @@ class default_signals_stop:
         return False
 
 
-@contextlib.contextmanager
 def forwarding(children, signals=FORWARDED):
     """Within the block, the given signals are sent on to every still-running child process."""
 
@@ -119,9 +123,4 @@ def forwarding(children, signals=FORWARDED):
             if child.poll() is None:
                 child.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in signals}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return handling(signals, forward)

@@ -119,21 +119,18 @@ def pythia_settings(
     ]
 
 
-def make_pythia(
-    mode: str,
-    seed: int,
-    sqrt_s: float = 240.0,
-    process: str = "zh_nunu",
-    decay_volume: tuple[float, float] = (2250.0, 3000.0),
-):
+def make_pythia(mode: str, *args, **kwargs):
+    """An initialised Pythia for :func:`pythia_settings` ``(mode, *args, **kwargs)``."""
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for line in pythia_settings(mode, seed, sqrt_s, process, decay_volume):
+    settings = pythia_settings(mode, *args, **kwargs)
+    for line in settings:
         if not pythia.readString(line):
             raise RuntimeError(f"Pythia rejected setting {line!r}")
     if not pythia.init():
-        raise RuntimeError(f"Pythia failed to initialise for H -> {mode} at sqrt(s) = {sqrt_s}")
+        beams = next(line for line in settings if line.startswith("Beams:eCM"))
+        raise RuntimeError(f"Pythia failed to initialise for H -> {mode} ({beams})")
     return pythia
 
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from . import forms
 from .forms import THRESHOLD
 
+#: the columns that name a fit and say whether it holds; every view of the summary starts with them
+SUMMARY_LEAD = ["kind", "metric", "flavor", "series", "form", "status"]
 SUMMARY_COLUMNS = [
-    "kind",
-    "metric",
-    "flavor",
-    "series",
-    "form",
-    "status",
+    *SUMMARY_LEAD,
     "converged",
     "n_points",
     "aic",

@@ -32,14 +32,10 @@ from .transfer import effective_data_transferred, fit_transfer_law
 TRANSFER_METRICS = ("log_loss", "accuracy")  # direction: jetscale.metric_catalog
 LOSS_DOMAIN = Domain(0.0, math.inf, falling=True)  # pretraining losses are non-negative and fall
 PRETRAIN_AXES = ("pretrain", "n_pretrain", "finetune")
+#: what names a row of transfer.csv: the fine-tuned series and its labelled size n
+TRANSFER_KEY = ("model", "width", "method", "n_pretrain", "finetune", "metric", "n")
 TRANSFER_COLUMNS = (
-    "model",
-    "width",
-    "method",
-    "n_pretrain",
-    "finetune",
-    "metric",
-    "n",
+    *TRANSFER_KEY,
     "n_params",
     "y_tuned",
     "y_scratch_same_n",

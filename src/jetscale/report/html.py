@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from ..fit.forms import SMOOTH, THRESHOLD
+from ..fit.summary import SUMMARY_LEAD
 from ..paths import results_root
 from .baseline import baseline_section
 from .captions import CAPTIONS, caption_for
@@ -33,12 +34,7 @@ FOOTER = (
 )
 
 SUMMARY_SHOWN = [
-    "kind",
-    "metric",
-    "flavor",
-    "series",
-    "form",
-    "status",
+    *SUMMARY_LEAD,
     "n_points",
     "aic",
     "exponent",

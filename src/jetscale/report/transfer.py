@@ -13,7 +13,7 @@ from .. import paths
 from ..fit.forms import powerlaw
 from ..fit.status import usable
 from ..fit.transfer import format_transfer
-from ..fit.transfer_study import transfer_dir
+from ..fit.transfer_study import TRANSFER_KEY, transfer_dir
 from ..paths import figures_dir, results_root
 from .figure_style import _plain_log_labels
 
@@ -243,19 +243,7 @@ def transfer_section(cfg: dict, figures: list[Path]) -> str:
             "'&gt; x' = beyond the from-scratch curve's reach (a lower bound); full table: "
             "<code>results/fits/transfer/transfer.csv</code>.</p>"
         )
-        cols = [
-            "model",
-            "width",
-            "method",
-            "n_pretrain",
-            "finetune",
-            "metric",
-            "n",
-            "y_tuned",
-            "y_scratch_same_n",
-            "D_T",
-            "multiplier",
-        ]
+        cols = [*TRANSFER_KEY, "y_tuned", "y_scratch_same_n", "D_T", "multiplier"]
         parts.append(_table(view, cols))
     if laws:
         import pandas as pd

@@ -250,19 +250,10 @@ class Engine:
 class TorchEngine(Engine):
     name = "torch"
 
-    def __init__(
-        self,
-        model,
-        optimizer,
-        scheduler,
-        grad_clip: float | None,
-        ranks: Ranks,
-        bf16: bool,
-        compile_model: bool = False,
-        *,
-        find_unused: bool = False,
-    ):
-        super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
+    def __init__(self, *args, find_unused: bool = False, **kwargs):
+        """:class:`Engine`'s arguments; ``find_unused`` for DDP when some trainable parameters get no gradient."""
+        super().__init__(*args, **kwargs)
+        model, ranks, compile_model = self.module, self.ranks, self.compiled
         self.forward_model = model
         if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -313,39 +304,31 @@ class TorchEngine(Engine):
 class DeepSpeedEngine(Engine):
     name = "deepspeed"
 
-    def __init__(
-        self,
-        model,
-        optimizer,
-        scheduler,
-        grad_clip,
-        ranks: Ranks,
-        bf16: bool,
-        compile_model: bool = False,
-        *,
-        batch_size: int,
-        zero_stage: int,
-    ):
+    def __init__(self, *args, batch_size: int, zero_stage: int, **kwargs):
+        """:class:`Engine`'s arguments, the global batch size and the ZeRO stage."""
+        super().__init__(*args, **kwargs)
         import deepspeed
 
+        ranks = self.ranks
         _quiet_deepspeed_on_cpu(ranks.device)
         ensure_process_group(ranks)
         config = {
             "train_micro_batch_size_per_gpu": max(1, -(-batch_size // ranks.world)),
             "gradient_accumulation_steps": 1,
-            "gradient_clipping": grad_clip or 0.0,
+            "gradient_clipping": self.grad_clip or 0.0,
             # memory_efficient_linear would replace torch.nn.functional.linear for the whole process (ZeRO-3)
             "zero_optimization": {"stage": zero_stage, "memory_efficient_linear": False},
             "steps_per_print": 2**62,
         }
-        if bf16:
+        if self.bf16:
             # fp32 master weights and gradients with bf16 autocast: the torch engine's numerics. (Listing no
             # "lower-precision-safe" modules keeps DeepSpeed from reducing Linear gradients in bf16.)
             config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
-        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
-        super().__init__(model, optimizer, scheduler, grad_clip, ranks, bf16, compile_model)
+        engine, *_ = deepspeed.initialize(
+            model=self.module, optimizer=self.optimizer, lr_scheduler=self.scheduler, config=config
+        )
         self.engine = self.forward_model = engine
-        if compile_model:
+        if self.compiled:
             engine.compile(compile_kwargs={"dynamic": True})
         self.partitioned = zero_stage == 3
 
@@ -432,20 +415,8 @@ def wants_deepspeed(training: dict, device: torch.device) -> bool:
 def make_engine(model, optimizer, scheduler, training: dict, ranks: Ranks):
     bf16 = use_bf16(training, ranks.device)
     compile_model = bool(training.get("compile", False))
+    parts = (model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model)
     if wants_deepspeed(training, ranks.device):
         ds = training.get("deepspeed") or {}
-        return DeepSpeedEngine(
-            model,
-            optimizer,
-            scheduler,
-            training.get("grad_clip"),
-            ranks,
-            bf16,
-            compile_model,
-            batch_size=int(training["batch_size"]),
-            zero_stage=int(ds.get("zero_stage", 1)),
-        )
-    find_unused = bool(training.get("find_unused_parameters", False))
-    return TorchEngine(
-        model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model, find_unused=find_unused
-    )
+        return DeepSpeedEngine(*parts, batch_size=int(training["batch_size"]), zero_stage=int(ds.get("zero_stage", 1)))
+    return TorchEngine(*parts, find_unused=bool(training.get("find_unused_parameters", False)))
