@@ -85,7 +85,8 @@ def test_presets_and_overrides():
     raw = parse_inputs(None, "bbt_neutron")
     assert is_raw(raw) and [f["name"] for f in raw] == list(FEATURE_NAMES)
     phys = {f["name"]: f for f in parse_inputs(None, "particlenet")}
-    assert list(phys) == list(FEATURE_NAMES) + ["d0_sig", "z0_sig"]
+    assert list(phys) == list(FEATURE_NAMES) + ["d0_sig", "z0_sig", "charge_weight"]
+    assert phys["charge_weight"] == {"name": "charge_weight", "transform": [], "standardise": "none"}
     assert phys["d0"]["transform"] == [{"step": "tanh_power", "scale": 0.2, "power": 0.25}]
     assert phys["d0_err"]["standardise"] == "auto" and phys["deta"] == {
         "name": "deta",
@@ -270,3 +271,22 @@ def test_run_records_its_resolved_spec_and_statistics(splits, tmp_path, default_
     assert list(resolved) == [f["name"] for f in expected] and resolved["log_pt"] == expected[2]
     assert record["settings"]["inputs"] == parse_inputs(None, "particlenet")
     assert json.loads((tmp_path / "metrics.json").read_text())["inputs"] == record["inputs"]
+
+
+def test_charge_weight_is_the_particles_term_of_the_jet_charge():
+    """q · (E/E_jet)^0.5 per particle: summed over a jet it is the κ = 0.5 jet charge; neutral and padded slots
+    give 0, and charge conjugation flips its sign."""
+    import numpy as np
+
+    from jetscale.inputs.stats import derive
+
+    charge = np.array([[1.0, -1.0, 0.0, 0.0]])  # two tracks, a photon, a padded slot
+    z = np.array([[0.49, 0.16, 0.3, 1.0]])
+    log_e_rel = np.log(z)
+    log_e_rel[0, 3] = 0.0  # padding is all zeros
+    cols = {"charge": charge, "log_e_rel": log_e_rel}
+    weight = derive("charge_weight", cols.__getitem__)
+    assert np.allclose(weight, [[0.7, -0.4, 0.0, 0.0]], atol=1e-6) and weight.dtype == np.float32
+    assert weight.sum() == pytest.approx(0.3, abs=1e-6)
+    flipped = derive("charge_weight", {"charge": -charge, "log_e_rel": log_e_rel}.__getitem__)
+    assert np.array_equal(flipped, -weight)

@@ -66,7 +66,7 @@ def study(tmp_path_factory):
 def test_the_backbone_settings_carry_the_models_input_spec():
     cfg = load_config(raw_config())
     features = model_inputs(cfg, "part")
-    assert not is_raw(features)  # ParT's default: the physics preset (21 columns)
+    assert not is_raw(features)  # ParT's default: the physics preset (22 columns)
     settings = backbone_settings(cfg, ("mpm", "part", 16, 30))
     assert settings["inputs"] == features
     raw_cfg = copy.deepcopy(raw_config())
@@ -80,7 +80,7 @@ def test_pretraining_standardises_with_the_pool_and_fine_tuning_reuses_it(study,
     expected = compute_stats(pool, 30)["features"]
     saved = torch.load(plan.backbone_file(TUNED), weights_only=True)
     assert saved["input_stats"]["features"] == expected
-    assert record["inputs"] is not None and len(record["inputs"]) == 21  # 19 Table-1 + d0/σ, z0/σ
+    assert record["inputs"] is not None and len(record["inputs"]) == 22  # 19 Table-1 + d0/σ, z0/σ, charge weight
 
     metrics = train_cell(cfg, TUNED, splits, tmp_path / "tuned", progress=False)
     assert metrics["inputs"]["statistics"] == str(plan.backbone_file(TUNED))

@@ -3,7 +3,8 @@
 ``tests/data/settings_hashes.json`` was computed with main's own code before the ModelSpec catalog and the
 schema's run-knob markers landed (first at 44c4549, then again at 40411be after issue 11's input presets and the
 re-tuned default study changed the default cells on purpose; the refactor reproduced both sets; then again when
-the stopping rule made compute 'auto' train to convergence and each kind of budget hash only its own keys). A
+the stopping rule made compute 'auto' train to convergence and each kind of budget hash only its own keys; then
+when the physics preset gained the charge weight and the stopping rule a longer patience window). A
 change that is *meant* to retrain cells (a model revision, a new results-determining default) updates that file in
 the same commit and says which cells it retrains.
 """

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.schema import FEATURE_NAMES
 from .spec import DERIVED, is_raw, needs_statistics
-from .stats import derived_feature
+from .stats import derive
 from .transforms import apply_steps
 
 
@@ -81,8 +81,7 @@ class InputTransform:
     def column(x: np.ndarray, feat: dict) -> np.ndarray:
         name = feat["name"]
         if name in DERIVED:
-            value, error = (x[..., FEATURE_NAMES.index(n)] for n in DERIVED[name])
-            base = derived_feature(value, error)
+            base = derive(name, lambda feature: x[..., FEATURE_NAMES.index(feature)])
         else:
             base = x[..., FEATURE_NAMES.index(name)]
         y = apply_steps(feat["transform"], base)

@@ -32,8 +32,15 @@ from ..data.schema import FEATURE_NAMES
 from ..errors import ConfigError
 from .transforms import parse_step
 
-# derived feature -> (value, its uncertainty): value / uncertainty where the uncertainty is positive, else 0
-DERIVED: dict[str, tuple[str, str]] = {"d0_sig": ("d0", "d0_err"), "z0_sig": ("z0", "z0_err")}
+# derived feature -> (its formula, the Table-1 features it reads); computed by jetscale.inputs.stats.derive
+#   significance: value / uncertainty where the uncertainty is positive, else 0 (neutral particles)
+#   charge_weight: q · z^0.5 with z = E / E_jet, the particle's term of the κ = 0.5 jet charge (the observable
+#     that carries the quark's charge sign); a sum over particles, so a network reads the jet charge linearly
+DERIVED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "d0_sig": ("significance", ("d0", "d0_err")),
+    "z0_sig": ("significance", ("z0", "z0_err")),
+    "charge_weight": ("charge_weight", ("charge", "log_e_rel")),
+}
 KNOWN_FEATURES: tuple[str, ...] = FEATURE_NAMES + tuple(DERIVED)
 
 _IP_COMPRESSION = [{"tanh_power": {"scale": 0.2, "power": 0.25}}]  # mm; the CEPC JoI reference's transform
@@ -48,8 +55,9 @@ def _physics() -> dict[str, dict]:
         spec[name] = {"transform": _IP_COMPRESSION}
     for name in ("d0_err", "z0_err"):
         spec[name] = {"transform": _LOG_ERROR, "standardise": "auto"}
-    for name in DERIVED:
+    for name in ("d0_sig", "z0_sig"):
         spec[name] = {"transform": ["signed_log"], "standardise": "auto"}
+    spec["charge_weight"] = {}  # in [-1, 1] already, and its sign is the information: unstandardised
     return spec
 
 

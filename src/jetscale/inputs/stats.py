@@ -42,15 +42,19 @@ def feature_columns(features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndar
     m = np.asarray(mask, dtype=bool)
     rows = np.asarray(features)[m]  # (n_real, 19)
     cols = {name: rows[:, i] for i, name in enumerate(FEATURE_NAMES)}
-    for name, (value, error) in DERIVED.items():
-        cols[name] = derived_feature(cols[value], cols[error])
+    for name in DERIVED:
+        cols[name] = derive(name, lambda feature: cols[feature])
     return cols
 
 
-def derived_feature(value: np.ndarray, error: np.ndarray) -> np.ndarray:
-    """value / error where error > 0, else 0 (neutral particles have no impact parameter), float32."""
-    value, error = np.asarray(value, np.float64), np.asarray(error, np.float64)
-    out = np.divide(value, error, out=np.zeros_like(value), where=error > 0)
+def derive(name: str, column) -> np.ndarray:
+    """The derived feature ``name`` (float32) from ``column(table1_name)`` arrays (see DERIVED)."""
+    formula, inputs = DERIVED[name]
+    a, b = (np.asarray(column(n), np.float64) for n in inputs)
+    if formula == "significance":  # neutral particles have no impact parameter (error 0): 0
+        out = np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+    else:  # charge_weight: q · (E/E_jet)^0.5 from log_e_rel = ln(E/E_jet)
+        out = a * np.exp(0.5 * np.minimum(b, 0.0))
     return out.astype(np.float32)
 
 
