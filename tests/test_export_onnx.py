@@ -1,8 +1,10 @@
 """`jetscale export --format onnx`: a trained cell's network run by onnxruntime gives jetscale's probabilities.
 
-Each network is trained briefly on synthetic splits, exported, and run by onnxruntime on the whole test split
-(fed from the sidecar's description of the arrays); its probabilities are compared with the cell's own
-predictions.parquet. Tolerance: 1e-5 absolute per probability (float32 graphs; measured differences ~1e-7).
+Each network (ParticleNet, ParT, BBT-Neutron, vq_gpt, a model from the user's file) is trained briefly on
+synthetic splits, exported, and run by onnxruntime on the whole test split (fed from the sidecar's description of
+the arrays, in batches of other sizes and lengths than the traced one); its probabilities are compared with the
+cell's own predictions.parquet, which jetscale's eager (real-particle) path wrote. Tolerance: 1e-5 absolute per
+probability (float32 graphs; measured differences ~1e-7).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_external_model import MODEL_FILE, STUDY_FILE  # noqa: E402  (the README's own model)
 
 TOLERANCE = 1e-5
-WIDTH = {"bbt_neutron": 32, "my_tagger": 16, "particlenet": 16}
+WIDTH = {"bbt_neutron": 32, "my_tagger": 16, "particlenet": 16, "part": 16, "vq_gpt": 16}
 
 
 def study(tmp_path: Path, model: str) -> dict:
@@ -43,6 +45,7 @@ def study(tmp_path: Path, model: str) -> dict:
     raw["grid"]["axes"]["seed"] = [0]
     raw["grid"]["per_model"] = {}
     raw["models"]["bbt_neutron"] = {"tokenizer": {"dtype": "float16", "patch_size": 16, "max_bytes": 256}}
+    raw["models"]["vq_gpt"] = {"codebook_size": 32, "vq_steps": 20, "vq_batch_jets": 16, "max_particles": 12}
     if model == "my_tagger":
         (tmp_path / "my_tagger.py").write_text(MODEL_FILE)
         raw["models"]["my_tagger"] = {**yaml.safe_load(STUDY_FILE)["models"]["my_tagger"]}
@@ -63,7 +66,7 @@ def trained_cell(tmp_path: Path, model: str) -> tuple[dict, str, Path]:
     return cfg, cid, splits
 
 
-@pytest.mark.parametrize("model", ["bbt_neutron", "my_tagger"])
+@pytest.mark.parametrize("model", ["particlenet", "part", "bbt_neutron", "vq_gpt", "my_tagger"])
 def test_onnxruntime_reproduces_the_cells_predictions(tmp_path, model):
     import onnx
     import onnxruntime as ort
@@ -91,9 +94,13 @@ def test_onnxruntime_reproduces_the_cells_predictions(tmp_path, model):
         tok = saved["tokenization"]
         assert (tok["dtype"], tok["patch_size"], tok["mode"]) == ("float16", 16, "native")
         assert tok["field_order"] == list(FEATURE_NAMES) and tok["special"]["PAD"] == 256
+    elif model == "vq_gpt":  # raw Table-1 features: its tokenizer's standardisation is inside the graph
+        assert [f["name"] for f in saved["input_spec"]["features"]] == list(FEATURE_NAMES)
+        assert all(f["standardise"] == "none" for f in saved["input_spec"]["features"])
     else:
         # the physics preset: statistics of the training subset are in the sidecar (centre, scale)
-        assert saved["model_source"]["sha256"]
+        assert ("model_source" in saved) == (model == "my_tagger")
+        assert model != "my_tagger" or saved["model_source"]["sha256"]
         assert any(f["standardise"] == "auto" and f["scale"] > 0 for f in saved["input_spec"]["features"])
 
     # the test split, prepared as the sidecar says (here with jetscale's code), run by onnxruntime in batches
@@ -113,14 +120,30 @@ def test_onnxruntime_reproduces_the_cells_predictions(tmp_path, model):
     np.testing.assert_allclose(probs, expected, atol=TOLERANCE, rtol=0)
 
 
-def test_untraceable_and_unfinished_cells_are_one_line(tmp_path):
+def test_an_untraceable_forward_is_one_line():
+    """A user's network whose Python control flow depends on the data (here: on the count of real particles)
+    cannot be traced: one line naming the model and the cause."""
+    import torch
+
+    from jetscale.export.onnx import Probabilities, trace
+
+    class CountsParticles(torch.nn.Module):
+        def forward(self, x, mask):
+            scores = x.mean(dim=2)[:, :3]
+            return scores if mask.sum() > 10 else -scores
+
+    x, mask = torch.randn(4, 5, 6), (torch.rand(4, 1, 6) > 0.3).float()
+    wrapper = Probabilities(CountsParticles(), ["x", "mask"]).eval()
+    batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("particles", min=2)
+    shapes = ({0: batch, 2: length}, {0: batch, 2: length})
+    with pytest.raises(JetscaleError, match=r"^export: my_tagger could not be traced for ONNX: \w+: [^\n]+$"):
+        trace(wrapper, (x, mask), (shapes,), ["x", "mask"], "my_tagger")
+
+
+def test_unfinished_cells_are_one_line(tmp_path):
     from jetscale.export.onnx import export_cell
     from jetscale.grid import cell_ids
 
-    cfg = study(tmp_path, "particlenet")
-    (cid,) = cell_ids(cfg)
-    with pytest.raises(JetscaleError, match="particlenet cannot be exported to ONNX yet: its EdgeConv"):
-        export_cell(cfg, cid)
     cfg = study(tmp_path, "bbt_neutron")
     (cid,) = cell_ids(cfg)
     with pytest.raises(JetscaleError, match=r"has not finished training \(no .*metrics.json\)"):

@@ -164,3 +164,35 @@ def test_scoring_in_length_order_returns_rows_in_their_own_order(name, jets):
     with torch.no_grad():
         ref = torch.softmax(model(**inputs.tensors(np.arange(inputs.n))), dim=-1).numpy()
     assert np.allclose(probs, ref, atol=1e-5)
+
+
+VQ_GPT = {"codebook_size": 64, "vq_hidden": 16, "max_particles": 16}  # fewer than the longest jets: a cut
+
+
+@pytest.mark.parametrize("name", ["particlenet", "part", "vq_gpt_mlp", "vq_gpt_transformer"])
+def test_static_shape_export_path_gives_the_eager_logits(name, jets):
+    """The padded, data-independent-shape path ONNX export traces (``static_shapes``) computes what the
+    real-particle path computes: jets shorter than ParticleNet's k + 1, a jet with one particle, jets longer than
+    vq_gpt's max_particles and extra padding included. ParticleNet and ParT: eval mode only (BatchNorm
+    statistics): train mode refuses."""
+    torch.manual_seed(0)
+    options = {**VQ_GPT, "tokenizer": name.removeprefix("vq_gpt_")} if name.startswith("vq_gpt") else {}
+    name = name[:6] if name.startswith("vq_gpt") else name
+    model = perturbed(build_model(name, WIDTHS.get(name, 16), 11, 19, options))
+    tensors = padded(batch(name, jets), 5)
+    tensors["mask"][0, :, 1:] = 0  # one real particle
+    tensors["mask"][1, :, 7:] = 0  # fewer than k + 1 = 17
+    model.train()
+    with torch.no_grad():
+        model(**tensors)  # running statistics away from their initial values
+    model.eval()
+    with torch.no_grad():
+        ref = model(**tensors)
+        model.static_shapes = True
+        got = model(**tensors)
+    assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5), (got - ref).abs().max()
+    if name == "vq_gpt":
+        return
+    model.train()
+    with pytest.raises(RuntimeError, match="static_shapes is an eval-mode path"):
+        model(**tensors)

@@ -13,7 +13,7 @@ from jetscale.data.testing import synthetic_table
 from jetscale.models.registry import batch_tensors
 from jetscale.pretrain import METHODS, vq_gpt
 from jetscale.pretrain.base import load_backbone
-from jetscale.pretrain.vq_gpt.gpt import IGNORE, pt_order, sequences
+from jetscale.pretrain.vq_gpt.gpt import IGNORE, pt_order, sequences, stable_descending_order
 from jetscale.pretrain.vq_gpt.quality import (
     codebook_usage,
     feature_w1,
@@ -182,6 +182,19 @@ def test_sequences_are_pt_ordered_with_start_and_stop():
     cut, n_cut = pt_order(codes, mask, key, max_particles=2)  # the hardest two, no STOP lost
     assert cut.tolist() == [[7, 2], [1, -1]] and n_cut.tolist() == [2, 1]
     assert sequences(cut, n_cut, start, stop)[1].tolist() == [[8, 3, 17], [2, 17, IGNORE]]
+
+
+def test_the_sort_free_order_is_the_stable_sort():
+    """ONNX export orders particles without a sort (ONNX has no stable one): the same order, ties included."""
+    g = torch.Generator().manual_seed(0)
+    key = torch.randint(0, 4, (6, 9), generator=g).float()  # many ties
+    key[0, 5:] = float("-inf")
+    ref = torch.sort(key, dim=1, descending=True, stable=True).indices
+    assert torch.equal(stable_descending_order(key), ref)
+    codes = torch.randint(0, 50, key.shape, generator=g)
+    mask = torch.rand(key.shape, generator=g) > 0.3
+    (sorted_codes, n), (compared, n_compared) = (pt_order(codes, mask, key, 4, sort=s) for s in (True, False))
+    assert torch.equal(compared, sorted_codes) and torch.equal(n_compared, n)
 
 
 def test_objective_tokens_follow_log_pt(fitted):

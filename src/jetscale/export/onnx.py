@@ -12,11 +12,14 @@ The weights are the cell's chosen ones (its best validation weights, as its pred
 from ``checkpoint.pt`` (tensors only) of a finished run whose settings hash matches the config's.
 
 Exported through ``torch.export`` (``onnx``, ``onnxscript`` and ``onnxruntime``, pinned in
-envs/requirements.txt, are optional at run time: a clear message says what is missing). Networks whose forward
-depends on the data in ways ``torch.export`` cannot follow are refused with a message naming the model:
-ParticleNet and ParT (their sparse lists of real particles and pairs, ``nonzero``) and vq_gpt (the tokenizer's
-codebook search); BBT-Neutron and models from the user's files that trace are exported. The ``bdt`` baseline is
-not a network and has no ONNX export here.
+envs/requirements.txt, are optional at run time: a clear message says what is missing). ParticleNet and ParT
+run on the lists of a batch's real particles and pairs in jetscale, and vq_gpt's tokenizer on its real
+particles, shapes that depend on the data, which ``torch.export`` cannot follow; they are exported in their
+``static_shapes`` mode: the padded computation with padding masked out (vq_gpt: every slot tokenized, a stable
+pT order from pairwise comparisons since ONNX has no stable sort), the same logits (tested against the eager
+path). BBT-Neutron is exported as it is; a model from the user's files is exported when ``torch.export`` can
+trace its forward, and refused in one line naming the first problem when it cannot. The ``bdt`` baseline is not
+a network and has no ONNX export here.
 """
 
 from __future__ import annotations
@@ -36,12 +39,6 @@ from ..settings import resolve_settings, settings_hash
 
 OPSET = 18
 VERIFY_JETS = 64
-# why a built-in model does not export (measured with torch 2.13's torch.export)
-NOT_TRACEABLE = {
-    "particlenet": "its EdgeConv runs on a data-dependent list of the real particles (nonzero)",
-    "part": "its pair embedding runs on a data-dependent list of the real particle pairs (nonzero, tril_indices)",
-    "vq_gpt": "its tokenizer's codebook search and token sequences have data-dependent shapes",
-}
 MISSING = "ONNX export needs the packages onnx, onnxscript and onnxruntime (pinned in envs/requirements.txt)"
 
 
@@ -69,8 +66,6 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     shash = settings_hash(settings)
     name = settings["model"]
     spec = catalog.get(name)
-    if name in NOT_TRACEABLE and spec.source is None:
-        raise JetscaleError(f"export: {name} cannot be exported to ONNX yet: {NOT_TRACEABLE[name]}")
     if "pretrain" in settings:
         raise JetscaleError(f"export: {cell_id}: fine-tuned cells are not exported yet (only from-scratch cells)")
     weights = finished_weights(run, cell_id, shash)
@@ -85,6 +80,7 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     model = spec.build(settings["width"], len(settings["classes"]), sample.n_features, options)
     model.load_state_dict(weights)
     model.eval()
+    static_shapes(model)
     batch = sample.tensors(slice(None))
     names = input_names(model, batch)
     wrapper = Probabilities(model, names).eval()
@@ -142,6 +138,14 @@ def finished_weights(run: Path, cell_id: str, shash: str) -> dict:
     if saved is None:
         raise JetscaleError(f"export: {run / CHECKPOINT_NAME}: no usable checkpoint of this run")
     return saved.get("best_state") or saved["model"]
+
+
+def static_shapes(model) -> None:
+    """Switch every module that has one to its traceable padded path (``static_shapes``: ParticleNet, ParT,
+    vq_gpt)."""
+    for module in model.modules():
+        if hasattr(module, "static_shapes"):
+            module.static_shapes = True
 
 
 def trace(wrapper, args: tuple, dynamic_shapes: tuple, names, name: str):

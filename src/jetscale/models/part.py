@@ -9,6 +9,10 @@ and residual scales), a final LayerNorm and a linear head on the class token. Wi
 the reference configuration is width 128 (embed (128, 512, 128), pair (64, 64, 64), 8 heads, MLP 512), whose
 layer structure follows weaver-core's ``ParticleTransformer``: with its weights copied in (pair features
 reordered), this model computes the same logits (``benchmarks/weaver_compare.py``).
+
+``static_shapes`` (set for ONNX export, eval mode only): the padded layout, with the pair embedding computed for
+every pair of slots and masked (:meth:`ParticleTransformer.dense_attention_bias`) instead of on the list of real
+pairs, so no shape depends on the data (``torch.export`` can trace it); the logits are the same.
 """
 
 from __future__ import annotations
@@ -135,6 +139,7 @@ class ParticleTransformer(nn.Module):
         )  # the bias is the last BN's output, no GELU (weaver: pre-activation)
         self.n_heads = n_heads
         self.ragged: bool | None = None  # None: the real-particle path on eager CPU (use_ragged), else padded
+        self.static_shapes = False  # True: padded, every pair embedded (ONNX export; eval mode only)
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
         self.norm = nn.LayerNorm(width)
@@ -154,7 +159,13 @@ class ParticleTransformer(nn.Module):
         i, j = torch.tril_indices(P, P, offset=0, device=vectors.device)
         b_idx, p_idx = (valid[:, i] & valid[:, j]).nonzero(as_tuple=True)
         i, j = i[p_idx], j[p_idx]
-        h = pair_features_at(vectors, b_idx, i, j)  # (n_real_pairs, 4)
+        h = self.embed_pairs(pair_features_at(vectors, b_idx, i, j))  # (n_real_pairs, H)
+        # mirrored pairs; self-pairs once, so each bias entry comes from exactly one pair (gradient counted once)
+        off = i != j
+        return torch.cat([b_idx, b_idx[off]]), torch.cat([i, j[off]]), torch.cat([j, i[off]]), torch.cat([h, h[off]])
+
+    def embed_pairs(self, h: torch.Tensor) -> torch.Tensor:
+        """Pair features (n, 4) -> attention bias values (n, H): ``pair_embed`` channels-last."""
         for layer in self.pair_embed:
             if isinstance(layer, nn.BatchNorm1d):
                 h = F.batch_norm(
@@ -171,9 +182,7 @@ class ParticleTransformer(nn.Module):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:
                 h = layer(h)
-        # mirrored pairs; self-pairs once, so each bias entry comes from exactly one pair (gradient counted once)
-        off = i != j
-        return torch.cat([b_idx, b_idx[off]]), torch.cat([i, j[off]]), torch.cat([j, i[off]]), torch.cat([h, h[off]])
+        return h
 
     def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Pair-feature bias (B, H, P, P), contiguous: :meth:`pair_bias` at the real pairs, 0 where a padded
@@ -186,6 +195,23 @@ class ParticleTransformer(nn.Module):
         bias = torch.where(valid, 0.0, NEG).to(h.dtype)[:, None, None, :].expand(B, H, P, P).contiguous()
         bias.view(-1).index_put_((flat.reshape(-1),), h.reshape(-1))
         return bias
+
+    def dense_attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """:meth:`attention_bias` without data-dependent shapes: every pair (i ≥ j, mirrored) of the padded batch
+        embedded, then masked. Eval mode only: the pair BatchNorm then uses its running statistics, so the values at
+        real pairs are those of the real-pair list."""
+        B, _, P = vectors.shape
+        slots = torch.arange(P, device=vectors.device)
+        b = torch.arange(B, device=vectors.device).view(B, 1, 1).expand(B, P, P).reshape(-1)
+        i = slots.view(1, P, 1).expand(B, P, P).reshape(-1)
+        j = slots.view(1, 1, P).expand(B, P, P).reshape(-1)
+        h = self.embed_pairs(pair_features_at(vectors, b, i, j)).view(B, P, P, -1)  # (B, P, P, H) at [b, i, j]
+        lower = (slots.view(P, 1) >= slots.view(1, P)).view(1, P, P, 1)
+        h = torch.where(lower, h, h.transpose(1, 2))  # [b, i, j] = [b, j, i] = the pair (max, min), as pair_bias
+        pairs = (valid.view(B, P, 1) & valid.view(B, 1, P)).unsqueeze(-1)
+        h = torch.where(pairs, h, torch.zeros((), dtype=h.dtype, device=h.device))
+        h = torch.where(valid.view(B, 1, P, 1), h, torch.full((), NEG, dtype=h.dtype, device=h.device))
+        return h.permute(0, 3, 1, 2).contiguous()
 
     def encode(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The particle encoder (embedding, pair bias, particle-attention blocks) without the class attention.
@@ -205,13 +231,20 @@ class ParticleTransformer(nn.Module):
                 h = block(h, biases, ragged=lay)
             return lay.pad(h), valid
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
-        bias = self.attention_bias(vectors * m, valid)
+        if self.static_shapes:
+            if self.training:
+                raise RuntimeError("ParticleTransformer.static_shapes is an eval-mode path (BatchNorm statistics)")
+            bias = self.dense_attention_bias(vectors * m, valid)
+        else:
+            bias = self.attention_bias(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
         return h, valid
 
     def use_ragged(self, x: torch.Tensor) -> bool:
         """Real particles only (:mod:`jetscale.models.ragged`): eager CPU runs, unless ``self.ragged`` says."""
+        if self.static_shapes:
+            return False
         if self.ragged is not None:
             return self.ragged
         return x.device.type == "cpu" and not torch.compiler.is_compiling()

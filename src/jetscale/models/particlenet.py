@@ -10,6 +10,10 @@ parameter counts agree with it exactly. Two implementation choices differ from w
 particles are carried through the EdgeConv blocks (a flat (N, C) list; the padded layout is used only to find
 neighbours within each jet), so the blocks' BatchNorm statistics are over real particles and edges only; and the
 layers run channels-last with ``F.linear`` on the same weights.
+
+``static_shapes`` (set for ONNX export, eval mode only): every slot of the padded batch is carried instead, with
+padded neighbours' edge terms and padded particles' coordinates zeroed as the real-particle path has them, so no
+shape depends on the data (``torch.export`` can trace it) and the logits are those of the real-particle path.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ def knn(points: torch.Tensor, k: int) -> torch.Tensor:
     inner = -2 * torch.matmul(points, points.transpose(1, 2))
     sq = points.square().sum(dim=-1, keepdim=True)
     neg_dist = -sq - inner - sq.transpose(1, 2)
-    k_eff = min(k + 1, points.shape[1])
+    k_eff = torch.sym_min(k + 1, points.shape[1])  # sym_min: a traced particle axis stays symbolic
     return neg_dist.topk(k=k_eff, dim=-1)[1][:, :, 1:]
 
 
@@ -63,13 +67,16 @@ class EdgeConvBlock(nn.Module):
             self.sc = nn.Conv1d(in_channels, channels[-1], 1, bias=False)
             self.sc_bn = nn.BatchNorm1d(channels[-1])
 
-    def forward(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, nbr: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, C) features of the N real particles of the batch; nbr (N, k) rows of their neighbours
-        (value N = a padded neighbour, whose features are zero) -> (N, C_out)."""
+        (value N = a padded neighbour, whose features are zero) -> (N, C_out). With ``real`` (N,) (the padded
+        layout: every slot is a row): a neighbour's edge term counts only where it is real, as if zero."""
         w0 = self.convs[0].weight.flatten(1)
         c_in = x.shape[-1]
         w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
         edge_proj = F.linear(x, w_edge)
+        if real is not None:
+            edge_proj = edge_proj * real.to(edge_proj.dtype).unsqueeze(1)
         edge_proj = torch.cat([edge_proj, edge_proj.new_zeros(1, edge_proj.shape[1])])
         h = F.linear(x, w_centre - w_edge).unsqueeze(1) + edge_proj[nbr]
         h = F.relu(_bn_last(h, self.bns[0]))
@@ -96,6 +103,7 @@ class ParticleNet(nn.Module):
             nn.Sequential(nn.Linear(c_in, 4 * width), nn.ReLU(), nn.Dropout(dropout)),
             nn.Linear(4 * width, n_classes),
         )
+        self.static_shapes = False  # True: the padded path (ONNX export; eval mode only)
 
     def forward(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), points (B, 2, P), mask (B, 1, P) -> logits (B, n_classes).
@@ -103,6 +111,8 @@ class ParticleNet(nn.Module):
         Only real particles are processed (a flat (N, C) list); the padded (B, P, C) layout is used just to
         find each particle's k nearest neighbours within its own jet.
         """
+        if self.static_shapes:
+            return self.forward_padded(x, points, mask)
         B, _, P = x.shape
         valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
         rows = torch.nonzero(valid).squeeze(1)  # positions in B*P of the N real particles
@@ -122,6 +132,28 @@ class ParticleNet(nn.Module):
         counts = mask.sum(dim=(1, 2)).clamp(min=1)
         jet = torch.div(rows, P, rounding_mode="floor")
         pooled = h.new_zeros(B, h.shape[1]).index_add(0, jet, h) / counts[:, None]
+        return self.fc(pooled)
+
+    def forward_padded(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with every slot of the padded batch as a row, no data-dependent shapes: the same logits
+        (BatchNorm uses its running statistics, so padded rows cannot reach the real ones; they are never
+        neighbours of real particles unless a jet has fewer than k + 1, and then count as zero features)."""
+        if self.training:
+            raise RuntimeError("ParticleNet.static_shapes is an eval-mode path (BatchNorm statistics)")
+        B, _, P = x.shape
+        valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
+        keep = valid.to(x.dtype).unsqueeze(1)
+        offsets = (torch.arange(B, device=x.device) * P).view(B, 1, 1)
+        shift = (~valid).to(x.dtype).view(B, P, 1) * 1e9
+        h = self.bn_fts(x * mask).transpose(1, 2).reshape(B * P, -1)
+        pts = points.transpose(1, 2)
+        for i, block in enumerate(self.edge_convs):
+            if i > 0:
+                pts = (h * keep).view(B, P, -1)
+            idx = knn(pts + shift, block.k)  # (B, P, k)
+            h = block(h, (idx + offsets).reshape(B * P, -1), real=valid)
+        counts = mask.sum(dim=(1, 2)).clamp(min=1)
+        pooled = (h * keep).view(B, P, -1).sum(dim=1) / counts[:, None]
         return self.fc(pooled)
 
 

@@ -67,18 +67,33 @@ class JetGPT(nn.Module):
         return self.norm(h)
 
 
-def pt_order(codes: torch.Tensor, mask: torch.Tensor, key: torch.Tensor, max_particles: int):
+def pt_order(codes: torch.Tensor, mask: torch.Tensor, key: torch.Tensor, max_particles: int, sort: bool = True):
     """Codes (B, N) of real particles sorted by decreasing ``key`` and cut to ``max_particles``.
 
-    Returns (codes (B, L), n (B,)) with L = min(N, max_particles); padding slots hold -1.
+    Returns (codes (B, L), n (B,)) with L = min(N, max_particles); padding slots hold -1. ``sort=False``: the
+    same stable order from pairwise comparisons (:func:`stable_descending_order`), for ONNX export.
     """
     mask = mask.bool()
     key = torch.where(mask, key.float(), torch.full_like(key, float("-inf"), dtype=torch.float32))
-    order = torch.sort(key, dim=1, descending=True, stable=True).indices
+    if sort:
+        order = torch.sort(key, dim=1, descending=True, stable=True).indices
+    else:
+        order = stable_descending_order(key)
     sorted_codes = torch.gather(codes, 1, order)[:, :max_particles]
     n = mask.sum(1).clamp(max=max_particles)
     keep = torch.arange(sorted_codes.shape[1], device=codes.device).unsqueeze(0) < n.unsqueeze(1)
     return torch.where(keep, sorted_codes, torch.full_like(sorted_codes, -1)), n
+
+
+def stable_descending_order(key: torch.Tensor) -> torch.Tensor:
+    """(B, N) -> the indices of a stable descending sort of each row (ties keep their index order), without a
+    sort: each element's rank counts the elements that go before it, O(N²) comparisons. ONNX has no stable sort."""
+    slots = torch.arange(key.shape[1], device=key.device)
+    ahead = (key.unsqueeze(1) > key.unsqueeze(2)) | (
+        (key.unsqueeze(1) == key.unsqueeze(2)) & (slots.view(1, 1, -1) < slots.view(1, -1, 1))
+    )  # [b, i, j]: j goes before i
+    rank = ahead.sum(dim=2)
+    return torch.zeros_like(rank).scatter(1, rank, slots.expand_as(rank))
 
 
 def sequences(codes: torch.Tensor, n: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:

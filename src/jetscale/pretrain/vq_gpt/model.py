@@ -37,6 +37,7 @@ class TokenizedJets(nn.Module):
         self.tokenizer.requires_grad_(False)
         max_len = opts.max_particles + 2 if opts.position_embedding else None
         self.gpt = JetGPT(opts.vocab_size, width, opts.n_layers, opts.gpt_heads(width), opts.dropout, max_len)
+        self.static_shapes = False  # True: the tokenizer encodes every slot (ONNX export), the same tokens
 
     def particles(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Model inputs (B, F, N), (B, 1, N) → tokenized features (B, N, F_tok), mask (B, N) bool, order key (B, N)."""
@@ -47,8 +48,9 @@ class TokenizedJets(nn.Module):
         """pT-ordered code indices (B, L) (-1 = padding) and particles per jet (B,)."""
         feats, m, key = self.particles(x, mask)
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-            codes = self.tokenizer.encode(feats, m)  # full precision: the same tokens under any autocast
-        return pt_order(codes, m, key, self.opts.max_particles)
+            encode = self.tokenizer.encode_padded if self.static_shapes else self.tokenizer.encode
+            codes = encode(feats, m)  # full precision: the same tokens under any autocast
+        return pt_order(codes, m, key, self.opts.max_particles, sort=not self.static_shapes)
 
 
 class VQGPTObjective(Objective, TokenizedJets):

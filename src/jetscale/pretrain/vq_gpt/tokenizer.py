@@ -124,6 +124,17 @@ class VQVAE(nn.Module):
         return codes
 
     @torch.no_grad()
+    def encode_padded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode` without data-dependent shapes (ONNX export): every slot encoded and searched in one
+        (B, N, K) distance tensor, padded slots then set to -1; the same codes."""
+        mask = mask.bool()
+        xs = self.standardise(x.float())
+        z = self.encoder(xs) if self.arch == "mlp" else self.encoder(xs, mask)
+        cb = self.codebook.to(z.dtype)
+        dist = cb.square().sum(-1) - 2.0 * z @ cb.T
+        return torch.where(mask, dist.argmin(-1), torch.full((), -1, dtype=torch.long, device=x.device))
+
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N) code indices → (B, N, F) features in raw units, zero on padded slots."""
         mask = mask.bool()
