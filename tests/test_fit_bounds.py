@@ -226,3 +226,15 @@ def test_joint_law_only_within_one_architecture_with_three_widths():
         and "a: 1 size" in joint["fits"]["chinchilla"]["message"]
     )
     assert not [d for d in docs if d["kind"] == "loss_vs_params"]
+
+
+def test_a_transition_beyond_the_measured_sizes_is_unconstrained():
+    """An S-curve whose midpoint lies past the largest size is located by its last point alone (the drop a
+    physicist questions): it is drawn dotted, never a threshold."""
+    y = scurve(SIZES, 0.05, 0.45, 60000.0, 2.0) + _noise(0.005, 12)
+    fits, comparison = fit_and_compare(SIZES, y, bootstrap=30, domain=UNIT)
+    sc = fits["scurve"]
+    assert sc.status == "unconstrained" and "not observed" in sc.message, sc.message
+    assert comparison["verdict"] != "threshold" and comparison["n_c"] is None
+    inside = fit("scurve", SIZES, scurve(SIZES, 0.05, 0.45, 2000.0, 2.0) + _noise(0.005, 12), domain=UNIT)
+    assert "not observed" not in inside.message

@@ -72,6 +72,7 @@ class Fit:
     pinned: tuple[str, ...] = ()  # parameters left on a bound of their range
     bounds: tuple | None = None  # public (lo, hi) arrays the fit was held to (bootstrap refits reuse them)
     objective: Objective = SQUARES
+    unobserved: str = ""  # a scale the data place outside their own range (an S-curve's n_c): not measured
 
     def record(self) -> dict:
         return {
@@ -339,6 +340,7 @@ def fit_scurve(x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) ->
         lo_x, hi_x = math.log10(x.min()), math.log10(x.max())
         if not lo_x <= log_nc <= hi_x:
             out.message = f"n_c = {out.params['n_c']:.4g} lies outside the data range [{x.min():.4g}, {x.max():.4g}]"
+            out.unobserved = "n_c outside the measured sizes (the transition itself is not observed)"
     return out
 
 

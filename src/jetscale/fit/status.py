@@ -7,8 +7,9 @@
   than a constant), a parameter pinned at a bound of its physical range, a 95 % interval of a scale parameter
   (n_c, A) spanning more than two decades (or reaching zero), a floor whose interval reaches an end of the range
   or beyond (the bootstrap replicates are bounded too, so an interval that needs the bound ends on it),
-  or a covariance that is not finite. An unconstrained fit is drawn dotted (or not at all) and never used for
-  forecasts or backtests.
+  an S-curve midpoint n_c outside the measured sizes (a transition at or beyond the last point is located by
+  that point alone), or a covariance that is not finite. An unconstrained fit is drawn dotted (or not at all)
+  and never used for forecasts or backtests.
 - ok: everything else.
 
 Intervals are the bootstrap 95 % percentile intervals where the fit was bootstrapped, else ±1.96 standard errors
@@ -51,6 +52,8 @@ def judge(fit, spec, domain) -> tuple[str, str]:
     if not fit.converged:
         return (UNCONSTRAINED, "") if fit.message.startswith(FLAT_PREFIX) else (FAILED, "")
     reasons = []
+    if getattr(fit, "unobserved", ""):
+        reasons.append(fit.unobserved)
     if fit.pinned:
         reasons.append("pinned at a bound: " + ", ".join(f"{p} = {fit.params[p]:.4g}" for p in fit.pinned))
     if fit.stderr is None and fit.ci95 is None and "covariance not finite" in fit.message:
