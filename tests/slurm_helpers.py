@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tiny_config import TINY_TRAINING, tiny_config
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
@@ -99,25 +101,6 @@ def tiny_training_config(compute: int = 8000) -> tuple[dict, str]:
     Pair with ``jetscale.data.testing.write_synthetic_splits(dir, cfg["classes"], {"train": 66, "val": 33,
     "test": 33}, n_particles=16)``.
     """
-    import yaml
-
-    from jetscale.config import load_config
-
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [compute], "seed": [0]}
-    )
-    raw["grid"]["per_model"] = {}
-    raw["training"].update(
-        {
-            "batch_size": 16,
-            "eval_every_samples": 2000,
-            "checkpoint_every_steps": 3,
-            "early_stopping_patience": None,
-            "threads": 1,
-            "device": "cpu",
-        }
-    )
-    return load_config(raw), f"model~particlenet/width~8/n_train~44/compute~{compute}/seed~0"
+    training = {**TINY_TRAINING, "eval_every_samples": 2000, "threads": 1, "device": "cpu"}
+    cfg = tiny_config(compute=compute, training=training)
+    return cfg, f"model~particlenet/width~8/n_train~44/compute~{compute}/seed~0"

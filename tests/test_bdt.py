@@ -20,8 +20,8 @@ from jetscale.errors import ConfigError
 from jetscale.grid import cell_id, cell_ids, cells, parse_cell_id
 from jetscale.models import catalog
 from jetscale.settings import resolve_settings, settings_hash
+from tiny_config import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 CELL = "model~bdt/n_train~440/seed~0"
 NULL_KEYS = ("width", "compute", "n_params", "flops_per_jet", "train_flops", "samples_seen", "steps", "batch_size")
 
@@ -171,13 +171,10 @@ def test_observables_of_a_hand_made_jet():
 
 # ----------------------------------------------------------------------------------------- training
 def small_config(models=("particlenet", "bdt"), **bdt) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 100
-    raw["grid"]["axes"].update(model=list(models), width=[8], n_train=[110, 440], compute=[160], seed=[0, 1])
-    raw["grid"]["per_model"] = {}
-    raw["models"]["bdt"] = {"min_child_samples": 5, "early_stopping_rounds": 10, "max_rounds": 300, **bdt}
-    return load_config(raw)
+    options = {"min_child_samples": 5, "early_stopping_rounds": 10, "max_rounds": 300, **bdt}
+    return tiny_config(
+        models, n_train=[110, 440], seed=[0, 1], jets_per_class=100, training={}, model_options={"bdt": options}
+    )
 
 
 @pytest.fixture(scope="module")

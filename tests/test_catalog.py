@@ -5,18 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import yaml
 
 from jetscale.config import load_config
 from jetscale.errors import ConfigError
 from jetscale.grid import cells
 from jetscale.models import catalog
 from jetscale.settings import resolve_settings
-
-REPO = Path(__file__).resolve().parents[1]
+from tiny_config import tiny_raw_config
 
 
 # ------------------------------------------------------------------------------ a toy model, one "file"
@@ -61,14 +58,8 @@ def toy(monkeypatch):
 
 
 def toy_config(**options) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update({"model": ["toy"], "width": [8], "n_train": [44], "compute": [96], "seed": [0]})
-    raw["grid"]["per_model"] = {}
-    raw["models"]["toy"] = options
-    raw["training"].update({"batch_size": 16, "eval_every_samples": 48, "early_stopping_patience": None})
-    return raw
+    training = {"batch_size": 16, "eval_every_samples": 48, "early_stopping_patience": None}
+    return tiny_raw_config(("toy",), compute=96, model_options={"toy": options}, training=training)
 
 
 def test_a_registered_toy_model_trains_through_the_cell_path(toy, tmp_path):

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
+from tiny_config import TINY_TRAINING, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 CELL = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"
 
 
@@ -30,19 +28,7 @@ class Payload:
 
 
 def small_config(**training) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["bbt_neutron"], "width": [16], "n_train": [44], "compute": [160], "seed": [0]}
-    )
-    raw["grid"]["per_model"] = {}  # the default study's per-model sizes and seeds would override the axes above
-    raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
-    raw["training"].update(
-        {"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3, "early_stopping_patience": None}
-    )
-    raw["training"].update(training)
-    return load_config(raw)
+    return tiny_config(("bbt_neutron",), width=16, tokenizer={"max_bytes": 256}, training={**TINY_TRAINING, **training})
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from jetscale.inputs.spec import PRESETS, is_raw, parse_inputs
 from jetscale.inputs.stats import compute_stats, load_stats, stats_path, write_stats
 from jetscale.inputs.transforms import apply_steps, parse_step
 from jetscale.settings import resolve_settings, settings_hash
+from tiny_config import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
@@ -252,16 +253,13 @@ def test_default_config_declares_what_the_code_defaults_are():
         assert preset in PRESETS, model
 
 
-def test_run_records_its_resolved_spec_and_statistics(splits, tmp_path, default_config_dict):
+def test_run_records_its_resolved_spec_and_statistics(splits, tmp_path):
     from jetscale.train import loop
 
-    raw = copy.deepcopy(default_config_dict)
-    raw["data"].update({"n_particles": 12, "val_per_class": 2, "test_per_class": 2})
-    raw["data"]["generate"]["jets_per_class"] = 12
-    raw["grid"]["axes"].update({"model": ["particlenet"], "width": [8], "n_train": [44], "compute": [48], "seed": [0]})
-    raw["grid"]["per_model"] = {}
-    raw["training"].update({"batch_size": 16, "eval_every_samples": 48, "early_stopping_patience": None})
-    cfg = load_config(raw)
+    training = {"batch_size": 16, "eval_every_samples": 48, "early_stopping_patience": None}
+    cfg = tiny_config(
+        compute=48, n_particles=12, jets_per_class=12, val_per_class=2, test_per_class=2, training=training
+    )
     cell = "model~particlenet/width~8/n_train~44/compute~48/seed~0"
     stats = write_stats(splits, 44)
     record = loop.train_cell(cfg, cell, splits, tmp_path, progress=False)

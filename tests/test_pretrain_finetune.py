@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
@@ -21,31 +20,29 @@ from jetscale.pretrain.plan import backbone_id, backbone_key
 from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.workflow import StudyPlan
+from tiny_config import TINY_TRAINING, tiny_raw_config
 
-REPO = Path(__file__).resolve().parents[1]
 SCRATCH = "model~bbt_neutron/width~16/n_train~22/compute~64/seed~0"
 
 
 def raw_config() -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["particlenet", "bbt_neutron"], "width": [16], "n_train": [22], "compute": [64], "seed": [0]}
+    return tiny_raw_config(
+        ("particlenet", "bbt_neutron"),
+        width=16,
+        n_train=22,
+        compute=64,
+        n_particles=8,
+        per_model={"particlenet": {"width": [8]}},
+        tokenizer={"max_bytes": 128, "patch_size": 8},
+        training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
+        pretraining={
+            "batch_size": 8,
+            "lr": 3e-3,
+            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
+            "eval_jets": 10,
+            "finetune": {"catchup_steps": 100, "catchup_ramp_steps": 10},
+        },
     )
-    raw["grid"]["per_model"] = {"particlenet": {"width": [8]}}
-    raw["models"]["bbt_neutron"]["tokenizer"].update({"max_bytes": 128, "patch_size": 8})
-    raw["training"].update(
-        {"batch_size": 16, "eval_every_samples": 32, "checkpoint_every_steps": 50, "early_stopping_patience": None}
-    )
-    raw["pretraining"] = {
-        "batch_size": 8,
-        "lr": 3e-3,
-        "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-        "eval_jets": 10,
-        "finetune": {"catchup_steps": 100, "catchup_ramp_steps": 10},
-    }
-    return raw
 
 
 def with_pretraining(raw: dict) -> dict:

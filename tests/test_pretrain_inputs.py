@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
@@ -20,33 +19,30 @@ from jetscale.pretrain.plan import backbone_settings
 from jetscale.settings import resolve_settings
 from jetscale.train.loop import train_cell
 from jetscale.workflow import StudyPlan
+from tiny_config import TINY_TRAINING, tiny_raw_config
 
-REPO = Path(__file__).resolve().parents[1]
 SCRATCH = "model~part/width~16/n_train~22/compute~32/seed~0"
 TUNED = f"{SCRATCH}/pretrain~mpm/n_pretrain~30/finetune~full"
 
 
 def raw_config() -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["part"], "width": [16], "n_train": [22], "compute": [32], "seed": [0]},
+    return tiny_raw_config(
+        ("part",),
+        width=16,
+        n_train=22,
+        compute=32,
+        n_particles=8,
         pretrain=["none", "mpm"],
         n_pretrain=[30],
         finetune=["full"],
+        training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
+        pretraining={
+            "batch_size": 8,
+            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
+            "eval_jets": 10,
+            "methods": {"mpm": {"target": "l1"}},
+        },
     )
-    raw["grid"]["per_model"] = {}
-    raw["training"].update(
-        {"batch_size": 16, "eval_every_samples": 32, "checkpoint_every_steps": 50, "early_stopping_patience": None}
-    )
-    raw["pretraining"] = {
-        "batch_size": 8,
-        "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-        "eval_jets": 10,
-        "methods": {"mpm": {"target": "l1"}},
-    }
-    return raw
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 import torch
 import yaml
 
-from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import DataError
 from jetscale.models.registry import build_model
@@ -24,27 +23,30 @@ from jetscale.pretrain import plan
 from jetscale.pretrain.base import load_backbone
 from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
 from jetscale.train.checkpoint import TrainingInterrupted
+from tiny_config import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 BID = "method~next_patch/model~bbt_neutron/width~16/n_pretrain~40"
 
 
 def small_config() -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update({"model": ["bbt_neutron"], "width": [16], "n_train": [22], "compute": [64], "seed": [0]})
-    raw["grid"]["per_model"] = {}
-    raw["models"]["bbt_neutron"]["tokenizer"].update({"max_bytes": 128, "patch_size": 8})
-    raw["pretraining"] = {
-        "batch_size": 8,
-        "lr": 3e-3,
-        "compute": {"epochs": 2, "min_samples": 8, "max_samples": 1000},
-        "eval_every_samples": 40,
-        "eval_jets": 20,
-        "checkpoint_every_steps": 3,
-    }
-    return load_config(raw)
+    return tiny_config(
+        ("bbt_neutron",),
+        width=16,
+        n_train=22,
+        compute=64,
+        n_particles=8,
+        tokenizer={"max_bytes": 128, "patch_size": 8},
+        training={},
+        pretraining={
+            "batch_size": 8,
+            "lr": 3e-3,
+            "compute": {"epochs": 2, "min_samples": 8, "max_samples": 1000},
+            "eval_every_samples": 40,
+            "eval_jets": 20,
+            "checkpoint_every_steps": 3,
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
@@ -20,20 +19,13 @@ from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.train.stopping import BUDGET, CONVERGED, CosineSchedule, PlateauSchedule, plan_for
+from tiny_config import tiny_raw_config
 
-REPO = Path(__file__).resolve().parents[1]
 AUTO = "model~particlenet/width~8/n_train~44/compute~auto/seed~0"
 
 
 def raw_config(stopping: dict | None = None) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["grid"]["axes"].update(
-        {"model": ["particlenet"], "width": [8], "n_train": [44], "compute": ["auto", 160], "seed": [0]}
-    )
-    raw["grid"]["per_model"] = {}
-    raw["training"].update({"batch_size": 16, "checkpoint_every_steps": 3, "early_stopping_patience": None})
-    raw["training"]["eval_every_samples"] = 48
+    raw = tiny_raw_config(compute=["auto", 160], jets_per_class=None)
     raw["training"]["stopping"].update(stopping or {})
     return raw
 

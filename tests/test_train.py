@@ -11,31 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from jetscale.config import load_config
 from jetscale.data.testing import write_synthetic_splits
 from jetscale.errors import TrainingError
 from jetscale.train import classifier, loop
 from jetscale.train.checkpoint import TrainingInterrupted
+from tiny_config import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 CELL = "model~particlenet/width~8/n_train~44/compute~160/seed~0"
 
 
 def small_config() -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["particlenet", "part", "bbt_neutron"], "width": [8], "n_train": [44], "compute": [160], "seed": [0]}
+    return tiny_config(
+        ("particlenet", "part", "bbt_neutron"), per_model={"bbt_neutron": {"width": [16]}}, tokenizer={"max_bytes": 256}
     )
-    raw["grid"]["per_model"] = {"bbt_neutron": {"width": [16]}}
-    raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
-    raw["training"].update(
-        {"batch_size": 16, "eval_every_samples": 48, "checkpoint_every_steps": 3, "early_stopping_patience": None}
-    )
-    return load_config(raw)
 
 
 @pytest.fixture(scope="module")

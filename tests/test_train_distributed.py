@@ -28,33 +28,21 @@ from jetscale.grid import parse_cell_id
 from jetscale.resources import train_processes, train_resources
 from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
+from tiny_config import TINY_TRAINING, tiny_raw_config
 
-REPO = Path(__file__).resolve().parents[1]
 BBT = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"
 PART = "model~part/width~8/n_train~44/compute~160/seed~0"
 
 
 def raw_config(**training) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 16, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["part", "bbt_neutron"], "width": [8], "n_train": [44], "compute": [160, 40000], "seed": [0]}
+    return tiny_raw_config(
+        ("part", "bbt_neutron"),
+        compute=[160, 40000],
+        per_model={"bbt_neutron": {"width": [16]}},
+        tokenizer={"max_bytes": 256},
+        # a large learning rate so that 10 steps move the weights well beyond float32 rounding
+        training={**TINY_TRAINING, "lr": 3e-3, **training},
     )
-    raw["grid"]["per_model"] = {"bbt_neutron": {"width": [16]}}
-    raw["models"]["bbt_neutron"]["tokenizer"]["max_bytes"] = 256
-    # a large learning rate so that 10 steps move the weights well beyond float32 rounding
-    raw["training"].update(
-        {
-            "batch_size": 16,
-            "lr": 3e-3,
-            "eval_every_samples": 48,
-            "checkpoint_every_steps": 3,
-            "early_stopping_patience": None,
-            **training,
-        }
-    )
-    return raw
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import jetscale.models.vq_gpt as vq_model
 from jetscale.config import load_config
@@ -25,8 +24,8 @@ from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.workflow import StudyPlan
+from tiny_config import TINY_TRAINING, tiny_raw_config
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"codebook_size": 16, "latent_dim": 4, "vq_hidden": 16, "vq_steps": 20, "vq_batch_jets": 16, "n_layers": 1}
 METHOD = {"codebook_size": 24, "vq_steps": 30}  # pretraining.methods.vq_gpt: a different codebook than models'
 SCRATCH = "model~vq_gpt/width~16/n_train~22/compute~64/seed~0"
@@ -35,28 +34,25 @@ N_TRAIN = 22
 
 
 def raw_config(pretrain=("none", "vq_gpt")) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data"].update({"n_particles": 8, "val_per_class": 3, "test_per_class": 3})
-    raw["data"]["generate"]["jets_per_class"] = 40
-    raw["grid"]["axes"].update(
-        {"model": ["vq_gpt"], "width": [16], "n_train": [N_TRAIN], "compute": [64], "seed": [0]},
+    return tiny_raw_config(
+        ("vq_gpt",),
+        width=16,
+        n_train=N_TRAIN,
+        compute=64,
+        n_particles=8,
         pretrain=list(pretrain),
         n_pretrain=[30],
         finetune=["full", "frozen"],
+        model_options={"vq_gpt": TINY},
+        training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
+        pretraining={
+            "batch_size": 8,
+            "lr": 3e-3,
+            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
+            "eval_jets": 10,
+            "methods": {"vq_gpt": METHOD},
+        },
     )
-    raw["grid"]["per_model"] = {}
-    raw["models"]["vq_gpt"] = dict(TINY)
-    raw["training"].update(
-        {"batch_size": 16, "eval_every_samples": 32, "checkpoint_every_steps": 50, "early_stopping_patience": None}
-    )
-    raw["pretraining"] = {
-        "batch_size": 8,
-        "lr": 3e-3,
-        "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-        "eval_jets": 10,
-        "methods": {"vq_gpt": dict(METHOD)},
-    }
-    return raw
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
