@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import shutil
@@ -113,6 +114,15 @@ def test_pretraining_job_writes_backbone_curve_flops_and_jets_seen(cfg, unlabell
     assert list(log.columns) == ["step", "samples", "loss", "lr", "throughput", "val_loss", "flops"]
     assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # the objective learns
     assert log["val_loss"].notna().sum() == 2 and record["final_val_loss"] == log["val_loss"].iloc[-1]
+    if importlib.util.find_spec("tensorboard") is not None:  # the same curve as TensorBoard event files
+        from test_tensorboard import scalars
+
+        board = scalars(tmp_path / "tensorboard")
+        assert [s for s, _ in board["train/loss"]] == log["samples"].tolist()
+        assert [v for _, v in board["train/loss"]] == pytest.approx(log["loss"].tolist(), rel=1e-6)
+        held = log[log["val_loss"].notna()]
+        assert board["val/loss"] == [(s, pytest.approx(v, rel=1e-6)) for s, v in zip(held["samples"], held["val_loss"])]
+        assert {"lr", "jets_per_s"} <= set(board)
     saved = torch.load(tmp_path / "backbone.pt", weights_only=True)
     assert saved["backbone_id"] == BID and saved["settings_hash"] == record["settings_hash"]
     classifier = build_model("bbt_neutron", 16, 11, 19, cfg["models"]["bbt_neutron"])

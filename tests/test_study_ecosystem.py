@@ -73,7 +73,7 @@ def test_every_cell_writes_tensorboard_event_files(bare_path_study):
         board = EventAccumulator(str(run / "tensorboard"))
         board.Reload()
         tags = set(board.Tags()["scalars"])
-        assert {"train/loss", "val/loss", "lr", "jets_per_s"} <= tags, tags
+        assert {"train/loss", "val/loss", "val/accuracy", "lr", "jets_per_s"} <= tags, tags
         # the same rows as the CSV log (its source of truth)
         rows = (run / "train_log.csv").read_text().strip().splitlines()[1:]
         assert len(board.Scalars("train/loss")) == len(rows)

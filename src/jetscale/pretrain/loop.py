@@ -24,6 +24,8 @@ Outputs in ``out_dir`` (atomic):
   loss, parameters, measured FLOPs, jets seen, wall time, prepare stats, settings + hash.
 * ``pretrain_log.csv``: ``step, samples, loss, lr, throughput, val_loss, flops`` (the loss curve; ``flops`` =
   measured training FLOPs so far, 3 × forward).
+* ``tensorboard/``: the same curve as TensorBoard event files (optional, :mod:`jetscale.train.tensorboard`: the
+  classifier runs' sink).
 * ``checkpoint.pt`` while running; ``failure.json`` on a non-finite loss (:class:`~jetscale.errors.TrainingError`).
 """
 
@@ -50,6 +52,7 @@ from ..settings import settings_hash
 from ..train.runner import LOG_COLUMNS, CsvLog, Runner, start_process
 from ..train.stopping import StoppingPlan, clamped_samples, cosine
 from ..train.task import RunOutcome, RunPlan, TrainState, Validation
+from ..train.tensorboard import tensorboard_sink
 from . import method
 from .base import check_unlabelled
 from .plan import backbone_settings, parse_backbone_id
@@ -277,6 +280,8 @@ def pretrain_backbone(
     device, ranks = start_process(cfg["training"])
     try:
         sinks = [CsvLog(out_dir / paths.PRETRAIN_LOG, (*LOG_COLUMNS, "flops"))]
+        if ranks.is_main and (board := tensorboard_sink(out_dir)) is not None:
+            sinks.append(board)
         runner = Runner(task, task.plan(), out_dir, device, ranks, t_start=t_start, sinks=sinks)
         return task.finish(runner.run(progress=progress, stop_after_steps=stop_after_steps))
     finally:

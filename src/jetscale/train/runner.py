@@ -327,7 +327,9 @@ class Runner:
         raise TrainingError(f"{task.name}: {reason}; see {self.out_dir / paths.FAILURE}")
 
     def log_row(self, *, evaluate: bool) -> None:
-        """A log row for the steps since the last one (and a validation score when ``evaluate``)."""
+        """A log row for the steps since the last one (and a validation score when ``evaluate``: ``val_loss`` and
+        the task's other held-out scalars as ``val_<name>``, e.g. a classifier's ``val_accuracy``; the CSV log keeps
+        its columns, other sinks (TensorBoard) see them all)."""
         state = self.state
         seconds = state.window_seconds + (time.perf_counter() - self.t_window)
         row = {
@@ -340,7 +342,9 @@ class Runner:
             **self.task.row_extras(state),
         }
         if evaluate:
-            row["val_loss"] = round(self.evaluate(), 6)
+            scored = self.evaluate()
+            row["val_loss"] = round(scored.loss, 6)
+            row |= {f"val_{name}": round(float(value), 6) for name, value in scored.extras.items()}
             if self.bar is not None:
                 self.bar.set_postfix(loss=row["loss"], val=row["val_loss"])
         state.log_rows.append(row)
@@ -349,8 +353,8 @@ class Runner:
         state.window_loss, state.window_steps, state.window_seconds = 0.0, 0, 0.0
         self.t_window = time.perf_counter()
 
-    def evaluate(self) -> float:
-        """Score the held-out set; keep the best (weights when ``keep_best``); let the plan count. Returns the loss."""
+    def evaluate(self) -> Validation:
+        """Score the held-out set; keep the best (weights when ``keep_best``); let the plan count. Returns the score."""
         state, plan = self.state, self.plan
         scored: Validation = self.task.validate(self.engine.module, self.engine.eval_autocast)
         state.last_val = scored.loss
@@ -360,7 +364,7 @@ class Runner:
             if plan.keep_best:
                 state.best_state = self.engine.full_state_dict()
         plan.stopping.after_evaluation(state, progress)  # patience, plateau drops, the end: stopping.py's rule
-        return scored.loss
+        return scored
 
     def save(self) -> None:
         """checkpoint.pt (rank 0) + the engine's own files; collective under DeepSpeed/ZeRO-3."""

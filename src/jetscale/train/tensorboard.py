@@ -1,8 +1,9 @@
 """TensorBoard event files of a run (optional): a row sink of the Runner beside the CSV log.
 
-Under ``<run>/tensorboard/`` (so ``tensorboard --logdir results/`` shows every cell, named by its run path):
-``train/loss``, ``val/loss`` (and any other ``val_*`` a row holds), ``lr`` and ``jets_per_s`` against the
-training jets seen. The CSV log stays the source of truth. Each run writes a fresh event file (TensorBoard's
+Under ``<run>/tensorboard/`` of every classifier run and every pretraining job (so ``tensorboard --logdir
+results/`` shows every cell and backbone, named by its run path): ``train/loss``, ``val/loss`` and the task's other
+held-out scalars a row holds (a classifier's ``val/accuracy``), ``lr`` and ``jets_per_s`` against the training
+jets seen. The CSV log stays the source of truth. Each run writes a fresh event file (TensorBoard's
 writer names it by time, host and process), never through a link: a ``tensorboard`` directory that is a link
 is replaced by a real one. Without the ``tensorboard`` package nothing is written, said once per process.
 """
