@@ -120,6 +120,63 @@ def test_onnxruntime_reproduces_the_cells_predictions(tmp_path, model):
     np.testing.assert_allclose(probs, expected, atol=TOLERANCE, rtol=0)
 
 
+def test_a_fine_tuned_cell_exports_with_its_backbones_statistics(tmp_path):
+    """A ParT fine-tuned from an mpm backbone: its inputs are standardised with the backbone's pool statistics
+    (recorded in its metrics.json), not its own subset's; the export uses those and reproduces its predictions."""
+    import onnxruntime as ort
+    import torch
+
+    from jetscale.data.testing import write_synthetic_splits
+    from jetscale.export.onnx import export_cell
+    from jetscale.inputs.prepare import InputTransform
+    from jetscale.pretrain.loop import pretrain_backbone
+    from jetscale.train import loop
+    from jetscale.train.inputs import load_split_inputs
+    from jetscale.workflow import StudyPlan
+    from tiny_config import TINY_TRAINING, tiny_raw_config
+
+    torch.set_num_threads(1)
+    raw = tiny_raw_config(
+        ("part",),
+        width=16,
+        n_train=22,
+        compute=32,
+        n_particles=8,
+        pretrain=["mpm"],
+        n_pretrain=[30],
+        finetune=["full"],
+        training={**TINY_TRAINING, "eval_every_samples": 32},
+        pretraining={
+            "batch_size": 8,
+            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
+            "eval_jets": 10,
+            "methods": {"mpm": {"target": "l1"}},  # no k-means codebook to fit
+        },
+    )
+    raw["results"] = str(tmp_path / "results")
+    cfg = load_config(raw)
+    splits = write_synthetic_splits(tmp_path / "splits", cfg["classes"], {"train": 66, "val": 33, "test": 33}, 8)
+    plan = StudyPlan(cfg)
+    (bid,) = plan.backbones
+    pretrain_backbone(cfg, bid, splits, Path(cfg["results"]) / "pretrain" / bid)
+    (cid,) = [c for c in plan.cells if "pretrain~mpm" in c]
+    run = paths.run_dir(paths.results_root(cfg), cid)
+    metrics = loop.train_cell(cfg, cid, splits, run, progress=False)
+    assert metrics["inputs"]["statistics"] == str(plan.backbone_file(cid))
+
+    sidecar = export_cell(cfg, cid, tmp_path / "export", splits)
+    assert sidecar["fine_tuned_from"]["backbone_id"] == bid
+    assert sidecar["input_spec"]["features"] == metrics["inputs"]["features"]  # the backbone's centres and scales
+    assert sidecar["input_spec"]["statistics_from"] == metrics["inputs"]["statistics"]
+    session = ort.InferenceSession(str(tmp_path / "export" / sidecar["file"]), providers=["CPUExecutionProvider"])
+    names = [i["name"] for i in sidecar["inputs"]]
+    transform = InputTransform(tuple(sidecar["input_spec"]["features"]))
+    test = load_split_inputs(splits, "test", "part", {}, transform=transform)
+    probs = session.run(["probabilities"], {n: test.tensors(slice(None))[n].numpy() for n in names})[0]
+    expected = pd.read_parquet(run / "predictions.parquet")[[f"score_{c}" for c in cfg["classes"]]].to_numpy()
+    np.testing.assert_allclose(probs, expected, atol=TOLERANCE, rtol=0)
+
+
 def test_an_untraceable_forward_is_one_line():
     """A user's network whose Python control flow depends on the data (here: on the count of real particles)
     cannot be traced: one line naming the model and the cause."""

@@ -9,7 +9,8 @@ classes, the cell and its settings hash, and the largest probability difference 
 measured on a batch of the study's test jets at export time.
 
 The weights are the cell's chosen ones (its best validation weights, as its predictions were made with), read
-from ``checkpoint.pt`` (tensors only) of a finished run whose settings hash matches the config's.
+from ``checkpoint.pt`` (tensors only) of a finished run whose settings hash matches the config's; the input spec
+and statistics are those its ``metrics.json`` recorded (for a fine-tuned cell, its backbone's pool statistics).
 
 Exported through ``torch.export`` (``onnx``, ``onnxscript`` and ``onnxruntime``, pinned in
 envs/requirements.txt, are optional at run time: a clear message says what is missing). ParticleNet and ParT
@@ -56,6 +57,7 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     """Write ``<out>/<name>.onnx`` and its sidecar for the finished cell ``cell_id``; return the sidecar."""
     import torch
 
+    from ..inputs.prepare import InputTransform
     from ..train.inputs import input_transform, load_split_inputs
 
     ort = require_onnx()
@@ -66,13 +68,20 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
     shash = settings_hash(settings)
     name = settings["model"]
     spec = catalog.get(name)
-    if "pretrain" in settings:
-        raise JetscaleError(f"export: {cell_id}: fine-tuned cells are not exported yet (only from-scratch cells)")
-    weights = finished_weights(run, cell_id, shash)
+    metrics, weights = finished_run(run, cell_id, shash)
 
     splits = Path(splits or paths.splits_dir(root))
-    options = settings["model_options"]
-    transform, _ = input_transform(settings.get("inputs"), splits, settings["n_train"])
+    options = dict(settings["model_options"] or {})
+    if settings["training"].get("pretrain") and "next_patch" in spec.pretrain_heads:
+        options["lm_head"] = True  # trained beside the classifier (its weights are in the state; not in the graph)
+    if (
+        "inputs" in metrics
+    ):  # the input spec the run trained on, with its statistics (a fine-tuned cell: the backbone's)
+        transform = InputTransform(tuple(metrics["inputs"]["features"])) if metrics["inputs"] else None
+    elif "pretrain" in settings:
+        raise JetscaleError(f"export: {run / paths.METRICS} does not record its input statistics; train it again")
+    else:
+        transform, _ = input_transform(settings.get("inputs"), splits, settings["n_train"])
     from ..data.splits import read_meta
 
     n_test = min(VERIFY_JETS, int(read_meta(splits)["sizes"]["test"]))
@@ -109,20 +118,23 @@ def export_cell(cfg: dict, cell_id: str, out: Path | None = None, splits: Path |
         "classes": list(settings["classes"]),
         "inputs": [array_doc(n, batch[n], kind.length_axis, length) for n in names],
         "output": {"name": "probabilities", "shape": ["batch", len(settings["classes"])], "dtype": "float32"},
-        "input_spec": input_spec(transform),
+        "input_spec": {**input_spec(transform), "statistics_from": (metrics.get("inputs") or {}).get("statistics")},
         "padding": {"n_particles": settings["n_particles"], "mask": "1 for a real particle, 0 for padding"},
         "verified": {"jets": sample.n, "max_abs_probability_difference": worst, "runtime": "onnxruntime CPU"},
     }
     if kind.name == "bytes":
         sidecar["tokenization"] = tokenization(options)
+    if "pretrain" in settings:
+        sidecar["fine_tuned_from"] = {"backbone_id": metrics.get("backbone_id"), **settings["pretrain"]}
     if spec.source is not None:
         sidecar["model_source"] = {"path": spec.source.path, "sha256": spec.source.sha256}
     write_json(out / f"{name}.onnx.json", sidecar)
     return sidecar
 
 
-def finished_weights(run: Path, cell_id: str, shash: str) -> dict:
-    """The best weights of the finished run ``run`` trained with settings hash ``shash`` (one-line errors)."""
+def finished_run(run: Path, cell_id: str, shash: str) -> tuple[dict, dict]:
+    """The metrics record and the best weights of the finished run ``run`` trained with settings hash ``shash``
+    (one-line errors)."""
     from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     metrics_path = run / paths.METRICS
@@ -137,7 +149,7 @@ def finished_weights(run: Path, cell_id: str, shash: str) -> dict:
     saved = load_checkpoint(run / CHECKPOINT_NAME, shash)
     if saved is None:
         raise JetscaleError(f"export: {run / CHECKPOINT_NAME}: no usable checkpoint of this run")
-    return saved.get("best_state") or saved["model"]
+    return metrics, saved.get("best_state") or saved["model"]
 
 
 def static_shapes(model) -> None:
