@@ -116,7 +116,7 @@ def measure(
     import torch
 
     from jetscale.models.registry import build_model, count_params, measure_flops_per_jet
-    from jetscale.train.distributed import Ranks, make_engine
+    from jetscale.train.distributed import EngineOptions, Ranks, make_engine
     from jetscale.train.inputs import SplitInputs
 
     torch.set_num_threads(threads)
@@ -140,14 +140,12 @@ def measure(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
-    training = {
-        "batch_size": batch_size,
-        "grad_clip": 1.0,
-        "precision": "auto",
-        "compile": compile_model,
-        "deepspeed": {"enabled": engine == "deepspeed", "zero_stage": zero_stage},
-    }
-    eng = make_engine(model, opt, sched, training, Ranks(device=torch.device(device)))
+    options = EngineOptions(
+        precision="auto", deepspeed=engine == "deepspeed", zero_stage=zero_stage, compile=bool(compile_model)
+    )
+    eng = make_engine(
+        model, opt, sched, options, Ranks(device=torch.device(device)), grad_clip=1.0, batch_size=batch_size
+    )
     order = np.random.default_rng(0).permutation(n)
 
     def step(i):

@@ -7,6 +7,7 @@ plain torch — runs here exactly as it would there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from jetscale.grid import parse_cell_id
 from jetscale.resources import train_processes, train_resources
 from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
+from jetscale.train.distributed import EngineOptions
 from tiny_config import TINY_TRAINING, tiny_raw_config
 
 BBT = "model~bbt_neutron/width~16/n_train~44/compute~160/seed~0"
@@ -217,6 +219,21 @@ def test_a_batch_smaller_than_the_number_of_ranks_is_refused(splits, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ settings
+def test_engine_options_are_read_once_from_the_training_section():
+    cfg = load_config(raw_config(precision="bf16", deepspeed={"enabled": False, "zero_stage": 2}))
+    training = resolve_settings(cfg, parse_cell_id(cfg, PART))["training"]
+    options = EngineOptions.from_training(training, compile=True)
+    assert options == EngineOptions(precision="bf16", deepspeed=False, zero_stage=2, compile=True)
+    assert EngineOptions.from_training({"deepspeed": None}) == EngineOptions()  # nothing set: the defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.compile = False  # type: ignore[misc]
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (EngineOptions().bf16(cpu), EngineOptions().bf16(cuda)) == (False, True)  # auto: bf16 on GPU only
+    assert EngineOptions(precision="bf16").bf16(cpu) and not EngineOptions(precision="fp32").bf16(cuda)
+    assert not EngineOptions().uses_deepspeed(cpu)  # auto: DeepSpeed on GPU only
+    assert not EngineOptions(deepspeed=False).uses_deepspeed(cuda)
+
+
 def test_processes_default_to_one_per_requested_gpu():
     raw = raw_config()
     raw["resources"] = {"train": {"bbt_neutron": {"gpus": 4}}}

@@ -49,6 +49,7 @@ from ..inputs.spec import needs_statistics
 from ..inputs.stats import compute_stats
 from ..models.registry import batch_tensors, prepare_inputs
 from ..settings import settings_hash
+from ..train.distributed import EngineOptions
 from ..train.runner import LOG_COLUMNS, CsvLog, Runner, start_process
 from ..train.stopping import StoppingPlan, clamped_samples, cosine
 from ..train.task import RunOutcome, RunPlan, TrainState, Validation
@@ -159,11 +160,11 @@ class PretrainTask:
             keep_best=False,
             checkpoint_every_steps=int(self.cfg["pretraining"].get("checkpoint_every_steps", 200)),
             seed=self.seed,
-            engine={
-                "deepspeed": knobs.get("deepspeed"),
-                "compile": knobs.get("compile", False),
-                "find_unused_parameters": True,  # an objective's loss leaves the classifier's head out
-            },
+            # training's DeepSpeed and compile; precision auto; an objective's loss leaves the classifier's head out
+            engine=EngineOptions.from_training(
+                {"deepspeed": knobs.get("deepspeed"), "compile": knobs.get("compile", False)},
+                find_unused_parameters=True,
+            ),
             batch_key="pretraining.batch_size",
         )
 

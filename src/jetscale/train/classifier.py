@@ -29,7 +29,7 @@ from ..models import catalog
 from ..models.registry import build_model, count_params, measure_flops_per_jet
 from ..provenance import git_revision, hardware, versions
 from ..settings import resolve_settings, settings_hash
-from .distributed import Ranks
+from .distributed import EngineOptions, Ranks
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
 from .stopping import plan_for
@@ -141,7 +141,7 @@ class ClassifierTask:
             keep_best=True,
             checkpoint_every_steps=int(knobs.get("checkpoint_every_steps", 200)),  # a run knob, not hashed
             seed=self.seed,
-            engine={**training, "compile": knobs.get("compile", False)},  # compile: a speed knob, not hashed
+            engine=EngineOptions.from_training(training, compile=bool(knobs.get("compile", False))),  # a run knob
         )
 
     # ---- set-up -------------------------------------------------------------------------------------

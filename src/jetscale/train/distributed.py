@@ -33,8 +33,8 @@ import importlib
 import os
 import re
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +163,42 @@ def ensure_process_group(ranks: Ranks) -> None:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
-# -------------------------------------------------------------------------------------------- precision
-def use_bf16(training: dict, device: torch.device) -> bool:
-    precision = training.get("precision", "auto")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+# ------------------------------------------------------------------------------------ engine options
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a run's engine trains, read once from a ``training`` section (:meth:`from_training`)."""
+
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU | bf16 | fp32
+    deepspeed: bool | str = "auto"  # training.deepspeed.enabled: auto (on GPU where importable) | True | False
+    zero_stage: int = 1  # training.deepspeed.zero_stage
+    compile: bool = False  # torch.compile the training forward
+    find_unused_parameters: bool = False  # DDP: some trainable parameters get no gradient (a pretraining head)
+
+    @classmethod
+    def from_training(cls, training: Mapping[str, Any], **fields: Any) -> EngineOptions:
+        """The options a ``training`` section sets (absent keys: the defaults above), then ``fields`` over them."""
+        ds = training.get("deepspeed") or {}
+        read = cls(
+            precision=training.get("precision", "auto"),
+            deepspeed=ds.get("enabled", "auto"),
+            zero_stage=int(ds.get("zero_stage", 1)),
+            compile=bool(training.get("compile", False)),
+            find_unused_parameters=bool(training.get("find_unused_parameters", False)),
+        )
+        return replace(read, **fields)
+
+    def bf16(self, device: torch.device) -> bool:
+        return self.precision == "bf16" or (self.precision == "auto" and device.type == "cuda")
+
+    def uses_deepspeed(self, device: torch.device) -> bool:
+        if self.deepspeed is True:
+            if not deepspeed_importable(device):
+                raise ConfigError(
+                    "training.deepspeed.enabled is true but the deepspeed package is not importable "
+                    "(it is pinned in envs/requirements.txt); allowed without it: auto, false"
+                )
+            return True
+        return self.deepspeed == "auto" and device.type == "cuda" and deepspeed_importable(device)
 
 
 def deepspeed_importable(device: torch.device) -> bool:
@@ -400,23 +432,11 @@ class DeepSpeedEngine(Engine):
                     shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
-def wants_deepspeed(training: dict, device: torch.device) -> bool:
-    enabled = (training.get("deepspeed") or {}).get("enabled", "auto")
-    if enabled is True:
-        if not deepspeed_importable(device):
-            raise ConfigError(
-                "training.deepspeed.enabled is true but the deepspeed package is not importable "
-                "(it is pinned in envs/requirements.txt); allowed without it: auto, false"
-            )
-        return True
-    return enabled == "auto" and device.type == "cuda" and deepspeed_importable(device)
-
-
-def make_engine(model, optimizer, scheduler, training: dict, ranks: Ranks):
-    bf16 = use_bf16(training, ranks.device)
-    compile_model = bool(training.get("compile", False))
-    parts = (model, optimizer, scheduler, training.get("grad_clip"), ranks, bf16, compile_model)
-    if wants_deepspeed(training, ranks.device):
-        ds = training.get("deepspeed") or {}
-        return DeepSpeedEngine(*parts, batch_size=int(training["batch_size"]), zero_stage=int(ds.get("zero_stage", 1)))
-    return TorchEngine(*parts, find_unused=bool(training.get("find_unused_parameters", False)))
+def make_engine(
+    model, optimizer, scheduler, options: EngineOptions, ranks: Ranks, *, grad_clip: float | None, batch_size: int
+):
+    """The engine ``options`` ask for on this process's device (``batch_size``: the global batch)."""
+    parts = (model, optimizer, scheduler, grad_clip, ranks, options.bf16(ranks.device), options.compile)
+    if options.uses_deepspeed(ranks.device):
+        return DeepSpeedEngine(*parts, batch_size=int(batch_size), zero_stage=options.zero_stage)
+    return TorchEngine(*parts, find_unused=options.find_unused_parameters)

@@ -199,8 +199,15 @@ class Runner:
             return plan.stopping.schedule.factor(step, self.state.lr_scale)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, task.lr_lambdas(factor))
-        options = {**plan.engine, "grad_clip": plan.grad_clip, "batch_size": plan.batch_size}
-        return make_engine(task.model, optimizer, scheduler, options, self.ranks)
+        return make_engine(
+            task.model,
+            optimizer,
+            scheduler,
+            plan.engine,
+            self.ranks,
+            grad_clip=plan.grad_clip,
+            batch_size=plan.batch_size,
+        )
 
     def _usable_checkpoint(self) -> dict | None:
         """The run's checkpoint when it belongs to these settings (and the task accepts it), else None."""

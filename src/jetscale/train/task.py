@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-from .distributed import Ranks
+from .distributed import EngineOptions, Ranks
 from .stopping import StoppingPlan
 
 
@@ -65,8 +65,8 @@ class RunPlan:
     ``stopping``: how long, how often the held-out score is taken and the learning-rate schedule
     (:class:`~jetscale.train.stopping.StoppingPlan`: classifier cells get theirs from the stopping rule,
     pretraining a fixed budget); ``keep_best``: restore the weights of the best evaluation at the end;
-    ``engine``: the engine's options (``precision``, ``deepspeed``, ``compile``, ...); ``batch_key``: the config
-    key to name when the batch is too small to share among the ranks.
+    ``engine``: precision, DeepSpeed and compile (:class:`~jetscale.train.distributed.EngineOptions`);
+    ``batch_key``: the config key to name when the batch is too small to share among the ranks.
     """
 
     batch_size: int
@@ -77,7 +77,7 @@ class RunPlan:
     keep_best: bool
     checkpoint_every_steps: int
     seed: int
-    engine: Mapping[str, Any] = field(default_factory=dict)
+    engine: EngineOptions = EngineOptions()
     batch_key: str = "training.batch_size"
 
     @property
