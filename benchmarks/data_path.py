@@ -1,0 +1,452 @@
+"""Cost of the data stages as the pool grows, and the data path's rate against the fastest GPU training rate.
+
+    python benchmarks/data_path.py                                # pools of 100k, 300k and 1M jets (paper layout)
+    python benchmarks/data_path.py --pools 20000 --batches 50     # a quick look
+    python benchmarks/data_path.py --splits results/data/splits --pools ""   # the data path of an existing split
+
+**The large pools are tiled, not generated**: Pythia would need hours on a small machine for 1M jets, so one
+shard of real jets is generated once into ``--data-cache`` (the built-in generator, the repository's
+``config.yaml`` settings, ``--seed-jets-per-class`` jets per class; its rate is measured and extrapolated) and
+each pool is that shard's jets repeated, with fresh jet ids, written as shards of the paper's size (11M jets in 400
+shards). The data stages see realistic jets (multiplicities, features, compressibility) but every jet recurs
+``pool / seed`` times, which no stage looks at.
+
+Per pool size, each stage runs in a fresh process (wall time, peak private memory RssAnon sampled every 20 ms,
+peak file-backed resident memory RssFile — memory-mapped split pages, shared and reclaimable — and the disk
+written):
+
+* ``tile``: the shards (stands in for ``generate``: the parquet writing alone, no Pythia);
+* ``split``: :func:`jetscale.data.splits.build_splits` with the paper's padding (``--n-particles``, 128) and
+  the paper's val/test fractions (1% and 5% of the pool);
+* ``input-stats``: :func:`jetscale.inputs.stats.write_stats` for the whole training pool;
+* ``data path``: what a training cell does before the model: the training split memory-mapped, its inputs
+  prepared (ParticleNet/ParT: the ``physics`` preset standardised with the pool's statistics; BBT-Neutron:
+  the byte tokenizer with the paper's options) and batched (the training loop's :class:`Sampler` permutation,
+  ``SplitInputs.tensors``: rows read, prepared and trimmed to the batch's longest jet, as CPU tensors), no model.
+  ``auto`` is the runner's own choice (inputs prepared up front while they fit
+  ``jetscale.train.inputs.EAGER_LIMIT_BYTES``), ``lazy`` the batch-by-batch path every pool above that limit
+  gets. ``setup s`` is the construction of the split's inputs (preparation up front, or the streamed
+  truncation count of BBT-Neutron's bytes); ``jets/s`` the batches after it, on one core, against the fastest GPU
+  training rate measured (:data:`GPU_JETS_PER_S`, ParticleNet w64 on an H100);
+* ``evaluate``: the metrics of a test split's predictions (random scores; ``jetscale evaluate``'s work).
+
+``collect`` reads one small JSON per run and no jets: its cost grows with the number of runs, not the pool.
+The page cache is warm (the split was just written): a cold read of a split larger than memory pays the disk's
+random-read rate on top. Times on a shared machine: take figures on a quiet one (``HEAVY_SLOTS=2 bash
+/work/heavy.sh ...`` here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GPU_JETS_PER_S = 27_000  # fastest training rate measured so far: ParticleNet w64, bf16, H100 (benchmarks/gpu_check.sh)
+PAPER_POOL = 11_000_000
+PAPER_JETS_PER_SHARD = 27_500  # 11M jets in 400 shards
+VAL_FRACTION, TEST_FRACTION = 0.01, 0.05  # the paper's 10k and 50k per class of 1M
+MODELS = {"particles": "particlenet", "bytes": "bbt_neutron"}
+
+
+class MemoryPeak(threading.Thread):
+    """Peak RssAnon (private memory) and RssFile (mapped file pages) of this process, sampled every 20 ms."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.anon_kb = self.file_kb = 0
+        self.running = True
+
+    def sample(self) -> None:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                self.anon_kb = max(self.anon_kb, int(line.split()[1]))
+            elif line.startswith("RssFile:"):
+                self.file_kb = max(self.file_kb, int(line.split()[1]))
+
+    def run(self) -> None:
+        while self.running:
+            self.sample()
+            time.sleep(0.02)
+
+    def __enter__(self) -> MemoryPeak:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        self.join()
+        self.sample()
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def paper_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+
+
+def bbt_options() -> dict:
+    return {"tokenizer": dict(paper_config()["models"]["bbt_neutron"]["tokenizer"])}
+
+
+# ---------------------------------------------------------------------------------------------- the pool
+def seed_shard(cache: Path, jets_per_class: int) -> tuple[Path, dict]:
+    """One shard of real jets generated with ``config.yaml``'s generator settings (cached), and its rate."""
+    shard, info = cache / "seed.parquet", cache / "seed.json"
+    if shard.is_file() and info.is_file() and json.loads(info.read_text())["jets_per_class"] == jets_per_class:
+        return shard, json.loads(info.read_text())
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["data"]["source"] = "generate"
+    cfg["data"]["generate"].update(jets_per_class=jets_per_class, n_shards=1)
+    cfg["data"].update(val_per_class=1, test_per_class=1)  # the shard is tiled, not split as generated
+    cfg["grid"]["axes"]["n_train"] = [100]
+    for axes in (cfg["grid"].get("per_model") or {}).values():
+        axes.pop("n_train", None)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg["results"] = str(Path(tmp) / "results")
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(cfg))
+        cmd = [sys.executable, "-m", "jetscale", "generate", "--config", str(config), "--shard", "0"]
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "--out", str(shard)], env=child_env(), capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"generating the seed jets failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        wall = time.perf_counter() - t0
+    from jetscale.data.store import shard_labels
+
+    n = len(shard_labels(shard)[0])
+    record = {"jets_per_class": jets_per_class, "n_jets": n, "wall_s": wall, "jets_per_s": n / wall}
+    info.write_text(json.dumps(record))
+    return shard, record
+
+
+def tile_shards(seed: Path, n_jets: int, out_dir: Path, jets_per_shard: int = PAPER_JETS_PER_SHARD) -> list[Path]:
+    """``n_jets`` jets as shards under ``out_dir``: the seed shard's jets repeated (in one fixed shuffled order, so
+    that every stretch of the pool mixes the classes as generated shards do), jet ids 0..n-1."""
+    import numpy as np
+
+    from jetscale import paths
+    from jetscale.data.store import read_shard, write_shard
+
+    table = read_shard(seed)
+    order = np.random.default_rng(0).permutation(len(table))
+    out = []
+    for i, start in enumerate(range(0, n_jets, jets_per_shard)):
+        ids = np.arange(start, min(n_jets, start + jets_per_shard), dtype=np.int64)
+        part = table.take(order[ids % len(table)])
+        part.jets["jet_id"], part.jets["event_id"] = ids, ids // 2
+        out.append(write_shard(part, out_dir / paths.shard_name(i)))
+    return out
+
+
+def split_pool(shards: list[Path], out: Path, classes: list[str], n_particles: int) -> dict:
+    """The splits of a tiled pool with the paper's val/test fractions."""
+    from jetscale.data.splits import build_splits
+
+    per_class = pool_size(shards) // len(classes)
+    return build_splits(
+        shards,
+        out,
+        classes=classes,
+        val_per_class=max(1, round(VAL_FRACTION * per_class)),
+        test_per_class=max(1, round(TEST_FRACTION * per_class)),
+        n_particles=n_particles,
+        seed=0,
+        data_fingerprint="tiled",
+    )
+
+
+def pool_size(shards: list[Path]) -> int:
+    from jetscale.data.store import shard_labels
+
+    return sum(len(shard_labels(s)[0]) for s in shards)
+
+
+# ---------------------------------------------------------------------------------------------- data path
+def data_path(
+    splits: str | Path, kind: str, *, batch_size: int, n_batches: int, mode: str = "auto", seed: int = 0
+) -> dict:
+    """Jets/s of reading, preparing and batching training jets as a training cell does, no model.
+
+    ``kind`` "particles" (ParticleNet/ParT: the physics preset, standardised with the training pool's
+    statistics) or "bytes" (BBT-Neutron's byte tokenizer, the paper's options). ``mode`` "auto" (the runner's
+    eager-or-lazy choice) or "lazy" (memory-mapped, prepared batch by batch). The set-up (statistics excluded)
+    and ``n_batches`` batches of the training loop's sampler are timed separately.
+    """
+    import numpy as np
+
+    from jetscale.data.splits import read_meta
+    from jetscale.inputs.spec import parse_inputs
+    from jetscale.train.inputs import input_transform, load_split_inputs
+    from jetscale.train.runner import Sampler
+
+    model = MODELS[kind]
+    n_train = int(read_meta(splits)["sizes"]["train"])
+    options = bbt_options() if kind == "bytes" else {}
+    spec = parse_inputs("physics", model) if kind == "particles" else None
+    transform, _ = input_transform(spec, splits, n_train)
+    t0 = time.perf_counter()
+    inputs = load_split_inputs(
+        splits, "train", model, options, n_train, eager=False if mode == "lazy" else None, transform=transform
+    )
+    setup = time.perf_counter() - t0
+    sampler = Sampler(n_train, seed)
+    inputs.tensors(sampler.batch(0, batch_size))  # first touch of the code paths, not timed
+    lengths = []
+    t0 = time.perf_counter()
+    for i in range(1, n_batches + 1):
+        batch = inputs.tensors(sampler.batch(i * batch_size, batch_size))
+        lengths.append(next(iter(batch.values())).shape[-1])
+    wall = time.perf_counter() - t0
+    return {
+        "kind": kind,
+        "model": model,
+        "mode": "eager" if inputs.eager else "lazy",
+        "n_train": n_train,
+        "batch_size": batch_size,
+        "setup_s": setup,
+        "jets_per_s": n_batches * batch_size / wall,
+        "mean_trimmed_length": float(np.mean(lengths)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def stage(name: str, work: dict) -> dict:
+    """Run one stage in this process; returns its figures (wall time, peak memory, plus the stage's own)."""
+    import numpy as np
+
+    with MemoryPeak() as mem:
+        t0 = time.perf_counter()
+        extra: dict = {}
+        if name == "tile":
+            shards = tile_shards(Path(work["seed"]), work["n_jets"], Path(work["out"]))
+            extra = {"disk_bytes": disk_bytes(Path(work["out"])), "n_shards": len(shards)}
+        elif name == "split":
+            shards = sorted(Path(work["shards"]).glob("*.parquet"))
+            meta = split_pool(shards, Path(work["out"]), work["classes"], work["n_particles"])
+            extra = {"disk_bytes": disk_bytes(Path(work["out"])), "sizes": meta["sizes"]}
+        elif name == "input-stats":
+            from jetscale.data.splits import read_meta
+            from jetscale.inputs.stats import write_stats
+
+            n_train = int(read_meta(work["splits"])["sizes"]["train"])
+            record = write_stats(work["splits"], n_train)
+            extra = {"n_train": n_train, "stats_jets": record["n_jets"]}
+        elif name == "data-path":
+            extra = data_path(
+                work["splits"], work["kind"], batch_size=work["batch_size"], n_batches=work["n_batches"],
+                mode=work["mode"],
+            )  # fmt: skip
+        elif name == "evaluate":
+            extra = evaluate_predictions(work["splits"], work["classes"], work.get("n_jets"))
+        else:
+            raise ValueError(f"unknown stage {name!r}")
+        wall = time.perf_counter() - t0
+    return {
+        "stage": name,
+        "wall_s": wall,
+        "peak_anon_mb": mem.anon_kb / 1024,
+        "peak_file_mb": mem.file_kb / 1024,
+        **{k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
+    }
+
+
+def evaluate_predictions(splits: str, classes: list[str], n_jets: int | None = None) -> dict:
+    """Time ``jetscale evaluate``'s metrics on the test split's labels (or ``n_jets`` of them, cycled) with random
+    softmax scores written as a predictions file first (not timed)."""
+    import numpy as np
+    import pandas as pd
+
+    from jetscale.data.splits import load_split
+    from jetscale.evaluate.cli import _predictions_metrics
+
+    labels = np.asarray(load_split(splits, "test").labels)
+    n = n_jets or len(labels)
+    labels = np.resize(labels, n)
+    logits = np.random.default_rng(0).normal(size=(n, len(classes)))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"jet_id": np.arange(n), "label": labels})
+    for i, name in enumerate(classes):
+        frame[f"score_{name}"] = probs[:, i].astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.parquet"
+        frame.to_parquet(path)
+        del frame, probs, logits
+        t0 = time.perf_counter()
+        pairs = {k: v for k, v in paper_config()["flavor_pairs"].items() if set(v) <= set(classes)}
+        doc = _predictions_metrics(path, classes, pairs)
+        return {"n_test": n, "metrics_s": time.perf_counter() - t0, "accuracy": doc["accuracy"]}
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def run_stage(name: str, **work) -> dict:
+    """:func:`stage` in a fresh process (peak memory of that stage alone); its figures or the error's last line."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--stage", json.dumps({"name": name, **work})],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        return {"stage": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- report
+def line(r: dict, label: str, note: str = "") -> str:
+    if "error" in r:
+        return f"  {label:<34} FAILED: {r['error']}"
+    disk = f"{r['disk_bytes'] / 2**30:7.2f} GiB" if "disk_bytes" in r else " " * 11
+    return (
+        f"  {label:<34} {r['wall_s']:8.1f} s  anon {r['peak_anon_mb']:7.0f} MB  file {r['peak_file_mb']:7.0f} MB"
+        f"  {disk}  {note}"
+    )
+
+
+def measure_pool(a, n_jets: int, seed: Path, classes: list[str], work: Path) -> list[dict]:
+    shards, splits = work / "shards", work / "splits"
+    print(f"pool {n_jets:,} jets (tiled from {seed}), {a.n_particles} particles per jet:", flush=True)
+    rows = []
+    r = run_stage("tile", seed=str(seed), n_jets=n_jets, out=str(shards))
+    print(line(r, "tile (parquet writing, no Pythia)", f"{r.get('n_shards', '?')} shards"), flush=True)
+    rows.append(r)
+    r = run_stage("split", shards=str(shards), out=str(splits), classes=classes, n_particles=a.n_particles)
+    print(line(r, "split", f"sizes {r.get('sizes')}"), flush=True)
+    rows.append(r)
+    if "error" in r:
+        return rows
+    shutil.rmtree(shards)  # only the splits from here on (disk)
+    rows += measure_splits(a, str(splits), classes)
+    return [{**row, "pool": n_jets} for row in rows]
+
+
+def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
+    rows = []
+    r = run_stage("input-stats", splits=splits)
+    print(line(r, "input-stats", f"statistics of {r.get('stats_jets', '?'):,} jets"), flush=True)
+    rows.append(r)
+    start = len(rows)
+    for kind in a.kinds:
+        for mode in a.modes:
+            if mode == "lazy" and any(x.get("kind") == kind and x.get("mode") == "lazy" for x in rows[start:]):
+                continue  # the runner's own choice was already the lazy path
+            r = run_stage(
+                "data-path", splits=splits, kind=kind, batch_size=a.batch_size, n_batches=a.batches, mode=mode
+            )
+            rows.append(r)
+            if "error" in r:
+                print(line(r, f"data path {kind} {mode}"), flush=True)
+                continue
+            ratio = r["jets_per_s"] / GPU_JETS_PER_S
+            print(
+                line(r, f"data path {MODELS[kind]} ({r['mode']})")
+                + f"setup {r['setup_s']:.1f} s, {r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× GPU",
+                flush=True,
+            )
+    r = run_stage("evaluate", splits=splits, classes=classes)
+    note = f"{r['n_test']:,} jets, metrics {r['metrics_s']:.2f} s" if "error" not in r else ""
+    print(line(r, "evaluate (test split)", note), flush=True)
+    rows.append(r)
+    return rows
+
+
+def extrapolate(rows: list[dict], gen: dict | None) -> None:
+    """Linear fit of each stage's wall time and peak memory in the pool size, evaluated at the paper's 11M."""
+    import numpy as np
+
+    print(f"\nextrapolation to the paper's {PAPER_POOL / 1e6:.0f}M jets (least squares, linear in the pool):")
+    if gen:
+        print(
+            f"  generate (Pythia + detector, measured on the seed: {gen['jets_per_s']:.0f} jets/s per core): "
+            f"{PAPER_POOL / gen['jets_per_s'] / 3600:,.0f} core-hours"
+        )
+    labels = {}
+    for r in rows:
+        if "error" not in r and "pool" in r:
+            key = r["stage"] + (f" {r['model']} ({r['mode']})" if r["stage"] == "data-path" else "")
+            labels.setdefault(key, []).append(r)
+    for key, rs in labels.items():
+        pools = np.array([r["pool"] for r in rs], float)
+        if len(set(pools)) < 2:
+            continue
+        parts = []
+        for field, unit in (("wall_s", "s"), ("peak_anon_mb", "MB anon"), ("peak_file_mb", "MB file"),
+                            ("disk_bytes", "GiB disk"), ("setup_s", "s setup")):  # fmt: skip
+            if field not in rs[0]:
+                continue
+            y = np.array([r[field] for r in rs], float) / (2**30 if field == "disk_bytes" else 1)
+            slope, icpt = np.polyfit(pools, y, 1)
+            parts.append(f"{icpt + slope * PAPER_POOL:,.0f} {unit} ({slope * 1e6:+,.1f}/M jets)")
+        print(f"  {key:<34} " + ", ".join(parts))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pools", default="100000,300000,1000000", help="pool sizes (jets), comma-separated")
+    p.add_argument("--splits", default=None, help="also measure the data path etc. of this existing splits directory")
+    p.add_argument("--n-particles", type=int, default=128, help="padding of the tiled splits (paper: 128)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: config/paper.yaml's training.batch_size")
+    p.add_argument("--batches", type=int, default=200, help="timed batches per data-path measurement")
+    p.add_argument("--kinds", default="particles,bytes", help="input kinds: particles (ParticleNet/ParT), bytes")
+    p.add_argument("--modes", default="auto,lazy", help="auto (the runner's choice) and/or lazy")
+    p.add_argument("--seed-jets-per-class", type=int, default=600, help="real jets per class generated once")
+    p.add_argument("--data-cache", default="/tmp/jetscale-data-path-seed", help="where the seed shard lives")
+    p.add_argument("--workdir", default=None, help="where pools are written (default: a temporary directory)")
+    p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: one stage, JSON
+    a = p.parse_args(argv)
+    if a.stage:
+        work = json.loads(a.stage)
+        print(json.dumps(stage(work.pop("name"), work)))
+        return 0
+    a.kinds = [k for k in a.kinds.split(",") if k]
+    a.modes = [m for m in a.modes.split(",") if m]
+    a.batch_size = a.batch_size or int(paper_config()["training"]["batch_size"])
+    pools = [int(float(x)) for x in a.pools.split(",") if x.strip()]
+    classes = list(paper_config()["classes"])
+    print(
+        f"data path: batch {a.batch_size}, {a.batches} timed batches, one process, 1 thread; "
+        f"GPU reference {GPU_JETS_PER_S:,} jets/s (ParticleNet w64, H100)"
+    )
+    rows: list[dict] = []
+    if a.splits:
+        print(f"splits {a.splits}:")
+        rows += measure_splits(a, a.splits, classes)
+    gen = None
+    if pools:
+        seed, gen = seed_shard(Path(a.data_cache), a.seed_jets_per_class)
+        print(
+            f"TILED POOLS: {gen['n_jets']:,} real jets generated once ({gen['jets_per_s']:.0f} jets/s), "
+            "repeated with fresh jet ids; no Pythia time below"
+        )
+        with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+            for n in pools:
+                work = Path(tmp) / f"pool-{n}"
+                rows += measure_pool(a, n, seed, classes, work)
+                shutil.rmtree(work, ignore_errors=True)
+        extrapolate(rows, gen)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"gpu_jets_per_s": GPU_JETS_PER_S, "generate": gen, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
