@@ -231,3 +231,20 @@ def test_fits_exclude_budget_limited_cells_only_when_asked(tmp_path, monkeypatch
         with pytest.raises(RuntimeError, match="stop here"):
             study.run_study_fits(cfg, table=table, summary=tmp_path / "fits" / "fit_summary.csv")
         assert seen["stopped_by"] == expected
+
+
+def test_a_run_that_reaches_the_last_part_of_its_cap_anneals_into_it():
+    """Warmup, constant × lr_scale, then a linear decay over the last cap_decay_fraction of the cap's steps to
+    min_lr_factor at the cap; no tail without the fraction; the plateau scale multiplies the tail."""
+    from jetscale.train.stopping import PlateauSchedule
+
+    sched = PlateauSchedule(
+        warmup_steps=10, lr_patience=3, lr_drop=0.3, min_lr_factor=0.01, total_steps=1000, decay_steps=250
+    )
+    assert sched.factor(4) == pytest.approx(0.5) and sched.factor(500) == 1.0 and sched.factor(750) == 1.0
+    assert sched.factor(875) == pytest.approx(0.5) and sched.factor(875, 0.3) == pytest.approx(0.15)
+    assert sched.factor(999) == pytest.approx(0.01) and sched.factor(1000) == pytest.approx(0.01)
+    flat = PlateauSchedule(warmup_steps=10, lr_patience=3, lr_drop=0.3, min_lr_factor=0.01, total_steps=1000)
+    assert flat.factor(999) == 1.0
+    planned = plan_for(settings_for(30000, max_samples=64000, cap_decay_fraction=0.25), 32).schedule
+    assert planned.total_steps == 2000 and planned.decay_steps == 500

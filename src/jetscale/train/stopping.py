@@ -21,7 +21,10 @@ stops improving, which is where its n_train jets are exhausted, not where a samp
   still updates the best weights but does not reset the count, so a run at a low rate whose loss creeps down by
   0.1% per evaluation ends instead of spending most of its samples on its last percent.
 * Safety cap: ``min(max_epochs × n_train, max_samples)`` samples; a run that reaches it while still
-  improving ends with ``stopped_by: budget`` (its point is a lower bound on what its data can teach).
+  improving ends with ``stopped_by: budget`` (its point is a lower bound on what its data can teach). A run
+  still going in the last ``cap_decay_fraction`` of its cap anneals its rate linearly to ``min_lr_factor`` at
+  the cap (the decay phase of warmup-stable-decay, placed where the end is known): a budget-limited point gets
+  the end-of-training gain that a converged one got from its plateau drops.
 * Schedule: linear warmup over ``warmup_samples`` (at most one epoch), then a constant learning rate that
   drops by ``lr_drop`` each time ``lr_patience`` evaluations pass without improvement (reduce on plateau),
   down to ``min_lr_factor``; ``patience`` > ``lr_patience`` so a run gets one or two lower rates before it
@@ -86,16 +89,26 @@ class CosineSchedule:
 
 @dataclass(frozen=True)
 class PlateauSchedule:
-    """Unknown end: linear warmup over ``warmup_steps``, then constant × ``lr_scale`` (reduce on plateau)."""
+    """Unknown end: linear warmup over ``warmup_steps``, then constant × ``lr_scale`` (reduce on plateau); a run
+    that reaches the last ``decay_steps`` before its cap ``total_steps`` anneals linearly into it."""
 
     warmup_steps: int
     lr_patience: int | None  # evaluations without improvement per drop; None: never drop
     lr_drop: float
     min_lr_factor: float
+    total_steps: int = 0  # the cap in steps (0: no decay tail)
+    decay_steps: int = 0
 
     def factor(self, step: int, lr_scale: float = 1.0) -> float:
         warm = (step + 1) / self.warmup_steps if step < self.warmup_steps else 1.0
-        return warm * lr_scale
+        return warm * lr_scale * self.tail(step)
+
+    def tail(self, step: int) -> float:
+        """1 until the last ``decay_steps`` before the cap, then a linear decay to ``min_lr_factor`` at it."""
+        left = self.total_steps - step
+        if self.decay_steps <= 0 or left > self.decay_steps:
+            return 1.0
+        return max(self.min_lr_factor, left / self.decay_steps)
 
     def lr_scale_after(self, evals_since_best: int, lr_scale: float) -> float:
         """The scale after an evaluation that leaves ``evals_since_best`` evaluations without improvement."""
@@ -162,6 +175,8 @@ def plan_for(settings: dict, batch_size: int) -> StoppingPlan:
             lr_patience=rule.get("lr_patience"),
             lr_drop=float(rule["lr_drop"]),
             min_lr_factor=float(rule["min_lr_factor"]),
+            total_steps=steps,
+            decay_steps=int(round(float(rule.get("cap_decay_fraction", 0.0)) * steps)),
         )
         return StoppingPlan(
             "auto",
