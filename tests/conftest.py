@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from slurm_helpers import slurm_cluster  # noqa: F401  (registers the fixture for every test module)
+from tiny_config import default_raw_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def default_config_dict() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    return default_raw_config()
 
 
 DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

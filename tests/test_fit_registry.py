@@ -19,8 +19,7 @@ from jetscale.config import load_config, schema
 from jetscale.evaluate.collect import tidy_columns
 from jetscale.fit import forms
 from jetscale.fit.solver import LOSSES
-
-REPO = Path(__file__).resolve().parents[1]
+from tiny_config import default_raw_config
 
 
 # --------------------------------------------------------------------------------- a toy form, one "file"
@@ -94,7 +93,7 @@ def test_higher_is_better_is_declared_once():
 
 
 def test_config_accepts_registered_and_refuses_unknown_names(toys):
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw = default_raw_config()
     raw["fits"].update(metrics=["toy_score"], forms=["powerlaw", "loglinear"])
     raw["fits"]["targets"] = [{"metric": "toy_score", "value": 0.8, "form": "loglinear"}]
     cfg = load_config(raw)
@@ -128,10 +127,10 @@ def _runs_table(cfg: dict, path: Path) -> None:
 
 
 def test_a_registered_toy_form_and_metric_run_through_fit_and_report(toys, tmp_path, capsys):
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["results"] = str(tmp_path / "results")
-    raw["grid"]["axes"].update(model=["particlenet"], width=[16], n_train=SIZES, seed=[0, 1])
-    raw["grid"]["per_model"], raw["grid"]["extra_axes"] = {}, {}
+    raw = default_raw_config(
+        tmp_path / "results", per_model={}, model=["particlenet"], width=[16], n_train=SIZES, seed=[0, 1]
+    )
+    raw["grid"]["extra_axes"] = {}
     raw["fits"] = {"metrics": ["toy_score"], "forms": ["powerlaw", "loglinear"], "bootstrap": 20, "min_points": 4}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from jetscale.config import load_config
 from jetscale.data.schema import FEATURE_NAMES
@@ -19,9 +17,8 @@ from jetscale.inputs.spec import PRESETS, is_raw, parse_inputs
 from jetscale.inputs.stats import compute_stats, load_stats, stats_path, write_stats
 from jetscale.inputs.transforms import apply_steps, parse_step
 from jetscale.settings import resolve_settings, settings_hash
-from tiny_config import tiny_config
+from tiny_config import default_raw_config, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["b", "bbar", "c", "cbar", "s", "sbar", "u", "ubar", "d", "dbar", "g"]
 X = np.array([-100.0, -2.0, -0.3, 0.0, 1e-4, 0.3, 2.0, 100.0])
 
@@ -248,7 +245,7 @@ def test_eager_and_streamed_inputs_give_identical_batches_with_the_spec(splits, 
 
 
 def test_default_config_declares_what_the_code_defaults_are():
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = default_raw_config()
     for model, preset in (cfg.get("inputs") or {}).items():
         assert preset in PRESETS, model
 

@@ -24,9 +24,8 @@ from jetscale.pretrain import plan
 from jetscale.pretrain.base import load_backbone
 from jetscale.pretrain.loop import load_unlabelled, pretrain_backbone
 from jetscale.train.checkpoint import TrainingInterrupted
-from tiny_config import tiny_config
+from tiny_config import default_raw_config, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 BID = "method~next_patch/model~bbt_neutron/width~16/n_pretrain~40"
 
 
@@ -178,7 +177,7 @@ def pretrain_cli(config: Path, splits: Path, out: Path, *extra: str):
 def test_two_ranks_pretrain_the_same_backbone_as_one(cfg, unlabelled_splits, tmp_path):
     """Pretraining runs on the classifier's engine: data parallel over ranks (gloo on CPU), same stream of jets."""
     config = tmp_path / "c.yaml"
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw = default_raw_config()
     raw.update({k: cfg[k] for k in ("data", "grid", "models", "pretraining")})
     raw["pretraining"] = {k: v for k, v in cfg["pretraining"].items() if k != "methods"}
     config.write_text(yaml.safe_dump(raw))

@@ -14,6 +14,7 @@ from jetscale.cli import main
 from jetscale.config import load_config
 from jetscale.evaluate.synthetic import write_synthetic_study
 from jetscale.reference import joi_reference, overlay_label, reference_for
+from tiny_config import default_raw_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent.parent / "shared" / "reference" / "joi_cepc_reference.json"
@@ -60,10 +61,9 @@ def test_reference_only_for_the_joi_classes(default_config_dict):
 
 
 def synthetic_study(tmp_path: Path, classes=None, pairs=None) -> tuple[Path, dict]:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["results"] = str(tmp_path / "results")
-    raw["grid"]["axes"].update(model=["particlenet", "part"], n_train=[100, 300], seed=[0], width=[16])
-    raw["grid"]["per_model"] = {}
+    raw = default_raw_config(
+        tmp_path / "results", per_model={}, model=["particlenet", "part"], n_train=[100, 300], seed=[0], width=[16]
+    )
     raw["fits"]["bootstrap"] = 5
     if classes:
         raw["classes"], raw["flavor_pairs"] = classes, pairs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from jetscale.config import load_config
 from jetscale.evaluate.collect import tidy_columns
 from jetscale.evaluate.synthetic import write_synthetic_study
 from jetscale.grid import cell_ids
+from tiny_config import default_raw_config
 
 REPO = Path(__file__).resolve().parents[1]
 # one xdist worker builds the shared synthetic study once (scripts/test.sh runs with --dist loadgroup)
@@ -24,10 +24,7 @@ SIZES = [100, 300, 1000, 3000, 10000, 30000]
 
 
 def study_config(tmp_path: Path, *, models=MODELS, sizes=SIZES, seeds=(0, 1), bootstrap=20) -> Path:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw = copy.deepcopy(raw)
-    raw["results"] = str(tmp_path / "results")
-    raw["grid"]["axes"].update(model=list(models), n_train=list(sizes), seed=list(seeds))
+    raw = default_raw_config(tmp_path / "results", model=list(models), n_train=list(sizes), seed=list(seeds))
     # each model's width only: every model at every size and seed
     raw["grid"]["per_model"] = {m: {"width": v["width"]} for m, v in raw["grid"]["per_model"].items() if m in models}
     raw["grid"]["extra_axes"] = {}

@@ -13,6 +13,7 @@ import yaml
 
 from jetscale import signals as preempt
 from slurm_helpers import PROFILE, REPO
+from tiny_config import default_raw_config
 
 TOY = "jetscale.launch.toy:toy_train_cell"
 
@@ -117,8 +118,7 @@ def test_launch_cli_debug_cluster_runs_toy_cells(tmp_path, capsys):
     from jetscale.cli import main
     from jetscale.grid import cell_ids
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["results"] = str(tmp_path / "results")
+    cfg = default_raw_config(tmp_path / "results")
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(cfg))
     cell = cell_ids(cfg)[0]

@@ -15,16 +15,17 @@ from jetscale.config import load_config
 from jetscale.grid import cell_id, cells
 from jetscale.settings import resolve_settings, settings_hash
 from jetscale.status import budget_samples, read_slurm_queue, study_status
+from tiny_config import default_raw_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def study(tmp_path):
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["results"] = str(tmp_path / "results")
-    raw["grid"]["axes"].update(model=["particlenet", "part"], n_train=[100, 1000], seed=[0, 1])
-    raw["grid"]["per_model"] = {"particlenet": {"width": [16]}, "part": {"width": [16]}}
+    per_model = {"particlenet": {"width": [16]}, "part": {"width": [16]}}
+    raw = default_raw_config(
+        tmp_path / "results", per_model=per_model, model=["particlenet", "part"], n_train=[100, 1000], seed=[0, 1]
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(path)

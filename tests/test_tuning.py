@@ -21,6 +21,7 @@ from jetscale.evaluate.synthetic import synthetic_predictions, write_synthetic_s
 from jetscale.evaluate.tuning import choose
 from jetscale.fit.study import read_runs_table
 from jetscale.grid import cell_id, cells, series_axes
+from tiny_config import default_raw_config
 
 REPO = Path(__file__).resolve().parents[1]
 LRS = [3.0e-4, 1.0e-3, 3.0e-3]
@@ -34,10 +35,7 @@ TEST_SIGNAL = {3.0e-4: 30.0, 1.0e-3: 3.0, 3.0e-3: 0.3}  # × n_train: how good t
 
 
 def tuned_config(tmp_path: Path, **grid) -> dict:
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["results"] = str(tmp_path / "results")
-    raw["grid"]["axes"].update(model=["particlenet"], n_train=SIZES, seed=[0, 1])
-    raw["grid"]["per_model"] = {}
+    raw = default_raw_config(tmp_path / "results", per_model={}, model=["particlenet"], n_train=SIZES, seed=[0, 1])
     raw["grid"]["extra_axes"] = {"lr": {"values": LRS, "default": 1.0e-3, "sets": "training.lr"}}
     raw["grid"]["tune"] = {"lr": {"by": "val_loss"}}
     raw["grid"].update(grid)

@@ -1,4 +1,5 @@
-"""The one builder of tiny study configs for the tests: the default ``config.yaml`` shrunk to a few jets and cells.
+"""The one builder of study configs for the tests: the default ``config.yaml`` (:func:`default_raw_config`), or
+shrunk to a few jets and cells (:func:`tiny_raw_config`, :func:`tiny_config`).
 
 Every test module that trains or plans tiny cells builds its config here, naming only what it changes:
 
@@ -26,6 +27,18 @@ TINY_TRAINING = {
     "checkpoint_every_steps": 3,
     "early_stopping_patience": None,
 }
+
+
+def default_raw_config(results: str | Path | None = None, *, per_model: dict | None = None, **axes) -> dict:
+    """The default ``config.yaml`` as a fresh dict: ``results`` replaces the results directory, ``axes`` are set
+    in ``grid.axes`` and ``per_model``, when given, replaces ``grid.per_model``."""
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    if results is not None:
+        raw["results"] = str(results)
+    raw["grid"]["axes"].update(axes)
+    if per_model is not None:
+        raw["grid"]["per_model"] = per_model
+    return raw
 
 
 def _values(value) -> list:
@@ -59,7 +72,7 @@ def tiny_raw_config(
     ``model_options`` replaces whole ``models.<name>`` entries; ``pretraining`` replaces the pretraining section.
     ``jets_per_class=None`` keeps the default generation size (for tests that generate nothing).
     """
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw = default_raw_config()
     raw["data"].update({"n_particles": n_particles, "val_per_class": val_per_class, "test_per_class": test_per_class})
     if jets_per_class is not None:
         raw["data"]["generate"]["jets_per_class"] = jets_per_class
