@@ -17,7 +17,7 @@ from .models import catalog
 BUILTIN_AXES: tuple[str, ...] = ("model", "width", "n_train", "compute", "seed")
 
 
-# Pretraining axes (issue 12): in cell ids only for fine-tuning cells; from-scratch cells (pretrain 'none')
+# Pretraining axes: in cell ids only for fine-tuning cells; from-scratch cells (pretrain 'none')
 # keep the ids and settings they had before these axes existed.
 PRETRAIN_AXES: tuple[str, ...] = ("pretrain", "n_pretrain", "finetune")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from .config import BUILTIN_AXES, FITTED_ABSENT_AXES, PRETRAIN_AXES, axis_values, tune_axes, uses_pretraining
@@ -25,18 +24,6 @@ from .errors import ConfigError
 from .models.catalog import is_fitted
 
 SEP = "~"
-
-
-@dataclass(frozen=True)
-class Cell:
-    values: tuple[tuple[str, Any], ...]  # (axis, value) pairs in id order, defaults of extra axes included
-
-    @property
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.values)
-
-    def __getitem__(self, axis: str) -> Any:
-        return self.as_dict[axis]
 
 
 def format_value(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining of classifier backbones (issue 12): the registry of methods.
+"""Self-supervised pretraining of classifier backbones: the registry of methods.
 
 Torch-free (config validation and the Snakemake DAG import it). A method's code lives in its own module,
 imported only when a pretraining or fine-tuning job runs (:meth:`MethodSpec.load`). Each module provides
