@@ -30,6 +30,9 @@ written):
   training rate measured (:data:`GPU_JETS_PER_S`, ParticleNet w64 on an H100);
 * ``evaluate``: the metrics of a test split's predictions (random scores; ``jetscale evaluate``'s work).
 
+``--against REV`` also measures the data path with commit REV's ``src`` (a temporary git worktree), in the same
+run, so a speed-up is a ratio measured on one machine at one time.
+
 ``collect`` reads one small JSON per run and no jets: its cost grows with the number of runs, not the pool.
 The page cache is warm (the split was just written): a cold read of a split larger than memory pays the disk's
 random-read rate on top. Times on a shared machine: take figures on a quiet one (``HEAVY_SLOTS=2 bash
@@ -293,15 +296,16 @@ def evaluate_predictions(splits: str, classes: list[str], n_jets: int | None = N
         return {"n_test": n, "metrics_s": time.perf_counter() - t0, "accuracy": doc["accuracy"]}
 
 
-def child_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+def child_env(tree: Path = ROOT) -> dict:
+    return {**os.environ, "PYTHONPATH": str(tree / "src"), "OMP_NUM_THREADS": "1"}
 
 
-def run_stage(name: str, **work) -> dict:
-    """:func:`stage` in a fresh process (peak memory of that stage alone); its figures or the error's last line."""
+def run_stage(name: str, tree: Path = ROOT, **work) -> dict:
+    """:func:`stage` in a fresh process (peak memory of that stage alone) importing ``tree``'s jetscale; its
+    figures or the error's last line."""
     proc = subprocess.run(
         [sys.executable, __file__, "--stage", json.dumps({"name": name, **work})],
-        env=child_env(),
+        env=child_env(tree),
         capture_output=True,
         text=True,
     )
@@ -348,19 +352,22 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
         for mode in a.modes:
             if mode == "lazy" and any(x.get("kind") == kind and x.get("mode") == "lazy" for x in rows[start:]):
                 continue  # the runner's own choice was already the lazy path
-            r = run_stage(
-                "data-path", splits=splits, kind=kind, batch_size=a.batch_size, n_batches=a.batches, mode=mode
-            )
-            rows.append(r)
-            if "error" in r:
-                print(line(r, f"data path {kind} {mode}"), flush=True)
-                continue
-            ratio = r["jets_per_s"] / GPU_JETS_PER_S
-            print(
-                line(r, f"data path {MODELS[kind]} ({r['mode']})")
-                + f"setup {r['setup_s']:.1f} s, {r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× GPU",
-                flush=True,
-            )
+            for tree, tag in ((ROOT, ""), *(((a.against_tree, a.against),) if a.against else ())):
+                r = run_stage(
+                    "data-path", tree, splits=splits, kind=kind, batch_size=a.batch_size, n_batches=a.batches,
+                    mode=mode,
+                )  # fmt: skip
+                r["tree"] = tag or "this"
+                rows.append(r)
+                label = f"data path {MODELS[kind]} ({r.get('mode', mode)})" + (f" {tag}" if tag else "")
+                if "error" in r:
+                    print(line(r, label), flush=True)
+                    continue
+                ratio = r["jets_per_s"] / GPU_JETS_PER_S
+                print(
+                    line(r, label) + f"setup {r['setup_s']:.1f} s, {r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× GPU",
+                    flush=True,
+                )
     r = run_stage("evaluate", splits=splits, classes=classes)
     note = f"{r['n_test']:,} jets, metrics {r['metrics_s']:.2f} s" if "error" not in r else ""
     print(line(r, "evaluate (test split)", note), flush=True)
@@ -369,10 +376,13 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
 
 
 def extrapolate(rows: list[dict], gen: dict | None) -> None:
-    """Linear fit of each stage's wall time and peak memory in the pool size, evaluated at the paper's 11M."""
-    import numpy as np
-
-    print(f"\nextrapolation to the paper's {PAPER_POOL / 1e6:.0f}M jets (least squares, linear in the pool):")
+    """Each stage's wall time, peak memory and disk at the paper's 11M: the largest pool's figure plus the
+    marginal cost per jet between the two largest pools (a stage that stops growing, e.g. statistics capped at
+    100k jets or memory bounded by a chunk, stays flat)."""
+    print(
+        f"\nextrapolation to the paper's {PAPER_POOL / 1e6:.0f}M jets (the largest pool + the marginal cost "
+        "between the two largest):"
+    )
     if gen:
         print(
             f"  generate (Pythia + detector, measured on the seed: {gen['jets_per_s']:.0f} jets/s per core): "
@@ -381,20 +391,21 @@ def extrapolate(rows: list[dict], gen: dict | None) -> None:
     labels = {}
     for r in rows:
         if "error" not in r and "pool" in r:
-            key = r["stage"] + (f" {r['model']} ({r['mode']})" if r["stage"] == "data-path" else "")
+            key = r["stage"] + (f" {r['model']} ({r['mode']}, {r['tree']})" if r["stage"] == "data-path" else "")
             labels.setdefault(key, []).append(r)
     for key, rs in labels.items():
-        pools = np.array([r["pool"] for r in rs], float)
-        if len(set(pools)) < 2:
+        rs = sorted(rs, key=lambda r: r["pool"])[-2:]
+        if len(rs) < 2 or rs[0]["pool"] == rs[1]["pool"]:
             continue
+        (p0, r0), (p1, r1) = ((r["pool"], r) for r in rs)
         parts = []
         for field, unit in (("wall_s", "s"), ("peak_anon_mb", "MB anon"), ("peak_file_mb", "MB file"),
                             ("disk_bytes", "GiB disk"), ("setup_s", "s setup")):  # fmt: skip
-            if field not in rs[0]:
+            if field not in r1:
                 continue
-            y = np.array([r[field] for r in rs], float) / (2**30 if field == "disk_bytes" else 1)
-            slope, icpt = np.polyfit(pools, y, 1)
-            parts.append(f"{icpt + slope * PAPER_POOL:,.0f} {unit} ({slope * 1e6:+,.1f}/M jets)")
+            scale = 2**30 if field == "disk_bytes" else 1
+            slope = (r1[field] - r0[field]) / scale / (p1 - p0)
+            parts.append(f"{r1[field] / scale + slope * (PAPER_POOL - p1):,.0f} {unit} ({slope * 1e6:+,.1f}/M)")
         print(f"  {key:<34} " + ", ".join(parts))
 
 
@@ -411,6 +422,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-cache", default="/tmp/jetscale-data-path-seed", help="where the seed shard lives")
     p.add_argument("--workdir", default=None, help="where pools are written (default: a temporary directory)")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--against", default=None, metavar="REV", help="also measure the data path of commit REV")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: one stage, JSON
     a = p.parse_args(argv)
     if a.stage:
@@ -420,25 +432,42 @@ def main(argv=None) -> int:
     a.kinds = [k for k in a.kinds.split(",") if k]
     a.modes = [m for m in a.modes.split(",") if m]
     a.batch_size = a.batch_size or int(paper_config()["training"]["batch_size"])
-    pools = [int(float(x)) for x in a.pools.split(",") if x.strip()]
+    a.pools = [int(float(x)) for x in a.pools.split(",") if x.strip()]
     classes = list(paper_config()["classes"])
     print(
         f"data path: batch {a.batch_size}, {a.batches} timed batches, one process, 1 thread; "
         f"GPU reference {GPU_JETS_PER_S:,} jets/s (ParticleNet w64, H100)"
     )
+    with tempfile.TemporaryDirectory() as tmp:
+        a.against_tree = checkout(a.against, Path(tmp) / "against") if a.against else None
+        try:
+            return measure_all(a, classes)
+        finally:
+            if a.against:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(a.against_tree)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def checkout(rev: str, where: Path) -> Path:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return where
+
+
+def measure_all(a, classes: list[str]) -> int:
     rows: list[dict] = []
     if a.splits:
         print(f"splits {a.splits}:")
         rows += measure_splits(a, a.splits, classes)
     gen = None
-    if pools:
+    if a.pools:
         seed, gen = seed_shard(Path(a.data_cache), a.seed_jets_per_class)
         print(
             f"TILED POOLS: {gen['n_jets']:,} real jets generated once ({gen['jets_per_s']:.0f} jets/s), "
             "repeated with fresh jet ids; no Pythia time below"
         )
         with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
-            for n in pools:
+            for n in a.pools:
                 work = Path(tmp) / f"pool-{n}"
                 rows += measure_pool(a, n, seed, classes, work)
                 shutil.rmtree(work, ignore_errors=True)

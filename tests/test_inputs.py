@@ -244,6 +244,51 @@ def test_eager_and_streamed_inputs_give_identical_batches_with_the_spec(splits, 
         torch.testing.assert_close(raw.tensors(slice(0, 8))["points"], eager.tensors(slice(0, 8))["points"])
 
 
+@pytest.fixture(scope="module")
+def padded_splits(tmp_path_factory):
+    """Jets of 2..64 particles padded to 64: most slots of a batch of short jets are padding."""
+    root = tmp_path_factory.mktemp("padded") / "data" / "splits"
+    return write_synthetic_splits(root, CLASSES, {"train": 132, "val": 11, "test": 11}, n_particles=64)
+
+
+@pytest.mark.parametrize("model", ["particlenet", "part", "bbt_neutron"])
+def test_streamed_batches_read_only_the_slots_up_to_their_last_particle(padded_splits, monkeypatch, model):
+    import torch
+
+    from jetscale.train import inputs
+
+    transform, _ = inputs.input_transform(parse_inputs("physics", model), padded_splits, 132)
+    options = {"tokenizer": {"max_bytes": 4096}} if model == "bbt_neutron" else {}
+    eager = inputs.load_split_inputs(padded_splits, "train", model, options, 132, eager=True, transform=transform)
+    lazy = inputs.load_split_inputs(padded_splits, "train", model, options, 132, eager=False, transform=transform)
+    counts = np.load(padded_splits / "train" / "mask.npy").sum(axis=1)
+    short = np.argsort(counts, kind="stable")[:16][::-1]  # the 16 shortest jets, longest first
+    read, real = [], inputs.prepare_inputs
+    monkeypatch.setattr(
+        inputs, "prepare_inputs", lambda name, o, f, *a: read.append(f.shape[1]) or real(name, o, f, *a)
+    )
+    for idx in (short, np.array([int(np.argmax(counts)), *short[:3]])):
+        a, b = eager.tensors(idx), lazy.tensors(idx)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert read == [counts[short].max(), counts.max()] and counts[short].max() < counts.max() < 64
+
+
+def test_streamed_truncation_count_runs_in_chunks_of_bounded_size(padded_splits, monkeypatch):
+    from jetscale.train import inputs
+
+    options = {"tokenizer": {"max_bytes": 2048}}  # about 26 particles fit: the longer jets are truncated
+    eager = inputs.load_split_inputs(padded_splits, "train", "bbt_neutron", options, eager=True)
+    per_jet = inputs.prepared_bytes_per_jet("bbt_neutron", options, 64, 19)
+    monkeypatch.setattr(inputs, "INFO_CHUNK_BYTES", 10 * per_jet)
+    chunks, real = [], inputs.prepare_inputs
+    monkeypatch.setattr(inputs, "prepare_inputs", lambda name, o, f, *a: chunks.append(len(f)) or real(name, o, f, *a))
+    lazy = inputs.load_split_inputs(padded_splits, "train", "bbt_neutron", options, eager=False)
+    assert lazy.info == eager.info and 0 < eager.info["truncated_jets"] < 132
+    assert chunks == [10] * 13 + [2]
+
+
 def test_default_config_declares_what_the_code_defaults_are():
     cfg = default_raw_config()
     for model, preset in (cfg.get("inputs") or {}).items():

@@ -23,7 +23,7 @@ from ..models import catalog
 from ..models.registry import batch_tensors, prepare_inputs
 
 EAGER_LIMIT_BYTES = 2 * 2**30  # per split and process
-INFO_CHUNK = 65536  # jets per chunk when counting truncated jets of a lazy split
+INFO_CHUNK_BYTES = 64 * 2**20  # prepared bytes per chunk when counting truncated jets of a lazy split
 
 
 def prepared_bytes_per_jet(name: str, options, n_particles: int, n_features: int) -> int:
@@ -78,22 +78,33 @@ class SplitInputs:
             self.arrays, self.raw = None, raw
             self.info = self._streamed_info()
 
-    def _prepare(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        # read memory-mapped rows in file order (sequential I/O), then restore the batch's order
+    def _prepare(self, rows: np.ndarray, trim: bool = False) -> dict[str, np.ndarray]:
+        """Prepared inputs of ``rows``, read from the memory maps in file order (sequential I/O), in the batch's
+        order. ``trim``: read and prepare only the particle slots up to the batch's last real particle (the
+        rest is padding, cut from the batch anyway; preparation is per particle, so the batch is the same)."""
         order = np.argsort(rows, kind="stable")
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         sorted_rows = rows[order]
-        f, m, v = (np.asarray(self.raw[key][sorted_rows])[back] for key in ("features", "mask", "vectors"))
-        arrays, _ = prepare_inputs(self.name, self.options, f, m, v, self.transform)
+        m = np.asarray(self.raw["mask"][sorted_rows])
+        slots = slice(None)
+        if trim:
+            used = np.flatnonzero(m.any(axis=0))
+            slots = slice(0, int(used[-1]) + 1 if len(used) else 1)
+        f, v = (np.asarray(self.raw[key][sorted_rows, slots])[back] for key in ("features", "vectors"))
+        arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
         return arrays
 
     def _streamed_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"n_jets": self.n}
         if self.kind.counts_truncation:
             truncated = 0
-            for start in range(0, self.n, INFO_CHUNK):
-                rows = np.arange(start, min(self.n, start + INFO_CHUNK))
+            per_jet = prepared_bytes_per_jet(
+                self.name, self.options, int(self.raw["features"].shape[1]), self.n_features
+            )
+            step = max(1, INFO_CHUNK_BYTES // per_jet)  # memory: a chunk's inputs and their intermediates
+            for start in range(0, self.n, step):
+                rows = slice(start, min(self.n, start + step))
                 _, chunk = prepare_inputs(
                     self.name,
                     self.options,
@@ -134,7 +145,7 @@ class SplitInputs:
         if self.eager:
             return batch_tensors(self.arrays, idx, device, self.kind)
         rows = np.arange(self.n)[idx] if isinstance(idx, slice) else np.asarray(idx)
-        return batch_tensors(self._prepare(rows), slice(None), device, self.kind)
+        return batch_tensors(self._prepare(rows, trim=True), slice(None), device, self.kind)
 
 
 def load_split_inputs(
