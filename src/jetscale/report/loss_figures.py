@@ -78,7 +78,18 @@ class LossFigures:
         ax.set_title("vs model size" + (" (lines: $L(N,D)$ fit)" if laws else ""), fontsize=15)
         if not laws:
             note = "no $L(N,D)$ fit: " + why.removeprefix("not applicable: ")
-            ax.text(0.03, 0.03, textwrap.fill(note, 48), transform=ax.transAxes, fontsize=9, va="bottom", color="0.3")
+            box = {"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85}  # readable over the points it covers
+            ax.text(
+                0.03,
+                0.03,
+                textwrap.fill(note, 48),
+                transform=ax.transAxes,
+                fontsize=9,
+                va="bottom",
+                color="0.3",
+                bbox=box,
+                zorder=5,
+            )
 
     def _law_for(self, laws, series: dict):
         for doc in laws:
