@@ -223,3 +223,14 @@ def test_snakemake_captions_mirror_report_captions():
     for name, text in CAPTIONS.items():
         rst = (REPO / "workflow" / "report" / f"{name}.rst").read_text()
         assert " ".join(rst.split()) == " ".join(text.split()), name
+
+
+def test_fit_curves_are_not_drawn_outside_the_metric_range():
+    """An extrapolated curve that leaves [0, 1] (an efficiency below zero at small n) is cut, not drawn."""
+    import numpy as np
+
+    from jetscale.report.scaling_figures import within_range
+
+    cut = within_range([-0.2, 0.3, 1.4], [0.0, 1.0])
+    assert np.isnan(cut[0]) and cut[1] == 0.3 and np.isnan(cut[2])
+    assert list(within_range([5.0, 0.1], [0.0, None])) == [5.0, 0.1] and list(within_range([-1.0], None)) == [-1.0]

@@ -161,7 +161,7 @@ class ScalingFigures:
             preferred = status == OK and ((form == THRESHOLD) == (verdict == "threshold"))
             if not spec.in_threshold_test and not preferred:
                 continue
-            curve = evaluate_form(form, rec["params"], grid)
+            curve = within_range(evaluate_form(form, rec["params"], grid), doc.get("domain"))
             curve = 1 - curve if higher else curve
             if status != OK:
                 ax.plot(grid, curve, color=color, **UNCONSTRAINED_STYLE)
@@ -189,3 +189,16 @@ class ScalingFigures:
         from .outlook import mirage_figure
 
         return mirage_figure(self)
+
+
+def within_range(curve, domain) -> np.ndarray:
+    """The fitted curve where it lies inside the fitted quantity's physical range, NaN (not drawn) elsewhere: an
+    extrapolation to an efficiency below 0 or an error above 1 is no prediction and would stretch the axis."""
+    curve = np.asarray(curve, dtype=float)
+    lo, hi = domain or (None, None)
+    inside = np.ones(curve.shape, dtype=bool)
+    if lo is not None:
+        inside &= curve >= lo
+    if hi is not None:
+        inside &= curve <= hi
+    return np.where(inside, curve, np.nan)
