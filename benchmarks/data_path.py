@@ -404,7 +404,7 @@ def extrapolate(rows: list[dict], gen: dict | None) -> None:
             if field not in r1:
                 continue
             scale = 2**30 if field == "disk_bytes" else 1
-            slope = (r1[field] - r0[field]) / scale / (p1 - p0)
+            slope = max(0.0, (r1[field] - r0[field]) / scale / (p1 - p0))  # a drop is noise: flat
             parts.append(f"{r1[field] / scale + slope * (PAPER_POOL - p1):,.0f} {unit} ({slope * 1e6:+,.1f}/M)")
         print(f"  {key:<34} " + ", ".join(parts))
 
