@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from slurm_helpers import env_with_venv
+from tiny_config import tiny_study_raw
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -19,10 +20,8 @@ TIMING_COLUMNS = ("wall_time_s", "hardware")
 
 def tiny_study(workdir: Path, **overrides) -> Path:
     """Write the tiny study config (with top-level overrides) into workdir; return its path."""
-    cfg = yaml.safe_load((REPO / "tests" / "data" / "tiny_study.yaml").read_text())
-    cfg.update(overrides)
     path = workdir / "study.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.safe_dump(tiny_study_raw(**overrides), sort_keys=False))
     return path
 
 

@@ -19,6 +19,7 @@ from jetscale.grid import cells, cells_by_id
 from jetscale.models import catalog
 from jetscale.settings import resolve_settings, settings_hash
 from study_helpers import REPO, planned_cells
+from tiny_config import tiny_study_raw
 
 BIN = Path(sys.executable).parent
 
@@ -38,7 +39,7 @@ STUDY_FILE = readme_block("# my_study.yaml")
 
 def tiny_base() -> dict:
     """The tiny study (small data, short runs) with ParticleNet only: the README study is merged over it."""
-    cfg = yaml.safe_load((REPO / "tests" / "data" / "tiny_study.yaml").read_text())
+    cfg = tiny_study_raw()
     cfg["grid"]["axes"].update({"model": ["particlenet"], "width": [16], "n_train": [200, 400, 800]})
     cfg["grid"]["axes"]["compute"] = [300]
     cfg["grid"]["per_model"] = {}

@@ -6,8 +6,8 @@ Every test module that trains or plans tiny cells builds its config here, naming
     cfg = tiny_config(("bbt_neutron",), width=16, tokenizer={"max_bytes": 256})
 
 Pair a config with ``jetscale.data.testing.write_synthetic_splits(dir, cfg["classes"], {"train": 66, "val": 33,
-"test": 33}, n_particles=cfg["data"]["n_particles"])``. (The end-to-end Snakemake tests use the separate study
-file ``tests/data/tiny_study.yaml`` through ``study_helpers.tiny_study``.)
+"test": 33}, n_particles=cfg["data"]["n_particles"])``. The end-to-end Snakemake tests run the study file
+``tests/data/tiny_study.yaml`` (:func:`tiny_study_raw`; ``study_helpers.tiny_study`` writes it to a scratch dir).
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ def default_raw_config(results: str | Path | None = None, *, per_model: dict | N
     raw["grid"]["axes"].update(axes)
     if per_model is not None:
         raw["grid"]["per_model"] = per_model
+    return raw
+
+
+def tiny_study_raw(**overrides) -> dict:
+    """``tests/data/tiny_study.yaml`` (the end-to-end Snakemake study) as a fresh dict, top-level ``overrides`` set."""
+    raw = yaml.safe_load((REPO / "tests" / "data" / "tiny_study.yaml").read_text())
+    raw.update(overrides)
     return raw
 
 
