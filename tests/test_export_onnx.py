@@ -133,7 +133,7 @@ def test_a_fine_tuned_cell_exports_with_its_backbones_statistics(tmp_path):
     from jetscale.train import loop
     from jetscale.train.inputs import load_split_inputs
     from jetscale.workflow import StudyPlan
-    from tiny_config import TINY_TRAINING, tiny_raw_config
+    from tiny_config import TINY_PRETRAINING, TINY_TRAINING, tiny_raw_config
 
     torch.set_num_threads(1)
     raw = tiny_raw_config(
@@ -146,12 +146,7 @@ def test_a_fine_tuned_cell_exports_with_its_backbones_statistics(tmp_path):
         n_pretrain=[30],
         finetune=["full"],
         training={**TINY_TRAINING, "eval_every_samples": 32},
-        pretraining={
-            "batch_size": 8,
-            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-            "eval_jets": 10,
-            "methods": {"mpm": {"target": "l1"}},  # no k-means codebook to fit
-        },
+        pretraining={**TINY_PRETRAINING, "methods": {"mpm": {"target": "l1"}}},  # no k-means codebook to fit
     )
     raw["results"] = str(tmp_path / "results")
     cfg = load_config(raw)

@@ -20,7 +20,7 @@ from jetscale.pretrain.plan import backbone_id, backbone_key
 from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.workflow import StudyPlan
-from tiny_config import TINY_TRAINING, tiny_raw_config
+from tiny_config import TINY_PRETRAINING, TINY_TRAINING, tiny_raw_config
 
 SCRATCH = "model~bbt_neutron/width~16/n_train~22/compute~64/seed~0"
 
@@ -35,13 +35,7 @@ def raw_config() -> dict:
         per_model={"particlenet": {"width": [8]}},
         tokenizer={"max_bytes": 128, "patch_size": 8},
         training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
-        pretraining={
-            "batch_size": 8,
-            "lr": 3e-3,
-            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-            "eval_jets": 10,
-            "finetune": {"catchup_steps": 100, "catchup_ramp_steps": 10},
-        },
+        pretraining={**TINY_PRETRAINING, "lr": 3e-3, "finetune": {"catchup_steps": 100, "catchup_ramp_steps": 10}},
     )
 
 

@@ -19,7 +19,7 @@ from jetscale.pretrain.plan import backbone_settings
 from jetscale.settings import resolve_settings
 from jetscale.train.loop import train_cell
 from jetscale.workflow import StudyPlan
-from tiny_config import TINY_TRAINING, tiny_raw_config
+from tiny_config import TINY_PRETRAINING, TINY_TRAINING, tiny_raw_config
 
 SCRATCH = "model~part/width~16/n_train~22/compute~32/seed~0"
 TUNED = f"{SCRATCH}/pretrain~mpm/n_pretrain~30/finetune~full"
@@ -36,12 +36,7 @@ def raw_config() -> dict:
         n_pretrain=[30],
         finetune=["full"],
         training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
-        pretraining={
-            "batch_size": 8,
-            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-            "eval_jets": 10,
-            "methods": {"mpm": {"target": "l1"}},
-        },
+        pretraining={**TINY_PRETRAINING, "methods": {"mpm": {"target": "l1"}}},
     )
 
 

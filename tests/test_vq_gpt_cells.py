@@ -24,7 +24,7 @@ from jetscale.settings import resolve_settings, settings_hash
 from jetscale.train import loop
 from jetscale.train.checkpoint import TrainingInterrupted
 from jetscale.workflow import StudyPlan
-from tiny_config import TINY_TRAINING, tiny_raw_config
+from tiny_config import TINY_PRETRAINING, TINY_TRAINING, tiny_raw_config
 
 TINY = {"codebook_size": 16, "latent_dim": 4, "vq_hidden": 16, "vq_steps": 20, "vq_batch_jets": 16, "n_layers": 1}
 METHOD = {"codebook_size": 24, "vq_steps": 30}  # pretraining.methods.vq_gpt: a different codebook than models'
@@ -45,13 +45,7 @@ def raw_config(pretrain=("none", "vq_gpt")) -> dict:
         finetune=["full", "frozen"],
         model_options={"vq_gpt": TINY},
         training={**TINY_TRAINING, "eval_every_samples": 32, "checkpoint_every_steps": 50},
-        pretraining={
-            "batch_size": 8,
-            "lr": 3e-3,
-            "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16},
-            "eval_jets": 10,
-            "methods": {"vq_gpt": METHOD},
-        },
+        pretraining={**TINY_PRETRAINING, "lr": 3e-3, "methods": {"vq_gpt": METHOD}},
     )
 
 

@@ -28,6 +28,9 @@ TINY_TRAINING = {
     "early_stopping_patience": None,
 }
 
+#: one pretraining pass over 16 jets, 8 a step, its loss scored on 10 jets
+TINY_PRETRAINING = {"batch_size": 8, "compute": {"epochs": 1, "min_samples": 16, "max_samples": 16}, "eval_jets": 10}
+
 
 def default_raw_config(results: str | Path | None = None, *, per_model: dict | None = None, **axes) -> dict:
     """The default ``config.yaml`` as a fresh dict: ``results`` replaces the results directory, ``axes`` are set
