@@ -52,15 +52,20 @@ def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def warm_then_eval(model, tensors) -> None:
+    """One train-mode forward moves the BatchNorm running statistics away from their initial values, then eval."""
+    model.train()
+    with torch.no_grad():
+        model(**tensors)
+    model.eval()
+
+
 @pytest.mark.parametrize("name", ["particlenet", "part", "bbt_neutron"])
 def test_extra_padding_does_not_change_the_output(name, jets):
     torch.manual_seed(0)
     model = perturbed(build_model(name, WIDTHS[name], 11, 19, OPTIONS.get(name)))
     tight = batch(name, jets)
-    model.train()
-    with torch.no_grad():
-        model(**tight)  # running statistics away from their initial values
-    model.eval()
+    warm_then_eval(model, tight)
     with torch.no_grad():
         ref = model(**tight)
         for extra in (1, 16):
@@ -182,10 +187,7 @@ def test_static_shape_export_path_gives_the_eager_logits(name, jets):
     tensors = padded(batch(name, jets), 5)
     tensors["mask"][0, :, 1:] = 0  # one real particle
     tensors["mask"][1, :, 7:] = 0  # fewer than k + 1 = 17
-    model.train()
-    with torch.no_grad():
-        model(**tensors)  # running statistics away from their initial values
-    model.eval()
+    warm_then_eval(model, tensors)
     with torch.no_grad():
         ref = model(**tensors)
         model.static_shapes = True
