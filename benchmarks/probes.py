@@ -479,50 +479,15 @@ def probes(study: Study, inputs: Path) -> list[tuple[str, str, object]]:
     add("ingest: an integer label branch holding 1e30", "refused", lambda: call(int_label_1e30))
 
     # ---- arguments and settings out of range -----------------------------------------------------------------
-    add(
-        "`train --threads -3`",
-        "refused",
-        lambda: run(
-            ["train", "--config", config, "--cell", study.cells[0], "--splits", "x", "--out", "y", "--threads", "-3"]
-        ),
-    )
-    add(
-        "`train --processes 100000`",
-        "refused",
-        lambda: run(
-            [
-                "train",
-                "--config",
-                config,
-                "--cell",
-                study.cells[0],
-                "--splits",
-                "x",
-                "--out",
-                "y",
-                "--processes",
-                "100000",
-            ]
-        ),
-    )
+    def train_cell(out: str, *extra: str):
+        return run(["train", "--config", config, "--cell", study.cells[0], "--splits", "x", "--out", out, *extra])
+
+    add("`train --threads -3`", "refused", lambda: train_cell("y", "--threads", "-3"))
+    add("`train --processes 100000`", "refused", lambda: train_cell("y", "--processes", "100000"))
     add(
         "`train --processes 64` on a 2-core machine",
         "refused",
-        lambda: run(
-            [
-                "train",
-                "--config",
-                config,
-                "--cell",
-                study.cells[0],
-                "--splits",
-                "x",
-                "--out",
-                str(tmp / "p64"),
-                "--processes",
-                str((os.cpu_count() or 1) + 1),
-            ]
-        ),
+        lambda: train_cell(str(tmp / "p64"), "--processes", str((os.cpu_count() or 1) + 1)),
     )
     add(
         "grid seed 2^32",
