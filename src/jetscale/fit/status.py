@@ -52,7 +52,7 @@ def judge(fit, spec, domain) -> tuple[str, str]:
     if not fit.converged:
         return (UNCONSTRAINED, "") if fit.message.startswith(FLAT_PREFIX) else (FAILED, "")
     reasons = []
-    if getattr(fit, "unobserved", ""):
+    if fit.unobserved:
         reasons.append(fit.unobserved)
     if fit.pinned:
         reasons.append("pinned at a bound: " + ", ".join(f"{p} = {fit.params[p]:.4g}" for p in fit.pinned))

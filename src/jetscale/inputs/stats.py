@@ -47,15 +47,23 @@ def feature_columns(features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndar
     return cols
 
 
+def _significance(value: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """value / error; 0 where the error is 0 (neutral particles have no impact parameter)."""
+    return np.divide(value, error, out=np.zeros_like(value), where=error > 0)
+
+
+def _charge_weight(charge: np.ndarray, log_e_rel: np.ndarray) -> np.ndarray:
+    """q · (E/E_jet)^0.5 from log_e_rel = ln(E/E_jet)."""
+    return charge * np.exp(0.5 * np.minimum(log_e_rel, 0.0))
+
+
+FORMULAS = {"significance": _significance, "charge_weight": _charge_weight}
+
+
 def derive(name: str, column) -> np.ndarray:
     """The derived feature ``name`` (float32) from ``column(table1_name)`` arrays (see DERIVED)."""
     formula, inputs = DERIVED[name]
-    a, b = (np.asarray(column(n), np.float64) for n in inputs)
-    if formula == "significance":  # neutral particles have no impact parameter (error 0): 0
-        out = np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-    else:  # charge_weight: q · (E/E_jet)^0.5 from log_e_rel = ln(E/E_jet)
-        out = a * np.exp(0.5 * np.minimum(b, 0.0))
-    return out.astype(np.float32)
+    return FORMULAS[formula](*(np.asarray(column(n), np.float64) for n in inputs)).astype(np.float32)
 
 
 def compute_stats(split, n_train: int) -> dict:
