@@ -29,6 +29,7 @@ from .fitting import fit
 from .forecast import forecast
 from .forms import SMOOTH, THRESHOLD
 from .mirage import classify, counterpart
+from .record import FitRecord
 from .status import usable
 
 FORECAST_COLUMNS = [
@@ -258,21 +259,21 @@ def mirage_doc(job: dict) -> dict:
     from .series import slug
 
     loss_points = job["points"].get(loss_name, (np.array([]), np.array([])))
-    return {
-        "_file": f"mirage__{job['metric']}__{job['flavor'] or 'all'}__{slug(job['label'])}.json",
-        "_index": job["index"],
-        "kind": "mirage",
-        "metric": loss_name,
-        "flavor": job["flavor"],
-        "series": job["series"],
-        "label": job["label"],
-        "x": "n_train",
-        "y": job["quantities"][0],
-        "thresholded_metric": job["metric"],
-        "points": {"x": loss_points[0].tolist(), "y": np.asarray(loss_points[1]).tolist()},
-        "fits": {f: r.record() for f, r in fits.get(loss_name, {}).items()},
-        "comparison": comps.get(loss_name),
-        "auc": None
+    return FitRecord(
+        file=f"mirage__{job['metric']}__{job['flavor'] or 'all'}__{slug(job['label'])}.json",
+        index=job["index"],
+        kind="mirage",
+        metric=loss_name,
+        flavor=job["flavor"],
+        series=job["series"],
+        label=job["label"],
+        x="n_train",
+        y=job["quantities"][0],
+        thresholded_metric=job["metric"],
+        points={"x": loss_points[0].tolist(), "y": np.asarray(loss_points[1]).tolist()},
+        fits={f: r.record() for f, r in fits.get(loss_name, {}).items()},
+        comparison=comps.get(loss_name),
+        auc=None
         if auc_name not in comps
         else {
             "metric": auc_name,
@@ -280,8 +281,8 @@ def mirage_doc(job: dict) -> dict:
             "fits": {f: r.record() for f, r in fits[auc_name].items()},
             "comparison": comps[auc_name],
         },
-        "mirage": {**verdict, "rule": "see jetscale.fit.mirage"},
-    }
+        mirage={**verdict, "rule": "see jetscale.fit.mirage"},
+    ).to_json()
 
 
 def write_csv(rows: list[dict], columns: list[str], path) -> None:

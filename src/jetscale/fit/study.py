@@ -39,6 +39,7 @@ from ..workers import parallel_map
 from .compare import fit_and_compare
 from .fitting import fit
 from .forms import FREE, JOINT_LAW, LOSS_LAW, Domain
+from .record import FitRecord
 from .series import compute_frontier, slug
 from .solver import Objective
 from .summary import SUMMARY_COLUMNS, summary_rows
@@ -248,20 +249,20 @@ def _scaling_doc(job: dict) -> dict:
     )
     if dropped:
         comparison["monotone_dropped"] = dropped
-    return {
-        "_file": f"scaling__{metric}__{job['flavor'] or 'all'}__{slug(label)}.json",
-        "kind": "scaling",
-        "metric": metric,
-        "flavor": job["flavor"],
-        "series": job["series"],
-        "label": label,
-        "x": "n_train",
-        "y": error_quantity(metric),
-        "points": {"x": x.tolist(), "y": y.tolist(), "seed": job["seed"], "used": keep.tolist()},
-        "domain": list(error_domain(metric).describe_pair()),
-        "fits": {f: r.record() for f, r in fits.items()},
-        "comparison": comparison,
-    }
+    return FitRecord(
+        file=f"scaling__{metric}__{job['flavor'] or 'all'}__{slug(label)}.json",
+        kind="scaling",
+        metric=metric,
+        flavor=job["flavor"],
+        series=job["series"],
+        label=label,
+        x="n_train",
+        y=error_quantity(metric),
+        points={"x": x.tolist(), "y": y.tolist(), "seed": job["seed"], "used": keep.tolist()},
+        domain=list(error_domain(metric).describe_pair()),
+        fits={f: r.record() for f, r in fits.items()},
+        comparison=comparison,
+    ).to_json()
 
 
 def loss_targets(table, s_axes, varying, opts) -> list[dict]:
@@ -331,36 +332,30 @@ def architecture_groups(loss, arch_axes) -> tuple[list, str]:
 def _single(kind, name, series, label, xcol, x, y, boot, min_points, options) -> dict:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     result = fit(LOSS_LAW, x, y, bootstrap=boot, min_points=min_points, **options)
-    return {
-        "_file": name,
-        "kind": kind,
-        "metric": LOSS_METRIC,
-        "flavor": "",
-        "series": series,
-        "label": label,
-        "x": xcol,
-        "y": LOSS_METRIC,
-        "points": {"x": x.tolist(), "y": y.tolist()},
-        "fits": {LOSS_LAW: result.record()},
-        "comparison": None,
-    }
+    points = {"x": x.tolist(), "y": y.tolist()}
+    return _loss_doc(name, kind, series, label, xcol, points, {LOSS_LAW: result.record()})
+
+
+def _loss_doc(name: str, kind: str, series: dict, label: str, x: str, points: dict, fits: dict, **axes) -> dict:
+    """The record of a test log-loss target (one form fitted, no comparison); ``axes``: ``x2`` for L(N, D)."""
+    return FitRecord(
+        file=name,
+        kind=kind,
+        metric=LOSS_METRIC,
+        flavor="",
+        series=series,
+        label=label,
+        x=x,
+        y=LOSS_METRIC,
+        points=points,
+        fits=fits,
+        comparison=None,
+        **axes,
+    ).to_json()
 
 
 def _joint_doc(name: str, series: dict, label: str, points: dict, record: dict) -> dict:
-    return {
-        "_file": name,
-        "kind": JOINT_LAW,
-        "metric": LOSS_METRIC,
-        "flavor": "",
-        "series": series,
-        "label": label,
-        "x": "n_params",
-        "x2": "n_train",
-        "y": LOSS_METRIC,
-        "points": points,
-        "fits": {JOINT_LAW: record},
-        "comparison": None,
-    }
+    return _loss_doc(name, JOINT_LAW, series, label, "n_params", points, {JOINT_LAW: record}, x2="n_train")
 
 
 def chinchilla_target(group, label, loss, boot, min_points) -> dict:
@@ -386,19 +381,11 @@ def compute_target(loss, s_axes, boot, min_points, options) -> dict:
     c, y = sub["train_flops"].to_numpy(float), sub["value"].to_numpy(float)
     front = compute_frontier(c, y) if len(c) else np.array([], dtype=int)
     result = fit(LOSS_LAW, c[front], y[front], bootstrap=boot, min_points=min_points, **options)
-    return {
-        "_file": "loss_vs_compute.json",
-        "kind": "loss_vs_compute",
-        "metric": LOSS_METRIC,
-        "flavor": "",
-        "series": {},
-        "label": "compute-optimal frontier",
-        "x": "train_flops",
-        "y": LOSS_METRIC,
-        "points": {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(), "frontier": front.tolist()},
-        "fits": {LOSS_LAW: result.record()},
-        "comparison": None,
-    }
+    points = {"x": c.tolist(), "y": y.tolist(), "cell_id": sub["cell_id"].tolist(), "frontier": front.tolist()}
+    label = "compute-optimal frontier"
+    return _loss_doc(
+        "loss_vs_compute.json", "loss_vs_compute", {}, label, "train_flops", points, {LOSS_LAW: result.record()}
+    )
 
 
 def load_fit_docs(cfg: dict, directory: Path | None = None) -> list[dict]:

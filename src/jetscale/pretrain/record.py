@@ -1,10 +1,12 @@
-"""A pretraining job's outputs: ``pretrain.json`` (:func:`pretrain_record`), ``backbone.pt``, and the measurements
+"""A pretraining job's outputs: ``pretrain.json`` (:class:`PretrainRecord`), ``backbone.pt``, and the measurements
 they hold (the held-out loss under a fixed RNG stream, the FLOPs of the loss)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ import torch
 from .. import io as jio
 from ..models.registry import batch_tensors, count_params
 from ..provenance import git_revision, hardware, versions
+from ..records import Record
 
 EVAL_BATCH = 256
 EVAL_SEED = 20261201  # held-out loss of a stochastic objective (masking) under one fixed RNG stream
@@ -57,47 +60,83 @@ def plain(value):
     return value
 
 
+@dataclass(frozen=True, kw_only=True)
+class PretrainRecord(Record):
+    """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies). Read by the
+    pretraining tables (:mod:`jetscale.pretrain.tables`), fine-tuning and the report."""
+
+    status: str = "ok"
+    backbone_id: str
+    method: str
+    model: str
+    width: Any
+    n_pretrain: int
+    final_loss: float | None  # training loss, last log window
+    final_val_loss: float | None  # held-out jets
+    n_params: int
+    n_backbone_params: int
+    flops_per_jet: float
+    train_flops: float
+    samples_seen: int
+    samples_budget: int | None
+    epochs_seen: float
+    steps: int
+    steps_budget: int | None
+    batch_size: int
+    n_held_out: int
+    pool: dict  # where the unlabelled jets came from
+    prepare: Any
+    inputs: Any  # the resolved input spec (centres/scales of the pool); None = raw features
+    quality: dict | None  # generative backbones: token quality, W1 of generated (and reconstructed) jets
+    wall_time_s: float
+    setup_time_s: float
+    hardware: dict
+    versions: dict
+    git_revision: str | None
+    settings: dict
+    settings_hash: str
+    finished_at: str
+
+
 def pretrain_record(task, outcome, backbone: dict[str, torch.Tensor], *, wall_time_s: float, quality=None) -> dict:
-    """``pretrain.json``: losses in the objective's own units (nats per target for cross-entropies)."""
+    """The job's ``pretrain.json`` object (:class:`PretrainRecord`)."""
     settings, state, plan = task.settings, outcome.state, outcome.plan
     rows = state.log_rows
     samples = int(state.position)
-    return {
-        "status": "ok",
-        "backbone_id": task.name,
-        "method": settings["method"],
-        "model": settings["model"],
-        "width": settings["width"],
-        "n_pretrain": settings["n_pretrain"],
-        "final_loss": rows[-1]["loss"] if rows else None,
-        "final_val_loss": round(state.last_val, 6) if state.last_val is not None else None,
-        "n_params": count_params(task.model),
-        "n_backbone_params": int(
+    return PretrainRecord(
+        backbone_id=task.name,
+        method=settings["method"],
+        model=settings["model"],
+        width=settings["width"],
+        n_pretrain=settings["n_pretrain"],
+        final_loss=rows[-1]["loss"] if rows else None,
+        final_val_loss=round(state.last_val, 6) if state.last_val is not None else None,
+        n_params=count_params(task.model),
+        n_backbone_params=int(
             sum(v.numel() for k, v in backbone.items() if v.is_floating_point() and "running_" not in k)
         ),
-        "flops_per_jet": task.flops_per_jet,
-        "train_flops": 3.0 * task.flops_per_jet * samples,
-        "samples_seen": samples,
-        "samples_budget": plan.max_samples,
-        "epochs_seen": samples / settings["n_pretrain"],
-        "steps": int(state.step),
-        "steps_budget": plan.total_steps,
-        "batch_size": plan.batch_size,
-        "n_held_out": task.n_held,
-        "pool": {**task.pool_source, "n_jets": task.info.get("n_jets")},  # where the unlabelled jets came from
-        "prepare": task.prepared,
-        # the resolved input spec (centres/scales of the pool); None = raw features
-        "inputs": task.transform.record() if task.transform is not None else None,
-        "quality": quality,  # generative backbones: token quality, W1 of generated (and reconstructed) jets
-        "wall_time_s": round(wall_time_s, 3),
-        "setup_time_s": round(outcome.setup_s, 3),
-        "hardware": hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
-        "versions": versions(outcome.engine.name),
-        "git_revision": git_revision(),
-        "settings": settings,
-        "settings_hash": task.settings_hash,
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
+        flops_per_jet=task.flops_per_jet,
+        train_flops=3.0 * task.flops_per_jet * samples,
+        samples_seen=samples,
+        samples_budget=plan.max_samples,
+        epochs_seen=samples / settings["n_pretrain"],
+        steps=int(state.step),
+        steps_budget=plan.total_steps,
+        batch_size=plan.batch_size,
+        n_held_out=task.n_held,
+        pool={**task.pool_source, "n_jets": task.info.get("n_jets")},
+        prepare=task.prepared,
+        inputs=task.transform.record() if task.transform is not None else None,
+        quality=quality,
+        wall_time_s=round(wall_time_s, 3),
+        setup_time_s=round(outcome.setup_s, 3),
+        hardware=hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
+        versions=versions(outcome.engine.name),
+        git_revision=git_revision(),
+        settings=settings,
+        settings_hash=task.settings_hash,
+        finished_at=datetime.now(UTC).isoformat(),
+    ).to_json()
 
 
 def write_backbone(path: Path, backbone: dict[str, torch.Tensor], task, input_stats) -> None:

@@ -28,10 +28,12 @@ from ..grid import parse_cell_id
 from ..models import catalog
 from ..models.registry import build_model, count_params, measure_flops_per_jet
 from ..provenance import git_revision, hardware, versions
+from ..records import ABSENT
 from ..settings import resolve_settings, settings_hash
 from .distributed import EngineOptions, Ranks
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
+from .record import MetricsRecord
 from .stopping import plan_for
 from .task import RunOutcome, RunPlan, TrainState, Validation
 
@@ -262,12 +264,7 @@ class ClassifierTask:
         sample = val.tensors(slice(0, min(64, val.n)), self.device)
         flops_per_jet = measure_flops_per_jet(final_model, sample)
         test_scores = loss_and_accuracy(test_probs, test.labels)
-        record = metrics_record(self, final_model, outcome, flops_per_jet, val_scores, test_scores)
-        if self.input_fit is not None:
-            record["input_fit"] = self.input_fit
-        if self.finetune is not None:
-            record["backbone_id"] = self.finetune.backbone_id
-            record["trainable_params"] = sum(p.numel() for p in final_model.parameters() if p.requires_grad)
+        record = metrics_record(self, final_model, outcome, flops_per_jet, val_scores, test_scores).to_json()
         if ranks.is_main:
             write_predictions(self.out_dir / paths.PREDICTIONS, test.jet_id, test.labels, test_probs, self.classes)
             jio.write_json(self.out_dir / paths.METRICS, record)
@@ -276,50 +273,55 @@ class ClassifierTask:
         return record
 
 
-def metrics_record(task: ClassifierTask, model, outcome: RunOutcome, flops_per_jet: float, val, test) -> dict:
-    """The ``metrics.json`` record (keys below; losses are mean cross-entropy in nats, accuracy a fraction)."""
+def metrics_record(task: ClassifierTask, model, outcome: RunOutcome, flops_per_jet: float, val, test) -> MetricsRecord:
+    """The cell's ``metrics.json`` record (:class:`~.record.MetricsRecord`; losses in nats, accuracy a fraction)."""
     settings, state, plan, info = task.settings, outcome.state, outcome.plan, task.input_info
     samples = int(state.position)
     inputs = None
     if task.transform is not None:  # the resolved input spec (centres/scales of this subset); None = raw features
         inputs = {"features": task.transform.record(), "statistics": task.stats_source}
-    return {
-        "status": "ok",
-        "cell_id": task.name,
-        "cell": task.cell,
-        "model": settings["model"],
-        "width": settings["width"],
-        "n_train": settings["n_train"],
-        "compute": settings["compute"],
-        "seed": settings["seed"],
-        "val_loss": val[0],
-        "val_accuracy": val[1],
-        "test_loss": test[0],
-        "test_accuracy": test[1],
-        "n_params": count_params(model),
-        "flops_per_jet": flops_per_jet,
-        "train_flops": 3.0 * flops_per_jet * samples,
-        "samples_seen": samples,
-        "samples_budget": plan.max_samples,
-        "epochs_seen": samples / settings["n_train"],
-        "steps": int(state.step),
-        "steps_budget": plan.total_steps,
-        "batch_size": plan.batch_size,
-        "best_step": int(state.best_step),
-        "stopped_by": plan.stopping.verdict(state),
-        "wall_time_s": round(outcome.wall_s(), 3),
-        "setup_time_s": round(outcome.setup_s, 3),
-        "n_val": info["val"]["n_jets"],
-        "n_test": info["test"]["n_jets"],
-        "truncated_jets": {k: v.get("truncated_jets") for k, v in info.items()}
+    finetune = task.finetune
+    return MetricsRecord(
+        cell_id=task.name,
+        cell=task.cell,
+        model=settings["model"],
+        width=settings["width"],
+        n_train=settings["n_train"],
+        compute=settings["compute"],
+        seed=settings["seed"],
+        val_loss=val[0],
+        val_accuracy=val[1],
+        test_loss=test[0],
+        test_accuracy=test[1],
+        n_params=count_params(model),
+        flops_per_jet=flops_per_jet,
+        train_flops=3.0 * flops_per_jet * samples,
+        samples_seen=samples,
+        samples_budget=plan.max_samples,
+        epochs_seen=samples / settings["n_train"],
+        steps=int(state.step),
+        steps_budget=plan.total_steps,
+        batch_size=plan.batch_size,
+        best_step=int(state.best_step),
+        stopped_by=plan.stopping.verdict(state),
+        wall_time_s=round(outcome.wall_s(), 3),
+        setup_time_s=round(outcome.setup_s, 3),
+        n_val=info["val"]["n_jets"],
+        n_test=info["test"]["n_jets"],
+        truncated_jets={k: v.get("truncated_jets") for k, v in info.items()}
         if catalog.get(settings["model"]).inputs.counts_truncation
         else None,
-        "hardware": hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
-        "versions": versions(outcome.engine.name),
-        "git_revision": git_revision(),
-        "data": {k: task.meta[k] for k in ("sizes", "n_particles") if k in task.meta},
-        "inputs": inputs,
-        "settings": settings,
-        "settings_hash": task.settings_hash,
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
+        hardware=hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
+        versions=versions(outcome.engine.name),
+        git_revision=git_revision(),
+        data={k: task.meta[k] for k in ("sizes", "n_particles") if k in task.meta},
+        inputs=inputs,
+        settings=settings,
+        settings_hash=task.settings_hash,
+        finished_at=datetime.now(UTC).isoformat(),
+        input_fit=task.input_fit if task.input_fit is not None else ABSENT,
+        backbone_id=finetune.backbone_id if finetune is not None else ABSENT,
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if finetune is not None
+        else ABSENT,
+    )

@@ -36,7 +36,25 @@ from ..models import catalog
 from ..resources import train_resources
 from ..settings import resolve_settings, settings_hash
 from .history import archive
+from .record import MetricsRecord
 
+# metrics.json keys a fitted model has no value for (null): no width, compute budget, parameter count, forward
+# FLOPs, optimiser steps or sample stream
+NOT_APPLICABLE = (
+    "width",
+    "compute",
+    "n_params",
+    "flops_per_jet",
+    "train_flops",
+    "samples_seen",
+    "samples_budget",
+    "epochs_seen",
+    "steps",
+    "steps_budget",
+    "batch_size",
+    "best_step",
+    "truncated_jets",
+)
 LIBRARIES = {"jetscale.models.bdt:fit": "lightgbm"}  # fit function -> the library whose version is recorded
 
 
@@ -112,36 +130,29 @@ def _record(*, cell_id, cell, settings, shash, scores, fitted, fit_info, times, 
     from ..provenance import git_revision
 
     (val, test), (t_start, t_fit), library = scores, times, fit_info["library"]
-    return {
-        "status": "ok",
-        "cell_id": cell_id,
-        "cell": cell,
-        "model": settings["model"],
-        "width": None,
-        "n_train": settings["n_train"],
-        "compute": None,
-        "seed": settings["seed"],
-        "val_loss": val[0],
-        "val_accuracy": val[1],
-        "test_loss": test[0],
-        "test_accuracy": test[1],
-        # a fitted model has no parameter count, forward FLOPs, optimiser steps or sample stream
-        **dict.fromkeys(
-            ("n_params", "flops_per_jet", "train_flops", "samples_seen", "samples_budget", "epochs_seen", "steps")
-        ),
-        **dict.fromkeys(("steps_budget", "batch_size", "best_step", "truncated_jets")),
-        "stopped_by": fitted.stopped_by,
-        "fit": {
+    return MetricsRecord(
+        **dict.fromkeys(NOT_APPLICABLE),
+        cell_id=cell_id,
+        cell=cell,
+        model=settings["model"],
+        n_train=settings["n_train"],
+        seed=settings["seed"],
+        val_loss=val[0],
+        val_accuracy=val[1],
+        test_loss=test[0],
+        test_accuracy=test[1],
+        stopped_by=fitted.stopped_by,
+        fit={
             "library": library,
             **fitted.record(),
             "max_rounds": fit_info["max_rounds"],
             "fit_time_s": fit_info["fit_time_s"],
         },
-        "wall_time_s": round(time.perf_counter() - t_start, 3),
-        "setup_time_s": round(t_fit - t_start, 3),
-        "n_val": sizes[0],
-        "n_test": sizes[1],
-        "hardware": {
+        wall_time_s=round(time.perf_counter() - t_start, 3),
+        setup_time_s=round(t_fit - t_start, 3),
+        n_val=sizes[0],
+        n_test=sizes[1],
+        hardware={
             "device": "cpu",
             "engine": library,
             "processes": 1,
@@ -150,14 +161,14 @@ def _record(*, cell_id, cell, settings, shash, scores, fitted, fit_info, times, 
             "cpu_count": os.cpu_count(),
             "hostname": platform.node(),
         },
-        "versions": _versions(library),
-        "git_revision": git_revision(),
-        "data": {k: meta[k] for k in ("sizes", "n_particles") if k in meta},
-        "inputs": {"observables": list(OBSERVABLES)},
-        "settings": settings,
-        "settings_hash": shash,
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
+        versions=_versions(library),
+        git_revision=git_revision(),
+        data={k: meta[k] for k in ("sizes", "n_particles") if k in meta},
+        inputs={"observables": list(OBSERVABLES)},
+        settings=settings,
+        settings_hash=shash,
+        finished_at=datetime.now(UTC).isoformat(),
+    ).to_json()
 
 
 def _versions(library: str | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ the first step of a from-scratch cell; a resumed run takes the fitted weights fr
 
 Outputs in ``out_dir`` (all written atomically; ``metrics.json`` last, it is Snakemake's target):
 
-* ``metrics.json``: see :func:`jetscale.train.classifier.metrics_record` for the keys.
+* ``metrics.json``: the keys are :class:`jetscale.train.record.MetricsRecord`'s.
 * ``predictions.parquet``: one row per test jet: ``jet_id`` (int64), ``label`` (int64) and
   ``score_<class>`` (float32 softmax probability) for every class, in config class order.
 * ``train_log.csv``: ``step, samples, loss, lr, throughput, val_loss`` (``loss`` = mean training loss since the
