@@ -1,10 +1,11 @@
-"""Load and validate a study configuration; the one place defaults live.
+"""Load and validate a study configuration; the one place defaults live (the schema's), read through typed views.
 
 ``load_config`` reads YAML, validates it against ``schemas/config.schema.yaml`` (filling schema defaults), then
 runs the semantic checks a schema cannot express (:mod:`jetscale.config_checks`: known models, widths per model,
 axes that exist, ...). Every problem raises :class:`ConfigError` naming the key, the bad value and what is
 allowed. The schema and what is read off a config through it (axis values, a cell's training settings) live in
-:mod:`jetscale.config_schema`; their names are importable from here too.
+:mod:`jetscale.config_schema`; their names are importable from here too. :func:`study_view` gives the validated
+config's sections as frozen dataclasses (:mod:`jetscale.config_view`), with the schema's defaults for absent keys.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .config_schema import (
     tune_axes,
     uses_pretraining,
 )
+from .config_view import SECTIONS, StudyView, section_view
 from .errors import ConfigError
 from .io import not_a_file
 from .models.external import register_config_models
@@ -59,6 +61,7 @@ __all__ = [
     "run_knobs",
     "schema",
     "set_nested",
+    "study_view",
     "train_pool_per_class",
     "training_settings",
     "tune_axes",
@@ -103,7 +106,16 @@ def load_config(source: str | Path | dict, *, where: str | None = None, config_f
     files = [Path(f) for f in (config_files or [])] if isinstance(source, dict) else [Path(source)]
     register_config_models(raw, where, files)
     check_semantics(raw, where)
+    study_view(raw)  # every section the views type reads as typed
     return raw
+
+
+def study_view(cfg: dict) -> StudyView:
+    """Typed, frozen views of a validated config's ``training``, ``fits``, ``data``, ``pretraining`` and ``report``
+    sections
+    (:mod:`jetscale.config_view`; absent keys: the schema's defaults). The dict stays what settings are hashed
+    from; a view is built from it when read, so it always shows the dict as it is."""
+    return StudyView(**{name: section_view(cls, cfg.get(name), name) for name, cls in SECTIONS.items()})
 
 
 def check_values(raw: Any, where: str) -> None:

@@ -3,10 +3,16 @@ of data-parallel processes of a training cell. Used by the Snakemake plan and by
 
 from __future__ import annotations
 
+from .config_view import training_view
+
+# What a job asks for where the config's resources section names nothing (the schema gives no default here: a
+# stage's entry falls back to resources.default, then to these)
+BUILTIN = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
+
 
 def stage_resources(cfg: dict, stage: str) -> dict:
     """threads, mem_mb, runtime (minutes), gpus (+ slurm_partition) of a stage: built-ins < default < stage."""
-    res = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0}
+    res = dict(BUILTIN)
     res.update(cfg.get("resources", {}).get("default", {}))
     if stage != "default":
         res.update(cfg.get("resources", {}).get(stage, {}))
@@ -22,12 +28,12 @@ def train_resources(cfg: dict, cell: dict) -> dict:
     res.update(per_model)
     res.update(per_width)
     # every data-parallel rank runs training.threads torch threads: reserve the cores for all of them
-    res["threads"] = max(int(res["threads"]), _processes(cfg, res) * int(cfg["training"].get("threads", 1)))
+    res["threads"] = max(int(res["threads"]), _processes(cfg, res) * int(training_view(cfg["training"]).threads))
     return res
 
 
 def _processes(cfg: dict, res: dict) -> int:
-    processes = cfg["training"].get("processes", "auto")
+    processes = training_view(cfg["training"]).processes
     return max(1, int(res.get("gpus", 0))) if processes == "auto" else int(processes)
 
 

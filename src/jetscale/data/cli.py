@@ -111,11 +111,10 @@ def _generate(args) -> int:
 
 
 def _ingest(args) -> int:
+    from ..config_view import ingest_view
     from .ingest import ingest_files, resolve_inputs
 
-    classes = fingerprint = None
-    paths = args.input
-    mapping = args.mapping
+    classes = fingerprint = cfg = None
     if args.config is not None:
         from ..config import load_config
         from ..settings import data_fingerprint
@@ -126,15 +125,13 @@ def _ingest(args) -> int:
 
         check_owner(cfg)  # writes into this study's results dir
         classes = list(cfg["classes"])
-        paths = paths or cfg["data"].get("ingest", {}).get("paths")
-        mapping = mapping or cfg["data"].get("ingest", {}).get("mapping")
+    ingest = ingest_view(cfg["data"] if cfg is not None else None)  # without a config: the schema's defaults
+    paths, mapping = args.input or list(ingest.paths), args.mapping or ingest.mapping
     from ..errors import ConfigError
 
     if not paths:
         raise ConfigError("ingest: no input files (give --input or data.ingest.paths)")
-    written = ingest_files(
-        resolve_inputs(paths), mapping or "jetclass", args.out, classes=classes, data_fingerprint=fingerprint
-    )
+    written = ingest_files(resolve_inputs(paths), mapping, args.out, classes=classes, data_fingerprint=fingerprint)
     print(f"wrote {len(written)} shard(s) to {args.out}", file=sys.stderr)
     return 0
 
@@ -163,7 +160,7 @@ def _ingest_pool(args) -> int:
 
 
 def _split(args) -> int:
-    from ..config import axis_values, load_config
+    from ..config import axis_values, load_config, study_view
     from ..settings import data_fingerprint
     from .splits import build_splits
 
@@ -171,16 +168,16 @@ def _split(args) -> int:
     from ..results_dir import check_owner
 
     check_owner(cfg)  # writes into this study's results dir
-    data = cfg["data"]
+    data = study_view(cfg).data
     largest = max(max(axis_values(cfg, "n_train", m)) for m in cfg["grid"]["axes"]["model"])
     meta = build_splits(
         args.shards,
         args.out,
         classes=cfg["classes"],
-        val_per_class=data["val_per_class"],
-        test_per_class=data["test_per_class"],
-        n_particles=data["n_particles"],
-        seed=data.get("split_seed", 0),
+        val_per_class=data.val_per_class,
+        test_per_class=data.test_per_class,
+        n_particles=data.n_particles,
+        seed=data.split_seed,
         n_train_max=largest,
         data_fingerprint=_fingerprint(cfg, args.shards),
         study_fingerprint=data_fingerprint(cfg),

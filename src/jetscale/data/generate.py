@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config_view import generate_view
 from ..errors import ConfigError
 from . import detector as det_mod
 from .features import energy_order, jet_kinematics, particle_features
@@ -403,14 +404,14 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
     """
     if cfg["data"].get("source", "generate") != "generate":
         raise ConfigError(f"data.source is {cfg['data']['source']!r}: nothing to generate (use `jetscale ingest`)")
-    gen = cfg["data"]["generate"]
+    gen = generate_view(cfg["data"])  # absent keys: the schema's defaults
     classes = list(cfg["classes"])
-    if not 0 <= shard < gen["n_shards"]:
-        raise ConfigError(f"--shard {shard}: must be in [0, {gen['n_shards']}) (data.generate.n_shards)")
-    n_jets = shard_jets_per_class(gen["jets_per_class"], gen["n_shards"], shard)
+    if not 0 <= shard < gen.n_shards:
+        raise ConfigError(f"--shard {shard}: must be in [0, {gen.n_shards}) (data.generate.n_shards)")
+    n_jets = shard_jets_per_class(gen.jets_per_class, gen.n_shards, shard)
     modes = decay_modes(classes)
-    detector = detector_key(gen.get("detector"))
-    process, jets = gen.get("process", "zh_nunu"), clustering_key(gen.get("clustering"))
+    detector = detector_key(gen.detector)
+    process, jets = gen.process, clustering_key(gen.clustering)
     remaining = np.full(len(classes), n_jets)
     classes_of = {m: [i for i, c in enumerate(classes) if abs(CLASS_PDG[c]) == abs(CLASS_PDG[m])] for m in modes}
     first_chunk, event_base = 0, shard * 1_000_000_000
@@ -421,7 +422,7 @@ def shard_tables(cfg: dict, shard: int, *, workers: int = 1, chunk: int = 5000):
     }:
         ask = {m: int(n * 1.03) + 10 for m, n in need.items()}  # a few events fail (no two partons, ...)
         tasks = make_tasks(
-            list(need), ask, (gen["seed"], shard), classes, detector, gen["sqrt_s"], chunk, first_chunk, process, jets
+            list(need), ask, (gen.seed, shard), classes, detector, gen.sqrt_s, chunk, first_chunk, process, jets
         )
         for table in run_tasks(tasks, workers=workers, event_base=event_base, desc=f"shard {shard}"):
             yield take_needed(table, remaining)

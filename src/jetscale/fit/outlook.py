@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..config_view import fits_view
 from ..io import atomic_path
 from . import forms
 from .backtest import backtest, split_holdout
@@ -97,28 +98,28 @@ def forecast_jobs(table, groups, docs, opts, to_error, error_quantity, series_la
         for d in docs
         if d["kind"] == "scaling"
     }
-    jobs = []
-    for target in opts.get("targets", []):
-        metric, flavor = target["metric"], target.get("flavor", "")
+    opts, jobs = fits_view(opts), []
+    for target in opts.targets:
+        metric, flavor = target.metric, target.flavor
         rows = table[(table["metric"] == metric) & (table["flavor"] == flavor)].dropna(subset=["value"])
         for series, sub in groups(rows):
             label = series_label_of(series)
-            form = target.get("form", "auto")
+            form = target.form
             if form == "auto":
                 form = THRESHOLD if verdicts.get((metric, flavor, label)) == "threshold" else SMOOTH
             job = {
                 "metric": metric,
                 "flavor": flavor,
                 "label": label,
-                "target": float(target["value"]),
-                "target_error": float(to_error(metric, [target["value"]])[0]),
+                "target": float(target.value),
+                "target_error": float(to_error(metric, [target.value])[0]),
                 "quantity": error_quantity(metric),
                 "form": form,
                 "x": sub["n_train"].to_numpy(float),
                 "y": to_error(metric, sub["value"]),
                 "flops": sub["train_flops"].to_numpy(float) if "train_flops" in sub else np.array([]),
-                "bootstrap": opts["bootstrap"],
-                "min_points": opts["min_points"],
+                "bootstrap": opts.bootstrap,
+                "min_points": opts.min_points,
                 "options": options_of(opts, metric),
             }
             jobs.append((forecast_row, (job,)))
@@ -158,7 +159,8 @@ def forecast_row(job: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- backtests
 def backtest_jobs(docs, opts, options_of) -> list[tuple]:
-    holdout = opts.get("backtest_holdout", 1)
+    opts = fits_view(opts)
+    holdout = opts.backtest_holdout
     jobs = []
     for doc in docs:
         if doc["kind"] not in ("scaling", "loss_vs_data"):
@@ -166,11 +168,11 @@ def backtest_jobs(docs, opts, options_of) -> list[tuple]:
         x, y = np.asarray(doc["points"]["x"], float), np.asarray(doc["points"]["y"], float)
         train, held = split_holdout(x, holdout)
         n_left = np.unique(x[train]).size
-        if not held.any() or n_left < max(opts["min_points"], len(forms.get(SMOOTH).params) + 1):
+        if not held.any() or n_left < max(opts.min_points, len(forms.get(SMOOTH).params) + 1):
             continue
         meta = {k: doc[k] for k in ("kind", "metric", "flavor", "label", "y")}
         options = options_of(opts, doc["metric"])
-        jobs.append((backtest_rows, (meta, x, y, holdout, opts["bootstrap"], opts["min_points"], options)))
+        jobs.append((backtest_rows, (meta, x, y, holdout, opts.bootstrap, opts.min_points, options)))
     return jobs
 
 
@@ -242,7 +244,7 @@ def mirage_jobs(table, docs, groups, opts, to_error, error_quantity, series_labe
 
 
 def mirage_doc(job: dict) -> dict:
-    opts, (loss_name, auc_name) = job["opts"], job["names"]
+    opts, (loss_name, auc_name) = fits_view(job["opts"]), job["names"]
     comps, fits = {}, {}
     for name in (loss_name, auc_name):
         if name in job["points"]:
@@ -251,8 +253,8 @@ def mirage_doc(job: dict) -> dict:
                 x,
                 y,
                 (SMOOTH, THRESHOLD),
-                bootstrap=opts["bootstrap"],
-                min_points=opts["min_points"],
+                bootstrap=opts.bootstrap,
+                min_points=opts.min_points,
                 **job.get("options", {}).get(name, {}),
             )
     verdict = classify(job["comparison"], comps.get(loss_name), comps.get(auc_name))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metric_catalog
+from ..config_view import FitsConfig, fits_view
 from ..evaluate.collect import integral_axes
 from ..grid import axis_names, series_axes
 from ..io import atomic_path, write_json
@@ -70,9 +71,10 @@ def error_domain(metric: str) -> Domain:
     return Domain(*spec.error_range(), falling=True) if spec else FREE
 
 
-def fit_options(opts: dict, metric: str | None) -> dict:
+def fit_options(opts: FitsConfig | dict, metric: str | None) -> dict:
     """``domain`` and ``objective`` for :func:`jetscale.fit.fitting.fit` from the ``fits:`` section."""
-    objective = Objective(opts.get("loss", "squares"), opts.get("huber_delta", 0.1))
+    opts = fits_view(opts)
+    objective = Objective(opts.loss, opts.huber_delta)
     return {"domain": error_domain(metric) if metric else FREE, "objective": objective}
 
 
@@ -107,13 +109,13 @@ def run_study_fits(cfg: dict, table: Path | None = None, summary: Path | None = 
 
     table_path = Path(table) if table is not None else runs_table(results_root(cfg))
     table = read_runs_table(cfg, table_path)
-    if cfg["fits"].get("exclude_budget_limited") and "stopped_by" in table.columns:
+    opts = fits_view(cfg["fits"])
+    if opts.exclude_budget_limited and "stopped_by" in table.columns:
         table = table[table["stopped_by"] != "budget"]  # fit only cells whose validation loss converged
     summary = Path(summary) if summary is not None else fit_summary(results_root(cfg))
     out_dir = summary.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tuning_trends(cfg, table_path.parent, out_dir)
-    opts = cfg["fits"]
     s_axes = series_axes(cfg, table)
     varying = [a for a in s_axes if table[a].nunique() > 1] or (["model"] if "model" in s_axes else [])
     first = loss_jobs(table, s_axes, varying, opts)  # holds the slowest job (chinchilla): start it first
@@ -204,8 +206,8 @@ def scaling_targets(table, s_axes, varying, opts) -> list[dict]:
 
 
 def scaling_jobs(table, s_axes, varying, opts) -> list[tuple]:
-    jobs = []
-    for metric in opts["metrics"]:
+    opts, jobs = fits_view(opts), []
+    for metric in opts.metrics:
         rows = table[table["metric"] == metric]
         if rows.empty:
             continue
@@ -236,15 +238,15 @@ def scaling_jobs(table, s_axes, varying, opts) -> list[tuple]:
 def _scaling_doc(job: dict) -> dict:
     from .monotone import monotone_filter
 
-    opts, x, y, metric, label = job["opts"], job["x"], job["y"], job["metric"], job["label"]
-    keep, dropped = monotone_filter(x, y) if opts.get("monotone") else (np.ones(len(x), dtype=bool), [])
+    opts, x, y, metric, label = fits_view(job["opts"]), job["x"], job["y"], job["metric"], job["label"]
+    keep, dropped = monotone_filter(x, y) if opts.monotone else (np.ones(len(x), dtype=bool), [])
     fits, comparison = fit_and_compare(
         x[keep],
         y[keep],
-        opts["forms"],
-        bootstrap=opts["bootstrap"],
+        opts.forms,
+        bootstrap=opts.bootstrap,
         seed=0,
-        min_points=opts["min_points"],
+        min_points=opts.min_points,
         **fit_options(opts, metric),
     )
     if dropped:
@@ -276,7 +278,8 @@ def loss_jobs(table, s_axes, varying, opts) -> list[tuple]:
     # a fitted model (the bdt baseline) has no parameter count or training FLOPs: its loss-vs-data series is
     # fitted like any other, but it never enters the architecture fits (L(N, D), vs parameters, vs compute)
     arch = loss.dropna(subset=["n_params"])
-    boot, min_points = opts["bootstrap"], opts["min_points"]
+    opts = fits_view(opts)
+    boot, min_points = opts.bootstrap, opts.min_points
     options = fit_options(opts, LOSS_METRIC)
     arch_axes = [a for a in s_axes if a != "width"]  # one architecture: every series axis but the width
     groups, why_not = architecture_groups(arch, arch_axes)

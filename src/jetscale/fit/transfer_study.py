@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import metric_catalog, paths
+from ..config_schema import PRETRAIN_AXES
+from ..config_view import fits_view
 from ..evaluate.collect import RUN_COLUMNS
 from ..io import atomic_path, write_json
 from ..paths import results_root
@@ -31,7 +33,6 @@ from .transfer import effective_data_transferred, fit_transfer_law
 
 TRANSFER_METRICS = ("log_loss", "accuracy")  # direction: jetscale.metric_catalog
 LOSS_DOMAIN = Domain(0.0, math.inf, falling=True)  # pretraining losses are non-negative and fall
-PRETRAIN_AXES = ("pretrain", "n_pretrain", "finetune")
 #: what names a row of transfer.csv: the fine-tuned series and its labelled size n
 TRANSFER_KEY = ("model", "width", "method", "n_pretrain", "finetune", "metric", "n")
 TRANSFER_COLUMNS = (
@@ -65,13 +66,14 @@ def run_transfer_fits(cfg: dict, table) -> Path:
 
     out = transfer_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    boot, seed = int(cfg["fits"].get("bootstrap", 200)), 0
+    opts = fits_view(cfg["fits"])
+    boot, seed = int(opts.bootstrap), 0
     rows = transfer_rows(table, boot, seed)
     frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
     with atomic_path(out / paths.TRANSFER_TABLE) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
     write_json(out / paths.TRANSFER_LAWS, transfer_laws(frame))
-    write_json(out / paths.PRETRAIN_LOSS_FITS, pretrain_loss_fits(cfg, int(cfg["fits"].get("min_points", 4)), boot))
+    write_json(out / paths.PRETRAIN_LOSS_FITS, pretrain_loss_fits(cfg, int(opts.min_points), boot))
     return out
 
 

@@ -42,6 +42,7 @@ import torch
 
 from .. import io as jio
 from .. import paths
+from ..config_view import pretraining_view
 from ..data.pool_store import load_pool
 from ..errors import DataError
 from ..inputs.prepare import InputTransform
@@ -158,11 +159,11 @@ class PretrainTask:
             grad_clip=p.get("grad_clip"),
             stopping=StoppingPlan("fixed", budget, steps, every, None, cosine(steps, float(p["warmup_fraction"]))),
             keep_best=False,
-            checkpoint_every_steps=int(self.cfg["pretraining"].get("checkpoint_every_steps", 200)),
+            checkpoint_every_steps=int(pretraining_view(self.cfg["pretraining"]).checkpoint_every_steps),
             seed=self.seed,
             # training's DeepSpeed and compile; precision auto; an objective's loss leaves the classifier's head out
             engine=EngineOptions.from_training(
-                {"deepspeed": knobs.get("deepspeed"), "compile": knobs.get("compile", False)},
+                {key: knobs[key] for key in ("deepspeed", "compile") if key in knobs},
                 find_unused_parameters=True,
             ),
             batch_key="pretraining.batch_size",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..config_view import report_view
 
 
 def load_tables(cfg: dict, table: Path | None = None, fit_summary: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -64,7 +65,7 @@ def chosen_n_train(cfg: dict, table: pd.DataFrame) -> int | None:
     present = sorted(table["n_train"].dropna().unique())
     if not present:
         return None
-    want = cfg["report"].get("confusion_n_train", "max")
+    want = report_view(cfg["report"]).confusion_n_train
     if want == "max":
         return int(present[-1])
     return int(want) if want in present else int(min(present, key=lambda v: abs(np.log(v / want))))

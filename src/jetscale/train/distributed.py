@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from .. import paths
+from ..config_view import training_view
 from ..errors import ConfigError, TrainingError
 
 DS_CHECKPOINT_DIR = "checkpoint_ds"  # DeepSpeed's per-rank checkpoint files, beside checkpoint.pt
@@ -176,14 +177,14 @@ class EngineOptions:
 
     @classmethod
     def from_training(cls, training: Mapping[str, Any], **fields: Any) -> EngineOptions:
-        """The options a ``training`` section sets (absent keys: the defaults above), then ``fields`` over them."""
-        ds = training.get("deepspeed") or {}
+        """The options a ``training`` section sets (absent keys: the schema's defaults, through the typed view),
+        then ``fields`` over them. ``EngineOptions()`` equals the options of an empty section."""
+        view = training_view(training)
         read = cls(
-            precision=training.get("precision", "auto"),
-            deepspeed=ds.get("enabled", "auto"),
-            zero_stage=int(ds.get("zero_stage", 1)),
-            compile=bool(training.get("compile", False)),
-            find_unused_parameters=bool(training.get("find_unused_parameters", False)),
+            precision=view.precision,
+            deepspeed=view.deepspeed.enabled,
+            zero_stage=int(view.deepspeed.zero_stage),
+            compile=bool(view.compile),
         )
         return replace(read, **fields)
 

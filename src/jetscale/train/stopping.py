@@ -56,6 +56,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..config_view import training_view
+
 CONVERGED = "converged"  # the patience ran out: the validation loss stopped improving
 BUDGET = "budget"  # the sample cap (auto) or fixed budget (numeric compute) was reached first
 STOPPED_BY = (CONVERGED, BUDGET)
@@ -148,52 +150,53 @@ def max_samples(settings: dict) -> int:
     """Training samples a cell may draw at most: its numeric ``compute``, or the auto rule's safety cap."""
     compute = settings["compute"]
     if compute == "auto":
-        rule = settings["training"]["stopping"]
-        return max(1, int(min(rule["max_epochs"] * settings["n_train"], rule["max_samples"])))
+        rule = training_view(settings["training"]).stopping
+        return max(1, int(min(rule.max_epochs * settings["n_train"], rule.max_samples)))
     return int(compute)
 
 
 def eval_every_samples(settings: dict) -> int:
-    compute, training = settings["compute"], settings["training"]
+    compute, training = settings["compute"], training_view(settings["training"])
     if compute == "auto":
-        rule = training["stopping"]
-        every = settings["n_train"] / rule["evals_per_epoch"]
-        return max(1, int(round(min(max(every, rule["min_eval_samples"]), rule["max_eval_samples"]))))
-    return max(1, int(training["eval_every_samples"]))
+        rule = training.stopping
+        every = settings["n_train"] / rule.evals_per_epoch
+        return max(1, int(round(min(max(every, rule.min_eval_samples), rule.max_eval_samples))))
+    return max(1, int(training.eval_every_samples))
 
 
 def plan_for(settings: dict, batch_size: int) -> StoppingPlan:
-    """The stopping plan of a classifier cell with these resolved settings, trained with this global batch."""
-    training = settings["training"]
+    """The stopping plan of a classifier cell with these resolved settings, trained with this global batch
+    (the rule's keys through the typed view: an absent one takes the schema's default)."""
+    training = training_view(settings["training"])
     cap = max_samples(settings)
     steps = max(1, math.ceil(cap / batch_size))
     if settings["compute"] == "auto":
-        rule = training["stopping"]
-        warmup = min(int(rule["warmup_samples"]), int(settings["n_train"]))
+        rule = training.stopping
+        warmup = min(int(rule.warmup_samples), int(settings["n_train"]))
         schedule = PlateauSchedule(
             warmup_steps=max(1, math.ceil(warmup / batch_size)) if warmup > 0 else 0,
-            lr_patience=rule.get("lr_patience"),
-            lr_drop=float(rule["lr_drop"]),
-            min_lr_factor=float(rule["min_lr_factor"]),
+            lr_patience=rule.lr_patience,
+            lr_drop=float(rule.lr_drop),
+            min_lr_factor=float(rule.min_lr_factor),
             total_steps=steps,
-            decay_steps=int(round(float(rule.get("cap_decay_fraction", 0.0)) * steps)),
+            decay_steps=int(round(float(rule.cap_decay_fraction) * steps)),
         )
         return StoppingPlan(
             "auto",
             cap,
             steps,
             eval_every_samples(settings),
-            rule["patience"],
+            rule.patience,
             schedule,
-            float(rule.get("min_improvement", 0.0)),
+            float(rule.min_improvement),
         )
     return StoppingPlan(
         "fixed",
         cap,
         steps,
         eval_every_samples(settings),
-        training.get("early_stopping_patience"),
-        cosine(steps, float(training["warmup_fraction"])),
+        training.early_stopping_patience,
+        cosine(steps, float(training.warmup_fraction)),
     )
 
 
