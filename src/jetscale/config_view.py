@@ -42,6 +42,8 @@ class StoppingRule:
 
 @dataclass(frozen=True)
 class DeepSpeed:
+    """``training.deepspeed``: ``enabled`` auto (on GPU where importable) | true | false; the ZeRO stage."""
+
     enabled: bool | str
     zero_stage: int
 
@@ -71,6 +73,9 @@ class TrainingConfig:
 # --------------------------------------------------------------------------------------------------- fits
 @dataclass(frozen=True)
 class FitTarget:
+    """One ``fits.targets`` entry: the training jets and compute each series needs to reach ``value`` of
+    ``metric`` (per ``flavor``), from the form ``form`` (auto: the comparison's verdict)."""
+
     metric: str
     flavor: str
     value: float
@@ -81,21 +86,24 @@ class FitTarget:
 class FitsConfig:
     """``fits``: what the study fits and how (see :mod:`jetscale.fit.study`)."""
 
-    metrics: tuple[str, ...]
-    exclude_budget_limited: bool
-    forms: tuple[str, ...]
-    bootstrap: int
+    metrics: tuple[str, ...]  # names from the metric catalog (jetscale.metric_catalog)
+    exclude_budget_limited: bool  # leave out cells that ended at their sample cap (stopped_by: budget)
+    forms: tuple[str, ...]  # names from the form catalog (jetscale.fit.forms)
+    bootstrap: int  # bootstrap-over-seeds replicates of every interval
     min_points: int
-    loss: str
-    huber_delta: float
-    monotone: bool
-    targets: tuple[FitTarget, ...]
-    backtest_holdout: int
+    loss: str  # the objective: squares | huber_log
+    huber_delta: float  # Huber scale on ln residuals
+    monotone: bool  # drop sizes whose seed mean is worse than at a smaller size
+    targets: tuple[FitTarget, ...]  # forecasts
+    backtest_holdout: int  # largest n_train values held out by the backtests
 
 
 # --------------------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class GenerateConfig:
+    """``data.generate``: the built-in Pythia generator; ``clustering`` and ``detector`` stay mappings (their own
+    defaults are filled by :mod:`jetscale.data.jets` and :mod:`jetscale.data.detector`)."""
+
     jets_per_class: int
     n_shards: int
     seed: int
@@ -107,6 +115,8 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
+    """``data.ingest``: the files converted to shards and the mapping they are read through."""
+
     paths: tuple[str, ...]
     mapping: str
 
@@ -130,6 +140,8 @@ class DataConfig:
 # -------------------------------------------------------------------------------------------- pretraining
 @dataclass(frozen=True)
 class PretrainCompute:
+    """``pretraining.compute``: ``epochs`` passes over the pool, clamped to [min_samples, max_samples]."""
+
     epochs: float
     min_samples: int
     max_samples: int
@@ -158,6 +170,8 @@ class PretrainingConfig:
 # ------------------------------------------------------------------------------------------------- report
 @dataclass(frozen=True)
 class ReportConfig:
+    """``report``: the n_train of the confusion matrices (or max), the series colour and facet axes, the style."""
+
     confusion_n_train: int | str
     color_by: str
     facet_by: str | None

@@ -341,20 +341,9 @@ def _single(kind, name, series, label, xcol, x, y, boot, min_points, options) ->
 
 def _loss_doc(name: str, kind: str, series: dict, label: str, x: str, points: dict, fits: dict, **axes) -> dict:
     """The record of a test log-loss target (one form fitted, no comparison); ``axes``: ``x2`` for L(N, D)."""
-    return FitRecord(
-        file=name,
-        kind=kind,
-        metric=LOSS_METRIC,
-        flavor="",
-        series=series,
-        label=label,
-        x=x,
-        y=LOSS_METRIC,
-        points=points,
-        fits=fits,
-        comparison=None,
-        **axes,
-    ).to_json()
+    loss = {"metric": LOSS_METRIC, "flavor": "", "y": LOSS_METRIC, "comparison": None}
+    record = FitRecord(file=name, kind=kind, series=series, label=label, x=x, points=points, fits=fits, **loss, **axes)
+    return record.to_json()
 
 
 def _joint_doc(name: str, series: dict, label: str, points: dict, record: dict) -> dict:

@@ -13,8 +13,9 @@ import torch
 
 from .. import io as jio
 from ..models.registry import batch_tensors, count_params
-from ..provenance import git_revision, hardware, versions
+from ..provenance import git_revision
 from ..records import Record
+from ..train.record import run_fields
 
 EVAL_BATCH = 256
 EVAL_SEED = 20261201  # held-out loss of a stochastic objective (masking) under one fixed RNG stream
@@ -100,10 +101,10 @@ class PretrainRecord(Record):
 
 def pretrain_record(task, outcome, backbone: dict[str, torch.Tensor], *, wall_time_s: float, quality=None) -> dict:
     """The job's ``pretrain.json`` object (:class:`PretrainRecord`)."""
-    settings, state, plan = task.settings, outcome.state, outcome.plan
+    settings, state = task.settings, outcome.state
     rows = state.log_rows
-    samples = int(state.position)
     return PretrainRecord(
+        **run_fields(outcome, task.flops_per_jet, settings["n_pretrain"]),
         backbone_id=task.name,
         method=settings["method"],
         model=settings["model"],
@@ -115,23 +116,12 @@ def pretrain_record(task, outcome, backbone: dict[str, torch.Tensor], *, wall_ti
         n_backbone_params=int(
             sum(v.numel() for k, v in backbone.items() if v.is_floating_point() and "running_" not in k)
         ),
-        flops_per_jet=task.flops_per_jet,
-        train_flops=3.0 * task.flops_per_jet * samples,
-        samples_seen=samples,
-        samples_budget=plan.max_samples,
-        epochs_seen=samples / settings["n_pretrain"],
-        steps=int(state.step),
-        steps_budget=plan.total_steps,
-        batch_size=plan.batch_size,
         n_held_out=task.n_held,
         pool={**task.pool_source, "n_jets": task.info.get("n_jets")},
         prepare=task.prepared,
         inputs=task.transform.record() if task.transform is not None else None,
         quality=quality,
         wall_time_s=round(wall_time_s, 3),
-        setup_time_s=round(outcome.setup_s, 3),
-        hardware=hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
-        versions=versions(outcome.engine.name),
         git_revision=git_revision(),
         settings=settings,
         settings_hash=task.settings_hash,

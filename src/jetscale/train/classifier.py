@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +26,12 @@ from ..errors import DataError
 from ..grid import parse_cell_id
 from ..models import catalog
 from ..models.registry import build_model, count_params, measure_flops_per_jet
-from ..provenance import git_revision, hardware, versions
 from ..records import ABSENT
 from ..settings import resolve_settings, settings_hash
 from .distributed import EngineOptions, Ranks
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
-from .record import MetricsRecord
+from .record import MetricsRecord, run_fields, scored_fields
 from .stopping import plan_for
 from .task import RunOutcome, RunPlan, TrainState, Validation
 
@@ -275,50 +273,26 @@ class ClassifierTask:
 
 def metrics_record(task: ClassifierTask, model, outcome: RunOutcome, flops_per_jet: float, val, test) -> MetricsRecord:
     """The cell's ``metrics.json`` record (:class:`~.record.MetricsRecord`; losses in nats, accuracy a fraction)."""
-    settings, state, plan, info = task.settings, outcome.state, outcome.plan, task.input_info
-    samples = int(state.position)
+    settings, info = task.settings, task.input_info
     inputs = None
     if task.transform is not None:  # the resolved input spec (centres/scales of this subset); None = raw features
         inputs = {"features": task.transform.record(), "statistics": task.stats_source}
     finetune = task.finetune
     return MetricsRecord(
-        cell_id=task.name,
-        cell=task.cell,
-        model=settings["model"],
+        **scored_fields(task.name, task.cell, settings, task.settings_hash, val, test, task.meta),
+        **run_fields(outcome, flops_per_jet, settings["n_train"]),
         width=settings["width"],
-        n_train=settings["n_train"],
         compute=settings["compute"],
-        seed=settings["seed"],
-        val_loss=val[0],
-        val_accuracy=val[1],
-        test_loss=test[0],
-        test_accuracy=test[1],
         n_params=count_params(model),
-        flops_per_jet=flops_per_jet,
-        train_flops=3.0 * flops_per_jet * samples,
-        samples_seen=samples,
-        samples_budget=plan.max_samples,
-        epochs_seen=samples / settings["n_train"],
-        steps=int(state.step),
-        steps_budget=plan.total_steps,
-        batch_size=plan.batch_size,
-        best_step=int(state.best_step),
-        stopped_by=plan.stopping.verdict(state),
+        best_step=int(outcome.state.best_step),
+        stopped_by=outcome.plan.stopping.verdict(outcome.state),
         wall_time_s=round(outcome.wall_s(), 3),
-        setup_time_s=round(outcome.setup_s, 3),
         n_val=info["val"]["n_jets"],
         n_test=info["test"]["n_jets"],
         truncated_jets={k: v.get("truncated_jets") for k, v in info.items()}
         if catalog.get(settings["model"]).inputs.counts_truncation
         else None,
-        hardware=hardware(outcome.device, torch.get_num_threads(), outcome.engine, outcome.ranks),
-        versions=versions(outcome.engine.name),
-        git_revision=git_revision(),
-        data={k: task.meta[k] for k in ("sizes", "n_particles") if k in task.meta},
         inputs=inputs,
-        settings=settings,
-        settings_hash=task.settings_hash,
-        finished_at=datetime.now(UTC).isoformat(),
         input_fit=task.input_fit if task.input_fit is not None else ABSENT,
         backbone_id=finetune.backbone_id if finetune is not None else ABSENT,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad)

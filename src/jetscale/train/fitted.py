@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import platform
 import time
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from ..models import catalog
 from ..resources import train_resources
 from ..settings import resolve_settings, settings_hash
 from .history import archive
-from .record import MetricsRecord
+from .record import MetricsRecord, scored_fields
 
 # metrics.json keys a fitted model has no value for (null): no width, compute budget, parameter count, forward
 # FLOPs, optimiser steps or sample stream
@@ -127,20 +126,11 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
 def _record(*, cell_id, cell, settings, shash, scores, fitted, fit_info, times, sizes, threads, meta) -> dict:
     """The ``metrics.json`` record of a fitted cell: a network cell's keys, null where they do not apply."""
     from ..data.observables import OBSERVABLES
-    from ..provenance import git_revision
 
     (val, test), (t_start, t_fit), library = scores, times, fit_info["library"]
     return MetricsRecord(
         **dict.fromkeys(NOT_APPLICABLE),
-        cell_id=cell_id,
-        cell=cell,
-        model=settings["model"],
-        n_train=settings["n_train"],
-        seed=settings["seed"],
-        val_loss=val[0],
-        val_accuracy=val[1],
-        test_loss=test[0],
-        test_accuracy=test[1],
+        **scored_fields(cell_id, cell, settings, shash, val, test, meta),
         stopped_by=fitted.stopped_by,
         fit={
             "library": library,
@@ -162,12 +152,7 @@ def _record(*, cell_id, cell, settings, shash, scores, fitted, fit_info, times, 
             "hostname": platform.node(),
         },
         versions=_versions(library),
-        git_revision=git_revision(),
-        data={k: meta[k] for k in ("sizes", "n_particles") if k in meta},
         inputs={"observables": list(OBSERVABLES)},
-        settings=settings,
-        settings_hash=shash,
-        finished_at=datetime.now(UTC).isoformat(),
     ).to_json()
 
 
