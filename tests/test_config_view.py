@@ -143,3 +143,13 @@ def test_migrated_modules_restate_no_default(module):
 
 def test_views_are_dataclasses_of_the_training_section():
     assert dataclasses.is_dataclass(TrainingConfig) and TrainingConfig.__dataclass_params__.frozen
+
+
+def test_the_schema_names_every_pretraining_method_and_no_other():
+    from jetscale.pretrain import METHODS
+
+    props = _parsed_schema()["properties"]
+    axis = [m for m in props["grid"]["properties"]["axes"]["properties"]["pretrain"]["items"]["enum"] if m != "none"]
+    pretraining = props["pretraining"]["properties"]
+    scan = pretraining["loss_scan"]["properties"]["methods"]["items"]["enum"]
+    assert set(axis) == set(pretraining["methods"]["properties"]) == set(scan) == set(METHODS)
