@@ -42,7 +42,9 @@ def views(cls: type, where: str):
 @pytest.mark.parametrize("cls, where", [pair for name, cls in SECTIONS.items() for pair in views(cls, name)])
 def test_each_view_has_one_field_per_schema_key(cls, where):
     keys = set(schema_node(where).get("properties", {}))
-    assert {f.name for f in dataclasses.fields(cls)} == keys, where
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert not keys - fields, f"schema keys of {where} without a field in config_view.{cls.__name__}: {keys - fields}"
+    assert not fields - keys, f"config_view.{cls.__name__} fields that are no schema key of {where}: {fields - keys}"
 
 
 def test_the_default_config_reads_as_typed_and_frozen():
