@@ -54,9 +54,8 @@ def test_the_default_config_reads_as_typed_and_frozen():
     assert view.training.stopping.patience == cfg["training"]["stopping"]["patience"]
     assert view.fits.forms == tuple(cfg["fits"]["forms"])  # lists become tuples
     assert [t.metric for t in view.fits.targets] == [t["metric"] for t in cfg["fits"]["targets"]]
-    assert view.data.train_pool_per_class() == (
-        cfg["data"]["generate"]["jets_per_class"] - cfg["data"]["val_per_class"] - cfg["data"]["test_per_class"]
-    )
+    assert view.data.generate.jets_per_class == cfg["data"]["generate"]["jets_per_class"]
+    assert view.data.ingest.paths == () and view.pretraining.pool is None  # absent without a default
     with pytest.raises(dataclasses.FrozenInstanceError):
         view.training.batch_size = 1
     cfg["training"]["batch_size"] = 7  # the view is read from the dict as it is (never a stale copy)

@@ -133,9 +133,6 @@ class DataConfig:
     test_per_class: int
     split_seed: int
 
-    def train_pool_per_class(self) -> int:
-        return self.generate.jets_per_class - self.val_per_class - self.test_per_class
-
 
 # -------------------------------------------------------------------------------------------- pretraining
 @dataclass(frozen=True)
