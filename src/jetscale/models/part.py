@@ -85,26 +85,122 @@ class Block(nn.Module):
 
     def forward_ragged(self, x: torch.Tensor, lay: Ragged, biases: list[torch.Tensor]) -> torch.Tensor:
         """The particle-attention block on the real particles only: x (N, d) -> (N, d); ``biases``: per attention
-        group (size·H, length, length) (:meth:`Ragged.place_pairs`). Same maths as :meth:`forward` on the padded
-        batch, the same dropout draws."""
+        group (H·size, length, length) (:meth:`ParticleTransformer.ragged_attention_bias`). Same maths as
+        :meth:`forward` on the padded batch, the same dropout draws."""
         H, hd = self.n_heads, self.head_dim
         d = x.shape[-1]
         p, training = self.dropout.p, self.training
         residual = x
         qkv = self.in_proj(self.pre_attn_norm(x))  # (N, 3d)
-        outs = []
-        for t, bias in zip(lay.grouped(qkv), biases):
-            s, L, _ = t.shape
-            q, k, v = t.view(s, L, 3, H, hd).permute(2, 0, 3, 1, 4).reshape(3, s * H, L, hd)
-            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=hd**-0.5)
-            o = torch.bmm(scores.softmax(dim=-1), v)
-            outs.append(o.view(s, H, L, hd).transpose(1, 2).reshape(s, L, d))
-        h = self.out_proj(lay.ungrouped(outs))
+        flat = torch.cat([qkv, qkv.new_zeros(1, 3 * d)]).view(-1)  # one zero row for the groups' padding
+        groups = flat.index_select(0, lay.qkv_index(H, hd)).split(lay.qkv_sizes(H, hd))
+        outs = [
+            GroupAttention.apply(t.view(3, H * s, hd, L), bias, hd**-0.5).view(-1)
+            for t, bias, (s, L) in zip(groups, biases, lay.groups)
+        ]
+        h = self.out_proj(torch.cat(outs).index_select(0, lay.out_index(H, hd)).view(-1, d))
         h = (h.view(-1, H, hd) * self.c_attn.view(1, H, 1)).reshape(-1, d)
         x = lay.dropout(self.post_attn_norm(h), p, training) + residual
         residual = x
         h = self.fc2(self.post_fc_norm(lay.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))), p, training)))
         return lay.dropout(h, p, training) + self.w_resid * residual
+
+
+class GroupAttention(torch.autograd.Function):
+    """softmax(q·kᵀ·scale + bias)·v for one attention group in the transposed layout: ``qkv`` (3, batch, hd, L)
+    (each head's queries, keys and values as columns), ``bias`` (batch, L, L) -> the outputs (batch, hd, L).
+
+    The same maths as :func:`attention`; written with its backward so that every matrix product of these
+    few-dimensional heads (hd = 2 at width 16) runs in the orientation CPU GEMMs are fast in (the one with hd
+    rows), and the gradient of q, k and v lands in one tensor."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
+        q, k, v = qkv
+        probs = torch.baddbmm(bias, q.transpose(1, 2), k, alpha=scale).softmax(dim=-1)  # (batch, Lq, Lk)
+        ctx.save_for_backward(qkv, probs)
+        ctx.scale = scale
+        return torch.bmm(v, probs.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        qkv, probs = ctx.saved_tensors
+        q, k, v = qkv
+        grad = torch.empty_like(qkv)
+        torch.bmm(grad_out, probs, out=grad[2])
+        grad_scores = torch._softmax_backward_data(torch.bmm(grad_out.transpose(1, 2), v), probs, -1, probs.dtype)
+        torch.bmm(k, grad_scores.transpose(1, 2), out=grad[0])
+        torch.bmm(q, grad_scores, out=grad[1])
+        grad[:2].mul_(ctx.scale)
+        return grad, grad_scores, None
+
+
+class RowBatchNorm(torch.autograd.Function):
+    """Training-mode BatchNorm of x (C, n) over its n columns (channels first): -> (y, batch mean, biased batch
+    variance). The same maths as ``F.batch_norm``; on CPU its statistics and its backward for a few channels of
+    many pairs take a handful of vectorised passes instead of the generic kernel's slower ones."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        mean = x.mean(dim=1, keepdim=True)
+        xhat = x - mean
+        var = xhat.square().mean(dim=1, keepdim=True)
+        inv = (var + eps).rsqrt()
+        xhat.mul_(inv)
+        ctx.save_for_backward(xhat, weight, inv)
+        ctx.mark_non_differentiable(mean, var)
+        return xhat * weight[:, None] + bias[:, None], mean, var
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor, _mean, _var):
+        xhat, weight, inv = ctx.saved_tensors
+        n = xhat.shape[1]
+        grad_bias = grad_y.sum(dim=1)
+        grad_weight = (grad_y * xhat).sum(dim=1)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_y - xhat * (grad_weight / n)[:, None] - (grad_bias / n)[:, None]) * (weight[:, None] * inv)
+        return grad_x, grad_weight, grad_bias, None
+
+
+def batch_norm_rows(x: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
+    """``bn`` applied to x (C, n) channels first, running statistics updated as ``F.batch_norm`` does."""
+    if bn.training or not bn.track_running_stats:
+        y, mean, var = RowBatchNorm.apply(x, bn.weight, bn.bias, bn.eps)
+        if bn.training and bn.track_running_stats:
+            n = x.shape[1]
+            m = bn.momentum
+            with torch.no_grad():
+                bn.running_mean.mul_(1 - m).add_(mean.view(-1), alpha=m)
+                bn.running_var.mul_(1 - m).add_(var.view(-1) * (n / max(n - 1, 1)), alpha=m)
+        return y
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    return (x - bn.running_mean[:, None]) * scale[:, None] + bn.bias[:, None]
+
+
+def ragged_pair_features(vectors: torch.Tensor, lay: Ragged, eps: float = 1e-8) -> torch.Tensor:
+    """ParT's interaction features of the batch's real pairs (``lay.pair_i``, ``lay.pair_j``), channels first:
+    (4, n_pairs) ln Δ, ln kT, ln z, ln m², elementwise the values of ``pair_features_at`` at those pairs: the
+    per-particle quantities are computed once for the N real particles, then two gathers."""
+    B, _, P = vectors.shape
+    px, py, pz, e = vectors.permute(1, 0, 2).reshape(4, B * P).index_select(1, lay.rows)  # (N,) each
+    pt = torch.sqrt((px * px + py * py).clamp(min=eps))
+    rap = 0.5 * torch.log1p(2 * pz / (e - pz).clamp(min=1e-20))
+    phi = torch.atan2(py, px)
+    table = torch.stack([px, py, pz, e, pt, rap, phi])
+    a, b = table.index_select(1, lay.pair_i), table.index_select(1, lay.pair_j)  # (7, n)
+    dphi = torch.remainder(a[6] - b[6] + torch.pi, 2 * torch.pi) - torch.pi
+    delta = torch.sqrt((a[5] - b[5]).square() + dphi.square())
+    pti, ptj = a[4], b[4]
+    s = a[:4] + b[:4]
+    ptmin = torch.minimum(pti, ptj)
+    m2 = s[3].square() - s[0].square() - s[1].square() - s[2].square()
+    out = torch.empty(4, s.shape[1], dtype=s.dtype, device=s.device)
+    torch.log(delta.clamp(min=eps), out=out[0])
+    torch.log((ptmin * delta).clamp(min=eps), out=out[1])
+    torch.log((ptmin / (pti + ptj).clamp(min=eps)).clamp(min=eps), out=out[2])
+    torch.log(m2.clamp(min=eps), out=out[3])
+    return out
 
 
 class ParticleTransformer(nn.Module):
@@ -184,6 +280,22 @@ class ParticleTransformer(nn.Module):
                 h = layer(h)
         return h
 
+    def ragged_attention_bias(self, vectors: torch.Tensor, lay: Ragged) -> list[torch.Tensor]:
+        """:meth:`attention_bias` for the real-particle path: per attention group (H·size, length, length), the
+        embedded features of the real pairs (channels first, so the 1×1 convolutions are wide matrix products),
+        0 on padded queries and NEG on padded keys; one gather from the (H, n_pairs + 2) table."""
+        H = self.n_heads
+        h = ragged_pair_features(vectors, lay)
+        for layer in self.pair_embed:
+            if isinstance(layer, nn.BatchNorm1d):
+                h = batch_norm_rows(h, layer)
+            elif isinstance(layer, nn.Conv1d):
+                h = torch.addmm(layer.bias[:, None], layer.weight.squeeze(-1), h)
+            else:
+                h = layer(h)
+        table = torch.cat([h, h.new_zeros(H, 1), h.new_full((H, 1), NEG)], dim=1)
+        return [table.index_select(1, lay.bias_index(g)).view(H * s, L, L) for g, (s, L) in enumerate(lay.groups)]
+
     def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Pair-feature bias (B, H, P, P), contiguous: :meth:`pair_bias` at the real pairs, 0 where a padded
         particle is involved, NEG on padded keys."""
@@ -226,7 +338,7 @@ class ParticleTransformer(nn.Module):
         if self.use_ragged(x):
             lay = Ragged.of(valid)
             h = self.embed(lay.flatten((self.input_bn(x) * m).transpose(1, 2)))  # (N, d)
-            biases = lay.place_pairs(*self.pair_bias(vectors * m, valid), NEG)
+            biases = self.ragged_attention_bias(vectors, lay)
             for block in self.blocks:
                 h = block(h, biases, ragged=lay)
             return lay.pad(h), valid
