@@ -114,6 +114,7 @@ MIGRATED = (
     "fit/outlook.py",
     "fit/transfer_study.py",
     "report/tables.py",
+    "report/figures.py",
     "data/cli.py",
     "data/generate.py",
     "pretrain/loop.py",

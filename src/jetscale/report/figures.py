@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config_view import report_view
 from ..grid import series_axes
 from ..io import atomic_path
 from ..models.catalog import is_fitted
@@ -41,10 +42,11 @@ class Figures(ScalingFigures, LossFigures):
         self.runs = tables["runs"]
         self.axes = series_axes(cfg, self.runs)
         self.varying = [a for a in self.axes if self.runs[a].nunique() > 1] or self.axes[:1]
-        self.color_by = cfg["report"].get("color_by") or "model"
+        self.report = report_view(cfg["report"])  # absent keys: the schema's defaults
+        self.color_by = self.report.color_by
         if self.color_by not in self.axes:  # n_train is the x axis and seeds are averaged: colour by a series axis
             self.color_by = (self.varying or self.axes or ["model"])[0]
-        self.facet_by = cfg["report"].get("facet_by")
+        self.facet_by = self.report.facet_by
         self.series = self._series_list()
         self.colors = self._colors()
         self.reference = reference_for(cfg)  # published CEPC numbers; None unless the 11 JoI classes
@@ -84,7 +86,7 @@ class Figures(ScalingFigures, LossFigures):
         try:
             import mplhep as hep
 
-            style = getattr(hep.style, self.cfg["report"].get("style") or "CMS", None)
+            style = getattr(hep.style, self.report.style, None)
             cycle = (style or {}).get("axes.prop_cycle") if isinstance(style, dict) else None
             return [c["color"] for c in cycle] if cycle is not None else None
         except Exception:  # noqa: BLE001 - cosmetic only
@@ -105,8 +107,7 @@ class Figures(ScalingFigures, LossFigures):
         import matplotlib.pyplot as plt
         import mplhep as hep
 
-        name = self.cfg["report"].get("style") or "CMS"
-        style = getattr(hep.style, name, None)
+        style = getattr(hep.style, self.report.style, None)
         base = style if style is not None else "default"
         overrides = {
             "font.size": 16,
