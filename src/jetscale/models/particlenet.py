@@ -23,21 +23,32 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def knn(points: torch.Tensor, k: int) -> torch.Tensor:
-    """points (B, P, C) -> indices (B, P, k) of each point's k nearest other points."""
-    inner = -2 * torch.matmul(points, points.transpose(1, 2))
-    sq = points.square().sum(dim=-1, keepdim=True)
-    neg_dist = -sq - inner - sq.transpose(1, 2)
-    k_eff = torch.sym_min(k + 1, points.shape[1])  # sym_min: a traced particle axis stays symbolic
-    return neg_dist.topk(k=k_eff, dim=-1)[1][:, :, 1:]
+def knn(points: torch.Tensor, k: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """points (B, P, C) -> (R, k) flat positions (in B·P) of each point's k nearest other points of its own jet.
+
+    R = B·P, or the points at the flat positions ``rows`` only (the rest are never ranked). The indices carry no
+    gradient: the graph is computed without autograd.
+    """
+    B, P, _ = points.shape
+    with torch.no_grad():
+        inner = -2 * torch.matmul(points, points.transpose(1, 2))
+        sq = points.square().sum(dim=-1, keepdim=True)
+        neg_dist = -sq - inner - sq.transpose(1, 2)
+        k_eff = torch.sym_min(k + 1, P)  # sym_min: a traced particle axis stays symbolic
+        if rows is None:
+            idx = neg_dist.topk(k=k_eff, dim=-1)[1][:, :, 1:]
+            return (idx + (torch.arange(B, device=points.device) * P).view(B, 1, 1)).reshape(B * P, -1)
+        idx = neg_dist.view(B * P, P).index_select(0, rows).topk(k=k_eff, dim=-1)[1][:, 1:]
+        return idx + (torch.div(rows, P, rounding_mode="floor") * P).unsqueeze(1)
 
 
-def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
-    """Apply a BatchNorm{1,2}d over the last (channel) axis of a channels-last tensor (same statistics)."""
+def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, relu: bool = False) -> torch.Tensor:
+    """Apply a BatchNorm{1,2}d over the last (channel) axis of a channels-last tensor (same statistics), then
+    with ``relu`` a ReLU in place (BatchNorm's backward needs its input only; in place on the op's own output,
+    not on a view, so autograd copies nothing)."""
     shape = h.shape
-    flat = h.reshape(-1, shape[-1])
-    return F.batch_norm(
-        flat,
+    out = F.batch_norm(
+        h.reshape(-1, shape[-1]),
         bn.running_mean,
         bn.running_var,
         bn.weight,
@@ -45,14 +56,16 @@ def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tens
         bn.training or not bn.track_running_stats,
         bn.momentum,
         bn.eps,
-    ).view(shape)
+    )
+    return (out.relu_() if relu else out).view(shape)
 
 
 class EdgeConvBlock(nn.Module):
     """EdgeConv with weaver-core's parameters (1×1 Conv2d weights, BatchNorm2d), computed channels-last.
 
     The first 1×1 convolution acts on (x_i, x_j − x_i); it is linear, so it is evaluated per point as
-    (W_a − W_b)·x_i + W_b·x_j before gathering neighbours: the same result with k times fewer products.
+    (W_a − W_b)·x_i + W_b·x_j before gathering neighbours: the same result with k times fewer products. That
+    per-point product and the shortcut's are one matrix product.
     """
 
     def __init__(self, k: int, in_channels: int, channels: tuple[int, ...]):
@@ -71,19 +84,22 @@ class EdgeConvBlock(nn.Module):
         """x (N, C) features of the N real particles of the batch; nbr (N, k) rows of their neighbours
         (value N = a padded neighbour, whose features are zero) -> (N, C_out). With ``real`` (N,) (the padded
         layout: every slot is a row): a neighbour's edge term counts only where it is real, as if zero."""
+        n, c_in = x.shape
         w0 = self.convs[0].weight.flatten(1)
-        c_in = x.shape[-1]
         w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
-        edge_proj = F.linear(x, w_edge)
+        c0 = w0.shape[0]
+        weights = [w_edge, w_centre - w_edge] + ([] if self.sc is None else [self.sc.weight.flatten(1)])
+        proj = F.linear(x, torch.cat(weights))  # (N, C0 | C0 | C_out): edge term, centre term, shortcut
+        edge_proj = proj[:, :c0]
         if real is not None:
             edge_proj = edge_proj * real.to(edge_proj.dtype).unsqueeze(1)
-        edge_proj = torch.cat([edge_proj, edge_proj.new_zeros(1, edge_proj.shape[1])])
-        h = F.linear(x, w_centre - w_edge).unsqueeze(1) + edge_proj[nbr]
-        h = F.relu(_bn_last(h, self.bns[0]))
+        edge_proj = torch.cat([edge_proj, edge_proj.new_zeros(1, c0)])
+        h = edge_proj.index_select(0, nbr.reshape(-1)).view(n, -1, c0) + proj[:, c0 : 2 * c0].unsqueeze(1)
+        h = _bn_last(h, self.bns[0], relu=True)
         for conv, bn in zip(self.convs[1:], self.bns[1:]):
-            h = F.relu(_bn_last(F.linear(h, conv.weight.flatten(1)), bn))
+            h = _bn_last(F.linear(h, conv.weight.flatten(1)), bn, relu=True)
         h = h.mean(dim=1)
-        shortcut = x if self.sc is None else _bn_last(F.linear(x, self.sc.weight.flatten(1)), self.sc_bn)
+        shortcut = x if self.sc is None else _bn_last(proj[:, 2 * c0 :], self.sc_bn)
         return F.relu(h + shortcut)
 
 
@@ -119,15 +135,13 @@ class ParticleNet(nn.Module):
         n_real = rows.shape[0]
         pos2row = torch.full((B * P,), n_real, dtype=torch.long, device=x.device)
         pos2row[rows] = torch.arange(n_real, device=x.device)
-        offsets = (torch.arange(B, device=x.device) * P).view(B, 1, 1)
         shift = (~valid).to(x.dtype).view(B, P, 1) * 1e9  # padded particles are nobody's neighbour
-        h = self.bn_fts(x * mask).transpose(1, 2).reshape(B * P, -1)[rows]
+        h = self.bn_fts(x * mask).transpose(1, 2).reshape(B * P, -1).index_select(0, rows)
         pts = points.transpose(1, 2)
         for i, block in enumerate(self.edge_convs):
             if i > 0:
-                pts = h.new_zeros(B * P, h.shape[1]).index_copy(0, rows, h).view(B, P, -1)
-            idx = knn(pts + shift, block.k)  # (B, P, k)
-            nbr = pos2row[(idx + offsets).reshape(B * P, -1)[rows]]
+                pts = h.detach().new_zeros(B * P, h.shape[1]).index_copy_(0, rows, h.detach()).view(B, P, -1)
+            nbr = pos2row[knn(pts + shift, block.k, rows)]  # (N, k)
             h = block(h, nbr)
         counts = mask.sum(dim=(1, 2)).clamp(min=1)
         jet = torch.div(rows, P, rounding_mode="floor")
@@ -143,15 +157,13 @@ class ParticleNet(nn.Module):
         B, _, P = x.shape
         valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
         keep = valid.to(x.dtype).unsqueeze(1)
-        offsets = (torch.arange(B, device=x.device) * P).view(B, 1, 1)
         shift = (~valid).to(x.dtype).view(B, P, 1) * 1e9
         h = self.bn_fts(x * mask).transpose(1, 2).reshape(B * P, -1)
         pts = points.transpose(1, 2)
         for i, block in enumerate(self.edge_convs):
             if i > 0:
                 pts = (h * keep).view(B, P, -1)
-            idx = knn(pts + shift, block.k)  # (B, P, k)
-            h = block(h, (idx + offsets).reshape(B * P, -1), real=valid)
+            h = block(h, knn(pts + shift, block.k), real=valid)
         counts = mask.sum(dim=(1, 2)).clamp(min=1)
         pooled = (h * keep).view(B, P, -1).sum(dim=1) / counts[:, None]
         return self.fc(pooled)

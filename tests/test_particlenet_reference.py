@@ -1,0 +1,147 @@
+"""ParticleNet's fast path computes what a straightforward EdgeConv computes, in train and eval mode.
+
+The reference below is written the plain way: each jet's real particles, neighbours found by sorting explicit
+squared distances, edge features (x_i, x_j − x_i) concatenated per edge and passed through the blocks' own
+Conv2d / BatchNorm2d / Conv1d / BatchNorm1d modules in their native (1, C, N, k) layout; a jet with fewer than
+k other particles gets zero-feature neighbours (padded slots) up to min(k, P − 1), as the padded batch has them.
+The model's path (real particles only, the first convolution split algebraically before the gather, channels-last
+matrix products, one flat gather) must give the same logits, gradients and BatchNorm running statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from jetscale.data.testing import synthetic_jets
+from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
+
+
+def reference_forward(model, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    B, _, P = x.shape
+    real = mask[:, 0] > 0
+    fts = model.bn_fts(x * mask)  # over the padded batch, as weaver's use_fts_bn
+    feats = [fts[b][:, real[b]].T for b in range(B)]  # per jet (n_b, C)
+    coords = [points[b][:, real[b]].T for b in range(B)]
+    for block in model.edge_convs:
+        k = min(block.k, P - 1)
+        edges = []
+        for f, c in zip(feats, coords):
+            n = f.shape[0]
+            d = ((c[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+            d.fill_diagonal_(float("inf"))
+            nb = f[d.argsort(dim=1, stable=True)[:, : min(k, n - 1)]]  # (n, k', C), nearest first
+            nb = torch.cat([nb, f.new_zeros(n, k - nb.shape[1], f.shape[1])], dim=1)  # padded neighbours
+            xi = f[:, None, :].expand(-1, k, -1)
+            edges.append(torch.cat([xi, nb - xi], dim=-1))  # (n, k, 2C)
+        h = torch.cat(edges).permute(2, 0, 1).unsqueeze(0)  # (1, 2C, N, k)
+        for conv, bn in zip(block.convs, block.bns):
+            h = torch.relu(bn(conv(h)))
+        h = h.mean(dim=-1)  # (1, C, N)
+        x_in = torch.cat(feats).T.unsqueeze(0)  # (1, C_in, N)
+        shortcut = x_in if block.sc is None else block.sc_bn(block.sc(x_in))
+        out = torch.relu(h + shortcut)[0].T  # (N, C)
+        feats = list(out.split([f.shape[0] for f in feats]))
+        coords = feats
+    pooled = torch.stack([f.mean(dim=0) for f in feats])
+    return model.fc(pooled)
+
+
+@pytest.fixture(scope="module")
+def tensors():
+    jets = synthetic_jets(24, 11, n_particles=48, seed=5, mean_particles=18)
+    arrays, _ = prepare_inputs("particlenet", {}, jets["features"], jets["mask"], jets["vectors"])
+    t = batch_tensors(arrays, np.arange(len(jets["labels"])))
+    t["mask"][0, :, 1:] = 0  # one real particle
+    t["mask"][1, :, 7:] = 0  # fewer than k + 1 = 17: padded neighbours
+    return t
+
+
+def perturbed_pair(seed=0):
+    torch.manual_seed(seed)
+    model = build_model("particlenet", 8, 11, 19, {})
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model, copy.deepcopy(model)
+
+
+def logits_and_grads(fn, model, t):
+    model.zero_grad()
+    torch.manual_seed(7)  # same dropout draws
+    out = fn(**t)
+    (out.square().sum() + out.sum()).backward()
+    return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("slots", [48, 10])  # 10: fewer slots than k + 1, so every jet has < k neighbours
+def test_train_mode_matches_the_reference(tensors, slots):
+    """Logits in float32; gradients and running statistics in float64, where no ReLU sits within rounding of
+    zero (in float32 one such edge can flip and move a gradient entry by a percent, on either side)."""
+    t = {key: v[..., :slots].contiguous() for key, v in tensors.items()}
+    fast, ref = perturbed_pair()
+    with torch.no_grad():
+        torch.manual_seed(7)
+        y_fast = fast(**t)
+        torch.manual_seed(7)
+        y_ref = reference_forward(ref, **t)
+    torch.testing.assert_close(y_fast, y_ref, atol=1e-5, rtol=1e-5)
+    fast, ref = perturbed_pair()
+    fast.double(), ref.double()
+    t = {key: v.double() for key, v in t.items()}
+    y_fast, g_fast = logits_and_grads(fast, fast, t)
+    y_ref, g_ref = logits_and_grads(lambda **kw: reference_forward(ref, **kw), ref, t)
+    torch.testing.assert_close(y_fast, y_ref, atol=1e-10, rtol=1e-10)
+    for name in g_ref:
+        torch.testing.assert_close(g_fast[name], g_ref[name], atol=1e-10, rtol=1e-8, msg=name)
+    for (name, a), b in zip(ref.named_buffers(), fast.buffers()):
+        if name.endswith("num_batches_tracked"):  # unused with a fixed momentum; the fast path leaves it
+            continue
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-10, msg=name)
+
+
+def test_eval_mode_matches_the_reference(tensors):
+    fast, ref = perturbed_pair(1)
+    with torch.no_grad():
+        fast(**tensors)  # running statistics away from their initial values
+    ref.load_state_dict(fast.state_dict())
+    fast.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(**tensors), reference_forward(ref, **tensors), atol=1e-5, rtol=1e-5)
+
+
+def test_the_neighbour_graph_carries_no_gradient():
+    from jetscale.models.particlenet import knn
+
+    pts = torch.randn(2, 9, 3, requires_grad=True)
+    idx = knn(pts, 4)
+    assert idx.shape == (18, 4) and not idx.requires_grad
+    assert int(idx[:9].max()) < 9 <= int(idx[9:].min())  # each jet's own points, as flat positions
+    rows = torch.tensor([3, 10, 17])
+    assert torch.equal(knn(pts, 4, rows), idx[rows])
+    # the nearest other point of each
+    d = torch.cdist(pts.detach(), pts.detach())
+    d += torch.eye(9) * 1e9
+    nearest = d.argmin(-1).reshape(-1) + torch.arange(2).repeat_interleave(9) * 9
+    assert torch.equal(idx[:, 0], nearest)
+
+
+def test_padded_jets_are_nobodys_neighbour(tensors):
+    # the first block's graph: jet 1 has 7 real particles, so its 16 neighbours are its 6 others and 10 zeros
+    fast, _ = perturbed_pair()
+    fast.eval()
+    grabbed = {}
+    block = fast.edge_convs[0]
+    block.register_forward_hook(lambda m, args, out: grabbed.update(nbr=args[1]))
+    with torch.no_grad():
+        fast(**tensors)
+    nbr = grabbed["nbr"]
+    n_real = int((tensors["mask"][:, 0] > 0).sum())
+    jet1 = nbr[1:8]  # rows of jet 1 (jet 0 has one real particle: row 0)
+    assert ((jet1 < 8) & (jet1 >= 1)).sum(1).tolist() == [6] * 7 and (jet1 == n_real).sum(1).tolist() == [10] * 7
+    assert (nbr[0] == n_real).all()
+    assert not (nbr == 0).any()  # the lone particle (row 0) is nobody's neighbour
