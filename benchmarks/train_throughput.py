@@ -5,6 +5,7 @@
     python benchmarks/train_throughput.py --splits results/data/splits --repeats 5
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --synthetic --widths "particlenet=64,128"
     python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
+    python benchmarks/train_throughput.py --buckets 16,32,48 --compile   # buckets + torch.compile against eager
 
 Jets: by default real ones, the first training jets of ``--splits`` or, without it, of a small sample generated and
 split once into ``--data-cache`` (the built-in generator: about 10 s); ``--synthetic`` uses
@@ -21,8 +22,13 @@ with the device's peak dense bf16 rate (MFU; the peak by device name). FLOPs are
 
 ``--against REV`` checks REV out into a temporary git worktree and measures both trees in alternation
 (``--repeats`` rounds, this tree first in odd rounds), each with this script's own measuring code and the
-tree's ``src``; it prints the median of each and their ratio. Speed-ups are claimed from such one-run ratios on a
-quiet machine (``HEAVY_SLOTS=2 bash /work/heavy.sh ...`` here).
+tree's ``src``; it prints the median of each and their ratio. Without ``--against``, ``--buckets`` (the batches
+padded up to those particle counts, ``training.length_buckets``) and ``--compile`` (``training.compile``; with
+buckets, one static-shape graph per bucket) are measured against this tree's plain eager run (batches trimmed to
+their longest jet) in the same alternation; ``warm-up s`` is the time of the first pass over the timed batches
+(compiled: every shape they hold gets compiled there, so the timed pass compiles nothing) less that of the timed
+pass: what compiling cost. Speed-ups are claimed from such one-run ratios on a quiet machine
+(``HEAVY_SLOTS=2 bash /work/heavy.sh ...`` here).
 """
 
 from __future__ import annotations
@@ -108,6 +114,7 @@ def measure(
     engine: str = "torch",
     zero_stage: int = 1,
     compile_model: bool = False,
+    buckets: tuple[int, ...] | None = None,
 ) -> dict:
     """One model at one width in this process (the imported ``jetscale`` is whichever tree PYTHONPATH names)."""
     import resource
@@ -140,9 +147,12 @@ def measure(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
+    # (options an older tree may lack are passed only when set: --against REV measures REV with this code)
+    static = {"static_shapes": True} if buckets else {}
     options = EngineOptions(
-        precision="auto", deepspeed=engine == "deepspeed", zero_stage=zero_stage, compile=bool(compile_model)
+        precision="auto", deepspeed=engine == "deepspeed", zero_stage=zero_stage, compile=bool(compile_model), **static
     )
+    bucketed = (buckets,) if buckets else ()
     eng = make_engine(
         model, opt, sched, options, Ranks(device=torch.device(device)), grad_clip=1.0, batch_size=batch_size
     )
@@ -151,23 +161,27 @@ def measure(
     def step(i):
         start = (i * batch_size) % (n - batch_size + 1)
         idx = order[start : start + batch_size]
-        batch = inputs.tensors(idx, device)
+        batch = inputs.tensors(idx, device, *bucketed)
         with eng.autocast():
             loss = torch.nn.functional.cross_entropy(eng.forward_model(**batch).float(), labels[idx])
         eng.backward(loss)
         eng.step()
 
-    for i in range(8 if compile_model else 3):  # warm-up (compilation: a few batch shapes)
-        step(i)
+    def timed(first: int, n: int) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(first, first + n):
+            step(i)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    # warm-up: compiled, a whole pass over the timed batches (every shape among them compiled); else 3 steps
+    warm = timed(0, steps) if compile_model else timed(steps, 3)
     if cuda:
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    if cuda:
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    dt = timed(0, steps)
     flops = measure_flops_per_jet(model, inputs.tensors(np.arange(min(n, 256)), device))
     out = {
         "model": model_name,
@@ -180,6 +194,7 @@ def measure(
         "n_params": count_params(model),
         "fwd_flops_per_jet": flops,
         "jets_per_s": steps * batch_size / dt,
+        "warmup_s": warm - dt if compile_model else None,
     }
     out["train_flops_per_s"] = 3 * flops * out["jets_per_s"]
     if cuda:
@@ -194,7 +209,7 @@ def measure(
     return out
 
 
-def run_one(tree: Path, name: str, width: int, device: str, a, splits: str | None) -> dict | str:
+def run_one(tree: Path, opts: list[str], name: str, width: int, device: str, a, splits: str | None) -> dict | str:
     """One measurement in a fresh process importing ``tree``'s jetscale; the result, or the error's last line."""
     cmd = [
         sys.executable,
@@ -212,12 +227,18 @@ def run_one(tree: Path, name: str, width: int, device: str, a, splits: str | Non
         "--zero-stage",
         str(a.zero_stage),
     ]
-    cmd += (["--splits", splits] if splits else []) + (["--compile"] if a.compile else [])
+    cmd += (["--splits", splits] if splits else []) + opts
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         return (res.stderr.strip().splitlines() or ["failed"])[-1]
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def warmup(results: list[dict]) -> str:
+    """The median compile cost of compiled runs ('-' for eager ones)."""
+    costs = [r["warmup_s"] for r in results if r.get("warmup_s") is not None]
+    return f"{statistics.median(costs):.1f}" if costs else "-"
 
 
 def checkout(rev: str, where: Path) -> Path:
@@ -241,13 +262,15 @@ def main(argv=None) -> int:
     p.add_argument("--engine", choices=("torch", "deepspeed"), default="torch", help="optimisation engine")
     p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (warm-up excluded)")
+    p.add_argument("--buckets", default=None, help="pad batches up to these particle counts, e.g. 16,32,48")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
     a.batch_size = a.batch_size or study_batch_size()
     if a.one:
         name, width, device = a.one.split(":")
+        buckets = tuple(int(b) for b in a.buckets.split(",")) if a.buckets else None
         r = measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine, a.zero_stage,
-                    a.compile)  # fmt: skip
+                    a.compile, buckets)  # fmt: skip
         print(json.dumps(r))
         return 0
     widths = dict(STUDY_WIDTHS)
@@ -260,15 +283,20 @@ def main(argv=None) -> int:
 
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     splits = None if a.synthetic else (a.splits or str(real_jets(Path(a.data_cache))))
+    opts = (["--compile"] if a.compile else []) + (["--buckets", a.buckets] if a.buckets else [])
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"this": ROOT}
+        # variants: tag -> (tree, options); the first is the one the others' ratios are of
+        trees = {"this": (ROOT, opts)}
         if a.against:
-            trees[a.against] = checkout(a.against, Path(tmp) / "against")
+            trees[a.against] = (checkout(a.against, Path(tmp) / "against"), opts)
+        elif opts:  # the options against this tree's plain eager run
+            tag = "+".join(["buckets"] * bool(a.buckets) + ["compile"] * a.compile)
+            trees = {tag: (ROOT, opts), "eager": (ROOT, [])}
         try:
             return report(a, devices, widths, splits, trees)
         finally:
             if a.against:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[a.against])],
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[a.against][0])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -276,11 +304,12 @@ def report(a, devices, widths, splits, trees: dict) -> int:
     mm = [matmul_gflops(a.threads)]
     print(
         f"engine {a.engine}" + (f" (ZeRO {a.zero_stage})" if a.engine == "deepspeed" else "")
-        + (", torch.compile" if a.compile else "") + f"; batch {a.batch_size}; {a.threads} thread(s); "
+        + (", torch.compile" if a.compile else "") + (f", length buckets {a.buckets}" if a.buckets else "")
+        + f"; batch {a.batch_size}; {a.threads} thread(s); "
         + ("synthetic jets" if splits is None else f"real jets from {splits}") + f"; median of {a.repeats}"
     )  # fmt: skip
     head = f"{'model':<12} {'width':>5} {'device':<6} {'tree':<10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'GFLOP/s':>8}"
-    print(head + f" {'of peak':>8} {'peak MB':>8}" + ("  ratio" if len(trees) > 1 else ""))
+    print(head + f" {'of peak':>8} {'peak MB':>8} {'warm-up s':>9}" + ("  ratio" if len(trees) > 1 else ""))
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
@@ -288,7 +317,7 @@ def report(a, devices, widths, splits, trees: dict) -> int:
                 for rep in range(a.repeats):
                     order = list(trees) if rep % 2 == 0 else list(trees)[::-1]
                     for tag in order:
-                        runs[tag].append(run_one(trees[tag], name, w, device, a, splits))
+                        runs[tag].append(run_one(*trees[tag], name, w, device, a, splits))
                 if device == "cpu":
                     mm.append(matmul_gflops(a.threads))
                 base = None
@@ -309,16 +338,17 @@ def report(a, devices, widths, splits, trees: dict) -> int:
                     ratio = ""
                     if len(trees) > 1:
                         base = base or r["jets_per_s"]
-                        ratio = f"  {base / r['jets_per_s']:.2f}x" if tag != "this" else ""
+                        ratio = f"  {base / r['jets_per_s']:.2f}x" if tag != next(iter(trees)) else ""
                     print(
                         f"{name:<12} {w:>5} {device:<6} {tag[:10]:<10} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
-                        f"{r['jets_per_s']:>9.0f} {gflops:>8.1f} {of_peak:>8} {r['peak_mem_mb']:>8.0f}{ratio}",
+                        f"{r['jets_per_s']:>9.0f} {gflops:>8.1f} {of_peak:>8} {r['peak_mem_mb']:>8.0f} "
+                        f"{warmup(ok):>9}{ratio}",
                         flush=True,
                     )
     if "cpu" in devices:
         print(
             f"1-thread fp32 512x512 matmul: {max(mm):.1f} GFLOP/s (best of {len(mm)} in this run); "
-            "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); ratio = this tree's jets/s / the other's"
+            "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); ratio = the first row's jets/s / this row's"
         )
     return 0
 

@@ -65,6 +65,7 @@ class TrainingConfig:
     device: str
     precision: str
     compile: bool
+    length_buckets: list[int] | None  # pad training batches up to these particle counts
     processes: int | str
     pretrain: bool
     deepspeed: DeepSpeed

@@ -30,6 +30,7 @@ above the reference width they have the reference depth. ParticleNet keeps its 3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "build_model",
     "prepare_inputs",
     "batch_tensors",
+    "bucket_length",
     "count_params",
     "measure_flops_per_jet",
     "bbt_depth",
@@ -74,13 +76,24 @@ def prepare_inputs(
     return resolve(spec.inputs.prepare)(spec.parse_options(options), features, mask, vectors, model_features)
 
 
+def bucket_length(n: int, buckets: Sequence[int] | None, width: int) -> int:
+    """The slots a batch whose longest jet fills ``n`` gets: ``n`` itself without ``buckets``, else the smallest
+    bucket that holds it, and ``width`` (the arrays' padded width) beyond the largest bucket or where a bucket
+    exceeds it (``training.length_buckets``: a few fixed shapes instead of one per batch)."""
+    if not buckets:
+        return n
+    return min(width, next((b for b in sorted(buckets) if b >= n), width))
+
+
 def batch_tensors(
     arrays: dict[str, np.ndarray],
     idx: np.ndarray | slice,
     device: torch.device | str = "cpu",
     kind: catalog.InputKind | None = None,
+    buckets: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Rows ``idx`` as tensors, trimmed to the longest jet in the batch (padding beyond it changes nothing).
+    """Rows ``idx`` as tensors, trimmed to the longest jet in the batch (padding beyond it changes nothing), or
+    padded up to the smallest of ``buckets`` that holds it (:func:`bucket_length`).
 
     ``kind`` says which array holds the lengths and along which axis; by default the kind whose length array
     is in ``arrays``.
@@ -89,6 +102,7 @@ def batch_tensors(
         kind = next(k for k in catalog.INPUT_KINDS.values() if k.length_key in arrays)
     lengths = np.asarray(arrays[kind.length_key][idx])
     n = max(1, int(lengths.sum(axis=kind.length_axis).max()))
+    n = bucket_length(n, buckets, lengths.shape[kind.length_axis])
     out = {}
     for key, value in arrays.items():
         rows = lengths if key == kind.length_key else np.asarray(value[idx])

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .. import io as jio
 from .. import paths
+from ..config_view import training_view
 from ..errors import DataError
 from ..grid import parse_cell_id
 from ..models import catalog
@@ -126,6 +127,7 @@ class ClassifierTask:
         self.n_train = int(settings["n_train"])
         self.seed = int(settings["seed"])
         self.backbone_path = backbone
+        self.buckets = tuple(sorted(training_view(self.training).length_buckets or ())) or None  # training batches
         self.input_fit: dict | None = None  # stats of the model's fit-once step (ModelSpec.fit_inputs)
 
     def plan(self) -> RunPlan:
@@ -230,7 +232,7 @@ class ClassifierTask:
         return self.finetune.lr_lambdas(schedule) if self.finetune else schedule
 
     def loss(self, module, rows: np.ndarray, device) -> torch.Tensor:
-        batch = self.inputs["train"].tensors(rows, device)
+        batch = self.inputs["train"].tensors(rows, device, self.buckets)
         return compute_loss(module, batch, self.train_labels[rows].to(device), self.pretrain)
 
     def validate(self, module, autocast) -> Validation:

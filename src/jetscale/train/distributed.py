@@ -22,7 +22,9 @@ which one it has:
 Precision (``training.precision``): 'auto' is bf16 autocast on GPU and fp32 on CPU; 'bf16' forces autocast
 (on CPU too, e.g. to exercise the GPU code path in tests); 'fp32' turns it off. ``training.compile`` runs the
 training forward through ``torch.compile`` (fused elementwise kernels: the GPU's lever for model FLOP
-utilisation; on CPU the first step pays ~30 s of compilation). Scoring uses the plain module.
+utilisation; on CPU the first step pays ~30 s of compilation). With ``training.length_buckets`` every training
+batch has one of a few shapes, so the forward is compiled for static shapes, once per bucket
+(:func:`compile_forward`). Scoring uses the plain module.
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ class EngineOptions:
     deepspeed: bool | str = "auto"  # training.deepspeed.enabled: auto (on GPU where importable) | True | False
     zero_stage: int = 1  # training.deepspeed.zero_stage
     compile: bool = False  # torch.compile the training forward
+    static_shapes: bool = False  # training batches come in a few fixed shapes (length buckets): compile each once
     find_unused_parameters: bool = False  # DDP: some trainable parameters get no gradient (a pretraining head)
 
     @classmethod
@@ -185,6 +188,7 @@ class EngineOptions:
             deepspeed=view.deepspeed.enabled,
             zero_stage=int(view.deepspeed.zero_stage),
             compile=bool(view.compile),
+            static_shapes=bool(view.length_buckets),
         )
         return replace(read, **fields)
 
@@ -231,6 +235,34 @@ def _quiet_deepspeed_on_cpu(device: torch.device) -> None:
         backend.build_shm_op = lambda: None
 
 
+# ---------------------------------------------------------------------------------------------- compile
+STATIC_RECOMPILE_LIMIT = 32  # shapes one compiled forward may see: buckets x (at most two) per-rank batch sizes
+
+
+def configure_compiler(static_shapes: bool) -> None:
+    """Process-wide compiler settings of a compiled run. Random draws (dropout) come from torch's generator as in
+    eager mode, not inductor's own: ``compile`` is a run knob, so a compiled run must train the model the eager
+    run trains (to rounding). With ``static_shapes`` (length buckets) the forward may be specialised to every
+    bucket shape it meets, and the data-dependent sizes inside a model (the real particles ParticleNet and ParT
+    select with ``nonzero``) are traced as symbols instead of splitting the graph (which would recompile the part
+    after the split for every particle count)."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    if not static_shapes:
+        return
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, STATIC_RECOMPILE_LIMIT)
+
+
+def compile_forward(module, static_shapes: bool):
+    """``module`` under ``torch.compile``: specialised to each input shape when the batches come in a few fixed
+    shapes (``static_shapes``: length buckets), else one graph with symbolic shapes."""
+    configure_compiler(static_shapes)
+    return torch.compile(module, dynamic=False if static_shapes else True)
+
+
 # ---------------------------------------------------------------------------------------------- engines
 class Engine:
     """What both engines share: the plain module, precision contexts, whole weights. Subclasses set
@@ -248,9 +280,10 @@ class Engine:
         ranks: Ranks,
         bf16: bool,
         compile_model: bool = False,
+        static_shapes: bool = False,
     ):
         self.module, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.compiled = compile_model
+        self.compiled, self.static_shapes = compile_model, static_shapes
         self.grad_clip, self.ranks, self.bf16 = grad_clip, ranks, bf16
 
     def eval_autocast(self):
@@ -297,7 +330,7 @@ class TorchEngine(Engine):
             self.forward_model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
         if compile_model:
             # compile the DDP wrapper (not the module inside it) so DDP can split graphs at its gradient buckets
-            self.forward_model = torch.compile(self.forward_model, dynamic=True)
+            self.forward_model = compile_forward(self.forward_model, self.static_shapes)
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -362,7 +395,8 @@ class DeepSpeedEngine(Engine):
         )
         self.engine = self.forward_model = engine
         if self.compiled:
-            engine.compile(compile_kwargs={"dynamic": True})
+            configure_compiler(self.static_shapes)
+            engine.compile(compile_kwargs={"dynamic": not self.static_shapes})
         self.partitioned = zero_stage == 3
 
     def autocast(self):
@@ -437,7 +471,8 @@ def make_engine(
     model, optimizer, scheduler, options: EngineOptions, ranks: Ranks, *, grad_clip: float | None, batch_size: int
 ):
     """The engine ``options`` ask for on this process's device (``batch_size``: the global batch)."""
-    parts = (model, optimizer, scheduler, grad_clip, ranks, options.bf16(ranks.device), options.compile)
+    bf16 = options.bf16(ranks.device)
+    parts = (model, optimizer, scheduler, grad_clip, ranks, bf16, options.compile, options.static_shapes)
     if options.uses_deepspeed(ranks.device):
         return DeepSpeedEngine(*parts, batch_size=int(batch_size), zero_stage=options.zero_stage)
     return TorchEngine(*parts, find_unused=options.find_unused_parameters)

@@ -20,7 +20,7 @@ import torch
 from ..errors import DataError
 from ..inputs.prepare import InputTransform
 from ..models import catalog
-from ..models.registry import batch_tensors, prepare_inputs
+from ..models.registry import batch_tensors, bucket_length, prepare_inputs
 
 EAGER_LIMIT_BYTES = 2 * 2**30  # per split and process
 INFO_CHUNK_BYTES = 64 * 2**20  # prepared bytes per chunk when counting truncated jets of a lazy split
@@ -78,19 +78,22 @@ class SplitInputs:
             self.arrays, self.raw = None, raw
             self.info = self._streamed_info()
 
-    def _prepare(self, rows: np.ndarray, trim: bool = False) -> dict[str, np.ndarray]:
+    def _prepare(self, rows: np.ndarray, trim: bool = False, buckets=None) -> dict[str, np.ndarray]:
         """Prepared inputs of ``rows``, read from the memory maps in file order (sequential I/O), in the batch's
         order. ``trim``: read and prepare only the particle slots up to the batch's last real particle (the
-        rest is padding, cut from the batch anyway; preparation is per particle, so the batch is the same)."""
+        rest is padding, cut from the batch anyway; preparation is per particle, so the batch is the same), or
+        up to the smallest of ``buckets`` that holds them."""
         order = np.argsort(rows, kind="stable")
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         sorted_rows = rows[order]
         m = np.asarray(self.raw["mask"][sorted_rows])
         slots = slice(None)
-        if trim:
+        # with buckets of another length axis (BBT-Neutron's patches) every slot is prepared, so the batch has
+        # the full width to pad to
+        if trim and (not buckets or self.kind.length_key == "mask"):
             used = np.flatnonzero(m.any(axis=0))
-            slots = slice(0, int(used[-1]) + 1 if len(used) else 1)
+            slots = slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, m.shape[1]))
         f, v = (np.asarray(self.raw[key][sorted_rows, slots])[back] for key in ("features", "vectors"))
         arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
         return arrays
@@ -140,12 +143,15 @@ class SplitInputs:
     def unlabelled(self) -> Unlabelled:
         return Unlabelled(self.n, self.input_arrays)
 
-    def tensors(self, idx: np.ndarray | slice, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Rows ``idx`` as tensors on ``device``, trimmed to the batch's longest jet."""
+    def tensors(
+        self, idx: np.ndarray | slice, device: torch.device | str = "cpu", buckets=None
+    ) -> dict[str, torch.Tensor]:
+        """Rows ``idx`` as tensors on ``device``, trimmed to the batch's longest jet, or padded up to the smallest
+        of ``buckets`` (particle or patch counts) that holds it (:func:`~jetscale.models.registry.bucket_length`)."""
         if self.eager:
-            return batch_tensors(self.arrays, idx, device, self.kind)
+            return batch_tensors(self.arrays, idx, device, self.kind, buckets)
         rows = np.arange(self.n)[idx] if isinstance(idx, slice) else np.asarray(idx)
-        return batch_tensors(self._prepare(rows, trim=True), slice(None), device, self.kind)
+        return batch_tensors(self._prepare(rows, trim=True, buckets=buckets), slice(None), device, self.kind, buckets)
 
 
 def load_split_inputs(
