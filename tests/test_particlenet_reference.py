@@ -15,6 +15,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from jetscale.data.testing import synthetic_jets
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
@@ -145,3 +146,35 @@ def test_padded_jets_are_nobodys_neighbour(tensors):
     assert ((jet1 < 8) & (jet1 >= 1)).sum(1).tolist() == [6] * 7 and (jet1 == n_real).sum(1).tolist() == [10] * 7
     assert (nbr[0] == n_real).all()
     assert not (nbr == 0).any()  # the lone particle (row 0) is nobody's neighbour
+
+
+@pytest.mark.parametrize("rows", [5000, 4096, 100])  # not a multiple of the padding; exactly one; small (MKL)
+def test_linear_is_the_plain_product_values_and_gradients(rows):
+    """ParticleNet's bias-free linear (oneDNN on CPU fp32 for large products, row count padded) is F.linear."""
+    from jetscale.models.particlenet import linear
+
+    g = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows // 8, 8, 32, generator=g, requires_grad=True)
+    w = torch.randn(48, 32, generator=g, requires_grad=True)
+    up = torch.randn(rows // 8, 8, 48, generator=g)
+    out = linear(x, w)
+    out.backward(up)
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    ref = F.linear(x, w)
+    ref.backward(up)
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx, x.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gw, w.grad, atol=1e-4, rtol=1e-5)
+
+
+def test_flops_counted_are_the_plain_products(tensors, monkeypatch):
+    """The FLOP counter sees plain matrix products (the oneDNN path steps aside under it): the same count."""
+    from jetscale.models import particlenet
+    from jetscale.models.registry import measure_flops_per_jet
+
+    model, _ = perturbed_pair()
+    counted = measure_flops_per_jet(model, tensors)
+    monkeypatch.setattr(particlenet, "_ONEDNN", False)
+    assert measure_flops_per_jet(model, tensors) == counted
