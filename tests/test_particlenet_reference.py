@@ -151,7 +151,7 @@ def test_padded_jets_are_nobodys_neighbour(tensors):
 @pytest.mark.parametrize("rows", [5000, 4096, 100])  # not a multiple of the padding; exactly one; small (MKL)
 def test_linear_is_the_plain_product_values_and_gradients(rows):
     """ParticleNet's bias-free linear (oneDNN on CPU fp32 for large products, row count padded) is F.linear."""
-    from jetscale.models.particlenet import linear
+    from jetscale.models.cpu_linear import linear
 
     g = torch.Generator().manual_seed(rows)
     x = torch.randn(rows // 8, 8, 32, generator=g, requires_grad=True)
@@ -171,10 +171,10 @@ def test_linear_is_the_plain_product_values_and_gradients(rows):
 
 def test_flops_counted_are_the_plain_products(tensors, monkeypatch):
     """The FLOP counter sees plain matrix products (the oneDNN path steps aside under it): the same count."""
-    from jetscale.models import particlenet
+    from jetscale.models import cpu_linear
     from jetscale.models.registry import measure_flops_per_jet
 
     model, _ = perturbed_pair()
     counted = measure_flops_per_jet(model, tensors)
-    monkeypatch.setattr(particlenet, "_ONEDNN", False)
+    monkeypatch.setattr(cpu_linear, "_ONEDNN", False)
     assert measure_flops_per_jet(model, tensors) == counted
