@@ -2,8 +2,8 @@
 
 On this study's CPUs (AMD EPYC) MKL's sgemm takes its non-Intel path, about half the core's fp32 rate, and
 oneDNN's fp32 inner product runs near it, with the same products. :func:`linear` is ``F.linear(x, w)`` (no bias)
-with the large CPU fp32 products routed through oneDNN; everywhere else (GPU, autocast, the FLOP counter, export)
-it is plain ``F.linear``.
+with the large CPU fp32 products routed through oneDNN; everywhere else (GPU, autocast, the FLOP counter, export,
+torch.compile) it is plain ``F.linear``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def linear(x: torch.Tensor, w: torch.Tensor, fast: bool = True) -> torch.Tensor:
     if x.numel() < 8 * _ROWS * x.shape[-1]:  # small products (per particle): MKL, no padding
         return F.linear(x, w)
     if torch.is_autocast_enabled("cpu") or is_in_torch_dispatch_mode():  # e.g. the FLOP counter: plain products
+        return F.linear(x, w)
+    if torch.compiler.is_compiling():  # torch.compile traces plain products and picks its own kernels
         return F.linear(x, w)
     shape = x.shape
     return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w).view(*shape[:-1], w.shape[0])
