@@ -105,6 +105,26 @@ class Block(nn.Module):
         h = self.fc2(self.post_fc_norm(lay.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))), p, training)))
         return lay.dropout(h, p, training) + self.w_resid * residual
 
+    def forward_class(self, h: torch.Tensor, x_cls: torch.Tensor, lay: Ragged) -> torch.Tensor:
+        """Class attention on the real particles: h (N, d), x_cls (B, d) -> (B, d). The query is each jet's
+        class token, its keys the token and its jet's particles (:meth:`Ragged.class_index`: keys and values
+        laid out (B, H, hd, 1 + length)): one query row, so the scores and the weighted sum are elementwise
+        products, not batched GEMMs of 1-row matrices. Same maths as :meth:`forward` with ``x_cls``."""
+        H, hd = self.n_heads, self.head_dim
+        B, d = x_cls.shape
+        w, b = self.in_proj.weight, self.in_proj.bias
+        q = F.linear(x_cls, w[:d], b[:d]).view(B, H, hd, 1)
+        kv = F.linear(self.pre_attn_norm(torch.cat([x_cls, h])), w[d:], b[d:])  # (B + N, 2d)
+        index, mask = lay.class_index(H, hd, NEG)
+        k, v = torch.cat([kv, kv.new_zeros(1, 2 * d)]).view(-1).index_select(0, index).view(B, 2, H, hd, -1).unbind(1)
+        scores = torch.add(mask, (q * k).sum(dim=2), alpha=hd**-0.5)  # (B, H, 1 + L)
+        out = (scores.softmax(dim=-1).unsqueeze(2) * v).sum(dim=-1)  # (B, H, hd)
+        out = self.out_proj(out.view(B, d)).view(B, H, hd) * self.c_attn.view(1, H, 1)
+        x = self.dropout(self.post_attn_norm(out.view(B, d))) + x_cls
+        residual = x
+        out = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
+        return self.dropout(out) + self.w_resid * residual
+
 
 class GroupAttention(torch.autograd.Function):
     """softmax(q·kᵀ·scale + bias)·v for one attention group in the transposed layout: ``qkv`` (3, batch, hd, L)
@@ -334,14 +354,10 @@ class ParticleTransformer(nn.Module):
         """
         valid = mask[:, 0] > 0
         valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
-        m = valid[:, None, :].to(x.dtype)
         if self.use_ragged(x):
-            lay = Ragged.of(valid)
-            h = self.embed(lay.flatten((self.input_bn(x) * m).transpose(1, 2)))  # (N, d)
-            biases = self.ragged_attention_bias(vectors, lay)
-            for block in self.blocks:
-                h = block(h, biases, ragged=lay)
+            h, lay = self.encode_ragged(x, vectors, valid)
             return lay.pad(h), valid
+        m = valid[:, None, :].to(x.dtype)
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
         if self.static_shapes:
             if self.training:
@@ -353,6 +369,15 @@ class ParticleTransformer(nn.Module):
             h = block(h, bias)
         return h, valid
 
+    def encode_ragged(self, x: torch.Tensor, vectors: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, Ragged]:
+        """:meth:`encode` on the real particles: -> (their embeddings (N, d), the batch's layout)."""
+        lay = Ragged.of(valid)
+        h = self.embed(lay.flatten(self.input_bn(x).transpose(1, 2)))  # (N, d); padding is never gathered
+        biases = self.ragged_attention_bias(vectors, lay)
+        for block in self.blocks:
+            h = block(h, biases, ragged=lay)
+        return h, lay
+
     def use_ragged(self, x: torch.Tensor) -> bool:
         """Real particles only (:mod:`jetscale.models.ragged`): eager CPU runs, unless ``self.ragged`` says."""
         if self.static_shapes:
@@ -363,6 +388,14 @@ class ParticleTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
+        if self.use_ragged(x):
+            valid = mask[:, 0] > 0
+            valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
+            h, lay = self.encode_ragged(x, vectors, valid)
+            cls = self.cls_token.view(1, -1).expand(x.shape[0], -1)
+            for block in self.cls_blocks:
+                cls = block.forward_class(h, cls, lay)
+            return self.fc(self.norm(cls))
         h, valid = self.encode(x, vectors, mask)
         cls = self.cls_token.expand(h.shape[0], -1, -1)
         cls_bias = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)

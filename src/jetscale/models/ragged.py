@@ -186,6 +186,30 @@ class Ragged:
 
         return self._tensor(("out", heads, head_dim), build)
 
+    def class_index(self, heads: int, head_dim: int, neg: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class attention's keys and values per jet: the jet's class token, then its particles, then padding.
+        -> the index into the flattened rows [class tokens (B); particles (N); a zero row] × (2·H·hd) channels
+        that lays them out (B, 2, H, hd, 1 + Lmax), and the additive mask (B, 1, 1 + Lmax): 0 on real keys,
+        ``neg`` on padding."""
+        key = ("class", heads, head_dim, neg)
+        if key not in self._cache:
+            L = int(self.lens.max(initial=0))
+            r = np.arange(L)
+            real = r < self.lens[:, None]
+            rows = np.where(real, self.B + self.starts[:-1, None] + r, self.B + self.n)
+            rows = np.concatenate([np.arange(self.B)[:, None], rows], axis=1)  # (B, 1 + L)
+            d2 = 2 * heads * head_dim
+            c, h, e = np.ogrid[0:2, 0:heads, 0:head_dim]
+            channel = (c * heads * head_dim + h * head_dim + e)[None, :, :, :, None]
+            index = (rows[:, None, None, None, :] * d2 + channel).ravel()
+            mask = np.concatenate([np.ones((self.B, 1), dtype=bool), real], axis=1)[:, None, :]
+            device = self.rows.device
+            self._cache[key] = (
+                torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).to(device),
+                torch.where(torch.from_numpy(mask).to(device), 0.0, neg),
+            )
+        return self._cache[key]
+
     def bias_index(self, g: int) -> torch.Tensor:
         """Columns of the (H, n_pairs + 2) pair-bias table (column n_pairs: 0, the last: the padded-key value)
         that give group g's bias (H, size·length·length) = (H·size, length, length): a pair's value at both
