@@ -127,6 +127,10 @@ def measure(
     from jetscale.train.inputs import SplitInputs
 
     torch.set_num_threads(threads)
+    from jetscale.train import runner
+
+    if hasattr(runner, "tune_allocator"):  # the training process's allocator settings (an older tree may lack them)
+        runner.tune_allocator()
     torch.manual_seed(0)
     options = BBT_OPTIONS if model_name == "bbt_neutron" else {}  # model options refuse unknown keys
     if splits:
