@@ -155,6 +155,25 @@ class GroupAttention(torch.autograd.Function):
         return grad, grad_scores, None
 
 
+class GatherColumns(torch.autograd.Function):
+    """``table.index_select(1, index)`` for several indices at once; the backward accumulates every gradient into
+    one buffer (one zero fill, not one per index and their sum)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, *indices: torch.Tensor):
+        ctx.save_for_backward(*indices)
+        ctx.shape = table.shape
+        return tuple(table.index_select(1, index) for index in indices)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad = grads[0].new_zeros(ctx.shape)
+        for index, g in zip(ctx.saved_tensors, grads):
+            if g is not None:
+                grad.index_add_(1, index, g)
+        return (grad, *(None for _ in grads))
+
+
 class RowBatchNorm(torch.autograd.Function):
     """Training-mode BatchNorm of x (C, n) over its n columns (channels first): -> (y, batch mean, biased batch
     variance). The same maths as ``F.batch_norm``; on CPU its statistics and its backward for a few channels of
@@ -314,7 +333,8 @@ class ParticleTransformer(nn.Module):
             else:
                 h = layer(h)
         table = torch.cat([h, h.new_zeros(H, 1), h.new_full((H, 1), NEG)], dim=1)
-        return [table.index_select(1, lay.bias_index(g)).view(H * s, L, L) for g, (s, L) in enumerate(lay.groups)]
+        parts = GatherColumns.apply(table, *(lay.bias_index(g) for g in range(len(lay.sizes))))
+        return [t.view(H * s, L, L) for t, (s, L) in zip(parts, lay.groups)]
 
     def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Pair-feature bias (B, H, P, P), contiguous: :meth:`pair_bias` at the real pairs, 0 where a padded
