@@ -3,7 +3,8 @@
 The reference below is written the plain way: each jet's real particles, neighbours found by sorting explicit
 squared distances, edge features (x_i, x_j − x_i) concatenated per edge and passed through the blocks' own
 Conv2d / BatchNorm2d / Conv1d / BatchNorm1d modules in their native (1, C, N, k) layout; a jet with fewer than
-k other particles gets zero-feature neighbours (padded slots) up to min(k, P − 1), as the padded batch has them.
+k other particles gets zero-feature neighbours (padded slots) up to k, as the padded batch has them (a batch is
+padded to at least k + 1 slots, so a jet's neighbours do not depend on the batch it is scored in).
 The model's path (real particles only, the first convolution split algebraically before the gather, channels-last
 matrix products, one flat gather) must give the same logits, gradients and BatchNorm running statistics.
 """
@@ -22,13 +23,15 @@ from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 
 
 def reference_forward(model, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    short = max(0, model.edge_convs[0].k + 1 - x.shape[-1])
+    x, points, mask = (F.pad(t, (0, short)) for t in (x, points, mask))
     B, _, P = x.shape
     real = mask[:, 0] > 0
     fts = model.bn_fts(x * mask)  # over the padded batch, as weaver's use_fts_bn
     feats = [fts[b][:, real[b]].T for b in range(B)]  # per jet (n_b, C)
     coords = [points[b][:, real[b]].T for b in range(B)]
     for block in model.edge_convs:
-        k = min(block.k, P - 1)
+        k = block.k
         edges = []
         for f, c in zip(feats, coords):
             n = f.shape[0]
@@ -113,6 +116,22 @@ def test_eval_mode_matches_the_reference(tensors):
     fast.eval(), ref.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast(**tensors), reference_forward(ref, **tensors), atol=1e-5, rtol=1e-5)
+
+
+def test_a_jets_eval_score_does_not_depend_on_the_width_of_its_batch(tensors):
+    """Evaluation batches are sorted by length: a batch of short jets is narrower than k + 1 slots. Its jets must
+    get the logits they get in a wide batch (before, they averaged over fewer neighbours there)."""
+    model, _ = perturbed_pair(2)
+    with torch.no_grad():
+        model(**tensors)  # running statistics away from their initial values
+    model.eval()
+    counts = tensors["mask"].sum(dim=(1, 2))
+    short = torch.nonzero(counts <= 10).squeeze(1)
+    assert len(short) >= 2
+    wide = {key: v[short] for key, v in tensors.items()}
+    narrow = {key: v[..., :10].contiguous() for key, v in wide.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**narrow), model(**wide), atol=1e-5, rtol=1e-5)
 
 
 def test_the_neighbour_graph_carries_no_gradient():

@@ -132,6 +132,7 @@ class ParticleNet(nn.Module):
         Only real particles are processed (a flat (N, C) list); the padded (B, P, C) layout is used just to
         find each particle's k nearest neighbours within its own jet.
         """
+        x, points, mask = self._at_least_k_plus_one_slots(x, points, mask)
         if self.static_shapes:
             return self.forward_padded(x, points, mask)
         B, _, P = x.shape
@@ -152,6 +153,14 @@ class ParticleNet(nn.Module):
         jet = torch.div(rows, P, rounding_mode="floor")
         pooled = h.new_zeros(B, h.shape[1]).index_add(0, jet, h) / counts[:, None]
         return self.fc(pooled)
+
+    def _at_least_k_plus_one_slots(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pad the particle axis to at least k + 1 slots. In a narrower batch (e.g. an evaluation batch of short
+        jets, sorted by length) the k-NN would find fewer than k neighbours and average over fewer edges than in
+        a wider batch, so a jet's score would depend on the batch it is scored in; padded neighbours count as
+        zero features, as in any batch with enough slots."""
+        short = torch.sym_max(0, self.edge_convs[0].k + 1 - tensors[0].shape[-1])
+        return tuple(F.pad(t, (0, short)) for t in tensors)
 
     def forward_padded(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with every slot of the padded batch as a row, no data-dependent shapes: the same logits
