@@ -8,6 +8,11 @@ RMSNorm'd state at the last valid patch (the one holding EOS, which under the ca
 jet). The optional LM head (Linear → ReLU → Linear, w → 2w → patch_size·257) predicts the next patch's bytes.
 Width = hidden size. Reference configuration (width 768): 12 layers, 12 heads of 64, patch 16, LM head on;
 ≈160M parameters, the size the paper reports.
+
+On CPU in fp32 the linear layers' products (forward and input gradient) run through oneDNN
+(:mod:`.cpu_linear`: the same products, about twice MKL's rate on this study's AMD cores) and the byte
+embedding's weight gradient is one ``index_add_``; the FLOP counter, export, compile, autocast and GPUs see plain
+``nn.Linear`` / ``nn.Embedding`` maths.
 """
 
 from __future__ import annotations
@@ -15,9 +20,62 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from ..tokenize.bytes import PAD, VOCAB_SIZE
 from .catalog import bbt_heads as n_heads_for  # the width -> heads rule lives in the catalog
+from .cpu_linear import linear
+
+MIN_ROWS = 512  # (batch · patches) rows from which a product goes through oneDNN (padded to a multiple of 512)
+
+
+def _eager_cpu_fp32(t: torch.Tensor) -> bool:
+    """Whether ``t`` runs the CPU fast paths: fp32 on CPU, eager (not traced or compiled), no autocast, no
+    dispatch mode (the FLOP counter counts the plain ops)."""
+    return (
+        t.device.type == "cpu"
+        and t.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
+        and not is_in_torch_dispatch_mode()
+    )
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and keys) whose CPU fp32 products go through :func:`.cpu_linear.linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, _eager_cpu_fp32(x), bias=self.bias, min_rows=MIN_ROWS)
+
+
+class _EmbeddingGrad(torch.autograd.Function):
+    """weight[idx] whose weight gradient is one ``index_add_`` of the output gradient's rows (the padding row's
+    gradient zero, as ``nn.Embedding(padding_idx=...)``); on one CPU thread about 5x faster than
+    ``embedding_dense_backward`` for a vocabulary of 257 bytes."""
+
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, weight: torch.Tensor, padding_idx: int) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.n, ctx.padding_idx = weight.shape[0], padding_idx
+        return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (idx,) = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])
+        g = rows.new_zeros(ctx.n, rows.shape[1]).index_add_(0, idx.reshape(-1), rows)
+        if ctx.padding_idx is not None:
+            g[ctx.padding_idx] = 0
+        return None, g, None
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` (same parameter and key) with the fast weight gradient on CPU fp32."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.max_norm is None and not self.sparse and self.weight.requires_grad and _eager_cpu_fp32(self.weight):
+            return _EmbeddingGrad.apply(idx, self.weight, self.padding_idx)
+        return super().forward(idx)
 
 
 class RMSNorm(nn.Module):
@@ -48,14 +106,14 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, dim // n_heads
         self.attn_norm = RMSNorm(dim)
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim, bias=False)
-        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.q_proj = Linear(dim, dim, bias=False)
+        self.k_proj = Linear(dim, dim, bias=False)
+        self.v_proj = Linear(dim, dim, bias=False)
+        self.o_proj = Linear(dim, dim, bias=False)
         self.mlp_norm = RMSNorm(dim)
-        self.gate_proj = nn.Linear(dim, mlp_ratio * dim, bias=False)
-        self.up_proj = nn.Linear(dim, mlp_ratio * dim, bias=False)
-        self.down_proj = nn.Linear(mlp_ratio * dim, dim, bias=False)
+        self.gate_proj = Linear(dim, mlp_ratio * dim, bias=False)
+        self.up_proj = Linear(dim, mlp_ratio * dim, bias=False)
+        self.down_proj = Linear(mlp_ratio * dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
@@ -85,16 +143,14 @@ class BBTNeutron(nn.Module):
     ):
         super().__init__()
         self.patch_size = patch_size
-        self.embed_bytes = nn.Embedding(VOCAB_SIZE, width, padding_idx=PAD)
-        self.patch_embed = nn.Sequential(
-            nn.Linear(patch_size * width, 4 * width), nn.ReLU(), nn.Linear(4 * width, width)
-        )
+        self.embed_bytes = Embedding(VOCAB_SIZE, width, padding_idx=PAD)
+        self.patch_embed = nn.Sequential(Linear(patch_size * width, 4 * width), nn.ReLU(), Linear(4 * width, width))
         heads = n_heads or n_heads_for(width)
         self.layers = nn.ModuleList(DecoderBlock(width, heads) for _ in range(n_layers))
         self.norm = RMSNorm(width)
-        self.head = nn.Linear(width, n_classes)
+        self.head = Linear(width, n_classes)
         self.lm_head = (
-            nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, patch_size * VOCAB_SIZE))
+            nn.Sequential(Linear(width, 2 * width), nn.ReLU(), Linear(2 * width, patch_size * VOCAB_SIZE))
             if lm_head
             else None
         )

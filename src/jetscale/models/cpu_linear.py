@@ -1,7 +1,7 @@
-"""A bias-free linear layer that runs CPU fp32 products through oneDNN's inner product.
+"""A linear layer that runs CPU fp32 products through oneDNN's inner product.
 
 On this study's CPUs (AMD EPYC) MKL's sgemm takes its non-Intel path, about half the core's fp32 rate, and
-oneDNN's fp32 inner product runs near it, with the same products. :func:`linear` is ``F.linear(x, w)`` (no bias)
+oneDNN's fp32 inner product runs near it, with the same products. :func:`linear` is ``F.linear(x, w, bias)``
 with the large CPU fp32 products routed through oneDNN; everywhere else (GPU, autocast, the FLOP counter, export,
 torch.compile) it is plain ``F.linear``.
 """
@@ -18,43 +18,57 @@ _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_l
 _ROWS = 512  # oneDNN products take a row count rounded up to this: a few cached kernels, not one per batch
 
 
-def _onednn_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x (M, K) · Wᵀ with M padded by zero rows to a multiple of ``_ROWS`` (oneDNN builds a kernel per shape)."""
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """x (M, K) · Wᵀ (+ b) with M padded by zero rows to a multiple of ``_ROWS`` (oneDNN builds a kernel per
+    shape)."""
     m = x.shape[0]
     pad = -m % _ROWS
-    if pad:
-        x = F.pad(x, (0, 0, 0, pad))
-    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")[:m]
+    if pad:  # one copy and a zeroed tail (F.pad would also fill the whole buffer first)
+        padded = x.new_empty(m + pad, x.shape[1])
+        padded[:m] = x
+        padded[m:].zero_()
+        x = padded
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")[:m]
 
 
 class _OneDnnLinear(torch.autograd.Function):
-    """x (M, K) -> x·Wᵀ through oneDNN's fp32 inner product (exact fp32, not a reduced-precision mode). On this
-    study's CPUs MKL's sgemm runs at about half the core's fp32 rate (its AVX2 path on AMD) and oneDNN near it;
-    the forward and the input gradient are oneDNN products, the weight gradient (a long reduction) MKL's."""
+    """x (M, K) -> x·Wᵀ (+ b) through oneDNN's fp32 inner product (exact fp32, not a reduced-precision mode). On
+    this study's CPUs MKL's sgemm runs at about half the core's fp32 rate (its AVX2 path on AMD) and oneDNN near
+    it; the forward and the input gradient are oneDNN products, the weight gradient (a long reduction, slower
+    through oneDNN once transposed and padded) MKL's."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        return _onednn_linear(x, w)
+        return _onednn_linear(x, w, b)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, w = ctx.saved_tensors
+        grad = grad.contiguous()
         grad_x = _onednn_linear(grad, w.t().contiguous()) if ctx.needs_input_grad[0] else None
         grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
-        return grad_x, grad_w
+        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, fast: bool = True) -> torch.Tensor:
-    """``F.linear(x, w)`` (no bias) over the last axis; on CPU in fp32 (no autocast) through oneDNN when ``fast``
-    (the traceable padded path passes False: export sees plain ``F.linear``)."""
+def linear(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    fast: bool = True,
+    bias: torch.Tensor | None = None,
+    min_rows: int = 8 * _ROWS,
+) -> torch.Tensor:
+    """``F.linear(x, w, bias)`` over the last axis; on CPU in fp32 (no autocast) through oneDNN when ``fast``
+    (the traceable padded path passes False: export sees plain ``F.linear``) and the product has at least
+    ``min_rows`` rows (fewer: MKL, no padding)."""
     if not (fast and _ONEDNN and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32):
-        return F.linear(x, w)
-    if x.numel() < 8 * _ROWS * x.shape[-1]:  # small products (per particle): MKL, no padding
-        return F.linear(x, w)
+        return F.linear(x, w, bias)
+    if x.numel() < min_rows * x.shape[-1]:  # small products (e.g. per particle): MKL, no padding
+        return F.linear(x, w, bias)
     if torch.is_autocast_enabled("cpu") or is_in_torch_dispatch_mode():  # e.g. the FLOP counter: plain products
-        return F.linear(x, w)
+        return F.linear(x, w, bias)
     if torch.compiler.is_compiling():  # torch.compile traces plain products and picks its own kernels
-        return F.linear(x, w)
+        return F.linear(x, w, bias)
     shape = x.shape
-    return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w).view(*shape[:-1], w.shape[0])
+    return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w, bias).view(*shape[:-1], w.shape[0])

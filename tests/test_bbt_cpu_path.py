@@ -1,0 +1,76 @@
+"""BBT-Neutron's CPU fp32 fast path (oneDNN linear products, the byte embedding's index_add gradient) computes
+what plain ``nn.Linear`` / ``nn.Embedding`` do: logits, LM logits and every parameter's gradient; the FLOP counter
+counts the same products; the state_dict keys are those of the plain layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jetscale.data.testing import synthetic_jets
+from jetscale.models import bbt_neutron, cpu_linear
+from jetscale.models.registry import batch_tensors, build_model, measure_flops_per_jet, prepare_inputs
+
+OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 1024}, "lm_head": True}
+
+
+@pytest.fixture(scope="module")
+def tensors():
+    jets = synthetic_jets(24, 11, n_particles=64, seed=5, mean_particles=30)
+    arrays, _ = prepare_inputs("bbt_neutron", OPTIONS, jets["features"], jets["mask"], jets["vectors"])
+    out = batch_tensors(arrays, np.arange(24))
+    assert out["patches"].shape[0] * out["patches"].shape[1] >= bbt_neutron.MIN_ROWS  # the fast path is taken
+    assert (out["patches"] == 256).any()  # padding bytes: the PAD row's gradient is exercised
+    return out
+
+
+def model_and_grads(tensors, fast: bool, monkeypatch):
+    """Logits, LM logits and parameter gradients of a perturbed w32 model, with or without the fast path."""
+    with monkeypatch.context() as m:
+        if not fast:
+            m.setattr(bbt_neutron, "_eager_cpu_fp32", lambda t: False)
+        torch.manual_seed(0)
+        model = build_model("bbt_neutron", 32, 11, 0, OPTIONS)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        logits, lm = model(**tensors, return_lm=True)
+        (logits.square().sum() + lm.square().mean()).backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    return model, logits.detach(), lm.detach(), grads
+
+
+def test_fast_path_is_the_plain_maths(tensors, monkeypatch):
+    calls = []
+    real = cpu_linear._OneDnnLinear.apply
+    monkeypatch.setattr(cpu_linear._OneDnnLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    model, logits, lm, grads = model_and_grads(tensors, True, monkeypatch)
+    n_fast = len(calls)
+    # every decoder product (7 per layer), the patch embedding's two and the LM head's two; the head has B rows
+    assert n_fast == 7 * len(model.layers) + 4
+    plain, p_logits, p_lm, p_grads = model_and_grads(tensors, False, monkeypatch)
+    assert len(calls) == n_fast  # the plain run took no oneDNN product
+    assert list(model.state_dict()) == list(plain.state_dict())
+    torch.testing.assert_close(logits, p_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lm, p_lm, atol=1e-5, rtol=1e-5)
+    assert grads.keys() == p_grads.keys()
+    for k in grads:
+        torch.testing.assert_close(grads[k], p_grads[k], atol=1e-5, rtol=1e-4, msg=k)
+    assert (grads["embed_bytes.weight"][256] == 0).all() and grads["embed_bytes.weight"].abs().sum() > 0
+
+
+def test_state_dict_keys_are_the_plain_layers():
+    model = build_model("bbt_neutron", 32, 11, 0, OPTIONS)
+    keys = set(model.state_dict())
+    assert {"embed_bytes.weight", "patch_embed.0.weight", "patch_embed.0.bias", "head.weight"} <= keys
+    assert {f"layers.0.{p}_proj.weight" for p in ("q", "k", "v", "o", "gate", "up", "down")} <= keys
+
+
+def test_flops_counted_are_the_plain_products(tensors, monkeypatch):
+    model = build_model("bbt_neutron", 32, 11, 0, OPTIONS)
+    counted = measure_flops_per_jet(model, tensors)
+    monkeypatch.setattr(cpu_linear, "_ONEDNN", False)
+    monkeypatch.setattr(bbt_neutron, "_eager_cpu_fp32", lambda t: False)
+    assert measure_flops_per_jet(model, tensors) == counted > 0
