@@ -43,15 +43,17 @@ def model_and_grads(tensors, fast: bool, monkeypatch):
 
 
 def test_fast_path_is_the_plain_maths(tensors, monkeypatch):
-    calls = []
-    real = cpu_linear._OneDnnLinear.apply
+    calls, fused = [], []
+    real, real_fused = cpu_linear._OneDnnLinear.apply, bbt_neutron._BytePatchEmbed.apply
     monkeypatch.setattr(cpu_linear._OneDnnLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(bbt_neutron._BytePatchEmbed, "apply", lambda *a: fused.append(1) or real_fused(*a))
     model, logits, lm, grads = model_and_grads(tensors, True, monkeypatch)
     n_fast = len(calls)
-    # every decoder product (7 per layer), the patch embedding's two and the LM head's two; the head has B rows
-    assert n_fast == 7 * len(model.layers) + 4
+    # every decoder product (7 per layer), the patch embedding's second and the LM head's two (the first patch
+    # product is the fused byte-table one; the head has B rows only)
+    assert n_fast == 7 * len(model.layers) + 3 and len(fused) == 1
     plain, p_logits, p_lm, p_grads = model_and_grads(tensors, False, monkeypatch)
-    assert len(calls) == n_fast  # the plain run took no oneDNN product
+    assert len(calls) == n_fast and len(fused) == 1  # the plain run took no fast path
     assert list(model.state_dict()) == list(plain.state_dict())
     torch.testing.assert_close(logits, p_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lm, p_lm, atol=1e-5, rtol=1e-5)

@@ -78,6 +78,47 @@ class Embedding(nn.Embedding):
         return super().forward(idx)
 
 
+class _BytePatchEmbed(torch.autograd.Function):
+    """The patch embedding's first product on byte embeddings, ``embed(idx).flatten(-2) · W1ᵀ + b1``, without
+    forming the embedded bytes. W1 (H, S·D) is S slot blocks W1_s (H, D), so the product is Σ_s T_s[idx_s] with
+    tables T_s = E·W1_sᵀ (V × H each: V = 257 byte values, far fewer than the rows): one small product and a
+    summed gather (``embedding_bag``) instead of an (M, S·D) · (S·D, H) product; the backward adds the output
+    gradient into per-slot table gradients G_s (``index_add_``), then dE = Σ_s G_s·W1_s and dW1_s = G_sᵀ·E. The
+    same sums, regrouped (float rounding only); the padding row of E gets no gradient, as ``padding_idx``.
+    Tables are laid out (V, S, H): row v·S + s is T_s[v]."""
+
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, E: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor, padding_idx: int):
+        S = idx.shape[1]
+        H, D = W1.shape[0], E.shape[1]
+        w_cols = W1.view(H, S, D).permute(2, 1, 0).reshape(D, S * H)  # column s·H + h is W1_s[h]
+        flat = idx * S + torch.arange(S, device=idx.device)
+        ctx.save_for_backward(flat, E, w_cols)
+        ctx.padding_idx = padding_idx
+        return F.embedding_bag(flat, (E @ w_cols).view(-1, H), mode="sum") + b1
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        flat, E, w_cols = ctx.saved_tensors
+        (V, D), S = E.shape, flat.shape[1]
+        H = w_cols.shape[1] // S
+        grad = grad.contiguous()
+        g_tables = grad.new_zeros(V * S, H)
+        for s in range(S):
+            g_tables.index_add_(0, flat[:, s], grad)
+        g_tables = g_tables.view(V, S * H)
+        grad_e = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            grad_e = g_tables @ w_cols.t()
+            if ctx.padding_idx is not None:
+                grad_e[ctx.padding_idx] = 0
+        if ctx.needs_input_grad[2]:
+            grad_w = (g_tables.t() @ E).view(S, H, D).transpose(0, 1).reshape(H, S * D)
+        if ctx.needs_input_grad[3]:
+            grad_b = grad.sum(0)
+        return None, grad_e, grad_w, grad_b, None
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -170,7 +211,15 @@ class BBTNeutron(nn.Module):
     def hidden(self, patches: torch.Tensor) -> torch.Tensor:
         """patches (B, N, patch_size) int -> final hidden states (B, N, width)."""
         B, N, S = patches.shape
-        h = self.patch_embed(self.embed_bytes(patches.long()).reshape(B, N, -1))
+        first, embed = self.patch_embed[0], self.embed_bytes
+        if _eager_cpu_fp32(embed.weight) and embed.max_norm is None and not hasattr(embed.weight, "ds_id"):
+            # (ds_id: a ZeRO-3 parameter, whole only inside its own module's forward)
+            h = _BytePatchEmbed.apply(
+                patches.long().reshape(B * N, S), embed.weight, first.weight, first.bias, embed.padding_idx
+            )
+            h = self.patch_embed[2](self.patch_embed[1](h.view(B, N, -1)))
+        else:
+            h = self.patch_embed(self.embed_bytes(patches.long()).reshape(B, N, -1))
         cos, sin = rope_tables(N, self.layers[0].head_dim, h.device)
         for layer in self.layers:
             h = layer(h, cos, sin)
