@@ -10,9 +10,10 @@ Width = hidden size. Reference configuration (width 768): 12 layers, 12 heads of
 ≈160M parameters, the size the paper reports.
 
 On CPU in fp32 the linear layers' products (forward and input gradient) run through oneDNN
-(:mod:`.cpu_linear`: the same products, about twice MKL's rate on this study's AMD cores) and the byte
-embedding's weight gradient is one ``index_add_``; the FLOP counter, export, compile, autocast and GPUs see plain
-``nn.Linear`` / ``nn.Embedding`` maths.
+(:mod:`.cpu_linear`: the same products, about twice MKL's rate on this study's AMD cores), and the byte
+embedding and the patch embedding's first product are one fused step on per-slot byte tables
+(:class:`_BytePatchEmbed`); the FLOP counter, export, compile, autocast and GPUs see plain ``nn.Linear`` /
+``nn.Embedding`` maths.
 """
 
 from __future__ import annotations
@@ -46,36 +47,6 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, _eager_cpu_fp32(x), bias=self.bias, min_rows=MIN_ROWS)
-
-
-class _EmbeddingGrad(torch.autograd.Function):
-    """weight[idx] whose weight gradient is one ``index_add_`` of the output gradient's rows (the padding row's
-    gradient zero, as ``nn.Embedding(padding_idx=...)``); on one CPU thread about 5x faster than
-    ``embedding_dense_backward`` for a vocabulary of 257 bytes."""
-
-    @staticmethod
-    def forward(ctx, idx: torch.Tensor, weight: torch.Tensor, padding_idx: int) -> torch.Tensor:
-        ctx.save_for_backward(idx)
-        ctx.n, ctx.padding_idx = weight.shape[0], padding_idx
-        return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (idx,) = ctx.saved_tensors
-        rows = grad.reshape(-1, grad.shape[-1])
-        g = rows.new_zeros(ctx.n, rows.shape[1]).index_add_(0, idx.reshape(-1), rows)
-        if ctx.padding_idx is not None:
-            g[ctx.padding_idx] = 0
-        return None, g, None
-
-
-class Embedding(nn.Embedding):
-    """``nn.Embedding`` (same parameter and key) with the fast weight gradient on CPU fp32."""
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        if self.max_norm is None and not self.sparse and self.weight.requires_grad and _eager_cpu_fp32(self.weight):
-            return _EmbeddingGrad.apply(idx, self.weight, self.padding_idx)
-        return super().forward(idx)
 
 
 class _BytePatchEmbed(torch.autograd.Function):
@@ -184,7 +155,7 @@ class BBTNeutron(nn.Module):
     ):
         super().__init__()
         self.patch_size = patch_size
-        self.embed_bytes = Embedding(VOCAB_SIZE, width, padding_idx=PAD)
+        self.embed_bytes = nn.Embedding(VOCAB_SIZE, width, padding_idx=PAD)
         self.patch_embed = nn.Sequential(Linear(patch_size * width, 4 * width), nn.ReLU(), Linear(4 * width, width))
         heads = n_heads or n_heads_for(width)
         self.layers = nn.ModuleList(DecoderBlock(width, heads) for _ in range(n_layers))
