@@ -148,7 +148,7 @@ def measure(
     labels = torch.from_numpy(inputs.labels).to(device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = build_model(model_name, width, 11, inputs.n_features, options).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, foreach=True)  # as the runner
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)  # as the runner
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     cuda = device.startswith("cuda")
     # (options an older tree may lack are passed only when set: --against REV measures REV with this code)

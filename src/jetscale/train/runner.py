@@ -192,8 +192,10 @@ class Runner:
 
     def _make_engine(self):
         task, plan = self.task, self.plan
-        # foreach: the same updates bit for bit as the per-parameter loop (CPU default), in fewer kernel calls
-        optimizer = torch.optim.AdamW(task.param_groups(), lr=plan.lr, weight_decay=plan.weight_decay, foreach=True)
+        # fused: the whole update in one kernel per parameter group (CPU and CUDA): measured on ParT w16 at batch
+        # 32, the step 2.7 -> 1.55 ms of a ~17 ms training step; it rounds like the per-parameter loop up to an
+        # ulp, not bit for bit (resumed runs stay bit-identical: the same kernel before and after)
+        optimizer = torch.optim.AdamW(task.param_groups(), lr=plan.lr, weight_decay=plan.weight_decay, fused=True)
 
         def factor(step: int) -> float:  # the plan's schedule under the run's learning-rate drops so far
             return plan.stopping.schedule.factor(step, self.state.lr_scale)
