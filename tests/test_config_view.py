@@ -118,6 +118,8 @@ MIGRATED = (
     "data/cli.py",
     "data/generate.py",
     "pretrain/loop.py",
+    "train/classifier.py",
+    "train/runner.py",
 )
 
 

@@ -132,7 +132,7 @@ class ClassifierTask:
 
     def plan(self) -> RunPlan:
         """The cell's recipe; how long, how often it is validated and its schedule: :func:`.stopping.plan_for`."""
-        training, knobs = self.training, self.cfg["training"]
+        training, knobs = self.training, training_view(self.cfg["training"])  # knobs: run-level, not hashed
         batch_size = min(int(training["batch_size"]), self.n_train)
         return RunPlan(
             batch_size=batch_size,
@@ -141,9 +141,9 @@ class ClassifierTask:
             grad_clip=training.get("grad_clip"),
             stopping=plan_for(self.settings, batch_size),
             keep_best=True,
-            checkpoint_every_steps=int(knobs.get("checkpoint_every_steps", 200)),  # a run knob, not hashed
+            checkpoint_every_steps=knobs.checkpoint_every_steps,
             seed=self.seed,
-            engine=EngineOptions.from_training(training, compile=bool(knobs.get("compile", False))),  # a run knob
+            engine=EngineOptions.from_training(training, compile=knobs.compile),
         )
 
     # ---- set-up -------------------------------------------------------------------------------------

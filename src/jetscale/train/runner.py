@@ -37,6 +37,7 @@ import torch
 
 from .. import io as jio
 from .. import paths, signals
+from ..config_view import training_view
 from ..errors import ConfigError, TrainingError
 from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
@@ -118,11 +119,12 @@ def tune_allocator() -> None:
         pass
 
 
-def start_process(run_knobs: dict) -> tuple[torch.device, Ranks]:
+def start_process(training: dict) -> tuple[torch.device, Ranks]:
     """Threads, allocator, device and the data-parallel ranks of this process (``training`` run knobs)."""
-    torch.set_num_threads(int(run_knobs.get("threads", 1)))
+    knobs = training_view(training)
+    torch.set_num_threads(knobs.threads)
     tune_allocator()
-    device = resolve_device(run_knobs.get("device", "auto"))
+    device = resolve_device(knobs.device)
     return device, init_ranks(device)
 
 
