@@ -22,6 +22,7 @@ def tensors():
     out = batch_tensors(arrays, np.arange(24))
     assert out["patches"].shape[0] * out["patches"].shape[1] >= bbt_neutron.MIN_ROWS  # the fast path is taken
     assert (out["patches"] == 256).any()  # padding bytes: the PAD row's gradient is exercised
+    assert bbt_neutron._row_padding(*out["patches"].shape[:2]) > 0  # PAD patches appended on the fast path
     return out
 
 
@@ -76,3 +77,10 @@ def test_flops_counted_are_the_plain_products(tensors, monkeypatch):
     monkeypatch.setattr(cpu_linear, "_ONEDNN", False)
     monkeypatch.setattr(bbt_neutron, "_eager_cpu_fp32", lambda t: False)
     assert measure_flops_per_jet(model, tensors) == counted > 0
+
+
+def test_row_padding_fills_the_onednn_row_block_when_cheap():
+    assert bbt_neutron._row_padding(32, 63) == 1 and bbt_neutron._row_padding(32, 64) == 0  # 32·64 = 4·512
+    assert bbt_neutron._row_padding(128, 30) == 2 and bbt_neutron._row_padding(24, 63) == 1  # 24·64 = 3·512
+    assert bbt_neutron._row_padding(33, 63) == 0  # 512 - 63 more patches: not worth it
+    assert bbt_neutron._row_padding(32, 17) == 0  # 15 more on 17: not worth it

@@ -18,6 +18,8 @@ embedding and the patch embedding's first product are one fused step on per-slot
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,7 @@ from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from ..tokenize.bytes import PAD, VOCAB_SIZE
 from .catalog import bbt_heads as n_heads_for  # the width -> heads rule lives in the catalog
+from .cpu_linear import _ROWS as ROW_BLOCK
 from .cpu_linear import linear
 
 MIN_ROWS = 512  # (batch · patches) rows from which a product goes through oneDNN (padded to a multiple of 512)
@@ -40,6 +43,13 @@ def _eager_cpu_fp32(t: torch.Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and not is_in_torch_dispatch_mode()
     )
+
+
+def _row_padding(B: int, N: int) -> int:
+    """Patches to append so that B·N rows are a multiple of oneDNN's row block (no padding copy per product):
+    at most N/8 more, else none (the products then pad their rows themselves)."""
+    extra = -N % (ROW_BLOCK // math.gcd(B, ROW_BLOCK))
+    return extra if 8 * extra <= N else 0
 
 
 class Linear(nn.Linear):
@@ -185,16 +195,16 @@ class BBTNeutron(nn.Module):
         first, embed = self.patch_embed[0], self.embed_bytes
         if _eager_cpu_fp32(embed.weight) and embed.max_norm is None and not hasattr(embed.weight, "ds_id"):
             # (ds_id: a ZeRO-3 parameter, whole only inside its own module's forward)
-            h = _BytePatchEmbed.apply(
-                patches.long().reshape(B * N, S), embed.weight, first.weight, first.bias, embed.padding_idx
-            )
-            h = self.patch_embed[2](self.patch_embed[1](h.view(B, N, -1)))
+            n = N + _row_padding(B, N)  # appended PAD patches: causal attention, so no real position sees them
+            idx = F.pad(patches.long(), (0, 0, 0, n - N), value=PAD)
+            h = _BytePatchEmbed.apply(idx.reshape(B * n, S), embed.weight, first.weight, first.bias, embed.padding_idx)
+            h = self.patch_embed[2](self.patch_embed[1](h.view(B, n, -1)))
         else:
             h = self.patch_embed(self.embed_bytes(patches.long()).reshape(B, N, -1))
-        cos, sin = rope_tables(N, self.layers[0].head_dim, h.device)
+        cos, sin = rope_tables(h.shape[1], self.layers[0].head_dim, h.device)
         for layer in self.layers:
             h = layer(h, cos, sin)
-        return self.norm(h)
+        return self.norm(h[:, :N])
 
     def forward(self, patches: torch.Tensor, patch_mask: torch.Tensor, return_lm: bool = False, **_):
         """patches (B, N, S), patch_mask (B, N) bool -> logits (B, n_classes) [and LM logits (B, N, S, 257)]."""
