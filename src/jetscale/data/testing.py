@@ -62,20 +62,11 @@ def synthetic_table(
     return JetTable(jets, {k: np.asarray(parts[k], np.float32) for k in PARTICLE_NAMES})
 
 
-def build_synthetic_splits(
-    out_dir,
-    classes,
-    *,
-    jets_per_class: int = 60,
-    val_per_class: int = 5,
-    test_per_class: int = 10,
-    n_particles: int = 16,
-    n_shards: int = 2,
-    seed: int = 0,
-) -> Path:
-    """Shards under ``out_dir/shards`` and a splits directory ``out_dir/splits``; returns the splits path."""
+def build_synthetic_splits(out_dir, classes, *, jets_per_class: int = 60, n_particles: int = 16) -> Path:
+    """Two shards under ``out_dir/shards`` and a splits directory ``out_dir/splits`` (5 validation and 10 test
+    jets per class, seed 0); returns the splits path."""
     out_dir = Path(out_dir)
-    n_classes = len(classes)
+    n_classes, n_shards, seed = len(classes), 2, 0
     per_shard = jets_per_class * n_classes // n_shards
     shards = [
         write_shard(
@@ -90,8 +81,8 @@ def build_synthetic_splits(
         shards,
         out_dir / "splits",
         classes=list(classes),
-        val_per_class=val_per_class,
-        test_per_class=test_per_class,
+        val_per_class=5,
+        test_per_class=10,
         n_particles=n_particles,
         seed=seed,
         data_fingerprint="synthetic",
