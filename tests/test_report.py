@@ -234,3 +234,12 @@ def test_fit_curves_are_not_drawn_outside_the_metric_range():
     cut = within_range([-0.2, 0.3, 1.4], [0.0, 1.0])
     assert np.isnan(cut[0]) and cut[1] == 0.3 and np.isnan(cut[2])
     assert list(within_range([5.0, 0.1], [0.0, None])) == [5.0, 0.1] and list(within_range([-1.0], None)) == [-1.0]
+
+
+def test_charge_flip_panels_show_points_above_chance():
+    """The 0-0.6 frame widens for a point above it (BBT-Neutron's f_c 0.68 at 100 jets was drawn off the axes)."""
+    from jetscale.report.scaling_figures import charge_flip_ylim
+
+    assert charge_flip_ylim(0.4) == (-0.02, 0.62)
+    low, high = charge_flip_ylim(0.71)
+    assert low == -0.02 and high > 0.71 and charge_flip_ylim(1.3)[1] == 1.02

@@ -56,6 +56,7 @@ class ScalingFigures:
             handles = {}
             for ax, flavor in zip(axes.flat, flavors):
                 means = seed_means(self.runs, self.axes, metric, flavor)
+                top = 0.0  # the highest point with its error bar: the axis must not hide it
                 for series in series_list:
                     m = _select(means, series)
                     if m.empty:
@@ -74,6 +75,7 @@ class ScalingFigures:
                         **({"ls": BASELINE_STYLE["ls"], "zorder": 1.5} if self.is_baseline(series) else {}),
                     )
                     handles.setdefault(self.label(series), h)
+                    top = max(top, float((m["mean"] + m["err"].fillna(0)).max()))
                     if m["budget_limited"].any():  # ended at the sample cap while still improving: hollow
                         capped = m[m["budget_limited"]]
                         handles["stopped at the sample cap"] = ax.plot(
@@ -95,7 +97,7 @@ class ScalingFigures:
                 if spec is not None and spec.chance is not None:
                     ax.axhline(spec.chance, color="grey", ls=":", lw=1)
                 if metric == "charge_flip":
-                    ax.set_ylim(-0.02, 0.62)
+                    ax.set_ylim(*charge_flip_ylim(top))
                 if higher:
                     ax.set_ylim(top=min(1.02, ax.get_ylim()[1]))
             for ax in axes.flat[len(flavors) :]:
@@ -189,6 +191,12 @@ class ScalingFigures:
         from .outlook import mirage_figure
 
         return mirage_figure(self)
+
+
+def charge_flip_ylim(top: float) -> tuple[float, float]:
+    """Charge-flip panels span 0-0.6 (chance is 0.5), widened (up to 1) so that no point or error bar reaching
+    ``top`` is cut off: a model worse than chance at small n is shown, not hidden above the frame."""
+    return -0.02, min(1.02, max(0.62, top + 0.03))
 
 
 def within_range(curve, domain) -> np.ndarray:
