@@ -77,6 +77,9 @@ def test_the_unconstrained_rules():
     wide = Fit("scurve", params=dict(params), ci95={**ci, "n_c": (50.0, 9000.0)}, converged=True)
     status, why = judge(wide, sc, UNIT)
     assert status == "unconstrained" and "n_c" in why and "2 decades" in why
+    # a singular optimum stays unconstrained even where a bootstrap (every replicate on the same step) agrees
+    singular = Fit("scurve", params=dict(params), ci95=dict(ci), converged=True, message="covariance not finite: x")
+    assert judge(singular, sc, UNIT) == ("unconstrained", "covariance not finite")
     crossing = Fit("scurve", params=dict(params), ci95={**ci, "floor": (0.0, 0.15)}, converged=True)
     status, why = judge(crossing, sc, UNIT)
     assert status == "unconstrained" and "floor" in why and "[0, 1]" in why
@@ -238,3 +241,13 @@ def test_a_transition_beyond_the_measured_sizes_is_unconstrained():
     assert comparison["verdict"] != "threshold" and comparison["n_c"] is None
     inside = fit("scurve", SIZES, scurve(SIZES, 0.05, 0.45, 2000.0, 2.0) + _noise(0.005, 12), domain=UNIT)
     assert "not observed" not in inside.message
+
+
+def test_a_step_between_two_sizes_is_unconstrained():
+    """A jump between two neighbouring sizes with no point on the way (the default study's BBT-Neutron c-jet
+    f_q) fits any n_c between them and any steeper k: not a measurement."""
+    y = np.where(SIZES < 2000, 0.6, 0.4) + _noise(0.005, 13)
+    sc = fit("scurve", SIZES, y, bootstrap=30, domain=UNIT)
+    assert sc.status == "unconstrained" and "step" in sc.message, sc.message
+    smooth = fit("scurve", SIZES, scurve(SIZES, 0.05, 0.45, 1500.0, 2.0) + _noise(0.005, 13), domain=UNIT)
+    assert smooth.status == "ok" and "step" not in smooth.message, smooth.message

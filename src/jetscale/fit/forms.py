@@ -155,6 +155,12 @@ def scurve_log(x, floor, ceiling, log10_n_c, k):
     return floor + (ceiling - floor) * expit(-LN10 * z)
 
 
+def on_transition(x, n_c: float, k: float) -> bool:
+    """Does any size in ``x`` lie between 10 % and 90 % of the way from the S-curve's ceiling to its floor?"""
+    share = scurve(x, 0.0, 1.0, n_c, k)
+    return bool(((share > 0.1) & (share < 0.9)).any())
+
+
 def bnsl(x, a, b, c0, c1, d1, f1):
     x = np.asarray(x, dtype=float)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -8,7 +8,9 @@
   (n_c, A) spanning more than two decades (or reaching zero), a floor whose interval reaches an end of the range
   or beyond (the bootstrap replicates are bounded too, so an interval that needs the bound ends on it),
   an S-curve midpoint n_c outside the measured sizes (a transition at or beyond the last point is located by
-  that point alone), or a covariance that is not finite. An unconstrained fit is drawn dotted (or not at all)
+  that point alone), an S-curve with no measured size on its transition (a step between two sizes), or a
+  covariance at the optimum that is not finite (even where bootstrap replicates, all landing on the same step,
+  agree). An unconstrained fit is drawn dotted (or not at all)
   and never used for forecasts or backtests.
 - ok: everything else.
 
@@ -56,7 +58,7 @@ def judge(fit, spec, domain) -> tuple[str, str]:
         reasons.append(fit.unobserved)
     if fit.pinned:
         reasons.append("pinned at a bound: " + ", ".join(f"{p} = {fit.params[p]:.4g}" for p in fit.pinned))
-    if fit.stderr is None and fit.ci95 is None and "covariance not finite" in fit.message:
+    if "covariance not finite" in fit.message:  # at the optimum; bootstrap replicates of a step all land on it
         reasons.append("covariance not finite")
     for name in spec.scales:
         ci = interval(fit, name)
