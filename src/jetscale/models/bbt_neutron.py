@@ -23,26 +23,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from ..tokenize.bytes import PAD, VOCAB_SIZE
+from . import cpu_linear
 from .catalog import bbt_heads as n_heads_for  # the width -> heads rule lives in the catalog
-from .cpu_linear import _ROWS as ROW_BLOCK
-from .cpu_linear import linear
+from .cpu_linear import ROW_BLOCK, linear
 
 MIN_ROWS = 512  # (batch · patches) rows from which a product goes through oneDNN (padded to a multiple of 512)
-
-
-def _eager_cpu_fp32(t: torch.Tensor) -> bool:
-    """Whether ``t`` runs the CPU fast paths: fp32 on CPU, eager (not traced or compiled), no autocast, no
-    dispatch mode (the FLOP counter counts the plain ops)."""
-    return (
-        t.device.type == "cpu"
-        and t.dtype == torch.float32
-        and not torch.compiler.is_compiling()
-        and not torch.is_autocast_enabled("cpu")
-        and not is_in_torch_dispatch_mode()
-    )
 
 
 def _row_padding(B: int, N: int) -> int:
@@ -56,7 +43,7 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and keys) whose CPU fp32 products go through :func:`.cpu_linear.linear`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, _eager_cpu_fp32(x), bias=self.bias, min_rows=MIN_ROWS)
+        return linear(x, self.weight, bias=self.bias, min_rows=MIN_ROWS)
 
 
 class _BytePatchEmbed(torch.autograd.Function):
@@ -193,7 +180,7 @@ class BBTNeutron(nn.Module):
         """patches (B, N, patch_size) int -> final hidden states (B, N, width)."""
         B, N, S = patches.shape
         first, embed = self.patch_embed[0], self.embed_bytes
-        if _eager_cpu_fp32(embed.weight) and embed.max_norm is None and not hasattr(embed.weight, "ds_id"):
+        if cpu_linear.eager_cpu_fp32(embed.weight) and embed.max_norm is None and not hasattr(embed.weight, "ds_id"):
             # (ds_id: a ZeRO-3 parameter, whole only inside its own module's forward)
             n = N + _row_padding(B, N)  # appended PAD patches: causal attention, so no real position sees them
             idx = F.pad(patches.long(), (0, 0, 0, n - N), value=PAD)

@@ -15,14 +15,25 @@ from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-_ROWS = 512  # oneDNN products take a row count rounded up to this: a few cached kernels, not one per batch
+ROW_BLOCK = 512  # oneDNN products take a row count rounded up to this: a few cached kernels, not one per batch
+
+
+def eager_cpu_fp32(*tensors: torch.Tensor) -> bool:
+    """Whether a CPU fast path may run: every tensor fp32 on CPU, eager (not traced or compiled), no autocast, no
+    dispatch mode (the FLOP counter counts the plain ops)."""
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
+        and not is_in_torch_dispatch_mode()
+    )
 
 
 def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """x (M, K) · Wᵀ (+ b) with M padded by zero rows to a multiple of ``_ROWS`` (oneDNN builds a kernel per
+    """x (M, K) · Wᵀ (+ b) with M padded by zero rows to a multiple of ``ROW_BLOCK`` (oneDNN builds a kernel per
     shape)."""
     m = x.shape[0]
-    pad = -m % _ROWS
+    pad = -m % ROW_BLOCK
     if pad:  # one copy and a zeroed tail (F.pad would also fill the whole buffer first)
         padded = x.new_empty(m + pad, x.shape[1])
         padded[:m] = x
@@ -57,18 +68,13 @@ def linear(
     w: torch.Tensor,
     fast: bool = True,
     bias: torch.Tensor | None = None,
-    min_rows: int = 8 * _ROWS,
+    min_rows: int = 8 * ROW_BLOCK,
 ) -> torch.Tensor:
     """``F.linear(x, w, bias)`` over the last axis; on CPU in fp32 (no autocast) through oneDNN when ``fast``
     (the traceable padded path passes False: export sees plain ``F.linear``) and the product has at least
     ``min_rows`` rows (fewer: MKL, no padding)."""
-    if not (fast and _ONEDNN and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32):
-        return F.linear(x, w, bias)
-    if x.numel() < min_rows * x.shape[-1]:  # small products (e.g. per particle): MKL, no padding
-        return F.linear(x, w, bias)
-    if torch.is_autocast_enabled("cpu") or is_in_torch_dispatch_mode():  # e.g. the FLOP counter: plain products
-        return F.linear(x, w, bias)
-    if torch.compiler.is_compiling():  # torch.compile traces plain products and picks its own kernels
+    # small products (e.g. per particle): MKL, no padding; compile traces plain products and picks its kernels
+    if not (fast and _ONEDNN and x.numel() >= min_rows * x.shape[-1] and eager_cpu_fp32(x, w)):
         return F.linear(x, w, bias)
     shape = x.shape
     return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w, bias).view(*shape[:-1], w.shape[0])

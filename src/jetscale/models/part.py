@@ -242,6 +242,13 @@ def ragged_pair_features(vectors: torch.Tensor, lay: Ragged, eps: float = 1e-8) 
     return out
 
 
+def attended_slots(mask: torch.Tensor) -> torch.Tensor:
+    """mask (B, 1, P) -> (B, P) bool: the real particles, and for a jet without any its first slot (so no
+    softmax row is all padding)."""
+    valid = mask[:, 0] > 0
+    return valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=mask.device) == 0))
+
+
 class ParticleTransformer(nn.Module):
     input_kind = "particles"
 
@@ -369,11 +376,10 @@ class ParticleTransformer(nn.Module):
         """The particle encoder (embedding, pair bias, particle-attention blocks) without the class attention.
 
         x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> (particle embeddings (B, P, d), valid (B, P) bool).
-        A jet without real particles attends to its first slot (so no softmax row is all-padding). Masked
+        A jet without real particles attends to its first slot (:func:`attended_slots`). Masked
         particle modelling (``jetscale.pretrain.mpm``) pretrains exactly this part.
         """
-        valid = mask[:, 0] > 0
-        valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
+        valid = attended_slots(mask)
         if self.use_ragged(x):
             h, lay = self.encode_ragged(x, vectors, valid)
             return lay.pad(h), valid
@@ -409,9 +415,7 @@ class ParticleTransformer(nn.Module):
     def forward(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), vectors (B, 4, P), mask (B, 1, P) -> logits (B, n_classes)."""
         if self.use_ragged(x):
-            valid = mask[:, 0] > 0
-            valid = valid | (~valid.any(dim=1, keepdim=True) & (torch.arange(valid.shape[1], device=x.device) == 0))
-            h, lay = self.encode_ragged(x, vectors, valid)
+            h, lay = self.encode_ragged(x, vectors, attended_slots(mask))
             cls = self.cls_token.view(1, -1).expand(x.shape[0], -1)
             for block in self.cls_blocks:
                 cls = block.forward_class(h, cls, lay)
