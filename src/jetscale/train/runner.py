@@ -157,6 +157,8 @@ class Runner:
         self.sinks = list(sinks) if ranks.is_main else []
         self.ckpt_path = self.out_dir / ckpt.CHECKPOINT_NAME
         self.bar = None
+        # (step, samples before it, loss on the device) of the steps whose loss the host has not read yet
+        self._unread: list[tuple[int, int, torch.Tensor]] = []
 
     def run(self, *, progress: bool = True, stop_after_steps: int | None = None) -> RunOutcome:
         """Set up, train to the end (budget or patience), write the log; raises TrainingInterrupted on a stop."""
@@ -255,7 +257,11 @@ class Runner:
         try:
             with signals.default_signals_stop():
                 while not state.done and state.step < total:
-                    drawn = self.step()
+                    try:
+                        drawn = self.step()
+                    except Exception:
+                        self._read_losses()  # an earlier step's non-finite loss is the cause to report
+                        raise
                     last = state.step >= total
                     every = self.plan.eval_every_samples
                     evaluated = state.position // every > (state.position - drawn) // every
@@ -291,19 +297,40 @@ class Runner:
                 [float(loss.detach()) * share, signals.stop_requested(), signals.REQUESTS.checkpoint]
             )
             loss = loss * (share * ranks.world)
+            if not math.isfinite(step_loss):
+                self.fail(f"non-finite training loss ({step_loss}) at step {state.step + 1}")
+            state.window_loss += step_loss
         else:
-            step_loss = float(loss.detach())
-        if not math.isfinite(step_loss):
-            self.fail(f"non-finite training loss ({step_loss}) at step {state.step + 1}")
+            # Not read here: on a GPU that would make the host wait for this forward at every step. The host
+            # reads the losses when it needs them anyway (a log row, a checkpoint): _read_losses.
+            self._unread.append((state.step + 1, state.position, loss.detach()))
         engine.backward(loss)
         engine.step()
         state.step += 1
         state.position += len(idx)
-        state.window_loss += step_loss
         state.window_steps += 1
         if self.bar is not None:
             self.bar.update(1)
         return len(idx)
+
+    def _read_losses(self) -> None:
+        """Add the unread steps' losses to the window, in step order (the same float sum as reading each at its
+        step), and fail on a non-finite one. Called before anything reads the window or the weights: a log row
+        (and its evaluation) and a checkpoint, so no checkpoint holds weights from a non-finite step."""
+        unread, self._unread = self._unread, []
+        if not unread:
+            return
+        values = torch.stack([loss.to(torch.float64) for *_, loss in unread]).tolist()  # one transfer, exact
+        for (step, samples, _), value in zip(unread, values, strict=True):
+            if not math.isfinite(value):
+                steps = f"{unread[0][0]}-{unread[-1][0]}"
+                self.fail(
+                    f"non-finite training loss ({value}) at step {step} (the losses of steps {steps} are read "
+                    "together; no checkpoint holds their weights)",
+                    step=step,
+                    samples=samples,
+                )
+            self.state.window_loss += value
 
     def requests(self) -> tuple[bool, bool]:
         """(stop, checkpoint) asked for: by this process, or by any rank's vote at this step."""
@@ -324,14 +351,15 @@ class Runner:
                     "checkpoint written, rerun to resume"
                 )
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, *, step: int | None = None, samples: int | None = None) -> None:
+        """Write the failure record and raise; ``step``/``samples``: the failing step (default: the next one)."""
         state, task = self.state, self.task
         if self.ranks.is_main:
             write_failure(
                 self.out_dir,
                 reason,
-                step=state.step + 1,
-                samples=state.position,
+                step=state.step + 1 if step is None else step,
+                samples=state.position if samples is None else samples,
                 **task.identity,
                 settings_hash=task.settings_hash,
             )
@@ -341,6 +369,7 @@ class Runner:
         """A log row for the steps since the last one (and a validation score when ``evaluate``: ``val_loss`` and
         the task's other held-out scalars as ``val_<name>``, e.g. a classifier's ``val_accuracy``; the CSV log keeps
         its columns, other sinks (TensorBoard) see them all)."""
+        self._read_losses()
         state = self.state
         seconds = state.window_seconds + (time.perf_counter() - self.t_window)
         row = {
@@ -379,6 +408,7 @@ class Runner:
 
     def save(self) -> None:
         """checkpoint.pt (rank 0) + the engine's own files; collective under DeepSpeed/ZeRO-3."""
+        self._read_losses()
         state, ranks, engine, task = self.state, self.ranks, self.engine, self.task
         tag = f"step{state.step}"
         engine_state = engine.save(self.out_dir, tag)
