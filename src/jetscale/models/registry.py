@@ -45,7 +45,10 @@ __all__ = [
     "build_model",
     "prepare_inputs",
     "batch_tensors",
+    "batch_length",
     "bucket_length",
+    "host_to_device",
+    "resident_batch",
     "count_params",
     "measure_flops_per_jet",
     "bbt_depth",
@@ -85,6 +88,12 @@ def bucket_length(n: int, buckets: Sequence[int] | None, width: int) -> int:
     return min(width, next((b for b in sorted(buckets) if b >= n), width))
 
 
+def batch_length(jet_lengths: np.ndarray, buckets: Sequence[int] | None, width: int) -> int:
+    """The slots a batch gets whose jets fill ``jet_lengths`` slots each: its longest jet (at least one slot), or
+    the bucket that holds it (:func:`bucket_length`)."""
+    return bucket_length(max(1, int(np.max(jet_lengths))), buckets, width)
+
+
 def batch_tensors(
     arrays: dict[str, np.ndarray],
     idx: np.ndarray | slice,
@@ -93,7 +102,8 @@ def batch_tensors(
     buckets: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Rows ``idx`` as tensors, trimmed to the longest jet in the batch (padding beyond it changes nothing), or
-    padded up to the smallest of ``buckets`` that holds it (:func:`bucket_length`).
+    padded up to the smallest of ``buckets`` that holds it (:func:`bucket_length`). Gathered on the host; to a
+    GPU through page-locked memory (:func:`host_to_device`).
 
     ``kind`` says which array holds the lengths and along which axis; by default the kind whose length array
     is in ``arrays``.
@@ -101,15 +111,35 @@ def batch_tensors(
     if kind is None:
         kind = next(k for k in catalog.INPUT_KINDS.values() if k.length_key in arrays)
     lengths = np.asarray(arrays[kind.length_key][idx])
-    n = max(1, int(lengths.sum(axis=kind.length_axis).max()))
-    n = bucket_length(n, buckets, lengths.shape[kind.length_axis])
+    n = batch_length(lengths.sum(axis=kind.length_axis), buckets, lengths.shape[kind.length_axis])
     out = {}
     for key, value in arrays.items():
         rows = lengths if key == kind.length_key else np.asarray(value[idx])
         trim = [slice(None)] * rows.ndim
         trim[kind.length_axis] = slice(0, n)
         out[key] = rows[tuple(trim)]
-    return {key: torch.from_numpy(np.ascontiguousarray(v)).to(device) for key, v in out.items()}
+    device = torch.device(device)
+    return {key: host_to_device(v, device) for key, v in out.items()}
+
+
+def host_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``. To a GPU it is copied into page-locked memory and sent without
+    blocking: a copy from pageable memory waits for the GPU to finish its queued work, so the host could not
+    prepare the next batch meanwhile. (Torch's pinned-memory cache keeps the buffer until the copy is done.)"""
+    if device.type != "cuda":
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    staged = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, pin_memory=True)
+    np.copyto(staged.numpy(), array)
+    return staged.to(device, non_blocking=True)
+
+
+def resident_batch(resident: dict[str, torch.Tensor], rows: np.ndarray, n: int, axis: int) -> dict[str, torch.Tensor]:
+    """Rows ``rows`` (non-negative) of input arrays that already live on their device, ``n`` slots along ``axis``:
+    gathered there, so only the row indices cross from the host. The caller takes ``n`` from lengths it holds on
+    the host (:func:`batch_length`): reading them from the device would wait for it every step."""
+    device = next(iter(resident.values())).device
+    index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device, non_blocking=True)
+    return {key: value.narrow(axis, 0, n).index_select(0, index) for key, value in resident.items()}
 
 
 def count_params(model: nn.Module) -> int:

@@ -233,7 +233,8 @@ class ClassifierTask:
 
     def loss(self, module, rows: np.ndarray, device) -> torch.Tensor:
         batch = self.inputs["train"].tensors(rows, device, self.buckets)
-        return compute_loss(module, batch, self.train_labels[rows].to(device), self.pretrain)
+        labels = self.train_labels[rows].to(device, non_blocking=True)  # a blocking copy waits for the GPU
+        return compute_loss(module, batch, labels, self.pretrain)
 
     def validate(self, module, autocast) -> Validation:
         probs = predict(module, self.inputs["val"], self.device, autocast, self.ranks)
