@@ -3,6 +3,7 @@
     python benchmarks/data_path.py                                # pools of 100k, 300k and 1M jets (paper layout)
     python benchmarks/data_path.py --pools 20000 --batches 50     # a quick look
     python benchmarks/data_path.py --splits results/data/splits --pools ""   # the data path of an existing split
+    python benchmarks/data_path.py --synthetic 50000 --pools "" --device cuda  # batches assembled on a GPU
 
 **The large pools are tiled, not generated**: Pythia would need hours on a small machine for 1M jets, so one
 shard of real jets is generated once into ``--data-cache`` (the built-in generator, the repository's
@@ -29,6 +30,13 @@ written):
   truncation count of BBT-Neutron's bytes); ``jets/s`` the batches after it, on one core, against the fastest GPU
   training rate measured (:data:`GPU_JETS_PER_S`, ParticleNet w64 on an H100);
 * ``evaluate``: the metrics of a test split's predictions (random scores; ``jetscale evaluate``'s work).
+
+``--device DEV`` sends the data path's batches to DEV as training does there: a split prepared up front is copied
+to the device once and each batch gathered on it (``SplitInputs(resident=True)``, which takes that path on
+``cpu`` too: a dry run), a streamed one is sent batch by batch from page-locked memory; ``jets/s`` are then
+batches ready on the device (synchronised at the end of the timing), ``to device s`` the one-off copy, and the
+first batches are checked equal to the host path's. ``--synthetic N`` measures synthetic splits of N training
+jets (``jetscale.data.testing``; no generator needed, e.g. on a GPU machine) instead of generated ones.
 
 ``--against REV`` also measures the data path with commit REV's ``src`` (a temporary git worktree), in the same
 run, so a speed-up is a ratio measured on one machine at one time.
@@ -182,16 +190,27 @@ def pool_size(shards: list[Path]) -> int:
 
 # ---------------------------------------------------------------------------------------------- data path
 def data_path(
-    splits: str | Path, kind: str, *, batch_size: int, n_batches: int, mode: str = "auto", seed: int = 0
+    splits: str | Path,
+    kind: str,
+    *,
+    batch_size: int,
+    n_batches: int,
+    mode: str = "auto",
+    seed: int = 0,
+    device: str | None = None,
 ) -> dict:
     """Jets/s of reading, preparing and batching training jets as a training cell does, no model.
 
     ``kind`` "particles" (ParticleNet/ParT: the physics preset, standardised with the training pool's
     statistics) or "bytes" (BBT-Neutron's byte tokenizer, the paper's options). ``mode`` "auto" (the runner's
     eager-or-lazy choice) or "lazy" (memory-mapped, prepared batch by batch). The set-up (statistics excluded)
-    and ``n_batches`` batches of the training loop's sampler are timed separately.
+    and ``n_batches`` batches of the training loop's sampler are timed separately. ``device``: batches assembled
+    for that device (see the module's notes); None: CPU tensors as before.
     """
+    import inspect
+
     import numpy as np
+    import torch
 
     from jetscale.data.splits import read_meta
     from jetscale.inputs.spec import parse_inputs
@@ -203,29 +222,67 @@ def data_path(
     options = bbt_options() if kind == "bytes" else {}
     spec = parse_inputs("physics", model) if kind == "particles" else None
     transform, _ = input_transform(spec, splits, n_train)
+    # an older tree (--against) has no device-resident inputs: its batches are copied as it did then
+    resident = {"resident": True} if device and "resident" in inspect.signature(load_split_inputs).parameters else {}
     t0 = time.perf_counter()
     inputs = load_split_inputs(
-        splits, "train", model, options, n_train, eager=False if mode == "lazy" else None, transform=transform
-    )
+        splits, "train", model, options, n_train, eager=False if mode == "lazy" else None, transform=transform,
+        **resident,
+    )  # fmt: skip
     setup = time.perf_counter() - t0
     sampler = Sampler(n_train, seed)
-    inputs.tensors(sampler.batch(0, batch_size))  # first touch of the code paths, not timed
+    target = device or "cpu"
+    cuda = torch.device(target).type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    first = inputs.tensors(sampler.batch(0, batch_size), target)  # first touch (and the copy to the device)
+    sync()
+    to_device = time.perf_counter() - t0
+    checked = 0
+    if device:
+        checked = check_batches(inputs, sampler, batch_size, target, first)
     lengths = []
     t0 = time.perf_counter()
     for i in range(1, n_batches + 1):
-        batch = inputs.tensors(sampler.batch(i * batch_size, batch_size))
-        lengths.append(next(iter(batch.values())).shape[-1])
+        batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
+        lengths.append(next(iter(batch.values())).shape[-1])  # a shape: known on the host, no sync
+    sync()
     wall = time.perf_counter() - t0
+    on_device = bool(resident) and inputs.device_arrays(target) is not None
     return {
         "kind": kind,
         "model": model,
-        "mode": "eager" if inputs.eager else "lazy",
+        "mode": ("eager" if inputs.eager else "lazy") + (f", on {target}" if on_device else ""),
+        "device": target,
+        "to_device_s": to_device,
+        "checked_batches": checked,
         "n_train": n_train,
         "batch_size": batch_size,
         "setup_s": setup,
         "jets_per_s": n_batches * batch_size / wall,
         "mean_trimmed_length": float(np.mean(lengths)),
     }
+
+
+def check_batches(inputs, sampler, batch_size: int, device: str, first: dict, n: int = 3) -> int:
+    """The first ``n`` batches on ``device`` equal the host path's (numpy gather of the prepared arrays, or the
+    streamed preparation, as CPU tensors); a difference stops the benchmark naming the batch and array."""
+    import torch
+
+    from jetscale.models.registry import batch_tensors
+
+    for i in range(n):
+        rows = sampler.batch(i * batch_size, batch_size)
+        got = first if i == 0 else inputs.tensors(rows, device)
+        want = batch_tensors(inputs.arrays, rows, "cpu", inputs.kind) if inputs.eager else inputs.tensors(rows)
+        for key, value in want.items():
+            if not torch.equal(got[key].cpu(), value):
+                raise SystemExit(f"batch {i}, {key}: the batch assembled for {device} differs from the host path's")
+    return n
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -253,7 +310,7 @@ def stage(name: str, work: dict) -> dict:
         elif name == "data-path":
             extra = data_path(
                 work["splits"], work["kind"], batch_size=work["batch_size"], n_batches=work["n_batches"],
-                mode=work["mode"],
+                mode=work["mode"], device=work.get("device"),
             )  # fmt: skip
         elif name == "evaluate":
             extra = evaluate_predictions(work["splits"], work["classes"], work.get("n_jets"))
@@ -317,10 +374,10 @@ def run_stage(name: str, tree: Path = ROOT, **work) -> dict:
 # ---------------------------------------------------------------------------------------------- report
 def line(r: dict, label: str, note: str = "") -> str:
     if "error" in r:
-        return f"  {label:<34} FAILED: {r['error']}"
+        return f"  {label:<40} FAILED: {r['error']}"
     disk = f"{r['disk_bytes'] / 2**30:7.2f} GiB" if "disk_bytes" in r else " " * 11
     return (
-        f"  {label:<34} {r['wall_s']:8.1f} s  anon {r['peak_anon_mb']:7.0f} MB  file {r['peak_file_mb']:7.0f} MB"
+        f"  {label:<40} {r['wall_s']:8.1f} s  anon {r['peak_anon_mb']:7.0f} MB  file {r['peak_file_mb']:7.0f} MB"
         f"  {disk}  {note}"
     )
 
@@ -355,7 +412,7 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
             for tree, tag in ((ROOT, ""), *(((a.against_tree, a.against),) if a.against else ())):
                 r = run_stage(
                     "data-path", tree, splits=splits, kind=kind, batch_size=a.batch_size, n_batches=a.batches,
-                    mode=mode,
+                    mode=mode, device=a.device,
                 )  # fmt: skip
                 r["tree"] = tag or "this"
                 rows.append(r)
@@ -364,8 +421,10 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
                     print(line(r, label), flush=True)
                     continue
                 ratio = r["jets_per_s"] / GPU_JETS_PER_S
+                moved = f"to device {r['to_device_s']:.2f} s, " if a.device else ""
                 print(
-                    line(r, label) + f"setup {r['setup_s']:.1f} s, {r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× GPU",
+                    line(r, label) + f"setup {r['setup_s']:.1f} s, {moved}{r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× "
+                    "GPU training",
                     flush=True,
                 )
     r = run_stage("evaluate", splits=splits, classes=classes)
@@ -423,6 +482,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None, help="where pools are written (default: a temporary directory)")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
     p.add_argument("--against", default=None, metavar="REV", help="also measure the data path of commit REV")
+    p.add_argument("--device", default=None, help="batches for this device (cuda, cpu): gathered there if prepared")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="measure synthetic splits of N train jets")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: one stage, JSON
     a = p.parse_args(argv)
     if a.stage:
@@ -434,9 +495,17 @@ def main(argv=None) -> int:
     a.batch_size = a.batch_size or int(paper_config()["training"]["batch_size"])
     a.pools = [int(float(x)) for x in a.pools.split(",") if x.strip()]
     classes = list(paper_config()["classes"])
+    if a.device:
+        import torch
+
+        try:
+            torch.empty(0, device=a.device)
+        except (RuntimeError, AssertionError) as err:
+            raise SystemExit(f"--device {a.device}: not usable here ({str(err).splitlines()[0]})") from None
     print(
-        f"data path: batch {a.batch_size}, {a.batches} timed batches, one process, 1 thread; "
-        f"GPU reference {GPU_JETS_PER_S:,} jets/s (ParticleNet w64, H100)"
+        f"data path: batch {a.batch_size}, {a.batches} timed batches, one process, 1 thread, "
+        f"batches for {a.device or 'cpu'}{' (gathered there)' if a.device else ''}; "
+        f"GPU training reference {GPU_JETS_PER_S:,} jets/s (ParticleNet w64, H100)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         a.against_tree = checkout(a.against, Path(tmp) / "against") if a.against else None
@@ -459,6 +528,15 @@ def measure_all(a, classes: list[str]) -> int:
     if a.splits:
         print(f"splits {a.splits}:")
         rows += measure_splits(a, a.splits, classes)
+    if a.synthetic:
+        from jetscale.data.testing import write_synthetic_splits
+
+        sizes = {"train": a.synthetic, "val": max(1, round(VAL_FRACTION * a.synthetic)),
+                 "test": max(1, round(TEST_FRACTION * a.synthetic))}  # fmt: skip
+        with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+            print(f"SYNTHETIC splits, sizes {sizes}, {a.n_particles} particles per jet:")
+            splits = write_synthetic_splits(tmp, classes, sizes, n_particles=a.n_particles)
+            rows += [{**r, "synthetic": a.synthetic} for r in measure_splits(a, str(splits), classes)]
     gen = None
     if a.pools:
         seed, gen = seed_shard(Path(a.data_cache), a.seed_jets_per_class)

@@ -4,7 +4,9 @@
 #   here, once:      bash benchmarks/gpu_check.sh --prepare   # those wheels -> .gpu-wheels/ (git-ignored)
 #   on the GPU:      bash benchmarks/gpu_check.sh             # carry .gpu-wheels; figures also go to $OUT
 # Prints: GPU and versions; jets/s, peak memory and MFU per model and width with the torch engine and with
-# DeepSpeed (ZeRO 2) and with torch.compile; DeepSpeed-vs-torch weight/loss differences per ZeRO stage.
+# DeepSpeed (ZeRO 2) and with torch.compile; DeepSpeed-vs-torch weight/loss differences per ZeRO stage; the data
+# path alone (jets/s of batches assembled on the device, no model); ParT compiled with static length buckets.
+# ONLY="torch data parity part_buckets deepspeed compiled" runs those steps alone (a lease's command limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,8 +21,10 @@ if [ "${1:-}" = --prepare ]; then
   exit 0
 fi
 OUT=${OUT:-/tmp/gpu_check}
-STEP_TIMEOUT=${STEP_TIMEOUT:-240}  # seconds per step; the four steps must fit the lease
+STEP_TIMEOUT=${STEP_TIMEOUT:-240}  # seconds per step; steps that do not fit one command of the lease: ONLY=
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu PYTHON=.venv/bin/python: a dry run of this script on a machine without a GPU
+ONLY=${ONLY:-torch data parity part_buckets deepspeed compiled}
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 if ! "$PY" -c "import deepspeed, jsonschema" 2>/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps .gpu-wheels/*.whl
@@ -30,11 +34,19 @@ export PYTHONPATH=$PWD/src
   "$PY" -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__)"; } | tee "$OUT/env.txt"
 widths="particlenet=64,128;part=128,256;bbt_neutron=512,768"
 some="particlenet=64;part=128;bbt_neutron=512,768"
-if [ "$DEVICE" = cpu ]; then widths="particlenet=16;part=16;bbt_neutron=32"; some=$widths; fi
+part="part=128"
+data_jets=50000  # prepared ParticleNet/ParT inputs of 128 slots: 0.7 GB, kept on the device
+if [ "$DEVICE" = cpu ]; then widths="particlenet=16;part=16;bbt_neutron=32"; some=$widths; part="part=16"; data_jets=2000; fi
 set +e  # from here on a step that fails or runs out of time does not cost the others their figures
 tp=(timeout "$STEP_TIMEOUT" "$PY" benchmarks/train_throughput.py --synthetic --device "$DEVICE" --batch-size "${BATCH:-256}" --steps "${STEPS:-20}")
-"${tp[@]}" --widths "$widths" | tee "$OUT/throughput_torch.txt"
-timeout "$STEP_TIMEOUT" "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
+want torch && "${tp[@]}" --widths "$widths" | tee "$OUT/throughput_torch.txt"
+# batches assembled on the device, no model: to set beside the training rates above (synthetic splits: no generator)
+want data && timeout "$STEP_TIMEOUT" "$PY" benchmarks/data_path.py --pools "" --synthetic "${DATA_JETS:-$data_jets}" \
+  --device "$DEVICE" --batch-size 512 --batches "${DATA_BATCHES:-200}" | tee "$OUT/data_path.txt"
+want parity && timeout "$STEP_TIMEOUT" "$PY" benchmarks/engine_parity.py --device "$DEVICE" --width "${PARITY_WIDTH:-256}" --steps 30 --batch-size 64 \
   | tee "$OUT/parity.txt"
-"${tp[@]}" --engine deepspeed --zero-stage 2 --widths "$some" | tee "$OUT/throughput_deepspeed.txt"
-"${tp[@]}" --compile --widths "$some" | tee "$OUT/throughput_compiled.txt"
+# static shapes: each bucket is compiled once (ParT fails to compile with dynamic shapes)
+want part_buckets && timeout "$STEP_TIMEOUT" "$PY" benchmarks/train_throughput.py --device "$DEVICE" --synthetic --widths "$part" \
+  --batch-size "${PART_BATCH:-512}" --steps "${STEPS:-20}" --buckets 32,64,96,128 --compile | tee "$OUT/throughput_part_buckets.txt"
+want deepspeed && "${tp[@]}" --engine deepspeed --zero-stage 2 --widths "$some" | tee "$OUT/throughput_deepspeed.txt"
+want compiled && "${tp[@]}" --compile --widths "$some" | tee "$OUT/throughput_compiled.txt"

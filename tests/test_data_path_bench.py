@@ -72,3 +72,29 @@ def test_stages_report_time_and_memory(bench, pool):
     r = bench.stage("evaluate", {"splits": splits, "classes": CLASSES})
     assert r["n_test"] == load_split(splits, "test").n_jets and 0 <= r["accuracy"] <= 1
     assert r["wall_s"] > 0 and r["peak_anon_mb"] > 0
+
+
+@pytest.mark.parametrize("kind", ["particles", "bytes"])
+def test_data_path_on_a_device_gathers_there_and_checks_the_batches(bench, pool, kind):
+    """--device cpu: the device-resident gather (what a GPU gets), its first batches checked against the host's."""
+    splits = pool[2]
+    bench.stage("input-stats", {"splits": str(splits)})
+    host = bench.data_path(splits, kind, batch_size=32, n_batches=3)
+    resident = bench.data_path(splits, kind, batch_size=32, n_batches=3, device="cpu")
+    lazy = bench.data_path(splits, kind, batch_size=32, n_batches=3, mode="lazy", device="cpu")
+    assert (resident["mode"], lazy["mode"]) == ("eager, on cpu", "lazy")
+    assert resident["checked_batches"] == lazy["checked_batches"] == 3
+    assert resident["mean_trimmed_length"] == lazy["mean_trimmed_length"] == host["mean_trimmed_length"]
+
+
+def test_a_batch_that_differs_from_the_host_path_stops_the_benchmark(bench, pool):
+    from jetscale.train.inputs import load_split_inputs
+    from jetscale.train.runner import Sampler
+
+    inputs = load_split_inputs(pool[2], "train", "particlenet", {}, resident=True)
+    sampler = Sampler(inputs.n, 0)
+    first = inputs.tensors(sampler.batch(0, 8), "cpu")
+    assert bench.check_batches(inputs, sampler, 8, "cpu", first) == 3
+    first["x"] = first["x"] + 1
+    with pytest.raises(SystemExit, match="batch 0, x: .* differs from the host path"):
+        bench.check_batches(inputs, sampler, 8, "cpu", first)
