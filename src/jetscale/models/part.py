@@ -25,10 +25,20 @@ from ..tokenize.particles import pair_features_at
 from .ragged import Ragged
 
 NEG = -1e9  # additive bias on padded keys (finite: exp underflows to exactly 0, no NaN-guarding needed)
+#: the padded path's attention through ``F.scaled_dot_product_attention``: None = on CUDA only; tests set it
+SDPA: bool | None = None
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """softmax(q·kᵀ/√d + bias)·v. Written out: on CPU it beats SDPA's masked math path for tiny heads."""
+    """softmax(q·kᵀ/√d + bias)·v: q (B, H, Lq, hd), k and v (B, H, Lk, hd), bias (B, H, Lq, Lk) additive.
+
+    On CUDA through SDPA, eager or compiled: the pair bias goes in as a float mask, which SDPA's memory-efficient
+    kernel takes (flash takes no mask), a fused kernel that need not write the (B, H, Lq, Lk) probabilities out.
+    Elsewhere written out: on CPU it beats SDPA's masked math path for tiny heads."""
+    use_sdpa = q.device.type == "cuda" if SDPA is None else SDPA
+    if use_sdpa:
+        # dropout_p 0: the blocks drop their outputs, never attention weights
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     scores = torch.baddbmm(
         bias.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=q.shape[-1] ** -0.5
     )
