@@ -197,3 +197,37 @@ def test_flops_counted_are_the_plain_products(tensors, monkeypatch):
     counted = measure_flops_per_jet(model, tensors)
     monkeypatch.setattr(cpu_linear, "_ONEDNN", False)
     assert measure_flops_per_jet(model, tensors) == counted
+
+
+@pytest.mark.parametrize("rows", [5000, 100])  # oneDNN with the ReLU fused; small (plain ops)
+def test_inference_linear_relu_is_relu_of_the_product(rows):
+    from jetscale.models.cpu_linear import inference_linear_relu
+
+    g = torch.Generator().manual_seed(rows)
+    x, w, b = torch.randn(rows // 8, 8, 32, generator=g), torch.randn(48, 32, generator=g), torch.randn(48, generator=g)
+    torch.testing.assert_close(inference_linear_relu(x, w, b), F.linear(x, w, b).relu(), atol=1e-5, rtol=1e-5)
+
+
+def test_scoring_folds_batchnorm_and_relu_into_the_products(monkeypatch):
+    """Scoring (eval mode, no autograd) takes the folded path: each block's BatchNorms folded into its products,
+    the ReLUs fused into oneDNN's output pass, BatchNorm never called; the logits are those of the unfolded eval
+    path (autograd on) on a batch large enough for oneDNN."""
+    from jetscale.models import cpu_linear, particlenet
+
+    jets = synthetic_jets(64, 11, n_particles=48, seed=6, mean_particles=30)
+    arrays, _ = prepare_inputs("particlenet", {}, jets["features"], jets["mask"], jets["vectors"])
+    t = batch_tensors(arrays, np.arange(64))
+    model, _ = perturbed_pair(3)
+    with torch.no_grad():
+        model(**t)  # running statistics away from their initial values
+    model.eval()
+    unfolded = model(**t).detach()
+    posts, real_linear = [], cpu_linear._onednn_linear
+    record = lambda *a: posts.append(a[3] if len(a) > 3 else "none") or real_linear(*a)  # noqa: E731
+    monkeypatch.setattr(cpu_linear, "_onednn_linear", record)
+    bn_calls = []
+    monkeypatch.setattr(particlenet, "_bn_last", lambda *a, **k: bn_calls.append(1))
+    with torch.no_grad():
+        folded = model(**t)
+    assert "relu" in posts and not bn_calls
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)

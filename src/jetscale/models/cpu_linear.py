@@ -29,9 +29,9 @@ def eager_cpu_fp32(*tensors: torch.Tensor) -> bool:
     )
 
 
-def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """x (M, K) · Wᵀ (+ b) with M padded by zero rows to a multiple of ``ROW_BLOCK`` (oneDNN builds a kernel per
-    shape)."""
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, post: str = "none") -> torch.Tensor:
+    """x (M, K) · Wᵀ (+ b), then the post-op ``post`` ("none" | "relu", fused into the product's output pass),
+    with M padded by zero rows to a multiple of ``ROW_BLOCK`` (oneDNN builds a kernel per shape)."""
     m = x.shape[0]
     pad = -m % ROW_BLOCK
     if pad:  # one copy and a zeroed tail (F.pad would also fill the whole buffer first)
@@ -39,7 +39,7 @@ def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = No
         padded[:m] = x
         padded[m:].zero_()
         x = padded
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")[:m]
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], "")[:m]
 
 
 class _OneDnnLinear(torch.autograd.Function):
@@ -78,3 +78,12 @@ def linear(
         return F.linear(x, w, bias)
     shape = x.shape
     return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w, bias).view(*shape[:-1], w.shape[0])
+
+
+def inference_linear_relu(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, min_rows: int = 8 * ROW_BLOCK):
+    """``relu(F.linear(x, w, bias))`` over the last axis, without autograd (scoring): through oneDNN with the ReLU
+    fused into the product where :func:`linear` would take oneDNN, else the plain ops."""
+    if not (_ONEDNN and x.numel() >= min_rows * x.shape[-1] and eager_cpu_fp32(x, w)):
+        return F.linear(x, w, bias).relu_()
+    shape = x.shape
+    return _onednn_linear(x.reshape(-1, shape[-1]), w, bias, "relu").view(*shape[:-1], w.shape[0])

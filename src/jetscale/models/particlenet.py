@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cpu_linear import linear
+from .cpu_linear import inference_linear_relu, linear
 
 
 def knn(points: torch.Tensor, k: int, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,6 +63,12 @@ def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, relu: bool = 
     return (out.relu_() if relu else out).view(shape)
 
 
+def _folded(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as y = x·scale + shift (per channel), to fold into the product before it."""
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    return scale, bn.bias - bn.running_mean * scale
+
+
 class EdgeConvBlock(nn.Module):
     """EdgeConv with weaver-core's parameters (1×1 Conv2d weights, BatchNorm2d), computed channels-last.
 
@@ -89,6 +95,8 @@ class EdgeConvBlock(nn.Module):
         layout: every slot is a row, traced for export: plain ``F.linear``): a neighbour's edge term counts only
         where it is real, as if zero."""
         fast = real is None
+        if fast and not self.training and not torch.is_grad_enabled():
+            return self.score(x, nbr)
         n, c_in = x.shape
         w0 = self.convs[0].weight.flatten(1)
         w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
@@ -106,6 +114,31 @@ class EdgeConvBlock(nn.Module):
         h = h.mean(dim=1)
         shortcut = x if self.sc is None else _bn_last(proj[:, 2 * c0 :], self.sc_bn)
         return F.relu(h + shortcut)
+
+    def score(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for scoring (eval mode, no autograd): each BatchNorm, now a fixed affine map, is folded
+        into the product before it and the ReLU into the product's output pass, so the edges (k per particle)
+        are not read and written again by BatchNorm and ReLU. The same function; rounding differs at ~1e-7."""
+        n, c_in = x.shape
+        w0 = self.convs[0].weight.flatten(1)
+        w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
+        c0 = w0.shape[0]
+        scale, shift = _folded(self.bns[0])
+        weights = [w_edge * scale[:, None], (w_centre - w_edge) * scale[:, None]]
+        biases = [torch.zeros_like(shift), shift]
+        if self.sc is not None:
+            sc_scale, sc_shift = _folded(self.sc_bn)
+            weights.append(self.sc.weight.flatten(1) * sc_scale[:, None])
+            biases.append(sc_shift)
+        proj = linear(x, torch.cat(weights), bias=torch.cat(biases))  # (N, C0 | C0 | C_out), BatchNorms applied
+        edge_proj = torch.cat([proj[:, :c0], proj.new_zeros(1, c0)])  # a padded neighbour's edge term is zero
+        h = edge_proj.index_select(0, nbr.reshape(-1)).view(n, -1, c0).add_(proj[:, c0 : 2 * c0].unsqueeze(1))
+        h = h.relu_()
+        for conv, bn in zip(self.convs[1:], self.bns[1:]):
+            scale, shift = _folded(bn)
+            h = inference_linear_relu(h, conv.weight.flatten(1) * scale[:, None], shift)
+        shortcut = x if self.sc is None else proj[:, 2 * c0 :]
+        return F.relu(h.mean(dim=1) + shortcut)
 
 
 class ParticleNet(nn.Module):
