@@ -48,6 +48,7 @@ STUDY_WIDTHS = {"particlenet": (16,), "part": (16,), "bbt_neutron": (32,)}
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 1024}}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
 N_JETS = 4096  # jets the batches are drawn from (a permutation per pass, as the training loop's sampler)
+EVAL_JETS = 2200  # jets scored per measurement: the default study's validation set, scored at every evaluation
 
 
 def study_batch_size() -> int:
@@ -133,6 +134,7 @@ def measure(
         runner.tune_allocator()
     torch.manual_seed(0)
     options = BBT_OPTIONS if model_name == "bbt_neutron" else {}  # model options refuse unknown keys
+    options_in = options
     if splits:
         from jetscale.data.splits import load_split, read_meta
 
@@ -187,6 +189,7 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     dt = timed(0, steps)
     flops = measure_flops_per_jet(model, inputs.tensors(np.arange(min(n, 256)), device))
+    eval_rate = scoring_rate(model, model_name, options_in, raw, device, eng)
     out = {
         "model": model_name,
         "width": width,
@@ -198,6 +201,7 @@ def measure(
         "n_params": count_params(model),
         "fwd_flops_per_jet": flops,
         "jets_per_s": steps * batch_size / dt,
+        "eval_jets_per_s": eval_rate,
         "warmup_s": warm - dt if compile_model else None,
     }
     out["train_flops_per_s"] = 3 * flops * out["jets_per_s"]
@@ -211,6 +215,25 @@ def measure(
     else:
         out["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     return out
+
+
+def scoring_rate(model, model_name: str, options, raw: dict, device: str, eng) -> float | None:
+    """Jets/s of scoring EVAL_JETS jets as an evaluation does (``classifier.predict``: eval mode, no autograd,
+    batches by length); None where the measured tree has no such function."""
+    import numpy as np
+
+    try:
+        from jetscale.train.classifier import predict
+        from jetscale.train.inputs import SplitInputs
+    except ImportError:
+        return None
+    n = min(EVAL_JETS, len(raw["jet_id"]))
+    subset = SplitInputs(model_name, options, {k: np.asarray(v)[:n] for k, v in raw.items()})
+    autocast = getattr(eng, "eval_autocast", eng.autocast)
+    predict(model, subset, device, autocast)  # warm-up
+    t0 = time.perf_counter()
+    predict(model, subset, device, autocast)
+    return n / (time.perf_counter() - t0)
 
 
 def run_one(tree: Path, opts: list[str], name: str, width: int, device: str, a, splits: str | None) -> dict | str:
@@ -313,7 +336,8 @@ def report(a, devices, widths, splits, trees: dict) -> int:
         + ("synthetic jets" if splits is None else f"real jets from {splits}") + f"; median of {a.repeats}"
     )  # fmt: skip
     head = f"{'model':<12} {'width':>5} {'device':<6} {'tree':<10} {'fwd MFLOP/jet':>13} {'jets/s':>9} {'GFLOP/s':>8}"
-    print(head + f" {'of peak':>8} {'peak MB':>8} {'warm-up s':>9}" + ("  ratio" if len(trees) > 1 else ""))
+    head += f" {'of peak':>8} {'peak MB':>8} {'warm-up s':>9} {'scored/s':>9}"
+    print(head + ("  ratio (train, scoring)" if len(trees) > 1 else ""))
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
@@ -339,20 +363,26 @@ def report(a, devices, widths, splits, trees: dict) -> int:
                         of_peak = f"{gflops / max(mm):.2f}"
                     else:
                         of_peak = "-"
+                    scored = [x["eval_jets_per_s"] for x in ok if x.get("eval_jets_per_s")]
+                    r["eval_jets_per_s"] = statistics.median(scored) if scored else None
                     ratio = ""
                     if len(trees) > 1:
-                        base = base or r["jets_per_s"]
-                        ratio = f"  {base / r['jets_per_s']:.2f}x" if tag != next(iter(trees)) else ""
+                        base = base or (r["jets_per_s"], r["eval_jets_per_s"])
+                        if tag != next(iter(trees)):
+                            ratio = f"  {base[0] / r['jets_per_s']:.2f}x"
+                            if base[1] and r["eval_jets_per_s"]:
+                                ratio += f", {base[1] / r['eval_jets_per_s']:.2f}x"
                     print(
                         f"{name:<12} {w:>5} {device:<6} {tag[:10]:<10} {r['fwd_flops_per_jet'] / 1e6:>13.2f} "
                         f"{r['jets_per_s']:>9.0f} {gflops:>8.1f} {of_peak:>8} {r['peak_mem_mb']:>8.0f} "
-                        f"{warmup(ok):>9}{ratio}",
+                        f"{warmup(ok):>9} {r['eval_jets_per_s'] or 0:>9.0f}{ratio}",
                         flush=True,
                     )
     if "cpu" in devices:
         print(
             f"1-thread fp32 512x512 matmul: {max(mm):.1f} GFLOP/s (best of {len(mm)} in this run); "
-            "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); ratio = the first row's jets/s / this row's"
+            "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); scored/s: scoring as an evaluation does "
+            f"({EVAL_JETS} jets, eval mode, batches by length); ratio = the first row's jets/s / this row's"
         )
     return 0
 
