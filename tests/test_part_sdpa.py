@@ -1,7 +1,7 @@
 """ParT's padded path attends through ``F.scaled_dot_product_attention`` on CUDA (the memory-efficient kernel takes
 the pair bias as a float mask) and through the written-out softmax elsewhere. CI has no GPU: the module switch
 ``part.SDPA`` puts the SDPA formulation on CPU, where it must give the written-out logits and gradients, eager
-and compiled with static shapes (the GPU training path)."""
+and compiled with static shapes as one graph (the GPU training path)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from jetscale.data.testing import synthetic_jets
 from jetscale.models import part
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
-from jetscale.train.distributed import compile_forward
+from jetscale.train.distributed import configure_compiler
 
 
 @pytest.fixture(scope="module")
@@ -117,24 +117,37 @@ def test_sdpa_gives_the_written_out_logits_and_gradients(tensors, sdpa_calls, mo
     reason="torch.compile on CPU needs a C++ compiler (inductor's C++ kernels); none on PATH",
 )
 def test_compiled_static_shape_sdpa_path_gives_the_eager_training_step(tensors, monkeypatch):
-    """The GPU training path, on CPU: ParT compiled with static shapes, attention through SDPA, trains (logits
-    and gradients) as the eager written-out softmax does. A small ParT keeps the compilation short."""
+    """The GPU training path, on CPU: ParT compiled with static shapes as one graph (``fullgraph``: nothing in the
+    training forward or its backward depends on the data's values, no ``nonzero``), attention through SDPA, trains
+    (logits, gradients, BatchNorm running statistics) as the eager written-out softmax does; a second batch of the
+    same shape but other jet lengths reuses the graph. A small ParT keeps the compilation short."""
     model = padded_part(width=16, n_heads=8, n_layers=2, n_cls_layers=1).train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    ref = logits_and_grads(model, tensors)
-    model.load_state_dict(state)
+    other = {k: v.clone() for k, v in tensors.items()}
+    other["mask"][:, :, 20:] = 0  # shorter jets, the same shape
+    other["mask"][2] = 0  # and one without particles
+    refs = []
+    for batch in (tensors, other):
+        model.load_state_dict(state)
+        refs.append((*logits_and_grads(model, batch), {k: v.clone() for k, v in model.named_buffers()}))
     monkeypatch.setattr(part, "SDPA", True)
     dynamo, inductor = torch._dynamo.config, torch._inductor.config
     torch._dynamo.reset()
-    try:  # the compiler settings compile_forward makes stay in this test
+    try:  # the compiler settings configure_compiler makes stay in this test
         with (
-            dynamo.patch(
-                capture_dynamic_output_shape_ops=dynamo.capture_dynamic_output_shape_ops,
-                recompile_limit=dynamo.recompile_limit,
-            ),
+            dynamo.patch(capture_dynamic_output_shape_ops=False, recompile_limit=dynamo.recompile_limit),
             inductor.patch(fallback_random=inductor.fallback_random),
         ):
-            compiled = compile_forward(model, static_shapes=True)
-            assert_same(ref, logits_and_grads(model, tensors, forward=compiled))
+            configure_compiler(static_shapes=True)  # dropout from torch's generator: the eager draws
+            dynamo.capture_dynamic_output_shape_ops = False  # a nonzero would break the graph: fullgraph fails
+            compiled = torch.compile(model, dynamic=False, fullgraph=True)
+            frames = []
+            for batch, (y, grads, buffers) in zip((tensors, other), refs):
+                model.load_state_dict(state)
+                assert_same((y, grads), logits_and_grads(model, batch, forward=compiled))
+                for name, b in model.named_buffers():
+                    torch.testing.assert_close(b, buffers[name], atol=1e-6, rtol=1e-5, msg=name)
+                frames.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+            assert frames[0] >= 1 and frames[1] == frames[0]  # no recompilation for other lengths
     finally:
         torch._dynamo.reset()

@@ -10,9 +10,11 @@ the reference configuration is width 128 (embed (128, 512, 128), pair (64, 64, 6
 layer structure follows weaver-core's ``ParticleTransformer``: with its weights copied in (pair features
 reordered), this model computes the same logits (``benchmarks/weaver_compare.py``).
 
-``static_shapes`` (set for ONNX export, eval mode only): the padded layout, with the pair embedding computed for
-every pair of slots and masked (:meth:`ParticleTransformer.dense_attention_bias`) instead of on the list of real
-pairs, so no shape depends on the data (``torch.export`` can trace it); the logits are the same.
+On eager CPU the particle blocks run on the real particles only (:meth:`ParticleTransformer.encode_ragged`). Elsewhere
+(CUDA, ``torch.compile``, ``static_shapes`` for ONNX export) the padded layout: every pair of slots embedded and
+then masked (:meth:`ParticleTransformer.attention_bias`), no shape depending on the data (no host sync on a GPU, one
+graph per bucket under ``torch.compile``), the pair BatchNorms taking their statistics from the real pairs alone:
+the same logits, gradients and running statistics as the real-particle path, in training too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenize.particles import pair_features_at
+from .masked_norm import masked_batch_norm
 from .ragged import Ragged
 
 NEG = -1e9  # additive bias on padded keys (finite: exp underflows to exactly 0, no NaN-guarding needed)
@@ -252,6 +255,16 @@ def ragged_pair_features(vectors: torch.Tensor, lay: Ragged, eps: float = 1e-8) 
     return out
 
 
+def tril_pairs(P: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.tril_indices(P, P)``: the slot pairs (i, j), i ≥ j, i-major (pair (i, j) at k = i(i + 1)/2 + j),
+    by arithmetic on one ``arange``, so that a symbolic P stays symbolic under ``torch.export`` (``tril_indices``
+    takes concrete sizes). The row from the float square root, then put right where it rounded across."""
+    k = torch.arange(P * (P + 1) // 2, device=device)
+    i = ((torch.sqrt(8 * k.double() + 1) - 1) / 2).floor().long()
+    i = i - (i * (i + 1) // 2 > k).long() + ((i + 1) * (i + 2) // 2 <= k).long()
+    return i, k - i * (i + 1) // 2
+
+
 def attended_slots(mask: torch.Tensor) -> torch.Tensor:
     """mask (B, 1, P) -> (B, P) bool: the real particles, and for a jet without any its first slot (so no
     softmax row is all padding)."""
@@ -291,7 +304,7 @@ class ParticleTransformer(nn.Module):
         )  # the bias is the last BN's output, no GELU (weaver: pre-activation)
         self.n_heads = n_heads
         self.ragged: bool | None = None  # None: the real-particle path on eager CPU (use_ragged), else padded
-        self.static_shapes = False  # True: padded, every pair embedded (ONNX export; eval mode only)
+        self.static_shapes = False  # True: the padded path whatever the device (ONNX export)
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
         self.norm = nn.LayerNorm(width)
@@ -299,37 +312,14 @@ class ParticleTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def pair_bias(self, vectors: torch.Tensor, valid: torch.Tensor):
-        """The embedded pair features of the real pairs, self-pairs once and every other pair both ways:
-        (jet, i, j) index tensors and the values (n, H) of the attention bias at [jet, :, i, j].
-
-        As weaver-core's sparse pair embedding: only real pairs are embedded (their features are computed for
-        them alone), so the pair BatchNorm statistics come from real pairs. ``pair_embed`` holds weaver's
-        layers (BatchNorm1d / 1×1 Conv1d), applied channels-last to the (n_real_pairs, C) list.
-        """
-        P = vectors.shape[-1]
-        i, j = torch.tril_indices(P, P, offset=0, device=vectors.device)
-        b_idx, p_idx = (valid[:, i] & valid[:, j]).nonzero(as_tuple=True)
-        i, j = i[p_idx], j[p_idx]
-        h = self.embed_pairs(pair_features_at(vectors, b_idx, i, j))  # (n_real_pairs, H)
-        # mirrored pairs; self-pairs once, so each bias entry comes from exactly one pair (gradient counted once)
-        off = i != j
-        return torch.cat([b_idx, b_idx[off]]), torch.cat([i, j[off]]), torch.cat([j, i[off]]), torch.cat([h, h[off]])
-
-    def embed_pairs(self, h: torch.Tensor) -> torch.Tensor:
-        """Pair features (n, 4) -> attention bias values (n, H): ``pair_embed`` channels-last."""
+    def embed_pairs(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Pair features (n, 4) -> attention bias values (n, H): ``pair_embed`` channels-last, its BatchNorms'
+        training statistics taken over the rows ``keep`` marks (the real pairs) alone. Statistics in float32 at least
+        (under autocast the products come in bfloat16); the output keeps the products' dtype."""
         for layer in self.pair_embed:
             if isinstance(layer, nn.BatchNorm1d):
-                h = F.batch_norm(
-                    h,
-                    layer.running_mean,
-                    layer.running_var,
-                    layer.weight,
-                    layer.bias,
-                    layer.training or not layer.track_running_stats,
-                    layer.momentum,
-                    layer.eps,
-                )
+                wide = torch.promote_types(h.dtype, torch.float32)
+                h = masked_batch_norm(h.to(wide), keep, layer).to(h.dtype)
             elif isinstance(layer, nn.Conv1d):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:
@@ -354,33 +344,26 @@ class ParticleTransformer(nn.Module):
         return [t.view(H * s, L, L) for t, (s, L) in zip(parts, lay.groups)]
 
     def attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Pair-feature bias (B, H, P, P), contiguous: :meth:`pair_bias` at the real pairs, 0 where a padded
-        particle is involved, NEG on padded keys."""
+        """Pair-feature bias (B, H, P, P), contiguous: the embedded pair at the real pairs, 0 on a padded query's
+        row, NEG on padded keys. No shape depends on the data (no ``nonzero``): the pairs i ≥ j of all P slots,
+        padded ones included, are embedded, the pair BatchNorms taking their statistics from the real pairs alone
+        (:func:`masked_batch_norm`: the pairs the real-particle path embeds, each once, self-pairs included), then
+        mirrored, so [i, j] and [j, i] both come from the pair (max, min) and its gradient is counted once. Costs
+        P(P + 1)/2 pairs per jet instead of its real ones: the price of static shapes."""
         B, _, P = vectors.shape
-        H = self.n_heads
-        jets, rows, cols, h = self.pair_bias(vectors, valid)
-        heads = torch.arange(H, device=h.device)
-        flat = ((jets[:, None] * H + heads) * P + rows[:, None]) * P + cols[:, None]  # (n, H)
-        bias = torch.where(valid, 0.0, NEG).to(h.dtype)[:, None, None, :].expand(B, H, P, P).contiguous()
-        bias.view(-1).index_put_((flat.reshape(-1),), h.reshape(-1))
-        return bias
-
-    def dense_attention_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """:meth:`attention_bias` without data-dependent shapes: every pair (i ≥ j, mirrored) of the padded batch
-        embedded, then masked. Eval mode only: the pair BatchNorm then uses its running statistics, so the values at
-        real pairs are those of the real-pair list."""
-        B, _, P = vectors.shape
-        slots = torch.arange(P, device=vectors.device)
-        b = torch.arange(B, device=vectors.device).view(B, 1, 1).expand(B, P, P).reshape(-1)
-        i = slots.view(1, P, 1).expand(B, P, P).reshape(-1)
-        j = slots.view(1, 1, P).expand(B, P, P).reshape(-1)
-        h = self.embed_pairs(pair_features_at(vectors, b, i, j)).view(B, P, P, -1)  # (B, P, P, H) at [b, i, j]
-        lower = (slots.view(P, 1) >= slots.view(1, P)).view(1, P, P, 1)
-        h = torch.where(lower, h, h.transpose(1, 2))  # [b, i, j] = [b, j, i] = the pair (max, min), as pair_bias
-        pairs = (valid.view(B, P, 1) & valid.view(B, 1, P)).unsqueeze(-1)
-        h = torch.where(pairs, h, torch.zeros((), dtype=h.dtype, device=h.device))
-        h = torch.where(valid.view(B, 1, P, 1), h, torch.full((), NEG, dtype=h.dtype, device=h.device))
-        return h.permute(0, 3, 1, 2).contiguous()
+        device = vectors.device
+        i, j = tril_pairs(P, device)
+        T = i.shape[0]
+        jets = torch.arange(B, device=device).view(B, 1).expand(B, T).reshape(-1)
+        real = valid[:, i] & valid[:, j]  # (B, T)
+        h = self.embed_pairs(pair_features_at(vectors, jets, i.repeat(B), j.repeat(B)), real.view(-1))
+        slots = torch.arange(P, device=device)
+        hi, lo = torch.maximum(slots.view(P, 1), slots.view(1, P)), torch.minimum(slots.view(P, 1), slots.view(1, P))
+        mirror = (hi * (hi + 1) // 2 + lo).view(-1)  # (P·P,) slot pair -> its (max, min) pair
+        bias = h.view(B, T, -1).transpose(1, 2).index_select(2, mirror).view(B, -1, P, P)
+        bias = torch.where(valid.view(B, 1, P, 1), bias, torch.zeros((), dtype=bias.dtype, device=device))
+        bias = torch.where(valid.view(B, 1, 1, P), bias, torch.full((), NEG, dtype=bias.dtype, device=device))
+        return bias.contiguous()
 
     def encode(self, x: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The particle encoder (embedding, pair bias, particle-attention blocks) without the class attention.
@@ -394,13 +377,9 @@ class ParticleTransformer(nn.Module):
             h, lay = self.encode_ragged(x, vectors, valid)
             return lay.pad(h), valid
         m = valid[:, None, :].to(x.dtype)
+        # input_bn over every slot of the batch, padding included, as the real-particle path (and weaver-core)
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
-        if self.static_shapes:
-            if self.training:
-                raise RuntimeError("ParticleTransformer.static_shapes is an eval-mode path (BatchNorm statistics)")
-            bias = self.dense_attention_bias(vectors * m, valid)
-        else:
-            bias = self.attention_bias(vectors * m, valid)
+        bias = self.attention_bias(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
         return h, valid
