@@ -178,8 +178,8 @@ VQ_GPT = {"codebook_size": 64, "vq_hidden": 16, "max_particles": 16}  # fewer th
 def test_static_shape_export_path_gives_the_eager_logits(name, jets):
     """The padded, data-independent-shape path ONNX export traces (``static_shapes``) computes what the
     real-particle path computes: jets shorter than ParticleNet's k + 1, a jet with one particle, jets longer than
-    vq_gpt's max_particles and extra padding included. ParticleNet: eval mode only (BatchNorm statistics): train
-    mode refuses; ParT's trains too (tests/test_part_static.py)."""
+    vq_gpt's max_particles and extra padding included. In train mode too, for ParticleNet and ParT
+    (tests/test_particlenet_reference.py, tests/test_part_static.py)."""
     torch.manual_seed(0)
     options = {**VQ_GPT, "tokenizer": name.removeprefix("vq_gpt_")} if name.startswith("vq_gpt") else {}
     name = name[:6] if name.startswith("vq_gpt") else name
@@ -193,8 +193,3 @@ def test_static_shape_export_path_gives_the_eager_logits(name, jets):
         model.static_shapes = True
         got = model(**tensors)
     assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5), (got - ref).abs().max()
-    if name in ("vq_gpt", "part"):
-        return
-    model.train()
-    with pytest.raises(RuntimeError, match="static_shapes is an eval-mode path"):
-        model(**tensors)

@@ -6,12 +6,14 @@ Conv2d / BatchNorm2d / Conv1d / BatchNorm1d modules in their native (1, C, N, k)
 k other particles gets zero-feature neighbours (padded slots) up to k, as the padded batch has them (a batch is
 padded to at least k + 1 slots, so a jet's neighbours do not depend on the batch it is scored in).
 The model's path (real particles only, the first convolution split algebraically before the gather, channels-last
-matrix products, one flat gather) must give the same logits, gradients and BatchNorm running statistics.
+matrix products, one flat gather) must give the same logits, gradients and BatchNorm running statistics; so must
+its padded path (every slot a row, no data-dependent shapes: GPUs and ``torch.compile``), in training too.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from jetscale.data.testing import synthetic_jets
+from jetscale.models.particlenet import ParticleNet
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
 
 
@@ -231,3 +234,115 @@ def test_scoring_folds_batchnorm_and_relu_into_the_products(monkeypatch):
         folded = model(**t)
     assert "relu" in posts and not bn_calls
     torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+
+
+def padded_rows_seen(model, tensors) -> list[int]:
+    """Rows each EdgeConv block receives (B·P on the padded path, the real particles' count on the other)."""
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0])) for b in model.edge_convs]
+    try:
+        model(**tensors)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("slots", [48, 10])  # 10: every jet has fewer than k + 1 real particles
+def test_padded_training_path_matches_the_real_particle_path(tensors, slots):
+    """Train mode: the padded path's BatchNorms take their statistics from the rows the real-particle path
+    normalises (the input's over the whole padded batch, the edges of real particles, the real particles), so
+    logits, gradients and running statistics agree; a jet with one real particle and jets with padded
+    neighbours included. Logits in float32; the rest in float64 (a ReLU within rounding of zero can flip)."""
+    t = {key: v[..., :slots].contiguous() for key, v in tensors.items()}
+    real, padded = perturbed_pair()
+    padded.real_rows = False
+    with torch.no_grad():
+        B, _, P = t["mask"].shape
+        assert padded_rows_seen(padded, t) == [B * max(P, 17)] * 3  # every slot a row (at least k + 1 slots)
+        assert padded_rows_seen(real, t) == [int(t["mask"].sum())] * 3  # the real particles
+        torch.manual_seed(7)
+        y_real = real(**t)
+        torch.manual_seed(7)
+        y_padded = padded(**t)
+    torch.testing.assert_close(y_padded, y_real, atol=1e-5, rtol=1e-5)
+    real, padded = perturbed_pair()
+    padded.real_rows = False
+    real.double(), padded.double()
+    t = {key: v.double() for key, v in t.items()}
+    for _ in range(2):  # the second step from the running statistics and counters the first left
+        y_real, g_real = logits_and_grads(real, real, t)
+        y_padded, g_padded = logits_and_grads(padded, padded, t)
+        torch.testing.assert_close(y_padded, y_real, atol=1e-12, rtol=1e-10)
+        for name in g_real:
+            torch.testing.assert_close(g_padded[name], g_real[name], atol=1e-12, rtol=1e-9, msg=name)
+        for (name, a), b in zip(real.named_buffers(), padded.buffers()):
+            torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-12, msg=name)
+
+
+def test_the_real_particle_path_is_eager_cpus():
+    """Eager CPU keeps the real-particle path; other devices (and ``torch.compile``, tested below) take the padded
+    one; ``static_shapes`` always the padded one; ``real_rows`` overrides the device."""
+    model, _ = perturbed_pair()
+    cpu, gpu_like = torch.zeros(1), torch.zeros(1, device="meta")
+    assert model.real_rows is None and model.use_real_rows(cpu) and not model.use_real_rows(gpu_like)
+    model.real_rows = True
+    assert model.use_real_rows(gpu_like)
+    model.real_rows = False
+    assert not model.use_real_rows(cpu)
+    model.real_rows, model.static_shapes = None, True
+    assert not model.use_real_rows(cpu)
+
+
+def test_flops_are_counted_on_the_real_particles_on_either_path(tensors):
+    """The FLOPs of a cell do not depend on the path its device takes."""
+    from jetscale.models.registry import measure_flops_per_jet
+
+    model, _ = perturbed_pair()
+    counted = measure_flops_per_jet(model, tensors)
+    model.real_rows = False
+    assert measure_flops_per_jet(model, tensors) == counted
+    assert model.real_rows is False and model.training  # restored
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")),
+    reason="torch.compile on CPU needs a C++ compiler (inductor's C++ kernels); none on PATH",
+)
+def test_compiled_padded_training_step_matches_eager_without_graph_breaks(tensors):
+    """The GPU training path, on CPU: a tiny ParticleNet under ``torch.compile(dynamic=False, fullgraph=True)``
+    (a graph break or a data-dependent shape would fail it) trains as the eager real-particle path does: logits,
+    gradients, running statistics, over two batches of one shape with different jet lengths (no recompilation).
+    float64: the compiled kernels sum in another order, and a ReLU within rounding of zero must not flip."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    def tiny():
+        torch.manual_seed(0)
+        model = ParticleNet(19, 11, width=4, k=4).double()
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        return model
+
+    batches = [{key: v[rows, :, :12].double() for key, v in tensors.items()} for rows in (slice(0, 6), slice(6, 12))]
+    assert not torch.equal(batches[0]["mask"].sum(dim=(1, 2)), batches[1]["mask"].sum(dim=(1, 2)))
+    eager, model = tiny(), tiny()
+    torch._dynamo.reset()
+    try:
+        with (
+            torch._dynamo.config.patch(error_on_recompile=True),
+            torch._inductor.config.patch(fallback_random=True),  # the eager dropout draws
+        ):
+            compiled = torch.compile(model, dynamic=False, fullgraph=True)
+            for t in batches:
+                y_eager, g_eager = logits_and_grads(eager, eager, t)
+                y_compiled, g_compiled = logits_and_grads(compiled, model, t)
+                torch.testing.assert_close(y_compiled, y_eager, atol=1e-12, rtol=1e-10)
+                for name in g_eager:
+                    torch.testing.assert_close(g_compiled[name], g_eager[name], atol=1e-12, rtol=1e-9, msg=name)
+                for (name, a), b in zip(eager.named_buffers(), model.buffers()):
+                    torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-12, msg=name)
+    finally:
+        torch._dynamo.reset()

@@ -12,9 +12,14 @@ neighbours within each jet), so the blocks' BatchNorm statistics are over real p
 layers run channels-last as plain matrix products on the same weights (the large ones, over edges, through oneDNN
 on CPU in fp32: the same products, about twice MKL's rate on AMD cores; see :func:`linear`).
 
-``static_shapes`` (set for ONNX export, eval mode only): every slot of the padded batch is carried instead, with
-padded neighbours' edge terms and padded particles' coordinates zeroed as the real-particle path has them, so no
-shape depends on the data (``torch.export`` can trace it) and the logits are those of the real-particle path.
+The real-particle list's length depends on the batch (``nonzero``): on a GPU that is a host sync every step, and
+under ``torch.compile`` with static length buckets a graph break and a new graph per batch. The padded path
+(:meth:`ParticleNet.forward_padded`) carries every slot of the padded batch instead, with padded neighbours' edge
+terms and padded particles' coordinates zeroed as the real-particle path has them, so no shape depends on the data;
+in training each block's BatchNorms take their statistics from the rows the real-particle path normalises (the
+edges of real particles, the real particles: :func:`~jetscale.models.masked_norm.masked_batch_norm`), so both
+paths compute the same logits, gradients and running statistics. It runs on CUDA, under ``torch.compile``, with
+``static_shapes`` (ONNX export) or where ``real_rows`` is False; eager CPU runs keep the real-particle path.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cpu_linear import inference_linear_relu, linear
+from .masked_norm import masked_batch_norm
 
 
 def knn(points: torch.Tensor, k: int, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,8 +98,9 @@ class EdgeConvBlock(nn.Module):
     def forward(self, x: torch.Tensor, nbr: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         """x (N, C) features of the N real particles of the batch; nbr (N, k) rows of their neighbours
         (value N = a padded neighbour, whose features are zero) -> (N, C_out). With ``real`` (N,) (the padded
-        layout: every slot is a row, traced for export: plain ``F.linear``): a neighbour's edge term counts only
-        where it is real, as if zero."""
+        layout: every slot is a row; plain ``F.linear``, traceable): a neighbour's edge term counts only where it
+        is real, as if zero, and the BatchNorms take their statistics from real rows only (the edges of real
+        particles, k each, and the real particles), the rows the real-particle path normalises."""
         fast = real is None
         if fast and not self.training and not torch.is_grad_enabled():
             return self.score(x, nbr)
@@ -103,17 +110,22 @@ class EdgeConvBlock(nn.Module):
         c0 = w0.shape[0]
         weights = [w_edge, w_centre - w_edge] + ([] if self.sc is None else [self.sc.weight.flatten(1)])
         proj = linear(x, torch.cat(weights), fast)  # (N, C0 | C0 | C_out): edge term, centre term, shortcut
-        edge_proj = proj[:, :c0]
-        if real is not None:
-            edge_proj = edge_proj * real.to(edge_proj.dtype).unsqueeze(1)
-        edge_proj = torch.cat([edge_proj, edge_proj.new_zeros(1, c0)])
+        if fast:
+            edge_proj = torch.cat([proj[:, :c0], proj.new_zeros(1, c0)])  # row N: a padded neighbour, zero
+            h = edge_proj.index_select(0, nbr.reshape(-1)).view(n, -1, c0) + proj[:, c0 : 2 * c0].unsqueeze(1)
+            h = _bn_last(h, self.bns[0], relu=True)
+            for conv, bn in zip(self.convs[1:], self.bns[1:]):
+                h = _bn_last(linear(h, conv.weight.flatten(1), fast), bn, relu=True)
+            shortcut = x if self.sc is None else _bn_last(proj[:, 2 * c0 :], self.sc_bn)
+            return F.relu(h.mean(dim=1) + shortcut)
+        edge_proj = proj[:, :c0] * real.to(proj.dtype).unsqueeze(1)  # padded neighbours: zero features
         h = edge_proj.index_select(0, nbr.reshape(-1)).view(n, -1, c0) + proj[:, c0 : 2 * c0].unsqueeze(1)
-        h = _bn_last(h, self.bns[0], relu=True)
+        edges = real.unsqueeze(1).expand(n, h.shape[1])  # the edges of real particles
+        h = masked_batch_norm(h, edges, self.bns[0]).relu()
         for conv, bn in zip(self.convs[1:], self.bns[1:]):
-            h = _bn_last(linear(h, conv.weight.flatten(1), fast), bn, relu=True)
-        h = h.mean(dim=1)
-        shortcut = x if self.sc is None else _bn_last(proj[:, 2 * c0 :], self.sc_bn)
-        return F.relu(h + shortcut)
+            h = masked_batch_norm(F.linear(h, conv.weight.flatten(1)), edges, bn).relu()
+        shortcut = x if self.sc is None else masked_batch_norm(proj[:, 2 * c0 :], real, self.sc_bn)
+        return F.relu(h.mean(dim=1) + shortcut)
 
     def score(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` for scoring (eval mode, no autograd): each BatchNorm, now a fixed affine map, is folded
@@ -157,16 +169,17 @@ class ParticleNet(nn.Module):
             nn.Sequential(nn.Linear(c_in, 4 * width), nn.ReLU(), nn.Dropout(dropout)),
             nn.Linear(4 * width, n_classes),
         )
-        self.static_shapes = False  # True: the padded path (ONNX export; eval mode only)
+        self.real_rows: bool | None = None  # None: the real-particle path on eager CPU (use_real_rows), else padded
+        self.static_shapes = False  # True: the padded path (ONNX export; also in training)
 
     def forward(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
         """x (B, F, P), points (B, 2, P), mask (B, 1, P) -> logits (B, n_classes).
 
-        Only real particles are processed (a flat (N, C) list); the padded (B, P, C) layout is used just to
-        find each particle's k nearest neighbours within its own jet.
+        On the real-particle path (:meth:`use_real_rows`) only real particles are processed (a flat (N, C) list);
+        the padded (B, P, C) layout is used just to find each particle's k nearest neighbours within its own jet.
         """
         x, points, mask = self._at_least_k_plus_one_slots(x, points, mask)
-        if self.static_shapes:
+        if not self.use_real_rows(x):
             return self.forward_padded(x, points, mask)
         B, _, P = x.shape
         valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
@@ -187,6 +200,15 @@ class ParticleNet(nn.Module):
         pooled = h.new_zeros(B, h.shape[1]).index_add(0, jet, h) / counts[:, None]
         return self.fc(pooled)
 
+    def use_real_rows(self, x: torch.Tensor) -> bool:
+        """The real-particle path: eager CPU runs (its fast path), unless ``self.real_rows`` says; the padded path
+        with ``static_shapes``, on CUDA and under ``torch.compile`` (no data-dependent shapes, no host sync)."""
+        if self.static_shapes:
+            return False
+        if self.real_rows is not None:
+            return self.real_rows
+        return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
     def _at_least_k_plus_one_slots(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Pad the particle axis to at least k + 1 slots. In a narrower batch (e.g. an evaluation batch of short
         jets, sorted by length) the k-NN would find fewer than k neighbours and average over fewer edges than in
@@ -196,11 +218,11 @@ class ParticleNet(nn.Module):
         return tuple(F.pad(t, (0, short)) for t in tensors)
 
     def forward_padded(self, x: torch.Tensor, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` with every slot of the padded batch as a row, no data-dependent shapes: the same logits
-        (BatchNorm uses its running statistics, so padded rows cannot reach the real ones; they are never
-        neighbours of real particles unless a jet has fewer than k + 1, and then count as zero features)."""
-        if self.training:
-            raise RuntimeError("ParticleNet.static_shapes is an eval-mode path (BatchNorm statistics)")
+        """:meth:`forward` with every slot of the padded batch as a row, no data-dependent shapes: the same logits,
+        gradients and BatchNorm running statistics. Padded rows never reach real ones: they are nobody's neighbour
+        unless a jet has fewer than k + 1 real particles, and then count as zero features; they are left out of
+        every BatchNorm's statistics after the input's (which, as on the real-particle path, is over the whole
+        padded batch, as weaver's) and out of the pooling."""
         B, _, P = x.shape
         valid = (mask[:, 0] > 0).reshape(-1)  # (B*P,)
         keep = valid.to(x.dtype).unsqueeze(1)
@@ -209,7 +231,7 @@ class ParticleNet(nn.Module):
         pts = points.transpose(1, 2)
         for i, block in enumerate(self.edge_convs):
             if i > 0:
-                pts = (h * keep).view(B, P, -1)
+                pts = (h.detach() * keep).view(B, P, -1)
             h = block(h, knn(pts + shift, block.k), real=valid)
         counts = mask.sum(dim=(1, 2)).clamp(min=1)
         pooled = (h * keep).view(B, P, -1).sum(dim=1) / counts[:, None]

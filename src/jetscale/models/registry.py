@@ -146,25 +146,30 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+LAYOUT_FOR_FLOPS = {"ragged": False, "real_rows": True}  # a model's layout switch -> its value while counting
+
+
 def measure_flops_per_jet(model: nn.Module, batch: dict[str, torch.Tensor]) -> float:
     """Forward FLOPs per jet counted by ``torch.utils.flop_counter`` on ``batch`` (eval mode, no grad).
 
-    Counted on the padded layout (the batch as given): a model's faster real-particle path on CPU (ParT's
-    ``ragged``) does less work for the same result, and the FLOPs of a cell must not depend on the device.
+    Counted on one layout whatever the device, as the FLOPs of a cell must not depend on it: ParT on the padded
+    layout (the batch as given; its real-particle path on CPU, ``ragged``, does less work for the same result),
+    ParticleNet on its real particles (``real_rows``; its padded path runs on GPUs and compiled), as counted
+    since its first runs.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
-    layouts = [(m, m.ragged) for m in model.modules() if hasattr(m, "ragged")]
-    for m, _ in layouts:
-        m.ragged = False
+    saved = [(m, attr, getattr(m, attr)) for attr in LAYOUT_FOR_FLOPS for m in model.modules() if hasattr(m, attr)]
+    for m, attr, _ in saved:
+        setattr(m, attr, LAYOUT_FOR_FLOPS[attr])
     n = next(iter(batch.values())).shape[0]
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(**batch)
     finally:
-        for m, saved in layouts:
-            m.ragged = saved
+        for m, attr, value in saved:
+            setattr(m, attr, value)
         model.train(was_training)
     return counter.get_total_flops() / n
