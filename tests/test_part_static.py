@@ -2,6 +2,7 @@
 statistics from the real pairs alone (``masked_batch_norm``), no ``nonzero`` or host read in the step. It must train
 exactly as the real-particle path does (logits, gradients, running statistics), padding, a jet of one particle and
 a jet without any included. The compiled (fullgraph, static shapes) training step is ``tests/test_part_sdpa.py``.
+Scoring (eval mode, eager) embeds the real pairs alone, so the forward FLOPs a cell records count only those.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from jetscale.data.testing import synthetic_jets
-from jetscale.models.part import tril_pairs
-from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
+from jetscale.models.part import attended_slots, tril_pairs
+from jetscale.models.registry import batch_tensors, build_model, measure_flops_per_jet, prepare_inputs
 
 # ops whose output shape (or a host value) depends on the data: a host sync on a GPU, a graph break when compiled
 DATA_DEPENDENT = {"nonzero", "nonzero_static", "masked_select", "_local_scalar_dense", "unique", "_unique2"}
@@ -108,3 +109,22 @@ def test_padded_training_step_has_no_data_dependent_shapes(tensors):
 def test_tril_pairs_are_tril_indices():
     for P in (1, 2, 3, 17, 64, 129, 1000):
         assert torch.equal(torch.stack(tril_pairs(P, "cpu")), torch.tril_indices(P, P)), P
+
+
+def test_recorded_flops_count_the_real_pairs_alone(tensors):
+    """Two batches of one shape whose jets differ in length: the counted FLOPs differ by the pair embedding's
+    products on the real pairs they do not share (as counted before the padded path trained with every pair)."""
+    model = perturbed_part(torch.float32)
+    shorter = {k: v.clone() for k, v in tensors.items()}
+    shorter["mask"][:, :, 12:] = 0
+
+    def real_pairs(batch):
+        n = attended_slots(batch["mask"]).sum(dim=1)
+        return int((n * (n + 1) // 2).sum())
+
+    per_pair = sum(2 * m.weight.numel() for m in model.pair_embed if isinstance(m, torch.nn.Conv1d))
+    B = tensors["x"].shape[0]
+    extra = (measure_flops_per_jet(model, tensors) - measure_flops_per_jet(model, shorter)) * B
+    assert real_pairs(tensors) > real_pairs(shorter)
+    assert extra == pytest.approx((real_pairs(tensors) - real_pairs(shorter)) * per_pair, rel=1e-9)
+    assert model.training  # restored

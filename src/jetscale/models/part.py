@@ -10,11 +10,12 @@ the reference configuration is width 128 (embed (128, 512, 128), pair (64, 64, 6
 layer structure follows weaver-core's ``ParticleTransformer``: with its weights copied in (pair features
 reordered), this model computes the same logits (``benchmarks/weaver_compare.py``).
 
-On eager CPU the particle blocks run on the real particles only (:meth:`ParticleTransformer.encode_ragged`). Elsewhere
-(CUDA, ``torch.compile``, ``static_shapes`` for ONNX export) the padded layout: every pair of slots embedded and
-then masked (:meth:`ParticleTransformer.attention_bias`), no shape depending on the data (no host sync on a GPU, one
-graph per bucket under ``torch.compile``), the pair BatchNorms taking their statistics from the real pairs alone:
-the same logits, gradients and running statistics as the real-particle path, in training too.
+On eager CPU the particle blocks run on the real particles only (:meth:`ParticleTransformer.encode_ragged`).
+Elsewhere (CUDA, ``torch.compile``, ``static_shapes`` for ONNX export) the padded layout. Its training step (and
+``static_shapes``) embeds every pair of slots and masks them (:meth:`ParticleTransformer.attention_bias`), no shape
+depending on the data (no host sync on a GPU, one graph per bucket under ``torch.compile``), the pair BatchNorms
+taking their statistics from the real pairs alone: it trains exactly as the real-particle path does. Its eager
+scoring embeds the real pairs alone (:meth:`ParticleTransformer.real_pair_bias`): the same values.
 """
 
 from __future__ import annotations
@@ -312,12 +313,24 @@ class ParticleTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def embed_pairs(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def embed_pairs(self, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         """Pair features (n, 4) -> attention bias values (n, H): ``pair_embed`` channels-last, its BatchNorms'
-        training statistics taken over the rows ``keep`` marks (the real pairs) alone. Statistics in float32 at least
-        (under autocast the products come in bfloat16); the output keeps the products' dtype."""
+        training statistics taken over the rows ``keep`` marks (the real pairs; None: every row) alone, in float32
+        at least (under autocast the products come in bfloat16); the output keeps the products' dtype."""
         for layer in self.pair_embed:
-            if isinstance(layer, nn.BatchNorm1d):
+            if isinstance(layer, nn.BatchNorm1d) and keep is None:
+                training = layer.training or not layer.track_running_stats
+                h = F.batch_norm(
+                    h,
+                    layer.running_mean,
+                    layer.running_var,
+                    layer.weight,
+                    layer.bias,
+                    training,
+                    layer.momentum,
+                    layer.eps,
+                )
+            elif isinstance(layer, nn.BatchNorm1d):
                 wide = torch.promote_types(h.dtype, torch.float32)
                 h = masked_batch_norm(h.to(wide), keep, layer).to(h.dtype)
             elif isinstance(layer, nn.Conv1d):
@@ -325,6 +338,29 @@ class ParticleTransformer(nn.Module):
             else:
                 h = layer(h)
         return h
+
+    def real_pair_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """:meth:`attention_bias` with only the real pairs embedded, picked by ``nonzero`` (a data-dependent
+        shape: a host sync on a GPU). The padded path's eager scoring uses it: fewer pairs, and the forward FLOPs
+        a cell records (``measure_flops_per_jet``, eval mode on the padded layout) count the real pairs alone."""
+        B, _, P = vectors.shape
+        H = self.n_heads
+        i, j = torch.tril_indices(P, P, device=vectors.device)
+        jets, k = (valid[:, i] & valid[:, j]).nonzero(as_tuple=True)
+        i, j = i[k], j[k]
+        h = self.embed_pairs(pair_features_at(vectors, jets, i, j), None)  # (n_real_pairs, H)
+        off = i != j  # mirrored pairs; self-pairs once, so each bias entry comes from exactly one pair
+        jets, rows, cols, h = (
+            torch.cat([jets, jets[off]]),
+            torch.cat([i, j[off]]),
+            torch.cat([j, i[off]]),
+            torch.cat([h, h[off]]),
+        )
+        heads = torch.arange(H, device=h.device)
+        flat = ((jets[:, None] * H + heads) * P + rows[:, None]) * P + cols[:, None]  # (n, H)
+        bias = torch.where(valid, 0.0, NEG).to(h.dtype)[:, None, None, :].expand(B, H, P, P).contiguous()
+        bias.view(-1).index_put_((flat.reshape(-1),), h.reshape(-1))
+        return bias
 
     def ragged_attention_bias(self, vectors: torch.Tensor, lay: Ragged) -> list[torch.Tensor]:
         """:meth:`attention_bias` for the real-particle path: per attention group (H·size, length, length), the
@@ -379,7 +415,8 @@ class ParticleTransformer(nn.Module):
         m = valid[:, None, :].to(x.dtype)
         # input_bn over every slot of the batch, padding included, as the real-particle path (and weaver-core)
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
-        bias = self.attention_bias(vectors * m, valid)
+        static = self.training or self.static_shapes or torch.compiler.is_compiling()
+        bias = (self.attention_bias if static else self.real_pair_bias)(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
         return h, valid
