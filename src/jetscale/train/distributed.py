@@ -243,9 +243,9 @@ def configure_compiler(static_shapes: bool) -> None:
     """Process-wide compiler settings of a compiled run. Random draws (dropout) come from torch's generator as in
     eager mode, not inductor's own: ``compile`` is a run knob, so a compiled run must train the model the eager
     run trains (to rounding). With ``static_shapes`` (length buckets) the forward may be specialised to every
-    bucket shape it meets, and the data-dependent sizes inside a model (the real particles ParticleNet and ParT
-    select with ``nonzero``) are traced as symbols instead of splitting the graph (which would recompile the part
-    after the split for every particle count)."""
+    bucket shape it meets, and any data-dependent size inside a model (``nonzero``: none in the compiled training
+    paths of ParticleNet and ParT, which carry every padded slot, but a user's model may have one) is traced as a
+    symbol instead of splitting the graph (which would recompile the part after the split for every count)."""
     import torch._dynamo
     import torch._inductor.config
 
