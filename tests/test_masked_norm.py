@@ -39,3 +39,17 @@ def test_momentum_none_is_refused():
     bn = nn.BatchNorm1d(3, momentum=None)
     with pytest.raises(ValueError, match="momentum=None"):
         masked_batch_norm(torch.randn(4, 3), torch.ones(4, dtype=torch.bool), bn)
+
+
+def test_statistics_in_float32_under_bf16():
+    """bf16 inputs (autocast's products): statistics as from the float32 values, the result in bf16."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(4000, 4, generator=g) * 0.1 + 100).to(torch.bfloat16)
+    keep = torch.ones(4000, dtype=torch.bool)
+    bn_low, bn_ref = nn.BatchNorm1d(4), nn.BatchNorm1d(4)
+    y = masked_batch_norm(x, keep, bn_low)
+    ref = bn_ref(x.float())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(bn_low.running_mean, bn_ref.running_mean)
+    torch.testing.assert_close(bn_low.running_var, bn_ref.running_var)
+    torch.testing.assert_close(y.float(), ref, atol=2e-2, rtol=1e-2)

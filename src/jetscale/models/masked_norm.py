@@ -18,11 +18,17 @@ def masked_batch_norm(x: torch.Tensor, keep: torch.Tensor, bn: nn.modules.batchn
     """``bn`` over the last (channel) axis of ``x`` (..., C), its training statistics taken over the rows where
     ``keep`` (...) is true, and its running statistics updated from them as ``F.batch_norm`` would from those rows
     alone (unbiased variance, ``bn.momentum``). In eval mode the running statistics, as ``F.batch_norm``. Rows
-    outside ``keep`` are normalised too, with the same statistics; the caller ignores them."""
+    outside ``keep`` are normalised too, with the same statistics; the caller ignores them.
+
+    Computed in float32 at least and returned in ``x``'s dtype, as BatchNorm's own kernels do under bf16 autocast
+    (sums in bf16 would lose the statistics' precision); compiled, the casts fuse into the reductions."""
+    dtype = x.dtype
+    x = x.to(torch.promote_types(dtype, torch.float32))
     shape, c = x.shape, x.shape[-1]
     flat = x.reshape(-1, c)
     if not bn.training and bn.track_running_stats:
-        return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).view(shape)
+        y = F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return y.view(shape).to(dtype)
     if bn.momentum is None:
         raise ValueError("masked_batch_norm: BatchNorm with momentum=None (cumulative average) is not supported")
     w = keep.reshape(-1, 1).to(x.dtype)
@@ -38,4 +44,4 @@ def masked_batch_norm(x: torch.Tensor, keep: torch.Tensor, bn: nn.modules.batchn
             m = bn.momentum
             bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             bn.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1).clamp(min=1), alpha=m)
-    return y.view(shape)
+    return y.view(shape).to(dtype)

@@ -331,8 +331,7 @@ class ParticleTransformer(nn.Module):
                     layer.eps,
                 )
             elif isinstance(layer, nn.BatchNorm1d):
-                wide = torch.promote_types(h.dtype, torch.float32)
-                h = masked_batch_norm(h.to(wide), keep, layer).to(h.dtype)
+                h = masked_batch_norm(h, keep, layer)
             elif isinstance(layer, nn.Conv1d):
                 h = F.linear(h, layer.weight.squeeze(-1), layer.bias)
             else:

@@ -69,14 +69,6 @@ def _bn_last(h: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, relu: bool = 
     return (out.relu_() if relu else out).view(shape)
 
 
-def _masked_bn(h: torch.Tensor, keep: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
-    """:func:`masked_batch_norm` over the rows ``keep`` marks, its statistics in float32 at least (under bf16
-    autocast, as BatchNorm's own kernels on the real-particle path: sums in bf16 lose the statistics' precision),
-    the result in ``h``'s dtype, as BatchNorm's. Compiled, the casts fuse into the reductions."""
-    wide = torch.promote_types(h.dtype, torch.float32)
-    return masked_batch_norm(h.to(wide), keep, bn).to(h.dtype)
-
-
 def _folded(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """An eval-mode BatchNorm as y = x·scale + shift (per channel), to fold into the product before it."""
     scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
@@ -129,10 +121,10 @@ class EdgeConvBlock(nn.Module):
         edge_proj = proj[:, :c0] * real.to(proj.dtype).unsqueeze(1)  # padded neighbours: zero features
         h = edge_proj.index_select(0, nbr.reshape(-1)).view(n, -1, c0) + proj[:, c0 : 2 * c0].unsqueeze(1)
         edges = real.unsqueeze(1).expand(n, h.shape[1])  # the edges of real particles
-        h = _masked_bn(h, edges, self.bns[0]).relu()
+        h = masked_batch_norm(h, edges, self.bns[0]).relu()
         for conv, bn in zip(self.convs[1:], self.bns[1:]):
-            h = _masked_bn(F.linear(h, conv.weight.flatten(1)), edges, bn).relu()
-        shortcut = x if self.sc is None else _masked_bn(proj[:, 2 * c0 :], real, self.sc_bn)
+            h = masked_batch_norm(F.linear(h, conv.weight.flatten(1)), edges, bn).relu()
+        shortcut = x if self.sc is None else masked_batch_norm(proj[:, 2 * c0 :], real, self.sc_bn)
         return F.relu(h.mean(dim=1) + shortcut)
 
     def score(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
