@@ -92,7 +92,7 @@ def test_dry_run_lists_whole_default_study(repo_root, tmp_path):
     out = _snakemake(repo_root, "-n", "--config", f"results={tmp_path}")
     assert out.returncode == 0, out.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
-    assert counts["train"] == "36" and counts["evaluate"] == "36"  # 24 network cells + 12 of the bdt baseline
+    assert counts["train"] == "42" and counts["evaluate"] == "42"  # 30 network cells + 12 of the bdt baseline
     assert counts["generate_shard"] == "4" and counts["report"] == "1"
 
 
