@@ -20,6 +20,8 @@ from .figure_style import (
     metric_label,
 )
 
+NOTE_BAND = 0.3  # share of the loss-vs-parameters panel's height kept free of points for its note
+
 
 class LossFigures:
     """The loss-scaling figure family (drawn with the style and helpers of
@@ -78,7 +80,12 @@ class LossFigures:
         ax.set_title("vs model size" + (" (lines: $L(N,D)$ fit)" if laws else ""), fontsize=15)
         if not laws:
             note = "no $L(N,D)$ fit: " + why.removeprefix("not applicable: ")
-            box = {"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85}  # readable over the points it covers
+            # a band below the lowest point holds the note (the axis is made logarithmic by the caller), so the
+            # note hides no point
+            lo, hi = (means["mean"] - means["std"].fillna(0)).min(), (means["mean"] + means["std"].fillna(0)).max()
+            lo, hi = max(lo, 1e-3) / 1.03, hi * 1.03
+            ax.set_ylim(hi / (hi / lo) ** (1 / (1 - NOTE_BAND)), hi)
+            box = {"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85}
             ax.text(
                 0.03,
                 0.03,
