@@ -37,11 +37,21 @@ def metric_label(metric: str) -> str:
 
 
 def _plain_log_labels(axis) -> None:
-    """Label a log axis spanning < 2 decades with plain numbers (0.4, 0.6, 1, 2) instead of 4×10⁻¹."""
+    """Label a log axis spanning < 2 decades with plain numbers (0.4, 0.6, 1, 2) instead of 4×10⁻¹; an axis
+    spanning less than a factor 4 (a loss from 1.3 to 2.6) gets ticks at 1.2, 1.4, ... so it carries more than
+    one or two labels."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
+    class PlainLogLocator(LogLocator):
+        def tick_values(self, vmin, vmax):
+            narrow = 0 < vmin < vmax < 4 * vmin
+            self.set_params(
+                subs=(1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if narrow else (1.0, 2.0, 3.0, 5.0)
+            )
+            return super().tick_values(vmin, vmax)
+
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_locator(PlainLogLocator(base=10))
     axis.set_major_formatter(fmt)
     axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
