@@ -62,18 +62,27 @@ def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
     workers = int(os.environ.get("JETSCALE_FIT_WORKERS", os.cpu_count() or 1))
     if workers <= 1 or len(jobs) < min_jobs or "fork" not in mp.get_all_start_methods():
         return [func(j) for j in jobs]
+    import gc
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=mp.get_context("fork"),
-        initializer=die_with_parent,  # a killed report leaves no worker behind
-        initargs=(os.getpid(),),
-    )
+    # A forked worker must never finalize an object it inherited: a native one (an onnxruntime session left in a
+    # reference cycle) waits there forever on a lock or condition of threads that exist only in the parent. So
+    # the parent's garbage is collected here, where its threads live, and the rest frozen for the workers' GC.
+    gc.collect()
+    gc.freeze()
     try:
-        results = list(pool.map(func, jobs, chunksize=1))
-    except BaseException:  # Ctrl-C or a failed fit: the workers go now, not after the remaining jobs
-        stop_pool(pool)
-        raise
-    pool.shutdown()
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)),
+            mp_context=mp.get_context("fork"),
+            initializer=die_with_parent,  # a killed report leaves no worker behind
+            initargs=(os.getpid(),),
+        )
+        try:
+            results = list(pool.map(func, jobs, chunksize=1))
+        except BaseException:  # Ctrl-C or a failed fit: the workers go now, not after the remaining jobs
+            stop_pool(pool)
+            raise
+        pool.shutdown()
+    finally:
+        gc.unfreeze()
     return results
