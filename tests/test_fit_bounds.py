@@ -251,3 +251,25 @@ def test_a_step_between_two_sizes_is_unconstrained():
     assert sc.status == "unconstrained" and "step" in sc.message, sc.message
     smooth = fit("scurve", SIZES, scurve(SIZES, 0.05, 0.45, 1500.0, 2.0) + _noise(0.005, 13), domain=UNIT)
     assert smooth.status == "ok" and "step" not in smooth.message, smooth.message
+
+
+def test_a_step_with_one_size_on_it_is_unconstrained():
+    """A step that happens to hold one size on its transition (the default study's ParT u-jet ε: n_c 292,
+    k 18.8 ± 4.7e17, between the sizes 100 and 300) is no better measured: that size's value is reproduced by any
+    steeper k with n_c moved to match. A transition as wide as the sizes' spacing is a measurement."""
+    y = scurve(SIZES, 0.6, 0.4, 950.0, 40.0) + _noise(0.005, 14)
+    sc = fit("scurve", SIZES, y, bootstrap=30, domain=UNIT)
+    assert sc.status == "unconstrained" and "step" in sc.message, (sc.message, sc.params)
+    wide = fit("scurve", SIZES, scurve(SIZES, 0.6, 0.4, 1500.0, 3.5) + _noise(0.005, 14), domain=UNIT)
+    assert wide.status == "ok" and "step" not in wide.message, wide.message
+
+
+def test_transition_width_is_the_10_to_90_percent_span():
+    from jetscale.fit.forms import transition_resolved, transition_width
+
+    width = transition_width(1000.0, 3.0)
+    edges = np.array([1000.0 / np.sqrt(width), 1000.0 * np.sqrt(width)])
+    np.testing.assert_allclose(scurve(edges, 0.0, 1.0, 1000.0, 3.0), [0.9, 0.1])
+    sizes = np.array([100.0, 300.0, 1000.0, 3000.0])
+    assert transition_resolved(sizes, 500.0, 5.0) and not transition_resolved(sizes, 500.0, 10.0)
+    assert not transition_resolved(sizes, 3000.0, 1.0)  # n_c on the last size: one side unobserved

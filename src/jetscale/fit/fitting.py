@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import forms
-from .forms import FREE, LN10, Domain, bnsl, on_transition, scurve_log
+from .forms import FREE, LN10, Domain, bnsl, scurve_log, transition_resolved
 from .solver import SQUARES, Objective, linear_pair, multistart, numeric_jacobian, solve
 from .status import FLAT_PREFIX, NOT_APPLICABLE, judge
 
@@ -341,8 +341,11 @@ def fit_scurve(x, y, x2=None, theta0=None, *, bounds=None, objective=SQUARES) ->
         if not lo_x <= log_nc <= hi_x:
             out.message = f"n_c = {out.params['n_c']:.4g} lies outside the data range [{x.min():.4g}, {x.max():.4g}]"
             out.unobserved = "n_c outside the measured sizes (the transition itself is not observed)"
-        elif not on_transition(x, out.params["n_c"], out.params["k"]):  # a step: any n_c between two sizes fits
-            out.message = out.unobserved = "a step between two measured sizes (no size lies on the transition)"
+        elif not transition_resolved(x, out.params["n_c"], out.params["k"]):
+            out.message = out.unobserved = (
+                "a step the measured sizes do not resolve (its 10-90 % transition spans less than half the gap "
+                "between the sizes around it)"
+            )
     return out
 
 

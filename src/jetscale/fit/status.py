@@ -8,7 +8,8 @@
   (n_c, A) spanning more than two decades (or reaching zero), a floor whose interval reaches an end of the range
   or beyond (the bootstrap replicates are bounded too, so an interval that needs the bound ends on it),
   an S-curve midpoint n_c outside the measured sizes (a transition at or beyond the last point is located by
-  that point alone), an S-curve with no measured size on its transition (a step between two sizes), or a
+  that point alone), an S-curve whose 10-90 % transition spans less than half the gap (log axis) between
+  the sizes around it (a step the sizes do not resolve, with or without a size on it), or a
   covariance at the optimum that is not finite (even where bootstrap replicates, all landing on the same step,
   agree). An unconstrained fit is drawn dotted (or not at all)
   and never used for forecasts or backtests.

@@ -61,10 +61,10 @@ CAPTIONS = {
         "replicates in which the S-curve has the lower AIC; n_c and its 95% CI appear only for a 'threshold' "
         "verdict. status: ok (drawn, compared, forecast from), unconstrained (a flat series, a parameter on a bound "
         "of its metric's physical range, a 95% interval of n_c or A over more than two decades, a floor interval "
-        "reaching outside the range, an S-curve transition outside the measured sizes or with no size on it (a "
-        "step), or a singular covariance: not used), failed (no fit: too few points, no convergence) or not applicable "
-        "(BNSL without a break or with too few sizes, L(N, D) without an architecture at three widths); the "
-        "message says why."
+        "reaching outside the range, an S-curve transition outside the measured sizes or narrower than half "
+        "their spacing (a step), or a singular covariance: not used), failed (no fit: too few points, no "
+        "convergence) or not applicable (BNSL without a break or with too few sizes, L(N, D) without an "
+        "architecture at three widths); the message says why."
     ),
 }
 
