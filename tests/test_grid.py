@@ -14,11 +14,12 @@ from jetscale.grid import cell_id, cell_ids, cells, parse_cell_id
 def test_default_grid_cells_and_ids(default_config_dict):
     cfg = load_config(default_config_dict)
     ids = cell_ids(cfg)
-    # ParticleNet: 6 sizes x 2 seeds; ParT and BBT-Neutron: 6 sizes x 1 seed (grid.per_model);
+    # ParticleNet and ParT: 6 sizes x 2 seeds; BBT-Neutron: 6 sizes x 1 seed (grid.per_model);
     # the bdt baseline: 6 sizes x 2 seeds
-    assert len(ids) == 6 * 2 + 6 + 6 + 6 * 2
+    assert len(ids) == 6 * 2 + 6 * 2 + 6 + 6 * 2
     assert "model~bbt_neutron/width~32/n_train~30000/compute~auto/seed~0" in ids
-    assert "model~part/width~16/n_train~30000/compute~auto/seed~1" not in ids
+    assert "model~part/width~16/n_train~30000/compute~auto/seed~1" in ids
+    assert "model~bbt_neutron/width~32/n_train~30000/compute~auto/seed~1" not in ids
     # per-model widths: bbt only at 32, the others only at 16; the bdt baseline has no width or compute
     assert all(("width~32" in i) == i.startswith("model~bbt_neutron") for i in ids)
     assert "model~bdt/n_train~30000/seed~1" in ids

@@ -10,14 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from dispatch_ops import DATA_DEPENDENT, OpNames
 from jetscale.data.testing import synthetic_jets
 from jetscale.models.part import attended_slots, tril_pairs
 from jetscale.models.registry import batch_tensors, build_model, measure_flops_per_jet, prepare_inputs
 
 # ops whose output shape (or a host value) depends on the data: a host sync on a GPU, a graph break when compiled
-DATA_DEPENDENT = {"nonzero", "nonzero_static", "masked_select", "_local_scalar_dense", "unique", "_unique2"}
 
 
 @pytest.fixture(scope="module")
@@ -79,21 +78,6 @@ def test_padded_training_step_is_the_real_particle_one(tensors, dtype, switch):
     for name in b0:  # the pair BatchNorms' running statistics moved as from the real pairs alone
         assert name.endswith("num_batches_tracked") or not torch.equal(b0[name], state[name]), name
         torch.testing.assert_close(b1[name], b0[name], **tight, msg=name)
-
-
-class OpNames(TorchDispatchMode):
-    """The aten ops run under it, and whether any indexing took a boolean mask."""
-
-    def __init__(self):
-        super().__init__()
-        self.names, self.bool_index = set(), False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(func.overloadpacket.__name__)
-        if func.overloadpacket in (torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_):
-            indices = args[1] if len(args) > 1 else ()
-            self.bool_index |= any(t is not None and t.dtype == torch.bool for t in indices)
-        return func(*args, **(kwargs or {}))
 
 
 def test_padded_training_step_has_no_data_dependent_shapes(tensors):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from dispatch_ops import DATA_DEPENDENT, OpNames
 from jetscale.data.testing import synthetic_jets
 from jetscale.models.particlenet import ParticleNet
 from jetscale.models.registry import batch_tensors, build_model, prepare_inputs
@@ -84,6 +84,16 @@ def logits_and_grads(fn, model, t):
     out = fn(**t)
     (out.square().sum() + out.sum()).backward()
     return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def assert_same_step(ref, ref_step, model, step) -> None:
+    """float64: ``model``'s (logits, gradients) ``step`` and its buffers after it are ``ref``'s, to rounding."""
+    (y_ref, g_ref), (y, g) = ref_step, step
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
+    for name in g_ref:
+        torch.testing.assert_close(g[name], g_ref[name], atol=1e-12, rtol=1e-9, msg=name)
+    for (name, a), b in zip(ref.named_buffers(), model.buffers()):
+        torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-12, msg=name)
 
 
 @pytest.mark.parametrize("slots", [48, 10])  # 10: fewer slots than k + 1, so every jet has < k neighbours
@@ -274,39 +284,18 @@ def test_padded_training_path_matches_the_real_particle_path(tensors, slots):
     real.double(), padded.double()
     t = {key: v.double() for key, v in t.items()}
     for _ in range(2):  # the second step from the running statistics and counters the first left
-        y_real, g_real = logits_and_grads(real, real, t)
-        y_padded, g_padded = logits_and_grads(padded, padded, t)
-        torch.testing.assert_close(y_padded, y_real, atol=1e-12, rtol=1e-10)
-        for name in g_real:
-            torch.testing.assert_close(g_padded[name], g_real[name], atol=1e-12, rtol=1e-9, msg=name)
-        for (name, a), b in zip(real.named_buffers(), padded.buffers()):
-            torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-12, msg=name)
-
-
-class OpNames(TorchDispatchMode):
-    """The aten ops run under it, and whether any indexing took a boolean mask."""
-
-    def __init__(self):
-        super().__init__()
-        self.names, self.bool_index = set(), False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(func.overloadpacket.__name__)
-        if func.overloadpacket in (torch.ops.aten.index, torch.ops.aten.index_put, torch.ops.aten.index_put_):
-            self.bool_index |= any(t is not None and t.dtype == torch.bool for t in args[1])
-        return func(*args, **(kwargs or {}))
+        assert_same_step(real, logits_and_grads(real, real, t), padded, logits_and_grads(padded, padded, t))
 
 
 def test_padded_training_step_has_no_data_dependent_shapes(tensors):
     """No op whose output shape (or a host value) depends on the data, in forward or backward, neighbour search
     included: on a GPU each would be a host sync, compiled a graph break. The real-particle path has them."""
-    data_dependent = {"nonzero", "nonzero_static", "masked_select", "_local_scalar_dense", "unique", "_unique2"}
     real, padded = perturbed_pair()
     padded.real_rows = False
     for model, expect in ((padded, False), (real, True)):
         with OpNames() as ops:
             model(**tensors).sum().backward()
-        assert bool(ops.names & data_dependent or ops.bool_index) == expect, ops.names & data_dependent
+        assert bool(ops.names & DATA_DEPENDENT or ops.bool_index) == expect, ops.names & DATA_DEPENDENT
 
 
 def test_padded_path_under_bf16_autocast_keeps_the_statistics_precision(tensors):
@@ -378,12 +367,6 @@ def test_compiled_padded_training_step_matches_eager_without_graph_breaks(tensor
         ):
             compiled = torch.compile(model, dynamic=False, fullgraph=True)
             for t in batches:
-                y_eager, g_eager = logits_and_grads(eager, eager, t)
-                y_compiled, g_compiled = logits_and_grads(compiled, model, t)
-                torch.testing.assert_close(y_compiled, y_eager, atol=1e-12, rtol=1e-10)
-                for name in g_eager:
-                    torch.testing.assert_close(g_compiled[name], g_eager[name], atol=1e-12, rtol=1e-9, msg=name)
-                for (name, a), b in zip(eager.named_buffers(), model.buffers()):
-                    torch.testing.assert_close(b, a, atol=1e-14, rtol=1e-12, msg=name)
+                assert_same_step(eager, logits_and_grads(eager, eager, t), model, logits_and_grads(compiled, model, t))
     finally:
         torch._dynamo.reset()
