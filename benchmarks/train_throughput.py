@@ -134,7 +134,6 @@ def measure(
         runner.tune_allocator()
     torch.manual_seed(0)
     options = BBT_OPTIONS if model_name == "bbt_neutron" else {}  # model options refuse unknown keys
-    options_in = options
     if splits:
         from jetscale.data.splits import load_split, read_meta
 
@@ -155,12 +154,12 @@ def measure(
     cuda = device.startswith("cuda")
     # (options an older tree may lack are passed only when set: --against REV measures REV with this code)
     static = {"static_shapes": True} if buckets else {}
-    options = EngineOptions(
+    engine_options = EngineOptions(
         precision="auto", deepspeed=engine == "deepspeed", zero_stage=zero_stage, compile=bool(compile_model), **static
     )
     bucketed = (buckets,) if buckets else ()
     eng = make_engine(
-        model, opt, sched, options, Ranks(device=torch.device(device)), grad_clip=1.0, batch_size=batch_size
+        model, opt, sched, engine_options, Ranks(device=torch.device(device)), grad_clip=1.0, batch_size=batch_size
     )
     order = np.random.default_rng(0).permutation(n)
 
@@ -189,7 +188,7 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     dt = timed(0, steps)
     flops = measure_flops_per_jet(model, inputs.tensors(np.arange(min(n, 256)), device))
-    eval_rate = scoring_rate(model, model_name, options_in, raw, device, eng)
+    eval_rate = scoring_rate(model, model_name, options, raw, device, eng)
     out = {
         "model": model_name,
         "width": width,

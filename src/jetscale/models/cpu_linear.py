@@ -63,6 +63,12 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _takes_onednn(x: torch.Tensor, w: torch.Tensor, min_rows: int) -> bool:
+    """Whether x (..., K) · Wᵀ goes through oneDNN: a CPU fp32 eager product of at least ``min_rows`` rows
+    (smaller ones, e.g. per particle: MKL, no padding; compile traces plain products and picks its kernels)."""
+    return _ONEDNN and x.numel() >= min_rows * x.shape[-1] and eager_cpu_fp32(x, w)
+
+
 def linear(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -73,8 +79,7 @@ def linear(
     """``F.linear(x, w, bias)`` over the last axis; on CPU in fp32 (no autocast) through oneDNN when ``fast``
     (the traceable padded path passes False: export sees plain ``F.linear``) and the product has at least
     ``min_rows`` rows (fewer: MKL, no padding)."""
-    # small products (e.g. per particle): MKL, no padding; compile traces plain products and picks its kernels
-    if not (fast and _ONEDNN and x.numel() >= min_rows * x.shape[-1] and eager_cpu_fp32(x, w)):
+    if not (fast and _takes_onednn(x, w, min_rows)):
         return F.linear(x, w, bias)
     shape = x.shape
     return _OneDnnLinear.apply(x.reshape(-1, shape[-1]), w, bias).view(*shape[:-1], w.shape[0])
@@ -83,7 +88,7 @@ def linear(
 def inference_linear_relu(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, min_rows: int = 8 * ROW_BLOCK):
     """``relu(F.linear(x, w, bias))`` over the last axis, without autograd (scoring): through oneDNN with the ReLU
     fused into the product where :func:`linear` would take oneDNN, else the plain ops."""
-    if not (_ONEDNN and x.numel() >= min_rows * x.shape[-1] and eager_cpu_fp32(x, w)):
+    if not _takes_onednn(x, w, min_rows):
         return F.linear(x, w, bias).relu_()
     shape = x.shape
     return _onednn_linear(x.reshape(-1, shape[-1]), w, bias, "relu").view(*shape[:-1], w.shape[0])
