@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenize.particles import pair_features_at
+from .dropout import uniform_dropout
 from .masked_norm import masked_batch_norm
 from .ragged import Ragged
 
@@ -92,10 +93,11 @@ class Block(nn.Module):
         B, H, L, hd = h.shape
         h = self.out_proj(h.transpose(1, 2).reshape(B, L, H * hd))
         h = (h.view(B, L, H, hd) * self.c_attn.view(1, 1, H, 1)).reshape(B, L, H * hd)
-        x = self.dropout(self.post_attn_norm(h)) + residual
+        p, training = self.dropout.p, self.training
+        x = uniform_dropout(self.post_attn_norm(h), p, training) + residual
         residual = x
-        h = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
-        return self.dropout(h) + self.w_resid * residual
+        h = self.fc2(self.post_fc_norm(uniform_dropout(F.gelu(self.fc1(self.pre_fc_norm(x))), p, training)))
+        return uniform_dropout(h, p, training) + self.w_resid * residual
 
     def forward_ragged(self, x: torch.Tensor, lay: Ragged, biases: list[torch.Tensor]) -> torch.Tensor:
         """The particle-attention block on the real particles only: x (N, d) -> (N, d); ``biases``: per attention
@@ -134,10 +136,11 @@ class Block(nn.Module):
         scores = torch.add(mask, (q * k).sum(dim=2), alpha=hd**-0.5)  # (B, H, 1 + L)
         out = (scores.softmax(dim=-1).unsqueeze(2) * v).sum(dim=-1)  # (B, H, hd)
         out = self.out_proj(out.view(B, d)).view(B, H, hd) * self.c_attn.view(1, H, 1)
-        x = self.dropout(self.post_attn_norm(out.view(B, d))) + x_cls
+        p, training = self.dropout.p, self.training
+        x = uniform_dropout(self.post_attn_norm(out.view(B, d)), p, training) + x_cls
         residual = x
-        out = self.fc2(self.post_fc_norm(self.dropout(F.gelu(self.fc1(self.pre_fc_norm(x))))))
-        return self.dropout(out) + self.w_resid * residual
+        out = self.fc2(self.post_fc_norm(uniform_dropout(F.gelu(self.fc1(self.pre_fc_norm(x))), p, training)))
+        return uniform_dropout(out, p, training) + self.w_resid * residual
 
 
 class GroupAttention(torch.autograd.Function):

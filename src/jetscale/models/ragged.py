@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dropout import dropout_noise
+
 MAX_GROUPS = 4
 # Per-group overhead in units of one attention-matrix entry per head (jets × length²): a group costs a few
 # extra small kernels per block, about the time of this many score entries at the default widths (measured on
@@ -140,14 +142,13 @@ class Ragged:
         return torch.cat([p.reshape(-1, p.shape[-1]) for p in parts]).index_select(0, self._tensor("pos", build))
 
     def dropout(self, t: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-        """``F.dropout`` of the padded (B, P, C) tensor, restricted to the real rows: the same noise draw (CPU
-        dropout multiplies by ``empty_like(x).bernoulli_(1 - p) / (1 - p)``), so the same random stream."""
+        """``uniform_dropout`` of the padded (B, P, C) tensor, restricted to the real rows: the noise drawn in the
+        padded shape, so the same random stream as the padded path."""
         if not training or p == 0:
             return t
         if p == 1:
             return F.dropout(t, p, training)
-        noise = torch.empty(self.B, self.P, t.shape[-1], dtype=t.dtype, device=t.device).bernoulli_(1 - p)
-        return t * self.flatten(noise).div_(1 - p)
+        return t * self.flatten(dropout_noise((self.B, self.P, t.shape[-1]), p, t))
 
     # -- attention --------------------------------------------------------------------------------------------
     def qkv_index(self, heads: int, head_dim: int) -> torch.Tensor:
