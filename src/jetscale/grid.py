@@ -16,7 +16,9 @@ pretrains (``jetscale.pretrain.METHODS[m].backbone``).
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .config import BUILTIN_AXES, FITTED_ABSENT_AXES, PRETRAIN_AXES, axis_values, tune_axes, uses_pretraining
@@ -43,6 +45,33 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def absent(value: Any) -> bool:
+    """None or NaN: an axis value a series does not have (a fitted model's width, a from-scratch n_pretrain)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def axis_text(value: Any) -> str:
+    """An axis value as labels and file names show it: a whole number as an integer (16, not the 16.0 a table
+    column with gaps holds), any other number as Python writes it (0.003), anything else as ``str``."""
+    value = value.item() if hasattr(value, "item") and not isinstance(value, str) else value  # numpy scalars
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def series_label(series: Mapping[str, Any], axes: Iterable[str], empty: str = "all") -> str:
+    """A series' label, the one written everywhere (fit records and their file names, figure legends and
+    titles, report tables): the model by name, each other of ``axes`` as ``axis=value`` (:func:`axis_text`),
+    an axis the series lacks or has no value for (:func:`absent`: the bdt baseline's width) left out;
+    ``empty`` when nothing is left."""
+    parts = [
+        axis_text(series[a]) if a == "model" else f"{a}={axis_text(series[a])}"
+        for a in axes
+        if a in series and not absent(series[a])
+    ]
+    return ", ".join(parts) or empty
 
 
 def axis_names(cfg: dict) -> list[str]:

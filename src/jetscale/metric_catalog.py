@@ -17,9 +17,12 @@ report read the spec; ``tests/test_fit_registry.py`` registers a toy metric and 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 GLOBAL, PER_FLAVOR, PER_CLASS = "global", "flavor", "class"
+QUARK = re.compile(r"(_|\\bar )q\b")  # where a per-flavour label names its quark q: $f_q$, $p_{\bar q}$
+UNIT_SUFFIX = re.compile(r"^(.*?)((?: \[[^\]]*\])?)$")  # a label and its trailing ' [unit]', if any
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class MetricSpec:
     scope: str  # GLOBAL, PER_FLAVOR (one value per quark flavour) or PER_CLASS (one per class)
     higher_is_better: bool
     range: tuple[float, float]  # physical range of the metric's value (math.inf for an open end)
-    label: str  # axis label (matplotlib mathtext allowed)
+    label: str  # axis label (matplotlib mathtext allowed; a per-flavour metric's quark written q: $f_q$)
     chance: float | None = None  # the value of a classifier without information (drawn as a reference line)
     counterpart: tuple[str, str] | None = None  # (log-loss, AUC) threshold-free counterparts (mirage check)
     summary: str = ""
@@ -40,6 +43,19 @@ class MetricSpec:
     def error_quantity(self) -> str:
         """Name of the fitted (error-type, lower-is-better) quantity."""
         return f"1 - {self.name}" if self.higher_is_better else self.name
+
+    def axis_label(self, flavor: str = "", error: bool = False) -> str:
+        """The axis label; ``error``: of the fitted error-type quantity (1 − value for a higher-is-better metric);
+        ``flavor``: of that flavour's curve, the label's quark q becoming it (f_q -> f_b), or, for a label that
+        names no q, '(b)' before its unit ('Charge log-loss (b) [nats]')."""
+        text = self.label
+        if flavor:
+            text, named = QUARK.subn(lambda m: f"{m.group(1).strip()}{{{flavor}}}", text)
+            if not named:
+                text = UNIT_SUFFIX.sub(lambda m: f"{m.group(1)} ({flavor}){m.group(2)}", text, count=1)
+        if error and self.higher_is_better:
+            text = "1 − " + (text[0].lower() + text[1:] if text[1:2].islower() else text)
+        return text
 
     def error_range(self) -> tuple[float, float]:
         """Physical range of the error-type quantity."""

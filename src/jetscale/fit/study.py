@@ -33,7 +33,7 @@ import numpy as np
 from .. import metric_catalog
 from ..config_view import FitsConfig, fits_view
 from ..evaluate.collect import integral_axes
-from ..grid import axis_names, series_axes
+from ..grid import axis_names, series_axes, series_label
 from ..io import atomic_path, write_json
 from ..paths import backtests_table, fit_summary, fits_dir, forecasts_table, results_root, runs_table
 from ..workers import parallel_map
@@ -76,11 +76,6 @@ def fit_options(opts: FitsConfig | dict, metric: str | None) -> dict:
     opts = fits_view(opts)
     objective = Objective(opts.loss, opts.huber_delta)
     return {"domain": error_domain(metric) if metric else FREE, "objective": objective}
-
-
-def series_label(series: dict, varying: list[str]) -> str:
-    parts = [str(series[a]) if a == "model" else f"{a}={series[a]}" for a in varying]
-    return ", ".join(parts) or "all"
 
 
 def read_runs_table(cfg: dict, path: Path | None = None):

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..grid import axis_text
+
 TREND_COLUMNS = [
     "axis",
     "family",
@@ -44,7 +46,7 @@ def tuning_trends(tuning: pd.DataFrame, tune_axes: list[str], family_axes: list[
         groups = chosen.groupby(families, sort=False, dropna=False) if families else [((), chosen)]
         for key, sub in groups:
             key = key if isinstance(key, tuple) else (key,)
-            label = ", ".join(f"{a}={_fmt(v)}" for a, v in zip(families, key)) or "all"
+            label = ", ".join(f"{a}={axis_text(v)}" for a, v in zip(families, key)) or "all"
             rows.append({"axis": axis, "family": label, **fit_trend(sub, axis)})
     return pd.DataFrame(rows, columns=TREND_COLUMNS)
 
@@ -88,7 +90,3 @@ def trend_value(row: dict, n, width=None):
     if width is not None and b is not None and math.isfinite(float(b)):
         value = value * float(width) ** float(b)
     return value
-
-
-def _fmt(v) -> str:
-    return str(v.item() if hasattr(v, "item") else v)

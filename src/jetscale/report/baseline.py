@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from .. import metric_catalog
-from ..grid import series_axes
+from ..grid import series_axes, series_label
 from ..models.catalog import is_fitted
 from .tables import seed_means
 
@@ -29,8 +29,7 @@ def _means(runs: pd.DataFrame, axes: list[str]) -> dict[tuple, pd.DataFrame]:
 
 def _label(series: dict, varying: list[str]) -> str:
     """The model and the other axes that vary in the study (a fitted model's missing width left out)."""
-    parts = [str(series["model"])] + [f"{a}={series[a]}" for a in varying if a != "model" and not pd.isna(series[a])]
-    return ", ".join(parts)
+    return series_label(series, ["model", *(a for a in varying if a != "model")])
 
 
 def _varying(runs: pd.DataFrame, axes: list[str]) -> list[str]:

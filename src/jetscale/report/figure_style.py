@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import metric_catalog
+from ..grid import absent
 
 UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do not determine: not used
 
@@ -31,9 +30,13 @@ def class_label(name: str) -> str:
     return f"${name}$"
 
 
-def metric_label(metric: str) -> str:
+def metric_label(metric: str, flavor: str = "", error: bool = False) -> str:
+    """The catalog's axis label (:meth:`~jetscale.metric_catalog.MetricSpec.axis_label`): of ``flavor``'s
+    curve, with ``error`` of the fitted error-type quantity; an unknown metric by its name."""
     spec = metric_catalog.find(metric)
-    return spec.label if spec else metric
+    if spec is not None:
+        return spec.axis_label(flavor, error)
+    return f"{metric} ({flavor})" if flavor else metric
 
 
 def _plain_log_labels(axis) -> None:
@@ -60,14 +63,9 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _missing(v) -> bool:
-    """None or NaN: an axis a cell does not have (a fitted model's width, a from-scratch cell's n_pretrain)."""
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
 def _same(a, b) -> bool:
-    if _missing(a) or _missing(b):
-        return _missing(a) and _missing(b)
+    if absent(a) or absent(b):  # an axis a cell does not have
+        return absent(a) and absent(b)
     if isinstance(a, dict) and isinstance(b, dict):
         return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):

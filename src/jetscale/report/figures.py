@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..config_view import report_view
-from ..grid import series_axes
+from ..grid import series_axes, series_label
 from ..io import atomic_path
 from ..models.catalog import is_fitted
 from ..reference import reference_for
 from .figure_style import (
     BASELINE_STYLE,
     MARKERS,
-    _missing,
     _plain,
     _same,
     _select,
@@ -59,12 +58,7 @@ class Figures(ScalingFigures, LossFigures):
         return [{a: _plain(v) for a, v in row.items()} for _, row in uniq.iterrows()]
 
     def label(self, series: dict) -> str:
-        parts = [
-            str(series[a]) if a == "model" else f"{a}={series[a]}"
-            for a in self.varying
-            if a in series and not _missing(series[a])
-        ]
-        label = ", ".join(parts) or "all"
+        label = series_label(series, self.varying)
         return f"{label} (baseline)" if self.is_baseline(series) else label
 
     @staticmethod

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import backtests_table, fits_dir, forecasts_table
+from .figure_style import metric_label
 
 MIRAGE_ROWS_MAX = 12  # rows of the mirage figure (one per checked threshold)
 FORECAST_TEXT = (
@@ -175,10 +176,10 @@ def mirage_figure(figs) -> list[Path]:
                 handles: dict = {}
                 figs._draw_fits(ax, d, color, False, handles)
                 ax.set_xscale("log")
-                ax.set_xlabel("training jets $n$")
-                ax.set_ylabel(f"{d['y']} ({doc['flavor'] or 'all'})")
+                ax.set_xlabel("Training jets $n_{train}$")
+                ax.set_ylabel(metric_label(d["metric"], doc["flavor"], error=True))
                 verdict = (d.get("comparison") or {}).get("verdict")
-                ax.set_title(f"{doc['label']}: {verdict}", fontsize=13)
+                ax.set_title(f"{figs.label(series) if series else doc['label']}: {verdict}", fontsize=13)
                 if handles:
                     ax.legend(handles.values(), handles.keys(), loc="best", fontsize=10)
             row[1].text(

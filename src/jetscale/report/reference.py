@@ -12,7 +12,7 @@ import html
 
 import pandas as pd
 
-from ..grid import series_axes
+from ..grid import series_axes, series_label
 from ..models.catalog import is_fitted
 from ..reference import JOI_FLAVORS, overlay_label, reference_for
 from .tables import seed_means
@@ -21,12 +21,7 @@ QUANTITIES = (("tag_efficiency", "ε"), ("charge_flip", "f"))
 
 
 def _series_label(series: dict, varying: list[str]) -> str:
-    parts = [
-        str(v) if a == "model" else f"{a}={v}"
-        for a, v in series.items()
-        if (a in varying or a == "model") and not pd.isna(v)  # a fitted model has no width
-    ]
-    label = ", ".join(parts) or "study"
+    label = series_label(series, [a for a in series if a in varying or a == "model"], empty="study")
     return f"{label} (baseline)" if is_fitted(series.get("model")) else label
 
 

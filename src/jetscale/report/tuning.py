@@ -14,6 +14,7 @@ import pandas as pd
 from .. import paths
 from ..config import tune_axes
 from ..fit.tuning import trend_value
+from ..grid import series_label
 from ..io import atomic_path
 from .figure_style import MARKERS, _plain_log_labels
 
@@ -48,7 +49,7 @@ def _series_cols(cfg: dict, tuning: pd.DataFrame) -> list[str]:
 
 
 def _label(row, cols) -> str:
-    return ", ".join(str(row[c]) if c == "model" else f"{c}={row[c]}" for c in cols) or "all"
+    return series_label(row, cols)
 
 
 def _is_chosen(frame: pd.DataFrame) -> pd.Series:
@@ -209,7 +210,7 @@ def choice_table(cfg: dict, tuning: pd.DataFrame) -> pd.DataFrame:
             row[f"chosen {a}"] = best[a].iloc[0] if not best.empty else "none"
         row["edge"] = best["edge"].iloc[0] if not best.empty else ""
         for _, cand in sub.iterrows():
-            name = ", ".join(f"{a}={cand[a]}" for a in taxes)
+            name = series_label(cand, taxes)
             row[f"{first['by']} @ {name}"] = cand["mean"]
         rows.append(row)
     return pd.DataFrame(rows)
