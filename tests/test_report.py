@@ -228,8 +228,6 @@ def test_snakemake_captions_mirror_report_captions():
 
 def test_fit_curves_are_not_drawn_outside_the_metric_range():
     """An extrapolated curve that leaves [0, 1] (an efficiency below zero at small n) is cut, not drawn."""
-    import numpy as np
-
     from jetscale.report.scaling_figures import within_range
 
     cut = within_range([-0.2, 0.3, 1.4], [0.0, 1.0])
@@ -244,33 +242,3 @@ def test_charge_flip_panels_show_points_above_chance():
     assert charge_flip_ylim(0.4) == (-0.02, 0.62)
     low, high = charge_flip_ylim(0.71)
     assert low == -0.02 and high > 0.71 and charge_flip_ylim(1.3)[1] == 1.02
-
-
-def test_the_no_joint_law_note_hides_no_point():
-    """Without an L(N, D) fit the loss-vs-parameters panel carries a note; it sits in a band below the points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jetscale.report.loss_figures import LossFigures
-
-    rng = np.random.default_rng(0)
-    rows = [
-        {"n_params": n_params, "n_train": n_train, "value": 2.6 - 0.25 * np.log10(n_train) + 0.02 * rng.normal()}
-        for n_params in (17_000, 25_000, 110_000)
-        for n_train in (100, 300, 1000, 3000, 10000, 30000)
-        for _ in range(2)
-    ]
-    fig, ax = plt.subplots(figsize=(6.7, 6.2))
-    LossFigures._loss_vs_params(None, ax, pd.DataFrame(rows), [], "not applicable: one width per architecture")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    fig.canvas.draw()
-    note = ax.texts[0].get_window_extent().expanded(1.0, 1.0)
-    points = np.vstack([ax.transData.transform(line.get_xydata()) for line in ax.lines if len(line.get_xydata())])
-    inside = (
-        (points[:, 0] >= note.x0) & (points[:, 0] <= note.x1) & (points[:, 1] >= note.y0) & (points[:, 1] <= note.y1)
-    )
-    plt.close(fig)
-    assert len(points) >= 18 and not inside.any()

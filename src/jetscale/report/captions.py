@@ -45,15 +45,19 @@ CAPTIONS = {
         "jump is an artefact of the argmax. At most 12 rows; the mirage table lists every check."
     ),
     "loss_scaling": (
-        "Test log-loss (nats per jet) on log-log axes. Left: vs parameter count N, coloured by training-set size, "
-        "with the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training jets), "
-        "fitted only within one architecture with at least three widths (otherwise the panel says why it is "
-        "absent: one law across architectures would mix different curves). "
-        "Middle: vs training jets per model, with power-law-with-floor fits (dashed) and L(N, D) at each model's N "
-        "(dotted). Right: vs measured training compute (FLOP counted per run, ×3 for training), with the "
-        "compute-optimal frontier (lowest loss reached at or below each compute) and a power law fitted to it. "
-        "The physics baseline (bdt, grey) has no parameter count or training FLOPs: it appears in the middle "
-        "panel only and never enters L(N, D) or the frontier."
+        "Test log-loss (nats per jet) on log-log axes; each model keeps one marker shape on all three panels. "
+        "Left: vs parameter count N, seed mean ± error; the shape names the model (legend; edged in the model's "
+        "colour of the other panels where colour is by model), the fill colour is the training-set size; the "
+        "points of one N are moved a little left and right in turn by training-set size so that equal losses stay"
+        " apart. Curves: the L(N, D) = E + A/N^α + B/D^β fit (Huber loss in log space, multi-start, D = training "
+        "jets), fitted only within one architecture with at least three widths (otherwise the panel says why it "
+        "is absent: one law across architectures would mix different curves); a model with several widths and no "
+        "L(N, D) curve has its points of one training-set size joined by a thin line in N. Middle: vs training "
+        "jets per model (a model's widths told apart by the marker's fill), with power-law-with-floor fits "
+        "(dashed) and L(N, D) at each model's N (dotted). Right: vs measured training compute (FLOP counted per "
+        "run, ×3 for training), with the compute-optimal frontier (lowest loss reached at or below each compute) "
+        "and a power law fitted to it. The physics baseline (bdt, grey) has no parameter count or training FLOPs:"
+        " it appears in the middle panel only and never enters L(N, D) or the frontier."
     ),
     "fit_summary": (
         "All fits: one row per fitted quantity and form. exponent = α of the power law (c0 for BNSL); "

@@ -13,6 +13,18 @@ UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do
 MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "s")
 
 
+# how series of one model drawn in one colour (its widths) tell themselves apart where the marker names the model;
+# no hollow marker: the scaling figures keep hollow for a seed stopped at its sample cap
+SERIES_FILLS = ("full", "left", "bottom", "right", "top")
+
+
+def model_markers(models) -> dict:
+    """One marker per model, in the order given (duplicates and missing names skipped): the shape that names a
+    model on a panel whose colour encodes something else (the loss-vs-parameters panel, coloured by n_train)."""
+    names = [m for m in dict.fromkeys(models) if m is not None]
+    return {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(names)}
+
+
 # the physics baseline (a fitted model, e.g. bdt): grey squares joined by a dashed line on every scaling figure,
 # grey dashed levels on the per-flavor bars; a network below it is undertrained
 BASELINE_STYLE = {"color": "0.45", "marker": "s", "ls": "--"}
