@@ -242,3 +242,172 @@ def test_charge_flip_panels_show_points_above_chance():
     assert charge_flip_ylim(0.4) == (-0.02, 0.62)
     low, high = charge_flip_ylim(0.71)
     assert low == -0.02 and high > 0.71 and charge_flip_ylim(1.3)[1] == 1.02
+
+
+# ------------------------------------------------------------------ marker shapes: one per model, every figure
+NETWORKS = {"particlenet": (16, 25_303), "part": (16, 17_163), "bbt_neutron": (32, 111_307)}
+
+
+def scaling_rows(models=tuple(NETWORKS), *, capped=("part",)) -> pd.DataFrame:
+    """Seed means-ready rows of tag efficiency and charge-flip (b, c) and test log-loss for the networks and the
+    bdt baseline at every size; the models in ``capped`` stopped at their sample cap at the largest size."""
+    rows = []
+    for model in [*models, "bdt"]:
+        width, n_params = NETWORKS.get(model, (None, np.nan))
+        for n_train in SIZES:
+            for seed in (0, 1):
+                base = {
+                    "model": model, "width": width, "compute": "auto" if width else None, "n_train": n_train,
+                    "seed": seed, "n_params": float(n_params), "train_flops": 1e9 * n_params * n_train,
+                    "stopped_by": "budget" if model in capped and n_train == SIZES[-1] else "converged",
+                }  # fmt: skip
+                x = np.log10(n_train) / 5 + 0.01 * seed
+                for flavor in ("b", "c"):
+                    rows.append({**base, "metric": "tag_efficiency", "flavor": flavor, "value": x, "error": 0.01})
+                    rows.append(
+                        {**base, "metric": "charge_flip", "flavor": flavor, "value": 0.5 - x / 3, "error": 0.01}
+                    )
+                rows.append({**base, "metric": "log_loss", "flavor": "", "value": 2.6 - x, "error": np.nan})
+    return pd.DataFrame(rows)
+
+
+def drawn_figures(tmp_path, monkeypatch, runs: pd.DataFrame, **report) -> dict:
+    """name -> matplotlib figure of the scaling and loss figures drawn from ``runs`` (saving nothing); the config
+    lists the default study's models."""
+    import matplotlib
+
+    from jetscale.report.figures import Figures
+
+    matplotlib.use("Agg")
+    raw = default_raw_config(tmp_path / "results")
+    raw["report"].update(report)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(path)
+    drawn = {}
+    monkeypatch.setattr(Figures, "save", lambda self, fig, name: drawn.setdefault(name, fig) and [])
+    figures = Figures(cfg, {"runs": runs}, [], tmp_path / "results" / "figures")
+    figures.scaling()
+    figures.loss_scaling()
+    return drawn
+
+
+def point_shapes(fig) -> dict[str, set[str]]:
+    """series label -> the marker shapes of its points (error-bar containers) over every panel of ``fig``."""
+    out: dict[str, set[str]] = {}
+    for ax in fig.axes:
+        for container in ax.containers:
+            out.setdefault(container.get_label(), set()).add(container.lines[0].get_marker())
+    return out
+
+
+def loss_legend_shapes(fig) -> dict[str, str]:
+    """model -> its marker shape, from the legend of the loss figure's loss-vs-parameters panel."""
+    legend = fig.axes[0].get_legend()
+    return {t.get_text(): h.get_marker() for t, h in zip(legend.get_texts(), legend.legend_handles)}
+
+
+def hollow_shapes(fig) -> set[tuple[str, str]]:
+    """(marker, edge colour) of every hollow point (white face) drawn over the panels of a scaling figure."""
+    import matplotlib
+
+    out = set()
+    for ax in fig.axes:
+        for line in ax.lines:
+            if len(line.get_xdata()) and line.get_linestyle() == "None" and line.get_markerfacecolor() == "white":
+                out.add((line.get_marker(), matplotlib.colors.to_hex(line.get_markeredgecolor())))
+    return out
+
+
+def legend_markers(fig) -> set[tuple[str, str, bool]]:
+    """(marker, colour, hollow) of every marker drawn in the scaling figure's legend."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    legend = next(iter([*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]))
+    return {
+        (line.get_marker(), matplotlib.colors.to_hex(line.get_markeredgecolor()), line.get_markerfacecolor() == "white")
+        for line in legend.findobj(Line2D)
+        if line.get_marker() not in ("None", "", None)
+    }
+
+
+def test_scaling_figures_give_each_model_the_shape_it_has_in_the_loss_figure(tmp_path, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    drawn = drawn_figures(tmp_path, monkeypatch, scaling_rows())
+    model_shapes = loss_legend_shapes(drawn["loss_scaling"])
+    assert set(model_shapes) == set(NETWORKS) and len(set(model_shapes.values())) == len(NETWORKS)
+    for name in ("scaling_tag_efficiency", "scaling_charge_flip"):
+        shapes = point_shapes(drawn[name])
+        by_model = {label.split(",")[0].removesuffix(" (baseline)"): s for label, s in shapes.items()}
+        assert all(len(s) == 1 for s in by_model.values()), (name, shapes)  # one shape per model on every panel
+        assert {m: next(iter(s)) for m, s in by_model.items() if m in NETWORKS} == model_shapes, name
+        assert by_model["bdt"] == {"s"}  # the baseline keeps its grey squares
+        colours = {
+            label.split(",")[0]: matplotlib.colors.to_hex(c.lines[0].get_color())
+            for ax in drawn[name].axes
+            for c in ax.containers
+            for label in [c.get_label()]
+        }
+        shown = legend_markers(drawn[name])
+        for model, shape in model_shapes.items():  # the legend shows each model's shape (in its colour, filled)
+            assert (shape, colours[model], False) in shown, (model, shown)
+    plt.close("all")
+
+
+def test_a_model_keeps_its_shape_whichever_models_a_figure_draws(tmp_path, monkeypatch):
+    """Faceted by model, each figure draws one network: it is drawn with its own shape, not the first shape."""
+    import matplotlib.pyplot as plt
+
+    drawn = drawn_figures(tmp_path, monkeypatch, scaling_rows(), facet_by="model")
+    model_shapes = loss_legend_shapes(drawn["loss_scaling"])
+    for model, shape in model_shapes.items():
+        shapes = point_shapes(drawn[f"scaling_tag_efficiency_model-{model}"])
+        assert list(shapes.values()) == [{shape}], (model, shapes)
+    plt.close("all")
+
+    # a study whose runs lack ParticleNet still draws ParT and BBT-Neutron with their shapes of the full study
+    fewer = drawn_figures(tmp_path / "fewer", monkeypatch, scaling_rows(("part", "bbt_neutron")))
+    assert loss_legend_shapes(fewer["loss_scaling"]) == {m: model_shapes[m] for m in ("part", "bbt_neutron")}
+    shapes = point_shapes(fewer["scaling_charge_flip"])
+    assert shapes["part, width=16"] == {model_shapes["part"]}
+    assert shapes["bbt_neutron, width=32"] == {model_shapes["bbt_neutron"]}
+    plt.close("all")
+
+
+def test_a_point_stopped_at_the_sample_cap_is_its_models_shape_hollow(tmp_path, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    drawn = drawn_figures(tmp_path, monkeypatch, scaling_rows(capped=("part", "bbt_neutron")))
+    model_shapes = loss_legend_shapes(drawn["loss_scaling"])
+    fig = drawn["scaling_tag_efficiency"]
+    colours = {}
+    for ax in fig.axes:
+        for container in ax.containers:
+            colours[container.get_label().split(",")[0]] = matplotlib.colors.to_hex(container.lines[0].get_color())
+    hollow = hollow_shapes(fig)
+    assert hollow == {(model_shapes[m], colours[m]) for m in ("part", "bbt_neutron")}
+    # the legend shows the hollow shape of each model concerned
+    assert {(m, c) for m, c, open_ in legend_markers(fig) if open_} == hollow
+    plt.close("all")
+
+
+def test_no_model_shape_is_a_reference_or_baseline_shape():
+    from jetscale.report.figure_style import (
+        BASELINE_STYLE,
+        MODEL_MARKERS,
+        N_C_MARKER,
+        REFERENCE_STYLE,
+        model_markers,
+    )
+
+    reserved = {BASELINE_STYLE["marker"], N_C_MARKER} | {s["marker"]["marker"] for s in REFERENCE_STYLE.values()}
+    assert {"s", "D", "*"} <= reserved
+    assert not reserved & set(MODEL_MARKERS) and len(set(MODEL_MARKERS)) == len(MODEL_MARKERS)
+    shapes = model_markers(["particlenet", "part", "bbt_neutron", "part", None])
+    assert list(shapes) == ["particlenet", "part", "bbt_neutron"] and len(set(shapes.values())) == 3
+    assert not reserved & set(shapes.values())

@@ -20,7 +20,9 @@ CAPTIONS = {
     ),
     "scaling_tag_efficiency": (
         "Flavor-tag efficiency vs number of training jets, one panel per quark flavor. Points: mean over seeds "
-        "± uncertainty (as in the per-flavor figure). Curves: fits to 1 − ε on the individual seeds — power law "
+        "± uncertainty (as in the per-flavor figure), one marker shape per model (the same in every figure of the "
+        "report; none is a reference's or the baseline's shape); hollow: a seed ended at its sample cap while still "
+        "improving (budget-limited). Curves: fits to 1 − ε on the individual seeds — power law "
         "with floor (dashed) and logistic S-curve in log10 n (solid); the form preferred by the comparison is "
         "drawn bold. Stars: critical data size n_c with its bootstrap 95% interval, shown only where the "
         "S-curve wins clearly (ΔAIC ≥ 6, ΔBIC ≥ 6, ≥ 90% of bootstrap-over-seeds replicates, n_c inside the range). "
@@ -33,7 +35,8 @@ CAPTIONS = {
     ),
     "scaling_charge_flip": (
         "Charge-flip rate vs number of training jets, one panel per quark flavor, with the same conventions as "
-        "the tag-efficiency scaling figure (fits on f directly). The dotted line at 0.5 is a classifier with no "
+        "the tag-efficiency scaling figure (one marker shape per model, hollow at the sample cap; fits on f "
+        "directly). The dotted line at 0.5 is a classifier with no "
         "charge information."
     ),
     "mirage": (
@@ -45,7 +48,8 @@ CAPTIONS = {
         "jump is an artefact of the argmax. At most 12 rows; the mirage table lists every check."
     ),
     "loss_scaling": (
-        "Test log-loss (nats per jet) on log-log axes; each model keeps one marker shape on all three panels. "
+        "Test log-loss (nats per jet) on log-log axes; each model keeps one marker shape on all three panels, the "
+        "same as in the scaling figures. "
         "Left: vs parameter count N, seed mean ± error; the shape names the model (legend; edged in the model's "
         "colour of the other panels where colour is by model), the fill colour is the training-set size; the "
         "points of one N are moved a little left and right in turn by training-set size so that equal losses stay"

@@ -10,19 +10,12 @@ from ..grid import absent
 UNCONSTRAINED_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.45}  # a fit the data do not determine: not used
 
 
-MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "s")
+MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "s")  # series of a figure that names no model (tuning trends)
 
 
 # how series of one model drawn in one colour (its widths) tell themselves apart where the marker names the model;
 # no hollow marker: the scaling figures keep hollow for a seed stopped at its sample cap
 SERIES_FILLS = ("full", "left", "bottom", "right", "top")
-
-
-def model_markers(models) -> dict:
-    """One marker per model, in the order given (duplicates and missing names skipped): the shape that names a
-    model on a panel whose colour encodes something else (the loss-vs-parameters panel, coloured by n_train)."""
-    names = [m for m in dict.fromkeys(models) if m is not None]
-    return {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(names)}
 
 
 # the physics baseline (a fitted model, e.g. bdt): grey squares joined by a dashed line on every scaling figure,
@@ -34,6 +27,24 @@ REFERENCE_STYLE = {  # published CEPC numbers: black/grey, apart from the study'
     "particlenet": {"marker": {"marker": "D", "s": 55, "color": "black"}, "line": {"color": "black", "ls": "-."}},
     "part": {"marker": {"marker": "*", "s": 120, "color": "dimgray"}, "line": {"color": "dimgray", "ls": (0, (1, 1))}},
 }
+
+
+# the marker of n_c (the critical data size) on the scaling figures, in the colour of its series
+N_C_MARKER = "*"
+
+# the shape that names a network on every figure of a report (loss and scaling figures alike), in the study's
+# order of models: none is the baseline's square, a published reference's diamond or star, or n_c's star
+MODEL_MARKERS = ("o", "^", "X", "v", "P", "<", ">", "h", "p")
+RESERVED_MARKERS = frozenset(
+    {BASELINE_STYLE["marker"], N_C_MARKER, *(style["marker"]["marker"] for style in REFERENCE_STYLE.values())}
+)
+
+
+def model_markers(models) -> dict:
+    """One shape per model, in the order given (duplicates and missing names skipped): built once per report from
+    the study's list of models, so a model keeps its shape on every figure whichever models a figure draws."""
+    names = [m for m in dict.fromkeys(models) if m is not None]
+    return {m: MODEL_MARKERS[i % len(MODEL_MARKERS)] for i, m in enumerate(names)}
 
 
 def class_label(name: str) -> str:

@@ -3,7 +3,8 @@
 confusion      row-normalised confusion matrices side by side, one per series, at report.confusion_n_train
 flavor_metrics flavor-tag efficiency and charge-flip rate per quark flavor, grouped by series (same n_train)
 scaling_<m>    metric m vs n_train, one panel per quark flavor: seed means ± error, fitted curves, n_c markers;
-               hollow: a seed ended at its sample cap while still improving (stopped_by budget)
+               marker shape = model (one per report, as on loss_scaling); hollow: a seed ended at its sample cap
+               while still improving (stopped_by budget)
 loss_scaling   test log-loss vs parameters, vs training jets and vs measured training compute (with frontier)
 Every function returns the list of files it wrote and never raises on missing fits (it draws what exists).
 """
@@ -15,18 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from ..config_view import report_view
-from ..grid import series_axes, series_label
+from ..grid import absent, series_axes, series_label
 from ..io import atomic_path
 from ..models.catalog import is_fitted
 from ..reference import reference_for
 from .figure_style import (
     BASELINE_STYLE,
-    MARKERS,
+    MODEL_MARKERS,
+    SERIES_FILLS,
     _plain,
     _same,
     _select,
     class_label,
     metric_label,
+    model_markers,
 )
 from .loss_figures import LossFigures
 from .scaling_figures import ScalingFigures
@@ -48,6 +51,7 @@ class Figures(ScalingFigures, LossFigures):
         self.facet_by = self.report.facet_by
         self.series = self._series_list()
         self.colors = self._colors()
+        self.model_shapes = self._model_shapes()
         self.reference = reference_for(cfg)  # published CEPC numbers; None unless the 11 JoI classes
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -91,11 +95,30 @@ class Figures(ScalingFigures, LossFigures):
             return BASELINE_STYLE["color"]
         return self.colors.get(series.get(self.color_by), "black")
 
+    def _model_shapes(self) -> dict:
+        """Each network's marker shape for every figure of this report: from the study's list of models (then any
+        other model in the runs), never from the models one figure or facet happens to draw."""
+        listed = self.cfg["grid"]["axes"].get("model") or []
+        drawn = self.runs["model"].tolist() if "model" in self.runs.columns else []
+        return model_markers(m for m in [*listed, *drawn] if not absent(m) and not is_fitted(m))
+
     def marker(self, series: dict) -> str:
+        """The shape of ``series``: its model's (the baseline's square for a fitted model)."""
         if self.is_baseline(series):
             return BASELINE_STYLE["marker"]
-        same = [s for s in self.series if s.get(self.color_by) == series.get(self.color_by)]
-        return MARKERS[same.index(series) % len(MARKERS)] if series in same else "o"
+        return self.model_shapes.get(series.get("model"), MODEL_MARKERS[0])
+
+    def fill(self, series: dict) -> str:
+        """The marker fill of ``series``: several series of one model in one colour (its widths) filled
+        differently, never hollow (hollow marks a seed stopped at its sample cap)."""
+        if self.is_baseline(series):
+            return "full"
+        twins = [
+            s
+            for s in self.series
+            if not self.is_baseline(s) and s.get("model") == series.get("model") and self.color(s) == self.color(series)
+        ]
+        return SERIES_FILLS[twins.index(series) % len(SERIES_FILLS)] if series in twins else "full"
 
     def style(self):
         import matplotlib.pyplot as plt

@@ -14,13 +14,11 @@ from ..fit.status import OK, UNCONSTRAINED, usable
 from ..fit.study import compute_frontier
 from .figure_style import (
     BASELINE_STYLE,
-    SERIES_FILLS,
     UNCONSTRAINED_STYLE,
     _plain_log_labels,
     _same,
     _select,
     metric_label,
-    model_markers,
 )
 
 NOTE_BAND = 0.3  # share of the loss-vs-parameters panel's height kept free of points for its note
@@ -65,13 +63,7 @@ class LossFigures:
     def model_style(self, series: dict) -> dict:
         """The marker of ``series`` on this figure: its model's shape (named in the loss-vs-parameters panel's
         legend) on every panel; several series of one model in one colour (its widths) filled differently."""
-        if self.is_baseline(series):
-            return {"marker": self.marker(series), "fillstyle": "full"}
-        networks = [s for s in self.series if not self.is_baseline(s)]
-        shape = model_markers(s.get("model") for s in networks).get(series.get("model"), "o")
-        twins = [s for s in networks if s.get("model") == series.get("model") and self.color(s) == self.color(series)]
-        fill = SERIES_FILLS[twins.index(series) % len(SERIES_FILLS)] if series in twins else "full"
-        return {"marker": shape, "fillstyle": fill}
+        return {"marker": self.marker(series), "fillstyle": self.fill(series)}
 
     def _loss_vs_params(self, ax, loss, laws, why) -> None:
         """Seed means ± error vs N: colour = n_train, marker = model (named in the legend; edge in the model's
@@ -87,7 +79,7 @@ class LossFigures:
         span = max(np.log10(counts.max() / counts.min()), 0.5) if len(counts) else 1.0
         dodge = {n: 10 ** (DODGE * span * (k % 3 - 1)) for k, n in enumerate(sizes)}  # a zigzag, not a slope
         networks = [s for s in self.series if not self.is_baseline(s)]  # the baseline has no N
-        shapes = model_markers(s.get("model") for s in networks)
+        shapes = self.model_shapes  # the report's one shape per model (figure_style.model_markers)
         all_means, handles, joined = [], {}, False
         for series in networks:
             sub = _select(loss, series).dropna(subset=["n_params"])

@@ -16,6 +16,7 @@ from ..fit.status import OK, UNCONSTRAINED
 from ..reference import OVERLAY_MODELS, overlay_label
 from .figure_style import (
     BASELINE_STYLE,
+    N_C_MARKER,
     REFERENCE_STYLE,
     UNCONSTRAINED_STYLE,
     _select,
@@ -46,6 +47,7 @@ class ScalingFigures:
 
     def _scaling_figure(self, metric, flavors, series_list, name, facet) -> list[Path]:
         import matplotlib.pyplot as plt
+        from matplotlib.legend_handler import HandlerTuple
 
         ncols = min(3, len(flavors))
         nrows = math.ceil(len(flavors) / ncols)
@@ -53,7 +55,7 @@ class ScalingFigures:
         higher = bool(spec and spec.higher_is_better)
         with self.style():
             fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.9 * nrows), squeeze=False, sharex=True)
-            handles = {}
+            handles, capped = {}, {}  # capped: the hollow shape of each model with a point stopped at the cap
             for ax, flavor in zip(axes.flat, flavors):
                 means = seed_means(self.runs, self.axes, metric, flavor)
                 top = 0.0  # the highest point with its error bar: the axis must not hide it
@@ -67,8 +69,9 @@ class ScalingFigures:
                         m["mean"],
                         yerr=m["err"],
                         fmt=self.marker(series),
+                        fillstyle=self.fill(series),
                         color=color,
-                        ms=6,
+                        ms=7,
                         capsize=2.5,
                         lw=1.2,
                         label=self.label(series),
@@ -77,13 +80,14 @@ class ScalingFigures:
                     handles.setdefault(self.label(series), h)
                     top = max(top, float((m["mean"] + m["err"].fillna(0)).max()))
                     if m["budget_limited"].any():  # ended at the sample cap while still improving: hollow
-                        capped = m[m["budget_limited"]]
-                        handles["stopped at the sample cap"] = ax.plot(
-                            capped["n_train"],
-                            capped["mean"],
+                        limited = m[m["budget_limited"]]
+                        capped[self.marker(series), color] = ax.plot(
+                            limited["n_train"],
+                            limited["mean"],
                             ls="none",
                             marker=self.marker(series),
-                            ms=6,
+                            fillstyle="full",
+                            ms=7,
                             mfc="white",
                             mec=color,
                             zorder=3,
@@ -113,9 +117,18 @@ class ScalingFigures:
                 if spare is not None
                 else {"loc": "lower center", "ncol": 4, "bbox_to_anchor": (0.5, -0.04)}
             )
+            if capped:  # one entry showing the hollow shape of each model concerned
+                handles["stopped at the sample cap"] = tuple(capped.values())
             series_keys = [k for k in handles if k in {self.label(s) for s in series_list}]
             ordered = series_keys + [k for k in handles if k not in series_keys]
-            legend_target.legend([handles[k] for k in ordered], ordered, frameon=False, fontsize=13, **kwargs)
+            legend_target.legend(
+                [handles[k] for k in ordered],
+                ordered,
+                frameon=False,
+                fontsize=13,
+                handler_map={tuple: HandlerTuple(ndivide=None, pad=0.6)},
+                **kwargs,
+            )
             title = f"{metric_label(metric)} vs training-set size"
             fig.suptitle(title + (f" ({self.facet_by} = {facet})" if facet is not None else ""), fontsize=17)
             fig.tight_layout()
@@ -183,7 +196,16 @@ class ScalingFigures:
             y_c = 1 - y_c if higher else y_c
             xerr = None if not ci else [[n_c - ci[0]], [ci[1] - n_c]]
             h = ax.errorbar(
-                [n_c], [y_c], xerr=xerr, fmt="*", ms=14, color=color, mec="black", mew=0.8, capsize=4, elinewidth=2
+                [n_c],
+                [y_c],
+                xerr=xerr,
+                fmt=N_C_MARKER,
+                ms=14,
+                color=color,
+                mec="black",
+                mew=0.8,
+                capsize=4,
+                elinewidth=2,
             )
             handles.setdefault("$n_c$ (95% CI)", h)
 
