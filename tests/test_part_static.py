@@ -112,3 +112,31 @@ def test_recorded_flops_count_the_real_pairs_alone(tensors):
     assert real_pairs(tensors) > real_pairs(shorter)
     assert extra == pytest.approx((real_pairs(tensors) - real_pairs(shorter)) * per_pair, rel=1e-9)
     assert model.training  # restored
+
+
+def test_scoring_with_every_pair_is_the_real_pair_scoring(tensors):
+    """A GPU's scoring (``real_pairs`` False: every pair of slots embedded, as in training) gives the CPU's
+    real-pair scoring's logits with no data-dependent op (no host sync per scoring batch)."""
+    model = perturbed_part(torch.float32).eval()
+    model.ragged = False
+    with torch.no_grad():
+        model.real_pairs = True
+        real = model(**tensors)
+        model.real_pairs = False
+        with OpNames() as ops:
+            dense = model(**tensors)
+    assert ops.names & DATA_DEPENDENT == set()
+    assert not ops.bool_index
+    torch.testing.assert_close(dense, real, rtol=1e-5, atol=1e-5)
+    model.real_pairs = None  # the default: real pairs on CPU
+    with torch.no_grad(), OpNames() as ops:
+        model(**tensors)
+    assert "nonzero" in ops.names
+
+
+def test_recorded_flops_do_not_depend_on_the_scoring_layout(tensors):
+    model = perturbed_part(torch.float32)
+    counted = measure_flops_per_jet(model, tensors)
+    model.real_pairs = False  # as a GPU's scoring
+    assert measure_flops_per_jet(model, tensors) == counted
+    assert model.real_pairs is False  # restored

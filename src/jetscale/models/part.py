@@ -15,7 +15,8 @@ Elsewhere (CUDA, ``torch.compile``, ``static_shapes`` for ONNX export) the padde
 ``static_shapes``) embeds every pair of slots and masks them (:meth:`ParticleTransformer.attention_bias`), no shape
 depending on the data (no host sync on a GPU, one graph per bucket under ``torch.compile``), the pair BatchNorms
 taking their statistics from the real pairs alone: it trains exactly as the real-particle path does. Its eager
-scoring embeds the real pairs alone (:meth:`ParticleTransformer.real_pair_bias`): the same values.
+scoring on CPU, and the FLOP count, embed the real pairs alone (:meth:`ParticleTransformer.real_pair_bias`): the
+same values; on a GPU scoring embeds every pair too, with no host sync.
 """
 
 from __future__ import annotations
@@ -309,6 +310,9 @@ class ParticleTransformer(nn.Module):
         self.n_heads = n_heads
         self.ragged: bool | None = None  # None: the real-particle path on eager CPU (use_ragged), else padded
         self.static_shapes = False  # True: the padded path whatever the device (ONNX export)
+        # padded-path scoring: the real pairs alone (True) or every pair, as in training (False); None: real pairs on
+        # CPU (fewer), every pair elsewhere (no ``nonzero``, so no host sync per scoring batch on a GPU)
+        self.real_pairs: bool | None = None
         self.blocks = nn.ModuleList(Block(width, n_heads, dropout=dropout) for _ in range(n_layers))
         self.cls_blocks = nn.ModuleList(Block(width, n_heads, dropout=0.0) for _ in range(n_cls_layers))
         self.norm = nn.LayerNorm(width)
@@ -343,8 +347,8 @@ class ParticleTransformer(nn.Module):
 
     def real_pair_bias(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """:meth:`attention_bias` with only the real pairs embedded, picked by ``nonzero`` (a data-dependent
-        shape: a host sync on a GPU). The padded path's eager scoring uses it: fewer pairs, and the forward FLOPs
-        a cell records (``measure_flops_per_jet``, eval mode on the padded layout) count the real pairs alone."""
+        shape: a host sync on a GPU). The padded path's eager scoring on CPU uses it (fewer pairs), and so does
+        the FLOP count (``measure_flops_per_jet``: the forward FLOPs a cell records count the real pairs alone)."""
         B, _, P = vectors.shape
         H = self.n_heads
         i, j = torch.tril_indices(P, P, device=vectors.device)
@@ -417,8 +421,7 @@ class ParticleTransformer(nn.Module):
         m = valid[:, None, :].to(x.dtype)
         # input_bn over every slot of the batch, padding included, as the real-particle path (and weaver-core)
         h = self.embed((self.input_bn(x) * m).transpose(1, 2)) * m.transpose(1, 2)  # (B, P, d)
-        static = self.training or self.static_shapes or torch.compiler.is_compiling()
-        bias = (self.attention_bias if static else self.real_pair_bias)(vectors * m, valid)
+        bias = (self.real_pair_bias if self.use_real_pairs(x) else self.attention_bias)(vectors * m, valid)
         for block in self.blocks:
             h = block(h, bias)
         return h, valid
@@ -431,6 +434,16 @@ class ParticleTransformer(nn.Module):
         for block in self.blocks:
             h = block(h, biases, ragged=lay)
         return h, lay
+
+    def use_real_pairs(self, x: torch.Tensor) -> bool:
+        """Whether the padded path embeds the real pairs alone (:meth:`real_pair_bias`, a data-dependent shape):
+        in eager scoring on CPU, or where ``self.real_pairs`` says (the FLOP count); never in training, with
+        ``static_shapes`` or compiled."""
+        if self.training or self.static_shapes or torch.compiler.is_compiling():
+            return False
+        if self.real_pairs is not None:
+            return self.real_pairs
+        return x.device.type == "cpu"
 
     def use_ragged(self, x: torch.Tensor) -> bool:
         """Real particles only (:mod:`jetscale.models.ragged`): eager CPU runs, unless ``self.ragged`` says."""

@@ -146,16 +146,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-LAYOUT_FOR_FLOPS = {"ragged": False, "real_rows": True}  # a model's layout switch -> its value while counting
+LAYOUT_FOR_FLOPS = {"ragged": False, "real_rows": True, "real_pairs": True}  # layout switch -> value while counting
 
 
 def measure_flops_per_jet(model: nn.Module, batch: dict[str, torch.Tensor]) -> float:
     """Forward FLOPs per jet counted by ``torch.utils.flop_counter`` on ``batch`` (eval mode, no grad).
 
     Counted on one layout whatever the device, as the FLOPs of a cell must not depend on it: ParT on the padded
-    layout (the batch as given; its real-particle path on CPU, ``ragged``, does less work for the same result),
-    ParticleNet on its real particles (``real_rows``; its padded path runs on GPUs and compiled), as counted
-    since its first runs.
+    layout with its real pairs alone (the batch as given; ``real_pairs``, where a GPU's scoring embeds every pair;
+    its real-particle path on CPU, ``ragged``, does less work for the same result), ParticleNet on its real
+    particles (``real_rows``; its padded path runs on GPUs and compiled), as counted since its first runs.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
