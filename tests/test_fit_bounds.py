@@ -83,6 +83,15 @@ def test_the_unconstrained_rules():
     crossing = Fit("scurve", params=dict(params), ci95={**ci, "floor": (0.0, 0.15)}, converged=True)
     status, why = judge(crossing, sc, UNIT)
     assert status == "unconstrained" and "floor" in why and "[0, 1]" in why
+    # bootstrap replicates stop within rounding of the bound, not on it (the default study: 3e-18, 1e-15, 7e-26)
+    for end in (3.2e-18, 7.2e-26, 1e-9):
+        near = Fit("scurve", params=dict(params), ci95={**ci, "floor": (end, 0.15)}, converged=True)
+        status, why = judge(near, sc, UNIT)
+        assert status == "unconstrained" and "floor" in why, end
+    top = Fit("scurve", params=dict(params), ci95={**ci, "floor": (0.05, 1 - 1e-16)}, converged=True)
+    assert judge(top, sc, UNIT)[0] == "unconstrained"
+    small = Fit("scurve", params=dict(params), ci95={**ci, "floor": (1e-4, 0.15)}, converged=True)
+    assert judge(small, sc, UNIT) == ("ok", "")  # a small floor well off the bound is a measured one
     pl = forms.get("powerlaw")
     amp = Fit(
         "powerlaw", params={"y_inf": 0.1, "A": 2.0, "alpha": 0.3}, stderr={"y_inf": 0.01, "A": 1.5, "alpha": 0.05}

@@ -171,8 +171,17 @@ def _trf(model, x, y, theta0, jac, lo, hi, objective, maxfev) -> Solution:
     return Solution(res.x, _scale_cov(cov, objective_rss, len(y), len(res.x)), rss, "", pinned)
 
 
-def _on_bound(theta, lo, hi, rtol=1e-7) -> np.ndarray:
-    tol = rtol * np.maximum(1.0, np.abs(theta))
+BOUND_RTOL = 1e-7  # a parameter this close to a bound of its range (relative, at least absolute) sits on it
+
+
+def bound_tolerance(value):
+    """How close to a bound ``value`` counts as on it: ``BOUND_RTOL`` relative, absolute below 1 (a bounded
+    optimiser stops within rounding of its bound, e.g. a floor at 3e-18 for a bound of 0)."""
+    return BOUND_RTOL * np.maximum(1.0, np.abs(value))
+
+
+def _on_bound(theta, lo, hi) -> np.ndarray:
+    tol = bound_tolerance(theta)
     return (np.isfinite(lo) & (theta - lo <= tol)) | (np.isfinite(hi) & (hi - theta <= tol))
 
 

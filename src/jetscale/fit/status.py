@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+from .solver import bound_tolerance
+
 OK, UNCONSTRAINED, FAILED, NOT_APPLICABLE = "ok", "unconstrained", "failed", "not applicable"
 STATUSES = (OK, UNCONSTRAINED, FAILED, NOT_APPLICABLE)
 MAX_DECADES = 2.0
@@ -67,9 +69,12 @@ def judge(fit, spec, domain) -> tuple[str, str]:
             reasons.append(f"95% interval of {name} [{ci[0]:.3g}, {ci[1]:.3g}] spans more than {MAX_DECADES:g} decades")
     if spec.floor is not None:
         ci = interval(fit, spec.floor)
-        if ci is not None and (ci[0] <= domain.lo or ci[1] >= domain.hi):
+        # within rounding of a bound counts as on it: bootstrap replicates stop at 1e-18, not at an exact 0
+        if ci is not None and (
+            ci[0] <= domain.lo + bound_tolerance(ci[0]) or ci[1] >= domain.hi - bound_tolerance(ci[1])
+        ):
             reasons.append(
-                f"95% interval of the floor {spec.floor} [{ci[0]:.3g}, {ci[1]:.3g}] crosses the range "
+                f"95% interval of the floor {spec.floor} [{ci[0]:.3g}, {ci[1]:.3g}] reaches an end of the range "
                 f"{domain.describe()}"
             )
     if reasons:
