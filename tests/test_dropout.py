@@ -44,3 +44,23 @@ def test_gradient_is_the_mask():
     y.backward(torch.ones_like(y))
     torch.manual_seed(1)
     assert torch.equal(x.grad, dropout_noise((32, 16), 0.2, x))
+
+
+def test_keep_probability_is_exact_in_reduced_precision():
+    """bfloat16 activations get the float32 draw's keep probability (bfloat16 uniforms would keep 0.8985 at
+    p = 0.1, ten standard deviations off at this size) and a mask in their own dtype."""
+    torch.manual_seed(0)
+    n = 4_000_000
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        mask = dropout_noise((n,), 0.1, torch.empty(0, dtype=dtype))
+        assert mask.dtype == dtype
+        kept = float((mask != 0).double().mean())
+        assert abs(kept - 0.9) < 5 * (0.09 / n) ** 0.5, (dtype, kept)
+
+
+def test_float32_draw_is_unchanged_by_the_cast():
+    """For float32 activations the mask is exactly (u < 1 - p) / (1 - p) of torch's float32 uniform stream."""
+    torch.manual_seed(5)
+    u = torch.rand(1000)
+    torch.manual_seed(5)
+    assert torch.equal(dropout_noise((1000,), 0.1, torch.empty(0)), (u < 0.9).float() / 0.9)
