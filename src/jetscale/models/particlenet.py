@@ -105,10 +105,8 @@ class EdgeConvBlock(nn.Module):
         if fast and not self.training and not torch.is_grad_enabled():
             return self.score(x, nbr)
         n, c_in = x.shape
-        w0 = self.convs[0].weight.flatten(1)
-        w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
-        c0 = w0.shape[0]
-        weights = [w_edge, w_centre - w_edge] + ([] if self.sc is None else [self.sc.weight.flatten(1)])
+        weights = self._first_weights(c_in)
+        c0 = weights[0].shape[0]
         proj = linear(x, torch.cat(weights), fast)  # (N, C0 | C0 | C_out): edge term, centre term, shortcut
         if fast:
             edge_proj = torch.cat([proj[:, :c0], proj.new_zeros(1, c0)])  # row N: a padded neighbour, zero
@@ -127,20 +125,26 @@ class EdgeConvBlock(nn.Module):
         shortcut = x if self.sc is None else masked_batch_norm(proj[:, 2 * c0 :], real, self.sc_bn)
         return F.relu(h.mean(dim=1) + shortcut)
 
+    def _first_weights(self, c_in: int) -> list[torch.Tensor]:
+        """The rows of the per-particle product (see the class docstring): [edge term W_b, centre term W_a − W_b],
+        then the shortcut's weight if there is one."""
+        w0 = self.convs[0].weight.flatten(1)
+        w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
+        return [w_edge, w_centre - w_edge] + ([] if self.sc is None else [self.sc.weight.flatten(1)])
+
     def score(self, x: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` for scoring (eval mode, no autograd): each BatchNorm, now a fixed affine map, is folded
         into the product before it and the ReLU into the product's output pass, so the edges (k per particle)
         are not read and written again by BatchNorm and ReLU. The same function; rounding differs at ~1e-7."""
         n, c_in = x.shape
-        w0 = self.convs[0].weight.flatten(1)
-        w_centre, w_edge = w0[:, :c_in], w0[:, c_in:]
-        c0 = w0.shape[0]
+        edge_term, centre_term, *shortcut_weight = self._first_weights(c_in)
+        c0 = edge_term.shape[0]
         scale, shift = _folded(self.bns[0])
-        weights = [w_edge * scale[:, None], (w_centre - w_edge) * scale[:, None]]
+        weights = [edge_term * scale[:, None], centre_term * scale[:, None]]
         biases = [torch.zeros_like(shift), shift]
         if self.sc is not None:
             sc_scale, sc_shift = _folded(self.sc_bn)
-            weights.append(self.sc.weight.flatten(1) * sc_scale[:, None])
+            weights.append(shortcut_weight[0] * sc_scale[:, None])
             biases.append(sc_shift)
         proj = linear(x, torch.cat(weights), bias=torch.cat(biases))  # (N, C0 | C0 | C_out), BatchNorms applied
         edge_proj = torch.cat([proj[:, :c0], proj.new_zeros(1, c0)])  # a padded neighbour's edge term is zero
