@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -148,3 +149,77 @@ def test_a_failing_shard_write_leaves_no_file(tmp_path):
             writer.write(good)
             writer.write(bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def many_shards(tmp_path, n_shards: int = 8, per_shard: int = 11 * 12) -> list:
+    n = len(CLASSES)
+    return [
+        write_shard(synthetic_table(per_shard, n, seed=10 + i, first_jet_id=i * 10**6), tmp_path / f"m{i}.parquet")
+        for i in range(n_shards)
+    ]
+
+
+def test_split_files_equal_the_padded_pool_byte_for_byte(tmp_path):
+    """Every .npy is exactly ``np.save`` of the pool's jets in plan order, padded: what the writer always wrote."""
+    import io
+
+    from jetscale.data.splits import ARRAYS, pad
+    from jetscale.data.store import JetTable
+
+    shards = many_shards(tmp_path, n_shards=5, per_shard=11 * 9 + 3)
+    meta = build(shards, tmp_path / "splits", val_per_class=3, test_per_class=4, n_particles=24)
+    pool = JetTable.concat([read_shard(s) for s in shards])
+    plan = plan_splits(pool.jets["label"], CLASSES, 3, 4, seed=3)
+    for split in SPLITS:
+        jets = pool.take(plan[split])
+        arrays = {**pad(jets, meta["n_particles"]), "labels": jets.jets["label"], "jet_id": jets.jets["jet_id"]}
+        arrays["n_particles"] = jets.counts
+        for name in ARRAYS:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(arrays[name], dtype=load_split(tmp_path / "splits", split)[name].dtype))
+            written = (tmp_path / "splits" / split / f"{name}.npy").read_bytes()
+            assert written == buffer.getvalue(), (split, name)
+
+
+def mapped_kb(under: str) -> int:
+    """Resident kB of this process's memory maps of files whose path contains ``under`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header: range perms offset dev inode [path]
+            inside = len(head) > 5 and under in head[5]
+        elif inside and head and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_the_writer_keeps_about_one_shards_pages_mapped(tmp_path, monkeypatch):
+    """The shuffled pool puts a shard's jets all over the outputs: the written pages must be released shard by
+    shard, not stay mapped (and dirty) until the end. Sampled at every shard read and every flush of a map."""
+    import mmap
+
+    import jetscale.data.splits as splits
+
+    n_particles, per_shard = 128, 11 * 12
+    shards = many_shards(tmp_path, n_shards=8, per_shard=per_shard)
+    peak = [0]
+
+    def sample() -> None:
+        peak[0] = max(peak[0], mapped_kb(".splits.tmp-"))
+
+    class Sampled(mmap.mmap):  # np.memmap and the writer's own maps flush through mmap.mmap
+        def flush(self, *args):
+            sample()
+            return super().flush(*args)
+
+    real_read = splits.read_shard
+    monkeypatch.setattr(splits, "read_shard", lambda *a, **k: (sample(), real_read(*a, **k))[1])
+    monkeypatch.setattr(mmap, "mmap", Sampled)
+    build(shards, tmp_path / "splits", val_per_class=3, test_per_class=4, n_particles=n_particles)
+    # one shard's rows of the widest array, each on at most its own pages plus one (the row is not page-aligned)
+    row = n_particles * 19 * 4
+    bound_kb = per_shard * (row // 4096 + 2) * 4
+    total_kb = sum(f.stat().st_size for f in (tmp_path / "splits").rglob("*.npy")) // 1024
+    assert total_kb > 4 * bound_kb  # the test can tell one shard from all of them
+    assert 0 < peak[0] <= bound_kb, (peak[0], bound_kb, total_kb)

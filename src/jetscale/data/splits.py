@@ -24,6 +24,7 @@ Read with :func:`load_split`.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -34,7 +35,7 @@ from .. import paths
 from ..errors import DataError
 from .manifest import repeats
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .store import JetTable, read_shard, shard_jet_ids, shard_labels, shard_metadata
+from .store import JetTable, read_shard, shard_jet_ids, shard_metadata
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id", "n_particles")
@@ -191,7 +192,8 @@ def build_splits(
     """Write the splits directory from ``shards`` (see module docstring); returns the meta dict.
 
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
-    then streams shard by shard into memory-mapped outputs (memory ~ one shard). Shards are checked first
+    then streams shard by shard into memory-mapped outputs whose pages are written back and unmapped after each
+    shard (memory ~ one shard, mapped pages too; :func:`_scatter`). Shards are checked first
     (:func:`check_shards`): none repeated, none of another study (``study_fingerprint``: the config's data
     fingerprint) or of other classes, no jet in two shards.
     """
@@ -199,13 +201,8 @@ def build_splits(
     if not shards:
         raise DataError("split: no shard files given")
     check_shards(shards, list(classes), study_fingerprint)
-    labels, n_parts, starts = [], [], [0]
-    for path in shards:
-        lab, npart = shard_labels(path)
-        labels.append(lab)
-        n_parts.append(npart)
-        starts.append(starts[-1] + len(lab))
-    labels, n_parts = np.concatenate(labels), np.concatenate(n_parts)
+    pool, starts = _pool_columns(shards)
+    labels, n_parts = pool["labels"], pool["n_particles"]
     plan = plan_splits(
         labels,
         list(classes),
@@ -225,31 +222,40 @@ def build_splits(
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        meta = _write_arrays(tmp, shards, np.array(starts), plan, n_particles)
+        _write_arrays(tmp, shards, starts, plan, n_particles, pool)
         truncated = {s: int((n_parts[plan[s]] > n_particles).sum()) for s in SPLITS}
         total = sum(len(plan[s]) for s in SPLITS)
-        meta.update(
-            {
-                "classes": list(classes),
-                "features": list(FEATURE_NAMES),
-                "vectors": list(VECTOR_NAMES),
-                "n_particles": n_particles,
-                "sizes": {s: len(plan[s]) for s in SPLITS},
-                "sizes_per_class": {s: len(plan[s]) // len(classes) for s in SPLITS},
-                "truncated_jets": truncated,
-                "truncated_fraction": sum(truncated.values()) / total,
-                "data_fingerprint": data_fingerprint,
-                "seed": seed,
-                "shards": [str(s) for s in shards],
-                "filled_zero": sorted({f for s in shards for f in shard_metadata(s).get("filled_zero", [])}),
-                "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
-            }
-        )
+        meta = {
+            "classes": list(classes),
+            "features": list(FEATURE_NAMES),
+            "vectors": list(VECTOR_NAMES),
+            "n_particles": n_particles,
+            "sizes": {s: len(plan[s]) for s in SPLITS},
+            "sizes_per_class": {s: len(plan[s]) // len(classes) for s in SPLITS},
+            "truncated_jets": truncated,
+            "truncated_fraction": sum(truncated.values()) / total,
+            "data_fingerprint": data_fingerprint,
+            "seed": seed,
+            "shards": [str(s) for s in shards],
+            "filled_zero": sorted({f for s in shards for f in shard_metadata(s).get("filled_zero", [])}),
+            "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
+        }
         paths.split_meta(tmp).write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _pool_columns(shards: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-jet columns (labels, jet_id, n_particles) of the concatenated shards, and each shard's first row."""
+    columns: dict[str, list] = {"labels": [], "jet_id": [], "n_particles": []}
+    for path in shards:
+        table = read_shard(path, columns=["label", "jet_id", "n_particles"])
+        for name, column in (("labels", "label"), ("jet_id", "jet_id"), ("n_particles", "n_particles")):
+            columns[name].append(table.jets[column])
+    starts = np.cumsum([0, *(len(x) for x in columns["labels"])])
+    return {name: np.concatenate(parts) for name, parts in columns.items()}, starts
 
 
 def check_shards(shards: list[Path], classes: list[str], study_fingerprint: str | None) -> None:
@@ -302,51 +308,79 @@ def expand_shards(paths) -> list[Path]:
     return out
 
 
-def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict, n_particles: int) -> dict:
-    from numpy.lib.format import open_memmap
+# written shard by shard at their jets' output rows: (values per particle slot, dtype)
+SCATTERED = {"features": (len(FEATURE_NAMES), np.float32), "vectors": (len(VECTOR_NAMES), np.float32)}
+MASK_CHUNK_ROWS = 1 << 16  # rows of the mask built and written at once (8 MB at 128 slots)
 
-    shapes = {
-        "features": (n_particles, len(FEATURE_NAMES)),
-        "vectors": (n_particles, len(VECTOR_NAMES)),
-        "mask": (n_particles,),
-        "labels": (),
-        "jet_id": (),
-        "n_particles": (),
-    }
-    dtypes = {
-        "features": np.float32,
-        "vectors": np.float32,
-        "mask": bool,
-        "labels": np.int64,
-        "jet_id": np.int64,
-        "n_particles": np.int64,
-    }
-    outs = {}
+
+def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict, n_particles: int, pool: dict):
+    """The split arrays under ``root``. ``pool``: the per-jet columns of the concatenated shards (labels,
+    jet_id, n_particles), already in memory for the plan: those, and the mask (a prefix of min(n, P) slots),
+    are written in output order; features and vectors shard by shard (:func:`_scatter`)."""
     for split in SPLITS:
         (root / split).mkdir(parents=True)
-        n = len(plan[split])
-        outs[split] = {
-            a: open_memmap(root / split / f"{a}.npy", mode="w+", dtype=dtypes[a], shape=(n, *shapes[a])) for a in ARRAYS
-        }
+        rows = plan[split]
+        for name in ("labels", "jet_id", "n_particles"):
+            _write_in_order(root / split / f"{name}.npy", [pool[name][rows]], (len(rows),), np.int64)
+        counts = np.minimum(pool["n_particles"][rows], n_particles)
+        chunks = (
+            np.arange(n_particles) < counts[i : i + MASK_CHUNK_ROWS, None] for i in range(0, len(rows), MASK_CHUNK_ROWS)
+        )
+        _write_in_order(root / split / "mask.npy", chunks, (len(rows), n_particles), np.bool_)
+        for name, (width, dtype) in SCATTERED.items():
+            _create(root / split / f"{name}.npy", (len(rows), n_particles, width), dtype)
     for i, path in enumerate(shards):
         lo, hi = starts[i], starts[i + 1]
         table = read_shard(path)
         for split in SPLITS:
             rows = plan[split]
             pos = np.flatnonzero((rows >= lo) & (rows < hi))
-            if not len(pos):
-                continue
-            part = table.take(rows[pos] - lo)
-            dense = pad(part, n_particles)
-            for name in ("features", "vectors", "mask"):
-                outs[split][name][pos] = dense[name]
-            outs[split]["labels"][pos] = part.jets["label"]
-            outs[split]["jet_id"][pos] = part.jets["jet_id"]
-            outs[split]["n_particles"][pos] = part.counts
-    for split in SPLITS:
-        for arr in outs[split].values():
-            arr.flush()
-    return {}
+            if len(pos):
+                dense = pad(table.take(rows[pos] - lo), n_particles)
+                for name in SCATTERED:
+                    _scatter(root / split / f"{name}.npy", pos, dense[name])
+
+
+def _create(path: Path, shape: tuple, dtype) -> None:
+    """An .npy file of zeros (sparse: only its header is written)."""
+    from numpy.lib.format import open_memmap
+
+    open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # unmapped at once: no reference is kept
+
+
+def _write_in_order(path: Path, chunks, shape: tuple, dtype) -> None:
+    """An .npy file of ``shape`` and ``dtype`` from its consecutive row chunks (sequential writes)."""
+    from numpy.lib import format as npy
+
+    header = {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        npy.write_array_header_1_0(f, header)
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype).tobytes())
+
+
+def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> None:
+    """Write ``values`` to rows ``pos`` of the .npy at ``path``, then release their pages.
+
+    The rows of one shard lie all over the output (the pool is shuffled), so pages written through one map for
+    the whole build stayed mapped to the end, as many bytes as the output (125 GB at the paper's 11M jets),
+    counted against a batch job's memory limit. Here each shard's pages are written back (msync) and unmapped:
+    about one shard's worth at any time. The map reads only the pages it writes (MADV_RANDOM): a page left by an
+    earlier shard and since evicted is read back alone, not with the kernel's read-around window.
+    """
+    from numpy.lib import format as npy
+
+    with open(path, "r+b") as f:
+        npy.read_magic(f)
+        shape, fortran, dtype = npy.read_array_header_1_0(f)
+        offset = f.tell()
+        with mmap.mmap(f.fileno(), 0) as mapped:
+            if hasattr(mapped, "madvise"):
+                mapped.madvise(mmap.MADV_RANDOM)
+            out = np.ndarray(shape, dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
+            out[pos] = values
+            del out  # the map closes only once no array uses it
+            mapped.flush()
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
