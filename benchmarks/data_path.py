@@ -13,8 +13,8 @@ shards). The data stages see realistic jets (multiplicities, features, compressi
 ``pool / seed`` times, which no stage looks at.
 
 Per pool size, each stage runs in a fresh process (wall time, peak private memory RssAnon sampled every 20 ms,
-peak file-backed resident memory RssFile — memory-mapped split pages, shared and reclaimable — and the disk
-written):
+peak file-backed resident memory RssFile — memory-mapped split pages, shared and reclaimable — the disk
+written, and for ``split`` the machine's peak dirty page cache, all processes', so take it on a quiet machine):
 
 * ``tile``: the shards (stands in for ``generate``: the parquet writing alone, no Pythia);
 * ``split``: :func:`jetscale.data.splits.build_splits` with the paper's padding (``--n-particles``, 128) and
@@ -26,7 +26,10 @@ written):
   ``SplitInputs.tensors``: rows read, prepared and trimmed to the batch's longest jet, as CPU tensors), no model.
   ``auto`` is the runner's own choice (inputs prepared up front while they fit
   ``jetscale.train.inputs.EAGER_LIMIT_BYTES``), ``lazy`` the batch-by-batch path every pool above that limit
-  gets. ``setup s`` is the construction of the split's inputs (preparation up front, or the streamed
+  gets, ``cold`` the lazy path with the split's pages first dropped from the page cache (the benchmark's own
+  files: a split larger than memory), where ``MB read from storage`` is what the batches cost the disk. ``MB
+  more mapped`` is the batches' growth of mapped file pages (RssFile) against ``MB of rows`` they use. ``setup s``
+  is the construction of the split's inputs (preparation up front, or the streamed
   truncation count of BBT-Neutron's bytes); ``jets/s`` the batches after it, on one core, against the fastest GPU
   training rate measured (:data:`GPU_JETS_PER_S`, ParticleNet w64 on an H100);
 * ``evaluate``: the metrics of a test split's predictions (random scores; ``jetscale evaluate``'s work).
@@ -69,11 +72,12 @@ MODELS = {"particles": "particlenet", "bytes": "bbt_neutron"}
 
 
 class MemoryPeak(threading.Thread):
-    """Peak RssAnon (private memory) and RssFile (mapped file pages) of this process, sampled every 20 ms."""
+    """Peak RssAnon (private memory) and RssFile (mapped file pages) of this process, and the machine's dirty
+    page cache (``Dirty`` of /proc/meminfo: every process's, so a quiet machine's), sampled every 20 ms."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.anon_kb = self.file_kb = 0
+        self.anon_kb = self.file_kb = self.dirty_kb = 0
         self.running = True
 
     def sample(self) -> None:
@@ -82,6 +86,9 @@ class MemoryPeak(threading.Thread):
                 self.anon_kb = max(self.anon_kb, int(line.split()[1]))
             elif line.startswith("RssFile:"):
                 self.file_kb = max(self.file_kb, int(line.split()[1]))
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("Dirty:"):
+                self.dirty_kb = max(self.dirty_kb, int(line.split()[1]))
 
     def run(self) -> None:
         while self.running:
@@ -96,6 +103,33 @@ class MemoryPeak(threading.Thread):
         self.running = False
         self.join()
         self.sample()
+
+
+def status_kb(field: str) -> int:
+    """A field of /proc/self/status in kB (RssFile: this process's mapped file pages)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def storage_read_bytes() -> int:
+    """Bytes this process has had read from storage (page-cache misses, read-ahead included; /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def drop_cached(directory: Path) -> None:
+    """Drop the page-cache pages of the files under ``directory`` (this benchmark's own files only), so that the
+    next reads come from the disk, as for a split larger than memory."""
+    for path in Path(directory).rglob("*.npy"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def disk_bytes(path: Path) -> int:
@@ -203,7 +237,10 @@ def data_path(
 
     ``kind`` "particles" (ParticleNet/ParT: the physics preset, standardised with the training pool's
     statistics) or "bytes" (BBT-Neutron's byte tokenizer, the paper's options). ``mode`` "auto" (the runner's
-    eager-or-lazy choice) or "lazy" (memory-mapped, prepared batch by batch). The set-up (statistics excluded)
+    eager-or-lazy choice), "lazy" (memory-mapped, prepared batch by batch) or "cold" (lazy, the split's pages
+    dropped from the page cache first). A lazy split is opened as a training cell opens its training split (rows
+    drawn at random, where the tree knows that option). The batches' growth of mapped file pages (RssFile) and
+    their reads from storage are recorded. The set-up (statistics excluded)
     and ``n_batches`` batches of the training loop's sampler are timed separately. ``device``: batches assembled
     for that device (see the module's notes); None: CPU tensors as before.
     """
@@ -222,12 +259,16 @@ def data_path(
     options = bbt_options() if kind == "bytes" else {}
     spec = parse_inputs("physics", model) if kind == "particles" else None
     transform, _ = input_transform(spec, splits, n_train)
-    # an older tree (--against) has no device-resident inputs: its batches are copied as it did then
-    resident = {"resident": True} if device and "resident" in inspect.signature(load_split_inputs).parameters else {}
+    # an older tree (--against) may not have device-resident inputs, or random-row advice: it runs as it did then
+    known = inspect.signature(load_split_inputs).parameters
+    resident = {"resident": True} if device and "resident" in known else {}
+    resident.update({"random_rows": True} if "random_rows" in known else {})
+    if mode == "cold":
+        drop_cached(Path(splits) / "train")
     t0 = time.perf_counter()
     inputs = load_split_inputs(
-        splits, "train", model, options, n_train, eager=False if mode == "lazy" else None, transform=transform,
-        **resident,
+        splits, "train", model, options, n_train, eager=False if mode in ("lazy", "cold") else None,
+        transform=transform, **resident,
     )  # fmt: skip
     setup = time.perf_counter() - t0
     sampler = Sampler(n_train, seed)
@@ -246,17 +287,21 @@ def data_path(
     if device:
         checked = check_batches(inputs, sampler, batch_size, target, first)
     lengths = []
+    mapped_kb, read_bytes = status_kb("RssFile"), storage_read_bytes()
     t0 = time.perf_counter()
     for i in range(1, n_batches + 1):
         batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
         lengths.append(next(iter(batch.values())).shape[-1])  # a shape: known on the host, no sync
     sync()
     wall = time.perf_counter() - t0
+    mapped_kb, read_bytes = status_kb("RssFile") - mapped_kb, storage_read_bytes() - read_bytes
     on_device = bool(resident) and inputs.device_arrays(target) is not None
     return {
         "kind": kind,
         "model": model,
-        "mode": ("eager" if inputs.eager else "lazy") + (f", on {target}" if on_device else ""),
+        "mode": ("eager" if inputs.eager else "lazy")
+        + (", cold" if mode == "cold" else "")
+        + (f", on {target}" if on_device else ""),
         "device": target,
         "to_device_s": to_device,
         "checked_batches": checked,
@@ -265,7 +310,17 @@ def data_path(
         "setup_s": setup,
         "jets_per_s": n_batches * batch_size / wall,
         "mean_trimmed_length": float(np.mean(lengths)),
+        "batch_rows_mb": n_batches * batch_size * row_bytes(inputs.raw) / 2**20 if inputs.raw else 0.0,
+        "batch_mapped_mb": mapped_kb / 1024,
+        "batch_read_mb": read_bytes / 2**20,
     }
+
+
+def row_bytes(raw: dict) -> int:
+    """Bytes of one jet's rows in the split's files (all slots: batches read fewer, up to their last particle)."""
+    import numpy as np
+
+    return sum(a.itemsize * int(np.prod(a.shape[1:])) for a in raw.values())
 
 
 def check_batches(inputs, sampler, batch_size: int, device: str, first: dict, n: int = 3) -> int:
@@ -322,6 +377,7 @@ def stage(name: str, work: dict) -> dict:
         "wall_s": wall,
         "peak_anon_mb": mem.anon_kb / 1024,
         "peak_file_mb": mem.file_kb / 1024,
+        "peak_dirty_mb": mem.dirty_kb / 1024,
         **{k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
     }
 
@@ -390,7 +446,7 @@ def measure_pool(a, n_jets: int, seed: Path, classes: list[str], work: Path) -> 
     print(line(r, "tile (parquet writing, no Pythia)", f"{r.get('n_shards', '?')} shards"), flush=True)
     rows.append(r)
     r = run_stage("split", shards=str(shards), out=str(splits), classes=classes, n_particles=a.n_particles)
-    print(line(r, "split", f"sizes {r.get('sizes')}"), flush=True)
+    print(line(r, "split", f"dirty (machine) {r.get('peak_dirty_mb', 0):,.0f} MB, sizes {r.get('sizes')}"), flush=True)
     rows.append(r)
     if "error" in r:
         return rows
@@ -422,6 +478,11 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
                     continue
                 ratio = r["jets_per_s"] / GPU_JETS_PER_S
                 moved = f"to device {r['to_device_s']:.2f} s, " if a.device else ""
+                if r["mode"].startswith("lazy"):
+                    moved += (
+                        f"batches: {r['batch_rows_mb']:,.0f} MB of rows, {r['batch_mapped_mb']:,.0f} MB more mapped, "
+                        f"{r['batch_read_mb']:,.0f} MB read from storage; "
+                    )
                 print(
                     line(r, label) + f"setup {r['setup_s']:.1f} s, {moved}{r['jets_per_s']:,.0f} jets/s = {ratio:.2f}× "
                     "GPU training",
@@ -476,7 +537,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default: config/paper.yaml's training.batch_size")
     p.add_argument("--batches", type=int, default=200, help="timed batches per data-path measurement")
     p.add_argument("--kinds", default="particles,bytes", help="input kinds: particles (ParticleNet/ParT), bytes")
-    p.add_argument("--modes", default="auto,lazy", help="auto (the runner's choice) and/or lazy")
+    p.add_argument("--modes", default="auto,lazy", help="auto (the runner's choice), lazy, cold (lazy, uncached)")
     p.add_argument("--seed-jets-per-class", type=int, default=600, help="real jets per class generated once")
     p.add_argument("--data-cache", default="/tmp/jetscale-data-path-seed", help="where the seed shard lives")
     p.add_argument("--workdir", default=None, help="where pools are written (default: a temporary directory)")

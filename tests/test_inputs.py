@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
@@ -287,6 +288,65 @@ def test_streamed_truncation_count_runs_in_chunks_of_bounded_size(padded_splits,
     lazy = inputs.load_split_inputs(padded_splits, "train", "bbt_neutron", options, eager=False)
     assert lazy.info == eager.info and 0 < eager.info["truncated_jets"] < 132
     assert chunks == [10] * 13 + [2]
+
+
+def advised_random(under) -> dict[str, bool]:
+    """Per file mapped by this process under ``under``: whether its map has the random-read advice (VmFlags rr)."""
+    out, current = {}, None
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            current = head[5] if len(head) > 5 and head[5].startswith(str(under)) else None
+        elif current and head and head[0] == "VmFlags:":
+            out[current] = out.get(current, False) or "rr" in head[1:]
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_a_streamed_training_split_reads_only_the_pages_its_rows_use(padded_splits):
+    """A streamed split drawn at random is advised MADV_RANDOM (no read-around window per fault); one scored in
+    order, or prepared up front, keeps the kernel's read-ahead. A training cell asks it for its training split."""
+    from jetscale.train import inputs
+
+    drawn = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, 100, eager=False, random_rows=True)
+    scored = inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False)
+    flags = advised_random(padded_splits)
+    train = {p: v for p, v in flags.items() if "/train/" in p}
+    val = {p: v for p, v in flags.items() if "/val/" in p}
+    assert len(train) == len(val) == 6 and all(train.values()) and not any(val.values())
+    assert drawn.tensors(np.array([5, 99, 0]))["x"].shape[0] == 3 and scored.n == 11
+
+
+def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monkeypatch):
+    """Each row's bytes, up to the batch's last particle, are asked for (WILLNEED) before the batch reads them;
+    the batch is the one prepared up front."""
+    import torch
+
+    from jetscale.train import inputs
+
+    eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
+    lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
+    asked = []
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.readlink(f"/proc/self/fd/{fd}"), offset, n))
+    )
+    rows = np.array([40, 3, 97, 12])
+    batch = lazy.tensors(rows)
+    for key, value in eager.tensors(rows).items():
+        torch.testing.assert_close(batch[key], value, rtol=0, atol=0)
+    slots = int(np.load(padded_splits / "train" / "mask.npy")[rows].sum(axis=1).max())
+    for name, row_bytes, nbytes in (
+        ("mask", 64, 64),
+        ("features", 64 * 76, slots * 76),
+        ("vectors", 64 * 16, slots * 16),
+    ):
+        header = np.load(padded_splits / "train" / f"{name}.npy", mmap_mode="r").offset
+        want = [(str(padded_splits / "train" / f"{name}.npy"), header + r * row_bytes, nbytes) for r in sorted(rows)]
+        assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
+    assert all(a[0].startswith(str(padded_splits)) for a in asked)
+    asked.clear()
+    inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).tensors(np.arange(4))
+    assert asked == []  # read in order: the kernel's read-ahead
 
 
 def test_default_config_declares_what_the_code_defaults_are():

@@ -168,18 +168,27 @@ def test_pretrain_adds_the_next_patch_byte_loss(cfg, splits, tmp_path):
 
 @pytest.mark.parametrize("model,width", [("particlenet", 8), ("bbt_neutron", 16)])
 def test_batches_prepared_on_the_fly_train_the_same_model(cfg, splits, tmp_path, monkeypatch, model, width):
-    """Large splits stay memory-mapped and are prepared batch by batch: same batches, same run, as up front."""
+    """Large splits stay memory-mapped and are prepared batch by batch: same batches, same run, as up front.
+    Only the training split, whose batches are drawn at random, is read without read-ahead."""
+    from jetscale.data import splits as data_splits
     from jetscale.train import inputs
 
     cell = f"model~{model}/width~{width}/n_train~44/compute~160/seed~0"
     eager = loop.train_cell(cfg, cell, splits, tmp_path / "eager", progress=False)
     monkeypatch.setattr(inputs, "EAGER_LIMIT_BYTES", 0)
+    advised, real_advise = [], data_splits.advise_random_rows
+    monkeypatch.setattr(
+        data_splits,
+        "advise_random_rows",
+        lambda raw: advised.append(Path(raw["labels"].filename).parent.name) or real_advise(raw),
+    )
     assert not inputs.load_split_inputs(splits, "val", model, cfg["models"].get(model, {})).eager
     lazy = loop.train_cell(cfg, cell, splits, tmp_path / "lazy", progress=False)
     a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "lazy")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert lazy["test_loss"] == eager["test_loss"] and lazy["truncated_jets"] == eager["truncated_jets"]
+    assert advised == ["train"]
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "lazy" / "predictions.parquet"),
         pd.read_parquet(tmp_path / "eager" / "predictions.parquet"),

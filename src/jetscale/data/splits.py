@@ -119,6 +119,36 @@ def load_split(splits_dir: str | Path, split: str, n: int | None = None) -> Spli
     return SplitArrays(meta=meta, **arrays)
 
 
+def advise_random_rows(arrays: SplitArrays) -> None:
+    """Tell the kernel that ``arrays``' maps are read at scattered rows (a training split's batches): a page fault
+    then reads that page alone, not the read-around window (128 kB) meant for sequential reads, most of which a
+    batch never uses (at 1M jets, 5 GB of a split's pages resident for 0.6 GB of rows drawn). Not for sequential
+    scans (statistics, scoring), which need the read-ahead. A no-op where the maps offer no advice."""
+    for arr in arrays.values():
+        mapped = getattr(arr, "_mmap", None)  # np.memmap's map, shared by its slices
+        if mapped is not None and hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_RANDOM)
+
+
+def prefetch_rows(arr: np.ndarray, rows: np.ndarray, row_bytes: int | None = None) -> None:
+    """Queue reads of the first ``row_bytes`` (default: all) of each of ``rows`` of the memory-mapped ``arr``,
+    all at once (POSIX_FADV_WILLNEED per row), before they are read. Without read-around a page fault reads one
+    page and waits for it: a batch of scattered rows read fault after fault pays the disk's latency per page,
+    queued together it arrives at the disk's parallel rate. A cached row costs a lookup (about 1 us). A no-op for
+    an array not mapped from a file."""
+    filename = getattr(arr, "filename", None)
+    if filename is None or not hasattr(os, "posix_fadvise"):
+        return
+    stride = arr.strides[0]
+    nbytes = stride if row_bytes is None else row_bytes
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        for offset in (arr.offset + np.asarray(rows, np.int64) * stride).tolist():
+            os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
+
+
 def interleave(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Flatten (n_classes, m) indices round by round: each round holds one of each class, in a random order."""
     n_classes, rounds = groups.shape

@@ -190,6 +190,7 @@ class ClassifierTask:
                 self.options,
                 self.n_train if split == "train" else None,
                 transform=self.transform,
+                random_rows=split == "train",  # batches drawn at random; val and test are scored in order
             )
             for split in ("train", "val", "test")
         }

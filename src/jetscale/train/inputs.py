@@ -56,6 +56,9 @@ def fits_on_device(nbytes: int, free_bytes: int) -> bool:
 class SplitInputs:
     """Rows of one split as model-ready tensors: ``tensors(idx, device)``; ``labels``, ``jet_id``, ``info``.
 
+    ``random_rows``: a streamed split's rows are drawn at random (a training split), so its maps read only the
+    pages a batch touches (:func:`jetscale.data.splits.advise_random_rows`), and a batch's reads are queued
+    together before they are made (:meth:`_prefetch`); scored splits read in order, with the kernel's read-ahead.
     ``resident``: whether a prepared (eager) split's arrays are copied to the device of the first
     ``tensors`` call there and batches gathered on it: None (default) on a CUDA device where they fit
     (:func:`fits_on_device`), True on any device (a CPU run takes the same path: tests), False never. A
@@ -71,6 +74,7 @@ class SplitInputs:
         eager: bool | None = None,
         transform: InputTransform | None = None,
         resident: bool | None = None,
+        random_rows: bool = False,
     ):
         spec = catalog.get(name)
         self.name, self.options, self.kind = name, spec.parse_options(options), spec.inputs
@@ -82,7 +86,7 @@ class SplitInputs:
         if eager is None:
             per_jet = prepared_bytes_per_jet(name, self.options, int(raw["features"].shape[1]), self.n_features)
             eager = self.n * per_jet <= EAGER_LIMIT_BYTES
-        self.eager, self.resident = eager, resident
+        self.eager, self.resident, self.random_rows = eager, resident, random_rows
         self._length_order: np.ndarray | None = None
         self._jet_lengths: np.ndarray | None = None
         self._on_device: dict[torch.device, dict[str, torch.Tensor] | None] = {}
@@ -98,7 +102,11 @@ class SplitInputs:
             self.raw = None
         else:
             self.arrays, self.raw = None, raw
-            self.info = self._streamed_info()
+            self.info = self._streamed_info()  # a sequential scan: before the advice below
+            if random_rows:
+                from ..data.splits import advise_random_rows
+
+                advise_random_rows(raw)
 
     def _prepare(self, rows: np.ndarray, trim: bool = False, buckets=None) -> dict[str, np.ndarray]:
         """Prepared inputs of ``rows``, read from the memory maps in file order (sequential I/O), in the batch's
@@ -109,6 +117,7 @@ class SplitInputs:
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         sorted_rows = rows[order]
+        self._prefetch(sorted_rows, ("mask",))
         m = np.asarray(self.raw["mask"][sorted_rows])
         slots = slice(None)
         # with buckets of another length axis (BBT-Neutron's patches) every slot is prepared, so the batch has
@@ -116,9 +125,21 @@ class SplitInputs:
         if trim and (not buckets or self.kind.length_key == "mask"):
             used = np.flatnonzero(m.any(axis=0))
             slots = slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, m.shape[1]))
+        self._prefetch(sorted_rows, ("features", "vectors"), slots.stop)
         f, v = (np.asarray(self.raw[key][sorted_rows, slots])[back] for key in ("features", "vectors"))
         arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
         return arrays
+
+    def _prefetch(self, rows: np.ndarray, keys: tuple[str, ...], n_slots: int | None = None) -> None:
+        """Queue the reads of ``rows`` (their first ``n_slots`` particle slots) of a split drawn at random, whose
+        maps read no more than the faulting page (:func:`jetscale.data.splits.prefetch_rows`)."""
+        if not self.random_rows:
+            return
+        from ..data.splits import prefetch_rows
+
+        for key in keys:
+            arr = self.raw[key]
+            prefetch_rows(arr, rows, None if n_slots is None else n_slots * arr.strides[1])  # bytes per slot
 
     def _streamed_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"n_jets": self.n}
@@ -211,11 +232,12 @@ def load_split_inputs(
     eager: bool | None = None,
     transform: InputTransform | None = None,
     resident: bool | None = None,
+    random_rows: bool = False,
 ) -> SplitInputs:
     from ..data.splits import load_split
 
     raw = load_split(splits_dir, split, n=n)
-    return SplitInputs(name, options, raw, eager=eager, transform=transform, resident=resident)
+    return SplitInputs(name, options, raw, eager=eager, transform=transform, resident=resident, random_rows=random_rows)
 
 
 def input_transform(
