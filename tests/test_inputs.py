@@ -277,9 +277,12 @@ def test_streamed_batches_read_only_the_slots_up_to_their_last_particle(padded_s
 
 
 def test_streamed_truncation_count_runs_in_chunks_of_bounded_size(padded_splits, monkeypatch):
+    import shutil
+
     from jetscale.train import inputs
 
     options = {"tokenizer": {"max_bytes": 2048}}  # about 26 particles fit: the longer jets are truncated
+    shutil.rmtree(padded_splits.parent / "input_counts", ignore_errors=True)  # counted here, not read back
     eager = inputs.load_split_inputs(padded_splits, "train", "bbt_neutron", options, eager=True)
     per_jet = inputs.prepared_bytes_per_jet("bbt_neutron", options, 64, 19)
     monkeypatch.setattr(inputs, "INFO_CHUNK_BYTES", 10 * per_jet)
@@ -347,6 +350,90 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     asked.clear()
     inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).tensors(np.arange(4))
     assert asked == []  # read in order: the kernel's read-ahead
+
+
+@pytest.fixture
+def counted_splits(tmp_path):
+    return write_synthetic_splits(
+        tmp_path / "data" / "splits", CLASSES, {"train": 60, "val": 11, "test": 11}, n_particles=64
+    )
+
+
+def streamed_bytes(splits, counts: list, monkeypatch, options=None, n=None, transform=None):
+    """BBT-Neutron's streamed training split; ``counts`` gets one entry per whole-split truncation count."""
+    from jetscale.train import inputs
+
+    monkeypatch.setattr(inputs, "INFO_CHUNK_BYTES", 1)  # one jet per chunk: a count is visible as n calls
+    calls, real = [], inputs.prepare_inputs
+    monkeypatch.setattr(inputs, "prepare_inputs", lambda *a: calls.append(1) or real(*a))
+    options = options or {"tokenizer": {"max_bytes": 2048}}
+    lazy = inputs.load_split_inputs(splits, "train", "bbt_neutron", options, n, eager=False, transform=transform)
+    counts.append(len(calls))
+    monkeypatch.setattr(inputs, "prepare_inputs", real)
+    return lazy.info
+
+
+def test_a_streamed_splits_truncation_count_is_recorded_once_and_reused(counted_splits, monkeypatch):
+    from jetscale.train import inputs
+
+    counts: list[int] = []
+    first = streamed_bytes(counted_splits, counts, monkeypatch)
+    again = streamed_bytes(counted_splits, counts, monkeypatch)
+    fresh = inputs.load_split_inputs(
+        counted_splits, "train", "bbt_neutron", {"tokenizer": {"max_bytes": 2048}}, eager=True
+    )
+    assert first == again == fresh.info and 0 < first["truncated_jets"] < 60
+    assert counts == [60, 0]  # counted at the first start only
+    records = list((counted_splits.parent / "input_counts").iterdir())
+    assert [p.name.split("-")[:2] for p in records] == [["train", "n~60"]]
+    # what the count depends on gives a count of its own: the tokenizer, the rows, the input spec
+    other = streamed_bytes(counted_splits, counts, monkeypatch, options={"tokenizer": {"max_bytes": 1024}})
+    assert other["truncated_jets"] > first["truncated_jets"]
+    streamed_bytes(counted_splits, counts, monkeypatch, n=30)
+    spec = parse_inputs("physics", "bbt_neutron")
+    transform, _ = inputs.input_transform(spec, counted_splits, 60)
+    streamed_bytes(counted_splits, counts, monkeypatch, transform=transform)
+    # a model option that leaves the inputs alone (its depth) does not
+    streamed_bytes(counted_splits, counts, monkeypatch, options={"tokenizer": {"max_bytes": 2048}, "n_layers": 3})
+    assert counts == [60, 0, 60, 30, 60, 0]
+
+
+def test_a_rebuilt_split_is_counted_again(counted_splits, monkeypatch):
+    counts: list[int] = []
+    first = streamed_bytes(counted_splits, counts, monkeypatch)
+    mask = counted_splits / "train" / "mask.npy"
+    values = np.load(mask)
+    values[:, 20:] = False  # at most 20 particles: none truncated
+    np.save(mask, values)
+    rebuilt = streamed_bytes(counted_splits, counts, monkeypatch)
+    assert counts == [60, 60] and rebuilt["truncated_jets"] == 0 < first["truncated_jets"]
+
+
+def test_an_unreadable_recorded_count_is_counted_again(counted_splits, monkeypatch, capsys):
+    counts: list[int] = []
+    first = streamed_bytes(counted_splits, counts, monkeypatch)
+    (record,) = (counted_splits.parent / "input_counts").iterdir()
+    good = record.read_text()
+    for bad in ("{not json", json.dumps({"key": json.loads(good)["key"], "count": {"truncated_jets": "many"}})):
+        record.write_text(bad)
+        assert streamed_bytes(counted_splits, counts, monkeypatch) == first
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(record) in err[0] and err[0].endswith("counted again"), err
+        assert record.read_text() == good  # replaced by the new count
+    assert counts == [60, 60, 60]
+
+
+def test_a_recorded_count_is_never_read_or_written_through_a_link(counted_splits, monkeypatch, tmp_path):
+    from jetscale.errors import JetscaleError
+
+    counts: list[int] = []
+    streamed_bytes(counted_splits, counts, monkeypatch)
+    (record,) = (counted_splits.parent / "input_counts").iterdir()
+    outside = tmp_path / "outside.json"
+    record.rename(outside)
+    os.symlink(outside, record)
+    with pytest.raises(JetscaleError, match=r"a symbolic link"):
+        streamed_bytes(counted_splits, counts, monkeypatch)
 
 
 def test_default_config_declares_what_the_code_defaults_are():

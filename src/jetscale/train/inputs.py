@@ -142,27 +142,35 @@ class SplitInputs:
             prefetch_rows(arr, rows, None if n_slots is None else n_slots * arr.strides[1])  # bytes per slot
 
     def _streamed_info(self) -> dict[str, Any]:
+        """A streamed split's facts: its size, and where the preparation can drop particles, how many jets it
+        truncates, counted over the whole split once and recorded beside the splits
+        (:mod:`jetscale.train.input_counts`)."""
         info: dict[str, Any] = {"n_jets": self.n}
         if self.kind.counts_truncation:
-            truncated = 0
-            per_jet = prepared_bytes_per_jet(
-                self.name, self.options, int(self.raw["features"].shape[1]), self.n_features
-            )
-            step = max(1, INFO_CHUNK_BYTES // per_jet)  # memory: a chunk's inputs and their intermediates
-            for start in range(0, self.n, step):
-                rows = slice(start, min(self.n, start + step))
-                _, chunk = prepare_inputs(
-                    self.name,
-                    self.options,
-                    np.asarray(self.raw["features"][rows]),
-                    np.asarray(self.raw["mask"][rows]),
-                    np.asarray(self.raw["vectors"][rows]),
-                    self.transform,
-                )
-                truncated += chunk["truncated_jets"]
-                info["seq_len"] = chunk["seq_len"]
-            info["truncated_jets"] = truncated
+            from .input_counts import count_key, counted
+
+            key = count_key(self.raw, self.kind, self.options, self.transform, self.n_features)
+            info.update(counted(self.raw, key, self._count_truncation))
         return info
+
+    def _count_truncation(self) -> dict[str, int]:
+        """The truncated jets of the whole split (and the sequence length), prepared in bounded chunks."""
+        truncated, seq_len = 0, None
+        per_jet = prepared_bytes_per_jet(self.name, self.options, int(self.raw["features"].shape[1]), self.n_features)
+        step = max(1, INFO_CHUNK_BYTES // per_jet)  # memory: a chunk's inputs and their intermediates
+        for start in range(0, self.n, step):
+            rows = slice(start, min(self.n, start + step))
+            _, chunk = prepare_inputs(
+                self.name,
+                self.options,
+                np.asarray(self.raw["features"][rows]),
+                np.asarray(self.raw["mask"][rows]),
+                np.asarray(self.raw["vectors"][rows]),
+                self.transform,
+            )
+            truncated += chunk["truncated_jets"]
+            seq_len = chunk["seq_len"]
+        return {"truncated_jets": truncated} | ({"seq_len": int(seq_len)} if seq_len is not None else {})
 
     def input_arrays(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Model-input arrays of ``rows`` (numpy, untrimmed; labels are never among them)."""
