@@ -28,7 +28,9 @@ written, and for ``split`` the machine's peak dirty page cache, all processes', 
   ``jetscale.train.inputs.EAGER_LIMIT_BYTES``), ``lazy`` the batch-by-batch path every pool above that limit
   gets, ``cold`` the lazy path with the split's pages first dropped from the page cache (the benchmark's own
   files: a split larger than memory), where ``MB read from storage`` is what the batches cost the disk. ``MB
-  more mapped`` is the batches' growth of mapped file pages (RssFile) against ``MB of rows`` they use. ``setup s``
+  more mapped`` is the batches' growth of mapped file pages (RssFile) against ``MB of rows`` they use (all
+  batches drawn, the untimed first one too: on a small split the kernel's read-ahead can bring in the whole file
+  during it). ``setup s``
   is the construction of the split's inputs (preparation up front, or the streamed
   truncation count of BBT-Neutron's bytes); ``jets/s`` the batches after it, on one core, against the fastest GPU
   training rate measured (:data:`GPU_JETS_PER_S`, ParticleNet w64 on an H100);
@@ -41,8 +43,9 @@ batches ready on the device (synchronised at the end of the timing), ``to device
 first batches are checked equal to the host path's. ``--synthetic N`` measures synthetic splits of N training
 jets (``jetscale.data.testing``; no generator needed, e.g. on a GPU machine) instead of generated ones.
 
-``--against REV`` also measures the data path with commit REV's ``src`` (a temporary git worktree), in the same
-run, so a speed-up is a ratio measured on one machine at one time.
+``--against REV`` also measures the split stage and the data path with commit REV's ``src`` (a temporary git
+worktree), in the same run, so a speed-up is a ratio measured on one machine at one time; the two split
+stages' files are compared byte for byte.
 
 ``collect`` reads one small JSON per run and no jets: its cost grows with the number of runs, not the pool.
 The page cache is warm (the split was just written): a cold read of a split larger than memory pays the disk's
@@ -53,6 +56,7 @@ random-read rate on top. Times on a shared machine: take figures on a quiet one 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -279,6 +283,7 @@ def data_path(
         if cuda:
             torch.cuda.synchronize()
 
+    mapped_kb, read_bytes = status_kb("RssFile"), storage_read_bytes()  # over every batch drawn, the first too
     t0 = time.perf_counter()
     first = inputs.tensors(sampler.batch(0, batch_size), target)  # first touch (and the copy to the device)
     sync()
@@ -287,7 +292,6 @@ def data_path(
     if device:
         checked = check_batches(inputs, sampler, batch_size, target, first)
     lengths = []
-    mapped_kb, read_bytes = status_kb("RssFile"), storage_read_bytes()
     t0 = time.perf_counter()
     for i in range(1, n_batches + 1):
         batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
@@ -310,7 +314,7 @@ def data_path(
         "setup_s": setup,
         "jets_per_s": n_batches * batch_size / wall,
         "mean_trimmed_length": float(np.mean(lengths)),
-        "batch_rows_mb": n_batches * batch_size * row_bytes(inputs.raw) / 2**20 if inputs.raw else 0.0,
+        "batch_rows_mb": (n_batches + 1) * batch_size * row_bytes(inputs.raw) / 2**20 if inputs.raw else 0.0,
         "batch_mapped_mb": mapped_kb / 1024,
         "batch_read_mb": read_bytes / 2**20,
     }
@@ -450,9 +454,33 @@ def measure_pool(a, n_jets: int, seed: Path, classes: list[str], work: Path) -> 
     rows.append(r)
     if "error" in r:
         return rows
+    if a.against:
+        rows.append(split_against(a, shards, splits, classes))
     shutil.rmtree(shards)  # only the splits from here on (disk)
     rows += measure_splits(a, str(splits), classes)
     return [{**row, "pool": n_jets} for row in rows]
+
+
+def split_against(a, shards: Path, splits: Path, classes: list[str]) -> dict:
+    """The split stage with commit ``--against``'s writer, beside this tree's, and whether every file it writes
+    is byte-identical to this tree's (then deleted: disk)."""
+    other = splits.parent / "splits-against"
+    r = run_stage(
+        "split", a.against_tree, shards=str(shards), out=str(other), classes=classes, n_particles=a.n_particles
+    )
+    r["tree"] = a.against
+    if "error" not in r:
+        names = sorted(p.relative_to(splits) for p in splits.rglob("*") if p.is_file())
+        same = names == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file()) and all(
+            filecmp.cmp(splits / n, other / n, shallow=False) for n in names
+        )
+        r["identical_files"] = same
+        note = f"dirty (machine) {r['peak_dirty_mb']:,.0f} MB, files {'identical' if same else 'DIFFER'}"
+        print(line(r, f"split {a.against}", note), flush=True)
+    else:
+        print(line(r, f"split {a.against}"), flush=True)
+    shutil.rmtree(other, ignore_errors=True)
+    return r
 
 
 def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
@@ -511,7 +539,10 @@ def extrapolate(rows: list[dict], gen: dict | None) -> None:
     labels = {}
     for r in rows:
         if "error" not in r and "pool" in r:
-            key = r["stage"] + (f" {r['model']} ({r['mode']}, {r['tree']})" if r["stage"] == "data-path" else "")
+            if r["stage"] == "data-path":
+                key = f"{r['stage']} {r['model']} ({r['mode']}, {r['tree']})"
+            else:
+                key = r["stage"] + (f" ({r['tree']})" if "tree" in r else "")
             labels.setdefault(key, []).append(r)
     for key, rs in labels.items():
         rs = sorted(rs, key=lambda r: r["pool"])[-2:]
