@@ -423,6 +423,19 @@ def test_an_unreadable_recorded_count_is_counted_again(counted_splits, monkeypat
     assert counts == [60, 60, 60]
 
 
+def test_a_count_that_cannot_be_recorded_is_used_and_said(counted_splits, monkeypatch, capsys):
+    from jetscale import io as jio
+
+    def full(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jio, "write_json", full)
+    counts: list[int] = []
+    info = streamed_bytes(counted_splits, counts, monkeypatch)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info["truncated_jets"] > 0 and len(err) == 1 and "No space left on device" in err[0], err
+
+
 def test_a_recorded_count_is_never_read_or_written_through_a_link(counted_splits, monkeypatch, tmp_path):
     from jetscale.errors import JetscaleError
 

@@ -134,8 +134,9 @@ def prefetch_rows(arr: np.ndarray, rows: np.ndarray, row_bytes: int | None = Non
     """Queue reads of the first ``row_bytes`` (default: all) of each of ``rows`` of the memory-mapped ``arr``,
     all at once (POSIX_FADV_WILLNEED per row), before they are read. Without read-around a page fault reads one
     page and waits for it: a batch of scattered rows read fault after fault pays the disk's latency per page,
-    queued together it arrives at the disk's parallel rate. A cached row costs a lookup (about 1 us). A no-op for
-    an array not mapped from a file."""
+    queued together it arrives at the disk's parallel rate. A cached row costs a lookup (about 1 us). ``arr``: a
+    split's map or its first rows (:func:`load_split`'s arrays: a memmap's ``offset`` is its first row's). A no-op
+    for an array not mapped from a file."""
     filename = getattr(arr, "filename", None)
     if filename is None or not hasattr(os, "posix_fadvise"):
         return

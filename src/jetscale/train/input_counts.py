@@ -13,7 +13,8 @@ everything it depends on is unchanged (the record's ``key``, of which ``<key>`` 
   (``InputTransform.record``), the number of features, and the source of the module that prepares them.
 
 A record that does not match, or cannot be read, is counted again and replaced (a line on stderr says why for
-an unreadable one). Records are written atomically, never through a link.
+an unreadable one). Records are written atomically, never through a link; one that cannot be written (read-only
+results) leaves the count used as it is, said on stderr.
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def read_record(path: Path, key: dict) -> dict | None:
 
 
 def write_record(path: Path, key: dict, result: dict) -> None:
-    """Record ``result`` atomically; a link at the record or its directory is refused, naming it."""
+    """Record ``result`` atomically; a link at the record or its directory is refused, naming it. Where it cannot
+    be written (read-only results, a full disk) the count is still used: one line on stderr says so."""
     jio.refuse_link(path.parent)
-    jio.write_json(path, {"key": key, "count": result})
+    try:
+        jio.write_json(path, {"key": key, "count": result})
+    except OSError as exc:
+        print(f"jetscale: {path}: input count not recorded ({exc.strerror or exc}); counted again at the next start",
+              file=sys.stderr, flush=True)  # fmt: skip
