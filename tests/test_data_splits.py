@@ -196,7 +196,8 @@ def mapped_kb(under: str) -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
 def test_the_writer_keeps_about_one_shards_pages_mapped(tmp_path, monkeypatch):
     """The shuffled pool puts a shard's jets all over the outputs: the written pages must be released shard by
-    shard, not stay mapped (and dirty) until the end. Sampled at every shard read and every flush of a map."""
+    shard, not stay mapped (and dirty) until the end. Sampled at every shard read and every flush or close of a
+    map."""
     import mmap
 
     import jetscale.data.splits as splits
@@ -208,10 +209,14 @@ def test_the_writer_keeps_about_one_shards_pages_mapped(tmp_path, monkeypatch):
     def sample() -> None:
         peak[0] = max(peak[0], mapped_kb(".splits.tmp-"))
 
-    class Sampled(mmap.mmap):  # np.memmap and the writer's own maps flush through mmap.mmap
+    class Sampled(mmap.mmap):  # np.memmap and the writer's own maps: sampled when flushed or closed
         def flush(self, *args):
             sample()
             return super().flush(*args)
+
+        def __exit__(self, *args):
+            sample()
+            return super().__exit__(*args)
 
     real_read = splits.read_shard
     monkeypatch.setattr(splits, "read_shard", lambda *a, **k: (sample(), real_read(*a, **k))[1])

@@ -27,6 +27,7 @@ import json
 import mmap
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +224,8 @@ def build_splits(
     """Write the splits directory from ``shards`` (see module docstring); returns the meta dict.
 
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
-    then streams shard by shard into memory-mapped outputs whose pages are written back and unmapped after each
-    shard (memory ~ one shard, mapped pages too; :func:`_scatter`). Shards are checked first
+    then streams shard by shard into memory-mapped outputs whose pages are unmapped and written back after each
+    shard (memory ~ one shard, mapped and dirty pages too; :func:`_write_arrays`). Shards are checked first
     (:func:`check_shards`): none repeated, none of another study (``study_fingerprint``: the config's data
     fingerprint) or of other classes, no jet in two shards.
     """
@@ -342,12 +343,41 @@ def expand_shards(paths) -> list[Path]:
 # written shard by shard at their jets' output rows: (values per particle slot, dtype)
 SCATTERED = {"features": (len(FEATURE_NAMES), np.float32), "vectors": (len(VECTOR_NAMES), np.float32)}
 MASK_CHUNK_ROWS = 1 << 16  # rows of the mask built and written at once (8 MB at 128 slots)
+_DATASYNC = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict, n_particles: int, pool: dict):
     """The split arrays under ``root``. ``pool``: the per-jet columns of the concatenated shards (labels,
     jet_id, n_particles), already in memory for the plan: those, and the mask (a prefix of min(n, P) slots),
-    are written in output order; features and vectors shard by shard (:func:`_scatter`)."""
+    are written in output order; features and vectors shard by shard (:func:`_scatter`).
+
+    The rows of one shard lie all over the output (the pool is shuffled), so pages written through one map for
+    the whole build stayed mapped to the end, as many bytes as the output (125 GB at the paper's 11M jets), and
+    dirty until the kernel wrote them back, counted against a batch job's memory limit. Here each shard's part of
+    a split is written through a map that is closed at once, and written back to disk by a second thread while
+    the next part is read and padded; the next part waits for it: about one shard's pages mapped or dirty. The
+    files written in order first (152 bytes per jet, 1.7 GB at 11M) are left to the kernel's own writeback, as
+    any file written in sequence: syncing them took longer than all the rest's waits.
+    """
+    _write_per_jet(root, plan, n_particles, pool)
+    with ThreadPoolExecutor(max_workers=1) as writeback:
+        pending: list[Future] = []
+        for i, path in enumerate(shards):
+            table = read_shard(path)
+            for split in SPLITS:
+                rows = plan[split]
+                pos = np.flatnonzero((rows >= starts[i]) & (rows < starts[i + 1]))
+                if len(pos):
+                    dense = pad(table.take(rows[pos] - starts[i]), n_particles)
+                    _wait(pending)
+                    files = [_scatter(root / split / f"{name}.npy", pos, dense[name]) for name in SCATTERED]
+                    pending = [writeback.submit(_write_back, file) for file in files]
+        _wait(pending)
+
+
+def _write_per_jet(root: Path, plan: dict, n_particles: int, pool: dict) -> None:
+    """Every split's directory with its labels, jet ids, particle counts and mask written in output order, and
+    its features and vectors created (zeros)."""
     for split in SPLITS:
         (root / split).mkdir(parents=True)
         rows = plan[split]
@@ -360,16 +390,21 @@ def _write_arrays(root: Path, shards: list[Path], starts: np.ndarray, plan: dict
         _write_in_order(root / split / "mask.npy", chunks, (len(rows), n_particles), np.bool_)
         for name, (width, dtype) in SCATTERED.items():
             _create(root / split / f"{name}.npy", (len(rows), n_particles, width), dtype)
-    for i, path in enumerate(shards):
-        lo, hi = starts[i], starts[i + 1]
-        table = read_shard(path)
-        for split in SPLITS:
-            rows = plan[split]
-            pos = np.flatnonzero((rows >= lo) & (rows < hi))
-            if len(pos):
-                dense = pad(table.take(rows[pos] - lo), n_particles)
-                for name in SCATTERED:
-                    _scatter(root / split / f"{name}.npy", pos, dense[name])
+
+
+def _wait(futures: list[Future]) -> None:
+    """Wait for ``futures`` (raising their errors)."""
+    for future in futures:
+        future.result()
+
+
+def _write_back(path: Path) -> None:
+    """Write ``path``'s dirty pages to disk (fdatasync; the GIL is released meanwhile)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _DATASYNC(fd)
+    finally:
+        os.close(fd)
 
 
 def _create(path: Path, shape: tuple, dtype) -> None:
@@ -390,15 +425,11 @@ def _write_in_order(path: Path, chunks, shape: tuple, dtype) -> None:
             f.write(np.ascontiguousarray(chunk, dtype).tobytes())
 
 
-def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` to rows ``pos`` of the .npy at ``path``, then release their pages.
-
-    The rows of one shard lie all over the output (the pool is shuffled), so pages written through one map for
-    the whole build stayed mapped to the end, as many bytes as the output (125 GB at the paper's 11M jets),
-    counted against a batch job's memory limit. Here each shard's pages are written back (msync) and unmapped:
-    about one shard's worth at any time. The map reads only the pages it writes (MADV_RANDOM): a page left by an
-    earlier shard and since evicted is read back alone, not with the kernel's read-around window.
-    """
+def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> Path:
+    """Write ``values`` to rows ``pos`` of the .npy at ``path`` through a map closed at once (its pages are then
+    no longer this process's; they are dirty until written back); returns ``path``. The map reads only the pages
+    it writes (MADV_RANDOM): a page left by an earlier shard and since evicted is read back alone, not with the
+    kernel's read-around window."""
     from numpy.lib import format as npy
 
     with open(path, "r+b") as f:
@@ -411,7 +442,7 @@ def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> None:
             out = np.ndarray(shape, dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
             out[pos] = values
             del out  # the map closes only once no array uses it
-            mapped.flush()
+    return path
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
