@@ -325,6 +325,7 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     the batch is the one prepared up front."""
     import torch
 
+    from jetscale.data import splits as data_splits
     from jetscale.train import inputs
 
     eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
@@ -333,6 +334,7 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     monkeypatch.setattr(
         os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.readlink(f"/proc/self/fd/{fd}"), offset, n))
     )
+    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: False)  # a split not in memory
     rows = np.array([40, 3, 97, 12])
     batch = lazy.tensors(rows)
     for key, value in eager.tensors(rows).items():
@@ -350,6 +352,23 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     asked.clear()
     inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).tensors(np.arange(4))
     assert asked == []  # read in order: the kernel's read-ahead
+    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: True)  # a split in memory: nothing to ask
+    lazy.tensors(rows)
+    assert asked == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's mincore")
+def test_rows_in_the_page_cache_are_told_apart(tmp_path):
+    from jetscale.data.splits import advise_random_rows, rows_cached
+
+    path = tmp_path / "rows.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(4096, 128, 19))  # sparse: nothing cached
+    arr = np.load(path, mmap_mode="r")
+    advise_random_rows({"rows": arr})  # as a training split: a read brings in its own pages only
+    rows = np.array([5, 900, 4000])
+    assert not rows_cached(arr, rows)
+    assert float(np.asarray(arr[rows]).sum()) == 0.0  # read: now in the page cache
+    assert rows_cached(arr, rows) and not rows_cached(arr, np.array([5, 1000]))
 
 
 @pytest.fixture

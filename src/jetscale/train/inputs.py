@@ -132,14 +132,16 @@ class SplitInputs:
 
     def _prefetch(self, rows: np.ndarray, keys: tuple[str, ...], n_slots: int | None = None) -> None:
         """Queue the reads of ``rows`` (their first ``n_slots`` particle slots) of a split drawn at random, whose
-        maps read no more than the faulting page (:func:`jetscale.data.splits.prefetch_rows`)."""
+        maps read no more than the faulting page (:func:`jetscale.data.splits.prefetch_rows`), unless they are
+        in the page cache already (:func:`jetscale.data.splits.rows_cached`)."""
         if not self.random_rows:
             return
-        from ..data.splits import prefetch_rows
+        from ..data.splits import prefetch_rows, rows_cached
 
         for key in keys:
             arr = self.raw[key]
-            prefetch_rows(arr, rows, None if n_slots is None else n_slots * arr.strides[1])  # bytes per slot
+            if not rows_cached(arr, rows):
+                prefetch_rows(arr, rows, None if n_slots is None else n_slots * arr.strides[1])  # bytes per slot
 
     def _streamed_info(self) -> dict[str, Any]:
         """A streamed split's facts: its size, and where the preparation can drop particles, how many jets it
