@@ -131,6 +131,11 @@ def input_stats_path(splits: Path, n_train: int | str) -> Path:
     return Path(splits).parent / "input_stats" / f"n_train~{n}.json"
 
 
+def input_counts_dir(splits: Path) -> Path:
+    """Where counts over whole streamed splits (BBT-Neutron's truncated jets) are recorded, beside the splits."""
+    return Path(splits).parent / "input_counts"
+
+
 def data_summary(root: Path, suffix: str = ".png") -> Path:
     return Path(root) / "data" / f"summary{suffix}"
 

@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import io as jio
+from .. import paths
 from ..errors import JetscaleError
-
-DIRECTORY = "input_counts"
 
 
 def counted(raw, split_key: dict | None, count: Callable[[], dict]) -> dict:
@@ -91,7 +90,7 @@ def _module_sha256(module: str) -> str:
 def record_path(raw, key: dict) -> Path:
     splits_dir = Path(raw["mask"].filename).parent.parent
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return splits_dir.parent / DIRECTORY / f"{key['split']}-n~{key['n_jets']}-{digest}.json"
+    return paths.input_counts_dir(splits_dir) / f"{key['split']}-n~{key['n_jets']}-{digest}.json"
 
 
 def read_record(path: Path, key: dict) -> dict | None:
