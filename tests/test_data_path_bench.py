@@ -98,3 +98,14 @@ def test_a_batch_that_differs_from_the_host_path_stops_the_benchmark(bench, pool
     first["x"] = first["x"] + 1
     with pytest.raises(SystemExit, match="batch 0, x: .* differs from the host path"):
         bench.check_batches(inputs, sampler, 8, "cpu", first)
+
+
+def test_the_split_stage_against_another_tree_compares_its_files(bench, pool):
+    """--against: the other tree's split stage runs beside this one's; its files are compared byte for byte."""
+    from types import SimpleNamespace
+
+    _, shards, splits, _ = pool
+    a = SimpleNamespace(against="this-tree", against_tree=REPO, n_particles=16)
+    r = bench.split_against(a, shards[0].parent, splits, CLASSES)
+    assert r["identical_files"] is True and r["tree"] == "this-tree" and r["peak_file_mb"] >= 0
+    assert not (splits.parent / "splits-against").exists()
