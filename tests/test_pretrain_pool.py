@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import awkward as ak
 import numpy as np
@@ -26,6 +27,7 @@ from jetscale.pretrain import plan
 from jetscale.settings import settings_hash
 from study_helpers import snakemake
 from test_data_ingest import CLASSES, JETCLASS_LABELS, jetclass_arrays, write_root
+from test_data_splits import mapped_kb
 from test_pretrain_loop import BID, small_config
 
 P = 8  # data.n_particles of small_config
@@ -107,6 +109,51 @@ def test_pool_features_equal_the_labelled_ingest_of_the_same_jets(tmp_path, monk
     pool, _ = load_pool(tmp_path / "pool", 30)
     for name in pool:
         np.testing.assert_array_equal(pool[name], labelled[name])
+
+
+def padded_pool(files, n_particles: int) -> dict[str, np.ndarray]:
+    """The pool's arrays built whole in memory: every file read at once, padded, concatenated in file order."""
+    spec = ingest.load_mapping("jetclass", labels=False)
+    dense = []
+    for path in files:
+        for start, branches in ingest.iter_branches(path, spec, 10**6, labels=False):
+            dense.append(pad(ingest.convert(branches, spec, None, str(path), start)[0], n_particles))
+    return {name: np.concatenate([d[name] for d in dense]) for name in dense[0]}
+
+
+def test_pool_files_equal_np_save_of_the_padded_jets(tmp_path):
+    """Every .npy is exactly ``np.save`` of the padded jets in file order: what the map-per-file writer wrote."""
+    import io
+
+    files, _ = pool_files(tmp_path / "pool")
+    ingest_pool(files, "jetclass", tmp_path / "out", n_particles=P, step=7)
+    for name, array in padded_pool(files, P).items():
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        assert (tmp_path / "out" / f"{name}.npy").read_bytes() == buffer.getvalue(), name
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_the_pool_writer_keeps_no_more_than_a_chunk_of_the_output_mapped(tmp_path, monkeypatch):
+    """Pages already written must not stay mapped (and dirty) in the writer until the end: sampled before every
+    chunk is padded, the output's mapped pages stay within one chunk's."""
+    import jetscale.data.pool_store as pool_store
+
+    n_particles, step = 128, 7
+    files, _ = pool_files(tmp_path / "pool")
+    peak = [0]
+    real_pad = pool_store.pad
+
+    def sampled_pad(*args, **kwargs):
+        peak[0] = max(peak[0], mapped_kb(".out.tmp-"))
+        return real_pad(*args, **kwargs)
+
+    monkeypatch.setattr(pool_store, "pad", sampled_pad)
+    ingest_pool(files, "jetclass", tmp_path / "out", n_particles=n_particles, step=step)
+    bound_kb = step * (n_particles * 19 * 4 // 4096 + 2) * 4  # one chunk's rows of the widest array
+    total_kb = sum(f.stat().st_size for f in (tmp_path / "out").glob("*.npy")) // 1024
+    assert total_kb > 4 * bound_kb  # the test can tell one chunk from all of them
+    assert peak[0] <= bound_kb, (peak[0], bound_kb, total_kb)
 
 
 def test_backbone_pretrains_on_the_pool_files(tmp_path, monkeypatch, never_read_labels):

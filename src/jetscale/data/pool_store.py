@@ -11,6 +11,7 @@ complete or absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -22,8 +23,9 @@ from ..errors import DataError
 from ..io import write_json
 from .ingest import check_input, convert, count_entries, iter_branches, load_mapping
 from .manifest import MANIFEST, manifest, read_manifest
+from .npy_out import NpyWriter, replace_dir
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .splits import _replace_dir, pad
+from .splits import pad
 
 POOL_ARRAYS = ("features", "mask", "vectors")
 
@@ -57,40 +59,41 @@ def ingest_pool(files, mapping: str, out_dir, *, n_particles: int, step: int = 1
             derived=list(spec.get("derive") or []),
         )
         write_json(tmp / MANIFEST, record)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
 
 
 def _write_arrays(root: Path, files: list[Path], entries: list[int], spec: dict, n_particles: int, step: int) -> int:
-    """Stream every file into memory-mapped arrays (memory ~ one chunk); return the number of truncated jets."""
-    from numpy.lib.format import open_memmap
+    """Stream every file into the arrays, chunk by chunk in file order; return the number of truncated jets.
 
+    Jets arrive in output order, so each array is written in sequence (:class:`NpyWriter`): memory ~ one chunk,
+    and no page of the output is mapped in this process (one map per file for the whole build kept every written
+    page mapped, and dirty until written back, as many bytes as the pool)."""
     total = sum(entries)
     shapes = {
         "features": ((total, n_particles, len(FEATURE_NAMES)), np.float32),
-        "mask": ((total, n_particles), bool),
+        "mask": ((total, n_particles), np.bool_),
         "vectors": ((total, n_particles, len(VECTOR_NAMES)), np.float32),
     }
-    out = {name: open_memmap(root / f"{name}.npy", mode="w+", dtype=dt, shape=sh) for name, (sh, dt) in shapes.items()}
     row, truncated = 0, 0
-    for path, expected in zip(files, entries, strict=True):
-        first = row
-        for start, branches in iter_branches(path, spec, step, labels=False):
-            table, _ = convert(branches, spec, None, str(path), start)
-            if row + len(table) > total:
-                raise DataError(f"{path}: holds more jets than its metadata says ({expected})")
-            dense = pad(table, n_particles)
-            for name in POOL_ARRAYS:
-                out[name][row : row + len(table)] = dense[name]
-            truncated += int((table.counts > n_particles).sum())
-            row += len(table)
-        if row - first != expected:
-            raise DataError(f"{path}: read {row - first} jets, its metadata says {expected}")
-        print(f"{path}: {expected} unlabelled jets", file=sys.stderr)
-    for arr in out.values():
-        arr.flush()
+    with contextlib.ExitStack() as stack:
+        out = {name: stack.enter_context(NpyWriter(root / f"{name}.npy", sh, dt)) for name, (sh, dt) in shapes.items()}
+        for path, expected in zip(files, entries, strict=True):
+            first = row
+            for start, branches in iter_branches(path, spec, step, labels=False):
+                table, _ = convert(branches, spec, None, str(path), start)
+                if row + len(table) > total:
+                    raise DataError(f"{path}: holds more jets than its metadata says ({expected})")
+                dense = pad(table, n_particles)
+                for name in POOL_ARRAYS:
+                    out[name].write(dense[name])
+                truncated += int((table.counts > n_particles).sum())
+                row += len(table)
+            if row - first != expected:
+                raise DataError(f"{path}: read {row - first} jets, its metadata says {expected}")
+            print(f"{path}: {expected} unlabelled jets", file=sys.stderr)
     return truncated
 
 

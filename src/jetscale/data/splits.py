@@ -36,6 +36,7 @@ import numpy as np
 from .. import paths
 from ..errors import DataError
 from .manifest import repeats
+from .npy_out import replace_dir, write_in_order
 from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .store import JetTable, read_shard, shard_jet_ids, shard_metadata
 
@@ -311,7 +312,7 @@ def build_splits(
             "source": sorted({shard_metadata(s).get("source", "unknown") for s in shards}),
         }
         paths.split_meta(tmp).write_text(json.dumps(meta, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
@@ -420,12 +421,12 @@ def _write_per_jet(root: Path, plan: dict, n_particles: int, pool: dict) -> None
         (root / split).mkdir(parents=True)
         rows = plan[split]
         for name in ("labels", "jet_id", "n_particles"):
-            _write_in_order(root / split / f"{name}.npy", [pool[name][rows]], (len(rows),), np.int64)
+            write_in_order(root / split / f"{name}.npy", [pool[name][rows]], (len(rows),), np.int64)
         counts = np.minimum(pool["n_particles"][rows], n_particles)
         chunks = (
             np.arange(n_particles) < counts[i : i + MASK_CHUNK_ROWS, None] for i in range(0, len(rows), MASK_CHUNK_ROWS)
         )
-        _write_in_order(root / split / "mask.npy", chunks, (len(rows), n_particles), np.bool_)
+        write_in_order(root / split / "mask.npy", chunks, (len(rows), n_particles), np.bool_)
         for name, (width, dtype) in SCATTERED.items():
             _create(root / split / f"{name}.npy", (len(rows), n_particles, width), dtype)
 
@@ -452,17 +453,6 @@ def _create(path: Path, shape: tuple, dtype) -> None:
     open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # unmapped at once: no reference is kept
 
 
-def _write_in_order(path: Path, chunks, shape: tuple, dtype) -> None:
-    """An .npy file of ``shape`` and ``dtype`` from its consecutive row chunks (sequential writes)."""
-    from numpy.lib import format as npy
-
-    header = {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
-    with open(path, "wb") as f:
-        npy.write_array_header_1_0(f, header)
-        for chunk in chunks:
-            f.write(np.ascontiguousarray(chunk, dtype).tobytes())
-
-
 def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> Path:
     """Write ``values`` to rows ``pos`` of the .npy at ``path`` through a map closed at once (its pages are then
     no longer this process's; they are dirty until written back); returns ``path``. The map reads only the pages
@@ -481,14 +471,3 @@ def _scatter(path: Path, pos: np.ndarray, values: np.ndarray) -> Path:
             out[pos] = values
             del out  # the map closes only once no array uses it
     return path
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` onto ``final``, replacing an existing directory (old one moved aside, then deleted)."""
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
