@@ -33,7 +33,7 @@ class NpyWriter:
         chunk = np.ascontiguousarray(chunk, self.dtype)
         if chunk.shape[1:] != self.shape[1:] or self.rows + len(chunk) > self.shape[0]:
             raise ValueError(f"{self.path}: rows of shape {chunk.shape} do not fit {self.shape} after {self.rows}")
-        self._file.write(chunk.tobytes())
+        self._file.write(memoryview(chunk.reshape(-1)).cast("B"))  # no copy of the chunk
         self.rows += len(chunk)
 
     def close(self) -> None:
