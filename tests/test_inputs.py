@@ -357,6 +357,35 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     assert asked == []
 
 
+def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_once(padded_splits, monkeypatch):
+    """``prefetch`` (the training loop's next batch) queues every array's whole rows, in file order, and reads
+    nothing; a prepared split, one read in order, or rows in memory ask for nothing."""
+    from jetscale.data import splits as data_splits
+    from jetscale.train import inputs
+
+    lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
+    asked = []
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.readlink(f"/proc/self/fd/{fd}"), offset, n))
+    )
+    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: False)  # a split not in memory
+    rows = np.array([40, 3, 97, 12])
+    lazy.prefetch(rows)
+    for name, row_bytes in (("mask", 64), ("features", 64 * 76), ("vectors", 64 * 16)):
+        path = padded_splits / "train" / f"{name}.npy"
+        header = np.load(path, mmap_mode="r").offset
+        want = [(str(path), header + r * row_bytes, row_bytes) for r in sorted(rows)]
+        assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
+    assert len(asked) == 3 * len(rows)
+    asked.clear()
+    inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True, random_rows=True).prefetch(rows)
+    inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).prefetch(rows)
+    assert asked == []
+    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: True)
+    lazy.prefetch(rows)
+    assert asked == []
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's mincore")
 def test_rows_in_the_page_cache_are_told_apart(tmp_path):
     from jetscale.data.splits import advise_random_rows, rows_cached

@@ -86,6 +86,48 @@ def test_train_cell_writes_every_output(cfg, splits, tmp_path, model, width):
     assert not (tmp_path / "failure.json").exists()
 
 
+def test_each_step_asks_for_the_next_steps_rows_before_its_own_batch(cfg, splits, tmp_path, monkeypatch):
+    """The training loop hands the task the next step's rows before this step's batch is read and trained on
+    (a streamed split queues their reads, which then overlap the step), never beyond the budget's last step."""
+    from jetscale.train import inputs
+
+    monkeypatch.setattr(inputs, "EAGER_LIMIT_BYTES", 0)
+    events = []
+    real_prefetch, real_tensors = inputs.SplitInputs.prefetch, inputs.SplitInputs.tensors
+
+    def prefetch(self, rows):
+        events.append(("next", np.array(rows)))
+        return real_prefetch(self, rows)
+
+    def tensors(self, idx, *args, **kwargs):
+        if self.random_rows:  # the training split's batches, not the scoring
+            events.append(("batch", np.array(idx)))
+        return real_tensors(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(inputs.SplitInputs, "prefetch", prefetch)
+    monkeypatch.setattr(inputs.SplitInputs, "tensors", tensors)
+    loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
+    kinds = [kind for kind, _ in events]
+    steps = kinds.count("batch")
+    assert steps > 2 and kinds == ["next", "batch"] * (steps - 1) + ["batch"]
+    batches = [rows for kind, rows in events if kind == "batch"]
+    asked = [rows for kind, rows in events if kind == "next"]
+    for step, rows in enumerate(asked):
+        np.testing.assert_array_equal(rows, batches[step + 1])  # asked during step `step`, drawn at the next
+
+
+def test_the_sampler_draws_the_same_batches_when_asked_one_ahead():
+    """Asking for the next batch first (possibly of the next epoch) changes no batch drawn."""
+    from jetscale.train.runner import Sampler
+
+    ahead, alone = Sampler(10, 3), None
+    for position in range(0, 60, 4):
+        alone = Sampler(10, 3)  # a fresh sampler per batch: what a resume at that position draws
+        np.testing.assert_array_equal(ahead.batch(position, 4), alone.batch(position, 4))
+        ahead.batch(position + 4, 4)  # the next batch, as the runner asks for it
+    assert len(ahead._perms) <= 2
+
+
 def test_killed_run_resumes_to_identical_weights(cfg, splits, tmp_path):
     loop.train_cell(cfg, CELL, splits, tmp_path / "straight", progress=False)
     with pytest.raises(TrainingInterrupted):

@@ -227,6 +227,9 @@ class PretrainTask:
         loss, _extra = module(**batch)  # Objective.forward is its loss (so DDP and DeepSpeed see the call)
         return loss
 
+    def prefetch(self, rows: np.ndarray) -> None:
+        pass  # the pool's arrays are in memory
+
     def validate(self, module, autocast) -> Validation:
         return Validation(held_out_loss(module, self.held_arrays, self.device))
 

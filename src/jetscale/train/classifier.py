@@ -237,6 +237,9 @@ class ClassifierTask:
         labels = self.train_labels[rows].to(device, non_blocking=True)  # a blocking copy waits for the GPU
         return compute_loss(module, batch, labels, self.pretrain)
 
+    def prefetch(self, rows: np.ndarray) -> None:
+        self.inputs["train"].prefetch(rows)
+
     def validate(self, module, autocast) -> Validation:
         probs = predict(module, self.inputs["val"], self.device, autocast, self.ranks)
         loss, accuracy = loss_and_accuracy(probs, self.inputs["val"].labels)

@@ -130,6 +130,15 @@ class SplitInputs:
         arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
         return arrays
 
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Queue the reads of ``rows``, a later batch (the training loop's next one), and return at once: they
+        then overlap what runs meanwhile (this batch's preparation, the model's step) instead of following it.
+        Whole rows: the batch's longest jet is known only once its mask is read, and a batch's longest jet
+        takes nearly every slot anyway. A no-op for a prepared split or one read in order."""
+        if self.eager or not self.random_rows:
+            return
+        self._prefetch(np.sort(np.asarray(rows)), ("mask", "features", "vectors"))
+
     def _prefetch(self, rows: np.ndarray, keys: tuple[str, ...], n_slots: int | None = None) -> None:
         """Queue the reads of ``rows`` (their first ``n_slots`` particle slots) of a split drawn at random, whose
         maps read no more than the faulting page (:func:`jetscale.data.splits.prefetch_rows`), unless they are

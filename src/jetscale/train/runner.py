@@ -54,15 +54,18 @@ class Sampler:
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed = n, seed
-        self._epoch, self._perm = -1, None
+        self._perms: dict[int, np.ndarray] = {}
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._epoch:
-            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        return self._perm
+        if epoch not in self._perms:
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._perms[epoch]
 
     def batch(self, position: int, size: int) -> np.ndarray:
-        """Indices of stream positions [position, position + size)."""
+        """Indices of stream positions [position, position + size). Epochs before the batch's first are dropped;
+        the next batch asked for ahead of this one may start a new epoch, so two are kept at a boundary."""
+        first = position // self.n
+        self._perms = {epoch: perm for epoch, perm in self._perms.items() if epoch >= first}
         out = []
         while size > 0:
             epoch, offset = divmod(position, self.n)
@@ -286,6 +289,7 @@ class Runner:
         state, ranks, engine = self.state, self.ranks, self.engine
         idx = self.sampler.batch(state.position, self.plan.batch_size)  # the global batch; this rank trains its share
         local = ranks.shard(idx)
+        self._request_next(state.position + len(idx))
         with engine.autocast():
             loss = self.task.loss(engine.forward_model, local, self.device)
         if ranks.world > 1:
@@ -312,6 +316,13 @@ class Runner:
         if self.bar is not None:
             self.bar.update(1)
         return len(idx)
+
+    def _request_next(self, position: int) -> None:
+        """Give the task this rank's share of the next step's batch (the sampler knows it), so that a task whose
+        inputs are read from storage queues those reads now, while this step prepares its batch and runs the
+        model, instead of after it. Not after the budget's last step."""
+        if self.state.step + 1 < self.plan.total_steps:
+            self.task.prefetch(self.ranks.shard(self.sampler.batch(position, self.plan.batch_size)))
 
     def _read_losses(self) -> None:
         """Add the unread steps' losses to the window, in step order (the same float sum as reading each at its

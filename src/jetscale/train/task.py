@@ -30,11 +30,13 @@ class Validation(NamedTuple):
 class Task(Protocol):
     """What a run trains. The runner calls, in order: ``setup``, ``checkpoint_problem`` (a checkpoint found),
     ``fit_once`` (no usable checkpoint), ``param_groups`` and ``lr_lambdas``, ``restore_extras`` (resumed), ``ready``,
-    then ``loss``/``validate``/``row_extras`` per step, ``state_extras`` per checkpoint, ``finish`` once.
+    then ``prefetch``/``loss``/``validate``/``row_extras`` per step, ``state_extras`` per checkpoint, ``finish`` once.
 
     ``loss`` is the training step's seam: it gets the engine's forward module (the model, or its DDP, DeepSpeed
     or compiled wrapper: call it, not the model), this rank's share of the global batch as row indices of the
-    training stream, and runs under the engine's autocast; it returns the mean loss of those rows."""
+    training stream, and runs under the engine's autocast; it returns the mean loss of those rows. ``prefetch``
+    gets this rank's share of the *next* step's batch before ``loss`` runs: a task whose inputs are read from
+    storage queues their reads there, so they overlap this step; it must change nothing else."""
 
     name: str  # cell id or backbone id: bars and messages
     identity: dict  # what names the run in checkpoint and failure records, e.g. {"cell_id": ...}
@@ -50,6 +52,7 @@ class Task(Protocol):
     def ready(self) -> None: ...  # the weights are those the first step starts from (fitted or resumed)
     def param_groups(self) -> Iterable: ...
     def lr_lambdas(self, schedule: Callable[[int], float]) -> Callable | list[Callable]: ...
+    def prefetch(self, rows: np.ndarray) -> None: ...
     def loss(self, module: torch.nn.Module, rows: np.ndarray, device: torch.device) -> torch.Tensor: ...
     def validate(self, module: torch.nn.Module, autocast: Callable) -> Validation: ...
     def row_extras(self, state: TrainState) -> dict: ...
