@@ -43,6 +43,11 @@ batches ready on the device (synchronised at the end of the timing), ``to device
 first batches are checked equal to the host path's. ``--synthetic N`` measures synthetic splits of N training
 jets (``jetscale.data.testing``; no generator needed, e.g. on a GPU machine) instead of generated ones.
 
+``--model-ms MS[,MS...]`` puts a simulated model step (the host waits MS ms, as for a synchronous step) after each
+batch of the data path, and hands the next batch's rows to ``SplitInputs.prefetch`` before each batch, as the
+training loop does (a tree without it, e.g. ``--against`` an older commit, does not): whether a streamed split's
+reads overlap the model step.
+
 ``--against REV`` also measures the split stage and the data path with commit REV's ``src`` (a temporary git
 worktree), in the same run, so a speed-up is a ratio measured on one machine at one time; the two split
 stages' files are compared byte for byte.
@@ -236,6 +241,7 @@ def data_path(
     mode: str = "auto",
     seed: int = 0,
     device: str | None = None,
+    model_ms: float = 0.0,
 ) -> dict:
     """Jets/s of reading, preparing and batching training jets as a training cell does, no model.
 
@@ -246,7 +252,9 @@ def data_path(
     drawn at random, where the tree knows that option). The batches' growth of mapped file pages (RssFile) and
     their reads from storage are recorded. The set-up (statistics excluded)
     and ``n_batches`` batches of the training loop's sampler are timed separately. ``device``: batches assembled
-    for that device (see the module's notes); None: CPU tensors as before.
+    for that device (see the module's notes); None: CPU tensors as before. ``model_ms``: a model step simulated
+    after each batch (the host waits that long, as for a synchronous step); before each batch the next one's rows
+    are handed to ``SplitInputs.prefetch`` as the training loop does, where the tree has it.
     """
     import inspect
 
@@ -285,7 +293,18 @@ def data_path(
 
     mapped_kb, read_bytes = status_kb("RssFile"), storage_read_bytes()  # over every batch drawn, the first too
     t0 = time.perf_counter()
-    first = inputs.tensors(sampler.batch(0, batch_size), target)  # first touch (and the copy to the device)
+    ahead = getattr(inputs, "prefetch", None)  # an older tree (--against) has no next-batch read-ahead
+
+    def draw(i: int) -> dict:
+        """Batch ``i`` as a training step sees it: the next batch's rows asked for first, the model after it."""
+        if ahead is not None:
+            ahead(sampler.batch((i + 1) * batch_size, batch_size))
+        batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
+        if model_ms:
+            time.sleep(model_ms / 1e3)
+        return batch
+
+    first = draw(0)  # first touch (and the copy to the device)
     sync()
     to_device = time.perf_counter() - t0
     checked = 0
@@ -294,7 +313,7 @@ def data_path(
     lengths = []
     t0 = time.perf_counter()
     for i in range(1, n_batches + 1):
-        batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
+        batch = draw(i)
         lengths.append(next(iter(batch.values())).shape[-1])  # a shape: known on the host, no sync
     sync()
     wall = time.perf_counter() - t0
@@ -317,6 +336,8 @@ def data_path(
         "batch_rows_mb": (n_batches + 1) * batch_size * row_bytes(inputs.raw) / 2**20 if inputs.raw else 0.0,
         "batch_mapped_mb": mapped_kb / 1024,
         "batch_read_mb": read_bytes / 2**20,
+        "model_ms": model_ms,
+        "read_ahead": ahead is not None,
     }
 
 
@@ -369,7 +390,7 @@ def stage(name: str, work: dict) -> dict:
         elif name == "data-path":
             extra = data_path(
                 work["splits"], work["kind"], batch_size=work["batch_size"], n_batches=work["n_batches"],
-                mode=work["mode"], device=work.get("device"),
+                mode=work["mode"], device=work.get("device"), model_ms=work.get("model_ms", 0.0),
             )  # fmt: skip
         elif name == "evaluate":
             extra = evaluate_predictions(work["splits"], work["classes"], work.get("n_jets"))
@@ -493,14 +514,16 @@ def measure_splits(a, splits: str, classes: list[str]) -> list[dict]:
         for mode in a.modes:
             if mode == "lazy" and any(x.get("kind") == kind and x.get("mode") == "lazy" for x in rows[start:]):
                 continue  # the runner's own choice was already the lazy path
-            for tree, tag in ((ROOT, ""), *(((a.against_tree, a.against),) if a.against else ())):
+            trees = ((ROOT, ""), *(((a.against_tree, a.against),) if a.against else ()))
+            for model_ms, (tree, tag) in ((m, t) for m in a.model_ms for t in trees):
                 r = run_stage(
                     "data-path", tree, splits=splits, kind=kind, batch_size=a.batch_size, n_batches=a.batches,
-                    mode=mode, device=a.device,
+                    mode=mode, device=a.device, model_ms=model_ms,
                 )  # fmt: skip
                 r["tree"] = tag or "this"
                 rows.append(r)
                 label = f"data path {MODELS[kind]} ({r.get('mode', mode)})" + (f" {tag}" if tag else "")
+                label += f" +{model_ms:g} ms model" if model_ms else ""
                 if "error" in r:
                     print(line(r, label), flush=True)
                     continue
@@ -576,6 +599,7 @@ def main(argv=None) -> int:
     p.add_argument("--against", default=None, metavar="REV", help="also measure the data path of commit REV")
     p.add_argument("--device", default=None, help="batches for this device (cuda, cpu): gathered there if prepared")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="measure synthetic splits of N train jets")
+    p.add_argument("--model-ms", default="0", help="simulated model step per batch, ms (comma-separated values)")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: one stage, JSON
     a = p.parse_args(argv)
     if a.stage:
@@ -584,6 +608,7 @@ def main(argv=None) -> int:
         return 0
     a.kinds = [k for k in a.kinds.split(",") if k]
     a.modes = [m for m in a.modes.split(",") if m]
+    a.model_ms = [float(m) for m in a.model_ms.split(",") if m.strip()]
     a.batch_size = a.batch_size or int(paper_config()["training"]["batch_size"])
     a.pools = [int(float(x)) for x in a.pools.split(",") if x.strip()]
     classes = list(paper_config()["classes"])

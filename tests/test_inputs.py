@@ -358,8 +358,11 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
 
 
 def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_once(padded_splits, monkeypatch):
-    """``prefetch`` (the training loop's next batch) queues every array's whole rows, in file order, and reads
-    nothing; a prepared split, one read in order, or rows in memory ask for nothing."""
+    """``prefetch`` (the training loop's next batch) queues every array's whole rows, in file order, from a
+    second thread; that batch then asks for nothing itself and is unchanged. A prepared split, one read in
+    order, or rows in memory ask for nothing."""
+    import torch
+
     from jetscale.data import splits as data_splits
     from jetscale.train import inputs
 
@@ -371,11 +374,19 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_o
     monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: False)  # a split not in memory
     rows = np.array([40, 3, 97, 12])
     lazy.prefetch(rows)
+    lazy._ahead[1].result()  # issued by the read-ahead thread
     for name, row_bytes in (("mask", 64), ("features", 64 * 76), ("vectors", 64 * 16)):
         path = padded_splits / "train" / f"{name}.npy"
         header = np.load(path, mmap_mode="r").offset
         want = [(str(path), header + r * row_bytes, row_bytes) for r in sorted(rows)]
         assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
+    assert len(asked) == 3 * len(rows)
+    asked.clear()
+    eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
+    for key, value in lazy.tensors(rows[::-1]).items():  # the batch asked for ahead asks for nothing itself
+        torch.testing.assert_close(value, eager.tensors(rows[::-1])[key], rtol=0, atol=0)
+    assert asked == []
+    lazy.tensors(rows)  # one not asked for ahead does
     assert len(asked) == 3 * len(rows)
     asked.clear()
     inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True, random_rows=True).prefetch(rows)
@@ -384,6 +395,22 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_o
     monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: True)
     lazy.prefetch(rows)
     assert asked == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_populated_rows_are_mapped_before_they_are_read(tmp_path):
+    """populate_rows maps the rows' pages into the process: no fault when the batch reads them (the kernel may
+    map their cached neighbours too: fault-around)."""
+    from jetscale.data.splits import populate_rows
+    from test_data_splits import mapped_kb
+
+    path = tmp_path / "rows.npy"
+    np.save(path, np.ones((64, 4096), np.uint8))  # a page a row
+    arr = np.load(path, mmap_mode="r")
+    assert mapped_kb(str(tmp_path)) == 0
+    if not populate_rows(arr, np.array([3, 30, 50])):
+        pytest.skip("no MADV_POPULATE_READ on this kernel")
+    assert mapped_kb(str(tmp_path)) >= 3 * 4  # three rows of a page
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's mincore")

@@ -190,6 +190,40 @@ def prefetch_rows(arr: np.ndarray, rows: np.ndarray, row_bytes: int | None = Non
         os.close(fd)
 
 
+MADV_POPULATE_READ = 22  # Linux 5.14+: fault a range's pages in (reading them if needed); not in Python 3.11's mmap
+
+
+def populate_rows(arr: np.ndarray, rows: np.ndarray) -> bool:
+    """Map the pages of ``rows`` of the memory-mapped ``arr`` into this process now (MADV_POPULATE_READ per row,
+    waiting for any read), so that reading them later takes no page fault: a second thread can take that cost
+    off the one preparing batches (about 10 ms a batch of 512 rows, even with every page in the page cache).
+    The GIL is released meanwhile. False where the kernel or the platform has no such advice."""
+    madvise = _madvise()
+    if madvise is None or not len(rows):
+        return False
+    page = mmap.PAGESIZE
+    stride = arr.strides[0]
+    for start in (arr.ctypes.data + np.asarray(rows, np.int64) * stride).tolist():
+        first = start & ~(page - 1)
+        if madvise(first, start + stride - first, MADV_POPULATE_READ) != 0:
+            return False
+    return True
+
+
+@functools.cache
+def _madvise():
+    """libc's madvise(addr, length, advice), or None where there is none."""
+    import ctypes
+
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
 def interleave(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Flatten (n_classes, m) indices round by round: each round holds one of each class, in a random order."""
     n_classes, rounds = groups.shape
