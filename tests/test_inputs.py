@@ -357,10 +357,10 @@ def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monk
     assert asked == []
 
 
-def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_once(padded_splits, monkeypatch):
-    """``prefetch`` (the training loop's next batch) queues every array's whole rows, in file order, from a
-    second thread; that batch then asks for nothing itself and is unchanged. A prepared split, one read in
-    order, or rows in memory ask for nothing."""
+def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_splits, monkeypatch):
+    """``prefetch`` (the training loop's next batch) queues the rows' reads, up to the batch's last particle, in
+    file order, from a second thread; that batch then asks for nothing itself and is unchanged. A prepared split,
+    one read in order, or rows in memory ask for nothing."""
     import torch
 
     from jetscale.data import splits as data_splits
@@ -375,10 +375,15 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_whole_rows_at_o
     rows = np.array([40, 3, 97, 12])
     lazy.prefetch(rows)
     lazy._ahead[1].result()  # issued by the read-ahead thread
-    for name, row_bytes in (("mask", 64), ("features", 64 * 76), ("vectors", 64 * 16)):
+    slots = int(np.load(padded_splits / "train" / "mask.npy")[rows].sum(axis=1).max())
+    for name, row_bytes, nbytes in (
+        ("mask", 64, 64),
+        ("features", 64 * 76, slots * 76),
+        ("vectors", 64 * 16, slots * 16),
+    ):
         path = padded_splits / "train" / f"{name}.npy"
         header = np.load(path, mmap_mode="r").offset
-        want = [(str(path), header + r * row_bytes, row_bytes) for r in sorted(rows)]
+        want = [(str(path), header + r * row_bytes, nbytes) for r in sorted(rows)]
         assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
     assert len(asked) == 3 * len(rows)
     asked.clear()

@@ -193,19 +193,21 @@ def prefetch_rows(arr: np.ndarray, rows: np.ndarray, row_bytes: int | None = Non
 MADV_POPULATE_READ = 22  # Linux 5.14+: fault a range's pages in (reading them if needed); not in Python 3.11's mmap
 
 
-def populate_rows(arr: np.ndarray, rows: np.ndarray) -> bool:
-    """Map the pages of ``rows`` of the memory-mapped ``arr`` into this process now (MADV_POPULATE_READ per row,
-    waiting for any read), so that reading them later takes no page fault: a second thread can take that cost
-    off the one preparing batches (about 10 ms a batch of 512 rows, even with every page in the page cache).
-    The GIL is released meanwhile. False where the kernel or the platform has no such advice."""
+def populate_rows(arr: np.ndarray, rows: np.ndarray, row_bytes: int | None = None) -> bool:
+    """Map the pages of the first ``row_bytes`` (default: all) of each of ``rows`` of the memory-mapped ``arr``
+    into this process now (MADV_POPULATE_READ per row, waiting for any read), so that reading them later takes no
+    page fault: a second thread can take that cost off the one preparing batches (about 10 ms a batch of 512
+    rows, even with every page in the page cache). The GIL is released meanwhile. False where the kernel or the
+    platform has no such advice."""
     madvise = _madvise()
     if madvise is None or not len(rows):
         return False
     page = mmap.PAGESIZE
     stride = arr.strides[0]
+    nbytes = stride if row_bytes is None else row_bytes
     for start in (arr.ctypes.data + np.asarray(rows, np.int64) * stride).tolist():
         first = start & ~(page - 1)
-        if madvise(first, start + stride - first, MADV_POPULATE_READ) != 0:
+        if madvise(first, start + nbytes - first, MADV_POPULATE_READ) != 0:
             return False
     return True
 

@@ -139,10 +139,9 @@ class SplitInputs:
     def prefetch(self, rows: np.ndarray) -> None:
         """Queue the reads of ``rows``, the training loop's next batch, and return at once: the requests are
         issued by a second thread (one POSIX_FADV_WILLNEED per row and array, about 5 us each: 8 ms a batch of
-        512, as long as the reads they save) and the reads then overlap what runs meanwhile (this batch's
-        preparation, the model's step) instead of following it; that batch then asks for nothing itself. Whole
-        rows: the batch's longest jet is known only once its mask is read, and a batch's longest jet takes
-        nearly every slot anyway. A no-op for a prepared split or one read in order."""
+        512, as long as the reads they save), which also maps the pages (the batch's page faults), so both
+        overlap what runs meanwhile (this batch's preparation, the model's step) instead of following it; that
+        batch then asks for nothing itself. A no-op for a prepared split or one read in order."""
         if self.eager or not self.random_rows:
             return
         if self._requests is None:
@@ -151,13 +150,18 @@ class SplitInputs:
         self._ahead = (rows, self._requests.submit(self._read_ahead, rows))
 
     def _read_ahead(self, rows: np.ndarray) -> None:
-        """(The second thread) queue the reads of ``rows``, then map their pages as they arrive."""
+        """(The second thread) read the mask of ``rows``, then queue the reads of their features and vectors up to
+        the batch's last particle, as the batch will read them, and map their pages as they arrive."""
         from ..data.splits import populate_rows
 
-        keys = ("mask", "features", "vectors")
-        self._prefetch(rows, keys)
-        for key in keys:
-            populate_rows(self.raw[key], rows)
+        mask = self.raw["mask"]
+        self._prefetch(rows, ("mask",))
+        populate_rows(mask, rows)
+        used = np.flatnonzero(np.asarray(mask[rows]).any(axis=0))
+        n_slots = int(used[-1]) + 1 if len(used) else 1
+        self._prefetch(rows, ("features", "vectors"), n_slots)
+        for key in ("features", "vectors"):
+            populate_rows(self.raw[key], rows, n_slots * self.raw[key].strides[1])
 
     def _asked_ahead(self, sorted_rows: np.ndarray) -> bool:
         """Whether ``sorted_rows`` were asked for by :meth:`prefetch` (then waits until that request is issued)."""
