@@ -320,71 +320,74 @@ def test_a_streamed_training_split_reads_only_the_pages_its_rows_use(padded_spli
     assert drawn.tensors(np.array([5, 99, 0]))["x"].shape[0] == 3 and scored.n == 11
 
 
-def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, monkeypatch):
-    """Each row's bytes, up to the batch's last particle, are asked for (WILLNEED) before the batch reads them;
-    the batch is the one prepared up front."""
-    import torch
+@pytest.fixture
+def fadvise_calls(monkeypatch):
+    """Every POSIX_FADV_WILLNEED request as (file, offset, length), with the split taken as not in memory."""
+    from jetscale.data import pages
 
-    from jetscale.data import splits as data_splits
-    from jetscale.train import inputs
-
-    eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
-    lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
     asked = []
     monkeypatch.setattr(
         os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.readlink(f"/proc/self/fd/{fd}"), offset, n))
     )
-    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: False)  # a split not in memory
-    rows = np.array([40, 3, 97, 12])
-    batch = lazy.tensors(rows)
-    for key, value in eager.tensors(rows).items():
-        torch.testing.assert_close(batch[key], value, rtol=0, atol=0)
-    slots = int(np.load(padded_splits / "train" / "mask.npy")[rows].sum(axis=1).max())
+    monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: False)  # a split not in memory
+    return asked
+
+
+def assert_batch_asked_for(asked, splits_dir, rows) -> None:
+    """``asked`` holds, per array of the training split, each of ``rows`` in file order: the whole mask row, the
+    features and vectors up to the batch's last particle (64 slots; 19 and 4 float32 per slot)."""
+    slots = int(np.load(splits_dir / "train" / "mask.npy")[rows].sum(axis=1).max())
     for name, row_bytes, nbytes in (
         ("mask", 64, 64),
         ("features", 64 * 76, slots * 76),
         ("vectors", 64 * 16, slots * 16),
     ):
-        header = np.load(padded_splits / "train" / f"{name}.npy", mmap_mode="r").offset
-        want = [(str(padded_splits / "train" / f"{name}.npy"), header + r * row_bytes, nbytes) for r in sorted(rows)]
+        path = splits_dir / "train" / f"{name}.npy"
+        header = np.load(path, mmap_mode="r").offset
+        want = [(str(path), header + r * row_bytes, nbytes) for r in sorted(rows)]
         assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
+
+
+def test_a_batch_drawn_at_random_queues_its_rows_reads_first(padded_splits, fadvise_calls, monkeypatch):
+    """Each row's bytes, up to the batch's last particle, are asked for (WILLNEED) before the batch reads them;
+    the batch is the one prepared up front."""
+    import torch
+
+    from jetscale.data import pages
+    from jetscale.train import inputs
+
+    eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
+    lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
+    asked = fadvise_calls
+    rows = np.array([40, 3, 97, 12])
+    batch = lazy.tensors(rows)
+    for key, value in eager.tensors(rows).items():
+        torch.testing.assert_close(batch[key], value, rtol=0, atol=0)
+    assert_batch_asked_for(asked, padded_splits, rows)
     assert all(a[0].startswith(str(padded_splits)) for a in asked)
     asked.clear()
     inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).tensors(np.arange(4))
     assert asked == []  # read in order: the kernel's read-ahead
-    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: True)  # a split in memory: nothing to ask
+    monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: True)  # a split in memory: nothing to ask
     lazy.tensors(rows)
     assert asked == []
 
 
-def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_splits, monkeypatch):
+def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_splits, fadvise_calls, monkeypatch):
     """``prefetch`` (the training loop's next batch) queues the rows' reads, up to the batch's last particle, in
     file order, from a second thread; that batch then asks for nothing itself and is unchanged. A prepared split,
     one read in order, or rows in memory ask for nothing."""
     import torch
 
-    from jetscale.data import splits as data_splits
+    from jetscale.data import pages
     from jetscale.train import inputs
 
     lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
-    asked = []
-    monkeypatch.setattr(
-        os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.readlink(f"/proc/self/fd/{fd}"), offset, n))
-    )
-    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: False)  # a split not in memory
+    asked = fadvise_calls
     rows = np.array([40, 3, 97, 12])
     lazy.prefetch(rows)
     lazy._ahead[1].result()  # issued by the read-ahead thread
-    slots = int(np.load(padded_splits / "train" / "mask.npy")[rows].sum(axis=1).max())
-    for name, row_bytes, nbytes in (
-        ("mask", 64, 64),
-        ("features", 64 * 76, slots * 76),
-        ("vectors", 64 * 16, slots * 16),
-    ):
-        path = padded_splits / "train" / f"{name}.npy"
-        header = np.load(path, mmap_mode="r").offset
-        want = [(str(path), header + r * row_bytes, nbytes) for r in sorted(rows)]
-        assert [a for a in asked if a[0].endswith(f"/{name}.npy")] == want, name
+    assert_batch_asked_for(asked, padded_splits, rows)
     assert len(asked) == 3 * len(rows)
     asked.clear()
     eager = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True)
@@ -397,7 +400,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=True, random_rows=True).prefetch(rows)
     inputs.load_split_inputs(padded_splits, "val", "particlenet", {}, eager=False).prefetch(rows)
     assert asked == []
-    monkeypatch.setattr(data_splits, "rows_cached", lambda arr, rows: True)
+    monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: True)
     lazy.prefetch(rows)
     assert asked == []
 
@@ -406,7 +409,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
 def test_populated_rows_are_mapped_before_they_are_read(tmp_path):
     """populate_rows maps the rows' pages into the process: no fault when the batch reads them (the kernel may
     map their cached neighbours too: fault-around)."""
-    from jetscale.data.splits import populate_rows
+    from jetscale.data.pages import populate_rows
     from test_data_splits import mapped_kb
 
     path = tmp_path / "rows.npy"
@@ -420,7 +423,7 @@ def test_populated_rows_are_mapped_before_they_are_read(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's mincore")
 def test_rows_in_the_page_cache_are_told_apart(tmp_path):
-    from jetscale.data.splits import advise_random_rows, rows_cached
+    from jetscale.data.pages import advise_random_rows, rows_cached
 
     path = tmp_path / "rows.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(4096, 128, 19))  # sparse: nothing cached

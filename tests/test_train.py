@@ -212,15 +212,15 @@ def test_pretrain_adds_the_next_patch_byte_loss(cfg, splits, tmp_path):
 def test_batches_prepared_on_the_fly_train_the_same_model(cfg, splits, tmp_path, monkeypatch, model, width):
     """Large splits stay memory-mapped and are prepared batch by batch: same batches, same run, as up front.
     Only the training split, whose batches are drawn at random, is read without read-ahead."""
-    from jetscale.data import splits as data_splits
+    from jetscale.data import pages
     from jetscale.train import inputs
 
     cell = f"model~{model}/width~{width}/n_train~44/compute~160/seed~0"
     eager = loop.train_cell(cfg, cell, splits, tmp_path / "eager", progress=False)
     monkeypatch.setattr(inputs, "EAGER_LIMIT_BYTES", 0)
-    advised, real_advise = [], data_splits.advise_random_rows
+    advised, real_advise = [], pages.advise_random_rows
     monkeypatch.setattr(
-        data_splits,
+        pages,
         "advise_random_rows",
         lambda raw: advised.append(Path(raw["labels"].filename).parent.name) or real_advise(raw),
     )

@@ -58,7 +58,7 @@ class SplitInputs:
     """Rows of one split as model-ready tensors: ``tensors(idx, device)``; ``labels``, ``jet_id``, ``info``.
 
     ``random_rows``: a streamed split's rows are drawn at random (a training split), so its maps read only the
-    pages a batch touches (:func:`jetscale.data.splits.advise_random_rows`), and a batch's reads are queued
+    pages a batch touches (:func:`jetscale.data.pages.advise_random_rows`), and a batch's reads are queued
     together before they are made (:meth:`_prefetch`); scored splits read in order, with the kernel's read-ahead.
     ``resident``: whether a prepared (eager) split's arrays are copied to the device of the first
     ``tensors`` call there and batches gathered on it: None (default) on a CUDA device where they fit
@@ -107,7 +107,7 @@ class SplitInputs:
             self.arrays, self.raw = None, raw
             self.info = self._streamed_info()  # a sequential scan: before the advice below
             if random_rows:
-                from ..data.splits import advise_random_rows
+                from ..data.pages import advise_random_rows
 
                 advise_random_rows(raw)
 
@@ -152,7 +152,7 @@ class SplitInputs:
     def _read_ahead(self, rows: np.ndarray) -> None:
         """(The second thread) read the mask of ``rows``, then queue the reads of their features and vectors up to
         the batch's last particle, as the batch will read them, and map their pages as they arrive."""
-        from ..data.splits import populate_rows
+        from ..data.pages import populate_rows
 
         mask = self.raw["mask"]
         self._prefetch(rows, ("mask",))
@@ -173,11 +173,11 @@ class SplitInputs:
 
     def _prefetch(self, rows: np.ndarray, keys: tuple[str, ...], n_slots: int | None = None) -> None:
         """Queue the reads of ``rows`` (their first ``n_slots`` particle slots) of a split drawn at random, whose
-        maps read no more than the faulting page (:func:`jetscale.data.splits.prefetch_rows`), unless they are
-        in the page cache already (:func:`jetscale.data.splits.rows_cached`)."""
+        maps read no more than the faulting page (:func:`jetscale.data.pages.prefetch_rows`), unless they are
+        in the page cache already (:func:`jetscale.data.pages.rows_cached`)."""
         if not self.random_rows:
             return
-        from ..data.splits import prefetch_rows, rows_cached
+        from ..data.pages import prefetch_rows, rows_cached
 
         for key in keys:
             arr = self.raw[key]
