@@ -111,6 +111,24 @@ def test_pool_features_equal_the_labelled_ingest_of_the_same_jets(tmp_path, monk
         np.testing.assert_array_equal(pool[name], labelled[name])
 
 
+def test_the_pool_is_converted_in_chunks_sized_to_a_jobs_memory(tmp_path, monkeypatch):
+    """By default a chunk holds as many jets as pad to CHUNK_BYTES (100k jets at 128 slots peaked at 5 GB private,
+    over the rule's 2-4 GB request): ~22k at the paper's 128 slots, twice as many at 64."""
+    from jetscale.data import pool_store
+
+    per_jet = 128 * (23 * 4 + 1)  # features 19 + vectors 4 float32 per slot, the mask
+    assert pool_store.chunk_jets(128) == pool_store.CHUNK_BYTES // per_jet
+    assert pool_store.chunk_jets(64) == 2 * pool_store.chunk_jets(128)
+    assert pool_store.chunk_jets(10**7) == 1000  # never below a thousand jets
+    steps, real = [], pool_store.iter_branches
+    monkeypatch.setattr(
+        pool_store, "iter_branches", lambda path, spec, step, **kw: steps.append(step) or real(path, spec, step, **kw)
+    )
+    files, _ = pool_files(tmp_path / "pool")
+    ingest_pool(files, "jetclass", tmp_path / "out", n_particles=P)
+    assert steps and set(steps) == {pool_store.chunk_jets(P)}
+
+
 def padded_pool(files, n_particles: int) -> dict[str, np.ndarray]:
     """The pool's arrays built whole in memory: every file read at once, padded, concatenated in file order."""
     spec = ingest.load_mapping("jetclass", labels=False)

@@ -28,10 +28,21 @@ from .schema import FEATURE_NAMES, VECTOR_NAMES
 from .splits import pad
 
 POOL_ARRAYS = ("features", "mask", "vectors")
+# padded bytes of one ingest chunk: its awkward intermediates take a few times more, and the whole must stay
+# within a job's memory request (resources.default, 2-4 GB); 100k jets at 128 slots peaked at 5 GB private
+CHUNK_BYTES = 256 * 2**20
 
 
-def ingest_pool(files, mapping: str, out_dir, *, n_particles: int, step: int = 100_000) -> dict:
-    """Write ``out_dir`` from ``files`` through ``mapping`` (a shipped name or a YAML path); return the manifest."""
+def chunk_jets(n_particles: int) -> int:
+    """Jets per ingest chunk: as many as pad to :data:`CHUNK_BYTES` (features and vectors float32, the mask)."""
+    per_jet = n_particles * ((len(FEATURE_NAMES) + len(VECTOR_NAMES)) * 4 + 1)
+    return max(1000, CHUNK_BYTES // per_jet)
+
+
+def ingest_pool(files, mapping: str, out_dir, *, n_particles: int, step: int | None = None) -> dict:
+    """Write ``out_dir`` from ``files`` through ``mapping`` (a shipped name or a YAML path); return the manifest.
+    ``step``: jets converted at once (default :func:`chunk_jets`); the files do not depend on it."""
+    step = chunk_jets(n_particles) if step is None else step
     spec = load_mapping(mapping, labels=False)
     files = [Path(f) for f in files]
     if not files:
