@@ -333,10 +333,12 @@ def fadvise_calls(monkeypatch):
     return asked
 
 
-def assert_batch_asked_for(asked, splits_dir, rows) -> None:
+def assert_batch_asked_for(asked, splits_dir, rows, slots: int | None = None) -> None:
     """``asked`` holds, per array of the training split, each of ``rows`` in file order: the whole mask row, the
-    features and vectors up to the batch's last particle (64 slots; 19 and 4 float32 per slot)."""
-    slots = int(np.load(splits_dir / "train" / "mask.npy")[rows].sum(axis=1).max())
+    features and vectors up to ``slots`` (default: the batch's last particle; 64 slots; 19 and 4 float32 per
+    slot)."""
+    if slots is None:
+        slots = int(np.load(splits_dir / "train" / "mask.npy")[rows].sum(axis=1).max())
     for name, row_bytes, nbytes in (
         ("mask", 64, 64),
         ("features", 64 * 76, slots * 76),
@@ -403,6 +405,25 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: True)
     lazy.prefetch(rows)
     assert asked == []
+
+
+def test_the_next_batch_is_asked_for_in_the_slots_its_bucket_reads(padded_splits, fadvise_calls):
+    """With length buckets a batch reads up to the smallest bucket that holds its longest jet: the read-ahead asks
+    for those slots, not only up to the last particle, and that batch asks for nothing itself."""
+    from jetscale.models.registry import bucket_length
+    from jetscale.train import inputs
+
+    lazy = inputs.load_split_inputs(padded_splits, "train", "particlenet", {}, eager=False, random_rows=True)
+    rows, buckets = np.array([40, 3, 97, 12]), (8, 30, 48)
+    longest = int(np.load(padded_splits / "train" / "mask.npy")[rows].sum(axis=1).max())
+    slots = bucket_length(longest, buckets, 64)
+    assert slots > longest  # else the bucket would not matter
+    lazy.prefetch(rows, buckets)
+    lazy._ahead[1].result()  # issued by the read-ahead thread
+    assert_batch_asked_for(fadvise_calls, padded_splits, rows, slots)
+    fadvise_calls.clear()
+    assert lazy.tensors(rows, "cpu", buckets)["x"].shape[-1] == slots
+    assert fadvise_calls == []
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")

@@ -95,9 +95,9 @@ def test_each_step_asks_for_the_next_steps_rows_before_its_own_batch(cfg, splits
     events = []
     real_prefetch, real_tensors = inputs.SplitInputs.prefetch, inputs.SplitInputs.tensors
 
-    def prefetch(self, rows):
+    def prefetch(self, rows, *args):
         events.append(("next", np.array(rows)))
-        return real_prefetch(self, rows)
+        return real_prefetch(self, rows, *args)
 
     def tensors(self, idx, *args, **kwargs):
         if self.random_rows:  # the training split's batches, not the scoring

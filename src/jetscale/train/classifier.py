@@ -238,7 +238,7 @@ class ClassifierTask:
         return compute_loss(module, batch, labels, self.pretrain)
 
     def prefetch(self, rows: np.ndarray) -> None:
-        self.inputs["train"].prefetch(rows)
+        self.inputs["train"].prefetch(rows, self.buckets)  # the buckets loss() draws the batch with
 
     def validate(self, module, autocast) -> Validation:
         probs = predict(module, self.inputs["val"], self.device, autocast, self.ranks)

@@ -124,44 +124,48 @@ class SplitInputs:
         if not asked:
             self._prefetch(sorted_rows, ("mask",))
         m = np.asarray(self.raw["mask"][sorted_rows])
-        slots = slice(None)
-        # with buckets of another length axis (BBT-Neutron's patches) every slot is prepared, so the batch has
-        # the full width to pad to
-        if trim and (not buckets or self.kind.length_key == "mask"):
-            used = np.flatnonzero(m.any(axis=0))
-            slots = slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, m.shape[1]))
+        slots = self._slots_read(m, trim, buckets)
         if not asked:
             self._prefetch(sorted_rows, ("features", "vectors"), slots.stop)
         f, v = (np.asarray(self.raw[key][sorted_rows, slots])[back] for key in ("features", "vectors"))
         arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
         return arrays
 
-    def prefetch(self, rows: np.ndarray) -> None:
+    def _slots_read(self, mask: np.ndarray, trim: bool, buckets) -> slice:
+        """The particle slots a batch with this ``mask`` reads (:meth:`_prepare`): with ``trim`` up to its last
+        real particle, or the smallest of ``buckets`` that holds it; every slot otherwise, and with buckets of
+        another length axis (BBT-Neutron's patches), so the batch has the full width to pad to."""
+        if not trim or (buckets and self.kind.length_key != "mask"):
+            return slice(None)
+        used = np.flatnonzero(mask.any(axis=0))
+        return slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, mask.shape[1]))
+
+    def prefetch(self, rows: np.ndarray, buckets=None) -> None:
         """Queue the reads of ``rows``, the training loop's next batch, and return at once: the requests are
         issued by a second thread (one POSIX_FADV_WILLNEED per row and array, about 5 us each: 8 ms a batch of
         512, as long as the reads they save), which also maps the pages (the batch's page faults), so both
         overlap what runs meanwhile (this batch's preparation, the model's step) instead of following it; that
-        batch then asks for nothing itself. A no-op for a prepared split or one read in order."""
+        batch then asks for nothing itself. ``buckets``: those the batch will be drawn with (:meth:`tensors`), so
+        the slots asked for are the ones it reads. A no-op for a prepared split or one read in order."""
         if self.eager or not self.random_rows:
             return
         if self._requests is None:
             self._requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="split-read-ahead")
         rows = np.sort(np.asarray(rows))
-        self._ahead = (rows, self._requests.submit(self._read_ahead, rows))
+        self._ahead = (rows, self._requests.submit(self._read_ahead, rows, buckets))
 
-    def _read_ahead(self, rows: np.ndarray) -> None:
-        """(The second thread) read the mask of ``rows``, then queue the reads of their features and vectors up to
-        the batch's last particle, as the batch will read them, and map their pages as they arrive."""
+    def _read_ahead(self, rows: np.ndarray, buckets) -> None:
+        """(The second thread) read the mask of ``rows``, then queue the reads of their features and vectors in the
+        slots the batch will read (:meth:`_slots_read`), and map their pages as they arrive."""
         from ..data.pages import populate_rows
 
         mask = self.raw["mask"]
         self._prefetch(rows, ("mask",))
         populate_rows(mask, rows)
-        used = np.flatnonzero(np.asarray(mask[rows]).any(axis=0))
-        n_slots = int(used[-1]) + 1 if len(used) else 1
+        n_slots = self._slots_read(np.asarray(mask[rows]), True, buckets).stop
         self._prefetch(rows, ("features", "vectors"), n_slots)
         for key in ("features", "vectors"):
-            populate_rows(self.raw[key], rows, n_slots * self.raw[key].strides[1])
+            populate_rows(self.raw[key], rows, None if n_slots is None else n_slots * self.raw[key].strides[1])
 
     def _asked_ahead(self, sorted_rows: np.ndarray) -> bool:
         """Whether ``sorted_rows`` were asked for by :meth:`prefetch` (then waits until that request is issued)."""
