@@ -44,9 +44,10 @@ first batches are checked equal to the host path's. ``--synthetic N`` measures s
 jets (``jetscale.data.testing``; no generator needed, e.g. on a GPU machine) instead of generated ones.
 
 ``--model-ms MS[,MS...]`` puts a simulated model step (the host waits MS ms, as for a synchronous step) after each
-batch of the data path, and hands the next batch's rows to ``SplitInputs.prefetch`` before each batch, as the
-training loop does (a tree without it, e.g. ``--against`` an older commit, does not): whether a streamed split's
-reads overlap the model step.
+batch of the data path: whether a streamed split's reads and preparation overlap the model step. Before each
+batch, with or without it, the rows of the batches the tree's training loop asks for ahead are handed to
+``SplitInputs.prefetch`` as that loop does (``jetscale.train.runner.AHEAD_STEPS`` steps on, one in a tree
+without it; none in a tree without ``prefetch``, e.g. ``--against`` an older commit).
 
 ``--against REV`` also measures the split stage and the data path with commit REV's ``src`` (a temporary git
 worktree), in the same run, so a speed-up is a ratio measured on one machine at one time; the two split
@@ -263,6 +264,7 @@ def data_path(
 
     from jetscale.data.splits import read_meta
     from jetscale.inputs.spec import parse_inputs
+    from jetscale.train import runner
     from jetscale.train.inputs import input_transform, load_split_inputs
     from jetscale.train.runner import Sampler
 
@@ -294,11 +296,15 @@ def data_path(
     mapped_kb, read_bytes = status_kb("RssFile"), storage_read_bytes()  # over every batch drawn, the first too
     t0 = time.perf_counter()
     ahead = getattr(inputs, "prefetch", None)  # an older tree (--against) has no next-batch read-ahead
+    steps_ahead = getattr(runner, "AHEAD_STEPS", 1)  # how far the tree's training loop asks ahead
+    asked = [0]  # the last batch asked for
 
     def draw(i: int) -> dict:
-        """Batch ``i`` as a training step sees it: the next batch's rows asked for first, the model after it."""
-        if ahead is not None:
-            ahead(sampler.batch((i + 1) * batch_size, batch_size))
+        """Batch ``i`` as a training step sees it: the rows of the batches up to the loop's read-ahead asked for
+        first (each once), the model after it."""
+        for j in range(max(i, asked[0]) + 1, i + 1 + steps_ahead if ahead is not None else 0):
+            ahead(sampler.batch(j * batch_size, batch_size))
+            asked[0] = j
         batch = inputs.tensors(sampler.batch(i * batch_size, batch_size), target)
         if model_ms:
             time.sleep(model_ms / 1e3)

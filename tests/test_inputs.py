@@ -388,7 +388,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     asked = fadvise_calls
     rows = np.array([40, 3, 97, 12])
     lazy.prefetch(rows)
-    lazy._ahead[1].result()  # issued by the read-ahead thread
+    lazy._ahead[-1][2].result()  # issued by the read-ahead thread
     assert_batch_asked_for(asked, padded_splits, rows)
     assert len(asked) == 3 * len(rows)
     asked.clear()
@@ -404,7 +404,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     assert asked == []
     monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: True)
     lazy.prefetch(rows)
-    lazy._ahead[1].result()  # done before the patches are undone: no stray request into a later test
+    lazy._ahead[-1][2].result()  # done before the patches are undone: no stray request into a later test
     assert asked == []
 
 
@@ -420,11 +420,53 @@ def test_the_next_batch_is_asked_for_in_the_slots_its_bucket_reads(padded_splits
     slots = bucket_length(longest, buckets, 64)
     assert slots > longest  # else the bucket would not matter
     lazy.prefetch(rows, buckets)
-    lazy._ahead[1].result()  # issued by the read-ahead thread
+    lazy._ahead[-1][2].result()  # issued by the read-ahead thread
     assert_batch_asked_for(fadvise_calls, padded_splits, rows, slots)
     fadvise_calls.clear()
     assert lazy.tensors(rows, "cpu", buckets)["x"].shape[-1] == slots
     assert fadvise_calls == []
+
+
+@pytest.mark.parametrize("model", ["particlenet", "bbt_neutron"])
+def test_the_next_batch_is_prepared_by_the_read_ahead_thread(padded_splits, monkeypatch, model):
+    """The batch asked for ahead is prepared by the read-ahead thread, overlapping the step, and is the batch
+    prepared up front; asked for in another order or with other buckets, it is prepared where it is drawn."""
+    import threading
+
+    import torch
+
+    from jetscale.train import inputs
+
+    prepared_in, real = [], inputs.prepare_inputs
+    monkeypatch.setattr(
+        inputs, "prepare_inputs", lambda *a: prepared_in.append(threading.current_thread().name) or real(*a)
+    )
+    eager = inputs.load_split_inputs(padded_splits, "train", model, {}, eager=True)
+    lazy = inputs.load_split_inputs(padded_splits, "train", model, {}, eager=False, random_rows=True)
+    rows, buckets = np.array([40, 3, 97, 12]), (8, 30, 48)
+
+    def drawn(rows, buckets, ahead_rows=None, ahead_buckets=None):
+        prepared_in.clear()
+        if ahead_rows is not None:
+            lazy.prefetch(ahead_rows, ahead_buckets)
+        batch = lazy.tensors(rows, "cpu", buckets)
+        for *_, preparation in lazy._ahead:  # the batches still asked for ahead
+            preparation.result()
+        for key, value in eager.tensors(rows, "cpu", buckets).items():
+            torch.testing.assert_close(batch[key], value, rtol=0, atol=0)
+        return [name.startswith("split-read-ahead") for name in prepared_in]
+
+    assert drawn(rows, buckets, rows, buckets) == [True]
+    assert drawn(rows, None, rows) == [True]
+    assert drawn(rows, buckets, rows[::-1], buckets) == [True, False]  # prepared ahead, not in this order
+    assert drawn(rows, buckets, rows, None) == [True, False]
+    assert drawn(rows, buckets) == [False]
+    later = np.array([5, 77, 31, 60])
+    lazy.prefetch(rows, buckets)
+    lazy._ahead[-1][2].result()
+    # the loop asks for step s+1 before it draws step s: s was prepared before, s+1 is now (True)
+    assert drawn(rows, buckets, later, buckets) == [True]
+    assert drawn(later, buckets) == [] and len(lazy._ahead) == 0  # the later one kept, then taken as prepared
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")

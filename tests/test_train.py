@@ -87,9 +87,13 @@ def test_train_cell_writes_every_output(cfg, splits, tmp_path, model, width):
 
 
 def test_each_step_asks_for_the_next_steps_rows_before_its_own_batch(cfg, splits, tmp_path, monkeypatch):
-    """The training loop hands the task the next step's rows before this step's batch is read and trained on
-    (a streamed split queues their reads, which then overlap the step), never beyond the budget's last step."""
+    """Before each step's batch is read and trained on, the training loop hands the task the batch two steps on
+    (at the first step, the next one too), each once: a streamed split reads and prepares them meanwhile. Never
+    beyond the budget's last step."""
+    import threading
+
     from jetscale.train import inputs
+    from jetscale.train.runner import AHEAD_STEPS
 
     monkeypatch.setattr(inputs, "EAGER_LIMIT_BYTES", 0)
     events = []
@@ -104,28 +108,42 @@ def test_each_step_asks_for_the_next_steps_rows_before_its_own_batch(cfg, splits
             events.append(("batch", np.array(idx)))
         return real_tensors(self, idx, *args, **kwargs)
 
+    prepared_in, real_prepare = [], inputs.SplitInputs._prepare
+
+    def prepare(self, *args, **kwargs):
+        if self.random_rows:
+            prepared_in.append(threading.current_thread().name)
+        return real_prepare(self, *args, **kwargs)
+
     monkeypatch.setattr(inputs.SplitInputs, "prefetch", prefetch)
     monkeypatch.setattr(inputs.SplitInputs, "tensors", tensors)
+    monkeypatch.setattr(inputs.SplitInputs, "_prepare", prepare)
     loop.train_cell(cfg, CELL, splits, tmp_path, progress=False)
     kinds = [kind for kind, _ in events]
     steps = kinds.count("batch")
-    assert steps > 2 and kinds == ["next", "batch"] * (steps - 1) + ["batch"]
+    assert AHEAD_STEPS == 2 and steps > 3
+    # the first batch is prepared where it is drawn, every later one ahead, by the read-ahead's thread
+    assert len(prepared_in) == steps and prepared_in.count("MainThread") == 1
+    assert sum(name.startswith("split-read-ahead") for name in prepared_in) == steps - 1
+    assert kinds == ["next", "next", "batch"] + ["next", "batch"] * (steps - 3) + ["batch"] * 2
     batches = [rows for kind, rows in events if kind == "batch"]
     asked = [rows for kind, rows in events if kind == "next"]
+    assert len(asked) == steps - 1
     for step, rows in enumerate(asked):
-        np.testing.assert_array_equal(rows, batches[step + 1])  # asked during step `step`, drawn at the next
+        np.testing.assert_array_equal(rows, batches[step + 1])  # each batch but the first, asked for once
 
 
-def test_the_sampler_draws_the_same_batches_when_asked_one_ahead():
-    """Asking for the next batch first (possibly of the next epoch) changes no batch drawn."""
+def test_the_sampler_draws_the_same_batches_when_asked_ahead():
+    """Asking for the next batches first (possibly of the next epoch) changes no batch drawn, and keeps no more
+    than three epochs' permutations."""
     from jetscale.train.runner import Sampler
 
     ahead, alone = Sampler(10, 3), None
     for position in range(0, 60, 4):
         alone = Sampler(10, 3)  # a fresh sampler per batch: what a resume at that position draws
         np.testing.assert_array_equal(ahead.batch(position, 4), alone.batch(position, 4))
-        ahead.batch(position + 4, 4)  # the next batch, as the runner asks for it
-    assert len(ahead._perms) <= 2
+        ahead.batch(position + 8, 4)  # two steps on, as the runner asks for it
+        assert len(ahead._perms) <= 3
 
 
 def test_killed_run_resumes_to_identical_weights(cfg, splits, tmp_path):

@@ -37,7 +37,7 @@ from ..errors import DataError
 from .manifest import repeats
 from .npy_out import replace_dir, write_in_order
 from .schema import FEATURE_NAMES, VECTOR_NAMES
-from .store import JetTable, read_shard, shard_jet_ids, shard_metadata
+from .store import JetTable, read_shard, shard_metadata
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ARRAYS: tuple[str, ...] = ("features", "mask", "vectors", "labels", "jet_id", "n_particles")
@@ -196,14 +196,15 @@ def build_splits(
     Reads only the label columns first, so bad inputs and a too-small pool fail before any array is written;
     then streams shard by shard into memory-mapped outputs whose pages are unmapped and written back after each
     shard (memory ~ one shard, mapped and dirty pages too; :func:`_write_arrays`). Shards are checked first
-    (:func:`check_shards`): none repeated, none of another study (``study_fingerprint``: the config's data
-    fingerprint) or of other classes, no jet in two shards.
+    (:func:`check_shards`, then :func:`check_jet_ids` on the columns read): none repeated, none of another study
+    (``study_fingerprint``: the config's data fingerprint) or of other classes, no jet in two shards.
     """
     shards = expand_shards(shards)
     if not shards:
         raise DataError("split: no shard files given")
     check_shards(shards, list(classes), study_fingerprint)
     pool, starts = _pool_columns(shards)
+    check_jet_ids(shards, np.split(pool["jet_id"], starts[1:-1]))
     labels, n_parts = pool["labels"], pool["n_particles"]
     plan = plan_splits(
         labels,
@@ -261,9 +262,9 @@ def _pool_columns(shards: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray
 
 
 def check_shards(shards: list[Path], classes: list[str], study_fingerprint: str | None) -> None:
-    """Refuse shards that would put one jet into two splits or that are not this study's: a shard given twice
-    (or through a link), two shards of one source (the same input file or generated shard), shards sharing a
-    jet_id, a shard written for another study (its recorded data fingerprint differs from
+    """Refuse shards that would put one jet into two splits or that are not this study's, from their metadata: a
+    shard given twice (or through a link), two shards of one source (the same input file or generated shard), a
+    shard written for another study (its recorded data fingerprint differs from
     ``study_fingerprint``) or with other classes (its label indices would name other classes)."""
     repeated = repeats(shards)
     if repeated:
@@ -290,7 +291,10 @@ def check_shards(shards: list[Path], classes: list[str], study_fingerprint: str 
                     f"{path}: the same source as {sources[source]} ({source}); its jets would be in two splits"
                 )
             sources[source] = path
-    ids = [shard_jet_ids(path) for path in shards]
+
+
+def check_jet_ids(shards: list[Path], ids: list[np.ndarray]) -> None:
+    """Refuse shards sharing a jet_id (``ids``: each shard's jet_id column, read once with the pool's columns)."""
     ordered = np.sort(np.concatenate(ids)) if ids else np.empty(0, np.int64)
     twice = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(twice):

@@ -259,8 +259,3 @@ def shard_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(label, n_particles) of every jet in a shard, reading only those columns."""
     t = read_shard(path, columns=["label", "n_particles"])
     return t.jets["label"], t.jets["n_particles"]
-
-
-def shard_jet_ids(path: str | Path) -> np.ndarray:
-    """The jet_id column of a shard alone."""
-    return read_shard(path, columns=["jet_id"]).jets["jet_id"]

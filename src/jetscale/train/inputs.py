@@ -15,6 +15,7 @@ memory without blocking. All ways give the same batches (tested).
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ INFO_CHUNK_BYTES = 64 * 2**20  # prepared bytes per chunk when counting truncate
 # a prepared split is kept on a GPU when it takes at most this share of the device's free memory then: a cell
 # places its three splits one after the other, after its model, and the rest is left for activations
 RESIDENT_FRACTION = 0.25
+# batches a streamed training split keeps prepared ahead, at most (memory: one batch each); the training loop
+# asks for those of the next two steps before it draws one (jetscale.train.runner.AHEAD_STEPS), so three pend
+AHEAD_BATCHES = 4
 
 
 def prepared_bytes_per_jet(name: str, options, n_particles: int, n_features: int) -> int:
@@ -91,8 +95,9 @@ class SplitInputs:
         self._length_order: np.ndarray | None = None
         self._jet_lengths: np.ndarray | None = None
         self._on_device: dict[torch.device, dict[str, torch.Tensor] | None] = {}
-        self._requests: ThreadPoolExecutor | None = None  # issues the read-ahead of prefetch()
-        self._ahead: tuple[np.ndarray, Future] | None = None  # the rows asked for ahead, their request
+        self._stages: tuple[ThreadPoolExecutor, ...] | None = None  # prefetch()'s reads, then preparation
+        # batches asked for ahead, oldest first: (rows, buckets, their preparation)
+        self._ahead: deque[tuple[np.ndarray, Any, Future]] = deque(maxlen=AHEAD_BATCHES)
         if eager:
             self.arrays, self.info = prepare_inputs(
                 name,
@@ -111,21 +116,23 @@ class SplitInputs:
 
                 advise_random_rows(raw)
 
-    def _prepare(self, rows: np.ndarray, trim: bool = False, buckets=None) -> dict[str, np.ndarray]:
+    def _prepare(
+        self, rows: np.ndarray, trim: bool = False, buckets=None, queued: bool = False
+    ) -> dict[str, np.ndarray]:
         """Prepared inputs of ``rows``, read from the memory maps in file order (sequential I/O), in the batch's
         order. ``trim``: read and prepare only the particle slots up to the batch's last real particle (the
         rest is padding, cut from the batch anyway; preparation is per particle, so the batch is the same), or
-        up to the smallest of ``buckets`` that holds them."""
+        up to the smallest of ``buckets`` that holds them. ``queued``: the rows' reads were asked for already
+        (:meth:`_read_ahead`)."""
         order = np.argsort(rows, kind="stable")
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         sorted_rows = rows[order]
-        asked = self._asked_ahead(sorted_rows)
-        if not asked:
+        if not queued:
             self._prefetch(sorted_rows, ("mask",))
         m = np.asarray(self.raw["mask"][sorted_rows])
         slots = self._slots_read(m, trim, buckets)
-        if not asked:
+        if not queued:
             self._prefetch(sorted_rows, ("features", "vectors"), slots.stop)
         f, v = (np.asarray(self.raw[key][sorted_rows, slots])[back] for key in ("features", "vectors"))
         arrays, _ = prepare_inputs(self.name, self.options, f, m[back, slots], v, self.transform)
@@ -141,22 +148,30 @@ class SplitInputs:
         return slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, mask.shape[1]))
 
     def prefetch(self, rows: np.ndarray, buckets=None) -> None:
-        """Queue the reads of ``rows``, the training loop's next batch, and return at once: the requests are
-        issued by a second thread (one POSIX_FADV_WILLNEED per row and array, about 5 us each: 8 ms a batch of
-        512, as long as the reads they save), which also maps the pages (the batch's page faults), so both
-        overlap what runs meanwhile (this batch's preparation, the model's step) instead of following it; that
-        batch then asks for nothing itself. ``buckets``: those the batch will be drawn with (:meth:`tensors`), so
-        the slots asked for are the ones it reads. A no-op for a prepared split or one read in order."""
+        """Queue the reads of ``rows``, the training loop's next batch, and its preparation, and return at once.
+        Two threads, a stage each, so that the two overlap each other across batches and both overlap what runs
+        meanwhile (the model's step) instead of following it: one issues the read requests (one
+        POSIX_FADV_WILLNEED per row and array, about 5 us each: 8 ms a batch of 512, as long as the reads they
+        save) and maps the pages as they arrive (the batch's page faults); the other then prepares the batch
+        (BBT-Neutron's tokens: as long as the reads). :meth:`tensors` takes that batch, the arrays it would have
+        prepared itself. ``buckets``: those the batch will be drawn with, so the slots read are the ones it
+        reads. A no-op for a prepared split or one read in order."""
         if self.eager or not self.random_rows:
             return
-        if self._requests is None:
-            self._requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="split-read-ahead")
-        rows = np.sort(np.asarray(rows))
-        self._ahead = (rows, self._requests.submit(self._read_ahead, rows, buckets))
+        if self._stages is None:
+            self._stages = tuple(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"split-read-ahead-{name}")
+                for name in ("reads", "preparation")
+            )
+        reads, preparation = self._stages
+        rows = np.array(rows)  # a copy, in the batch's order: the caller may reuse its array
+        requested = reads.submit(self._read_ahead, np.sort(rows), buckets)
+        prepared = preparation.submit(self._prepare_read_ahead, rows, buckets, requested)
+        self._ahead.append((rows, buckets, prepared))
 
     def _read_ahead(self, rows: np.ndarray, buckets) -> None:
-        """(The second thread) read the mask of ``rows``, then queue the reads of their features and vectors in the
-        slots the batch will read (:meth:`_slots_read`), and map their pages as they arrive."""
+        """(The reads stage) read the mask of ``rows`` (in file order), queue the reads of their features and
+        vectors in the slots the batch will read (:meth:`_slots_read`), and map their pages as they arrive."""
         from ..data.pages import populate_rows
 
         mask = self.raw["mask"]
@@ -167,13 +182,25 @@ class SplitInputs:
         for key in ("features", "vectors"):
             populate_rows(self.raw[key], rows, None if n_slots is None else n_slots * self.raw[key].strides[1])
 
-    def _asked_ahead(self, sorted_rows: np.ndarray) -> bool:
-        """Whether ``sorted_rows`` were asked for by :meth:`prefetch` (then waits until that request is issued)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or not np.array_equal(ahead[0], sorted_rows):
-            return False
-        ahead[1].result()
-        return True
+    def _prepare_read_ahead(self, rows: np.ndarray, buckets, requested: Future) -> dict[str, np.ndarray]:
+        """(The preparation stage) once ``rows`` are read (``requested``), the batch as :meth:`tensors` draws it."""
+        requested.result()
+        return self._prepare(rows, trim=True, buckets=buckets, queued=True)
+
+    def _taken_ahead(self, rows: np.ndarray, buckets) -> tuple[dict[str, np.ndarray] | None, bool]:
+        """The batch of ``rows`` as :meth:`prefetch` prepared it (waiting for it), where it was asked for with
+        these rows in this order and these buckets; else None, and whether the rows' reads were asked for
+        anyway (the same rows in another order). Batches asked for before it are dropped, later ones kept."""
+        key = np.sort(rows)
+        for i, (ahead_rows, ahead_buckets, preparation) in enumerate(self._ahead):
+            if np.array_equal(np.sort(ahead_rows), key):
+                for _ in range(i + 1):
+                    self._ahead.popleft()
+                arrays = preparation.result()
+                if np.array_equal(ahead_rows, rows) and ahead_buckets == buckets:
+                    return arrays, True
+                return None, True
+        return None, False
 
     def _prefetch(self, rows: np.ndarray, keys: tuple[str, ...], n_slots: int | None = None) -> None:
         """Queue the reads of ``rows`` (their first ``n_slots`` particle slots) of a split drawn at random, whose
@@ -275,7 +302,10 @@ class SplitInputs:
             n = batch_length(self.jet_lengths()[rows], buckets, width)
             return resident_batch(resident, rows, n, self.kind.length_axis)
         rows = np.arange(self.n)[idx] if isinstance(idx, slice) else np.asarray(idx)
-        return batch_tensors(self._prepare(rows, trim=True, buckets=buckets), slice(None), device, self.kind, buckets)
+        arrays, queued = self._taken_ahead(rows, buckets)
+        if arrays is None:
+            arrays = self._prepare(rows, trim=True, buckets=buckets, queued=queued)
+        return batch_tensors(arrays, slice(None), device, self.kind, buckets)
 
 
 def load_split_inputs(

@@ -45,6 +45,8 @@ from .task import RunOutcome, RunPlan, Task, TrainState, Validation
 
 LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
+# the training loop hands the task the batches of the next steps up to this many on (Task.prefetch)
+AHEAD_STEPS = 2
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 reseeds with seed + r * stride: its own dropout stream
 
 
@@ -62,10 +64,11 @@ class Sampler:
         return self._perms[epoch]
 
     def batch(self, position: int, size: int) -> np.ndarray:
-        """Indices of stream positions [position, position + size). Epochs before the batch's first are dropped;
-        the next batch asked for ahead of this one may start a new epoch, so two are kept at a boundary."""
+        """Indices of stream positions [position, position + size). Epochs more than one before the batch's first
+        are dropped: the batches asked for ahead of the one drawn (``AHEAD_STEPS``) may start a new epoch while
+        it is in the last, so up to three are kept at a boundary."""
         first = position // self.n
-        self._perms = {epoch: perm for epoch, perm in self._perms.items() if epoch >= first}
+        self._perms = {epoch: perm for epoch, perm in self._perms.items() if epoch >= first - 1}
         out = []
         while size > 0:
             epoch, offset = divmod(position, self.n)
@@ -162,6 +165,7 @@ class Runner:
         self.bar = None
         # (step, samples before it, loss on the device) of the steps whose loss the host has not read yet
         self._unread: list[tuple[int, int, torch.Tensor]] = []
+        self._requested_to = 0  # the sample position up to which batches were handed to Task.prefetch
 
     def run(self, *, progress: bool = True, stop_after_steps: int | None = None) -> RunOutcome:
         """Set up, train to the end (budget or patience), write the log; raises TrainingInterrupted on a stop."""
@@ -318,11 +322,17 @@ class Runner:
         return len(idx)
 
     def _request_next(self, position: int) -> None:
-        """Give the task this rank's share of the next step's batch (the sampler knows it), so that a task whose
-        inputs are read from storage queues those reads now, while this step prepares its batch and runs the
-        model, instead of after it. Not after the budget's last step."""
-        if self.state.step + 1 < self.plan.total_steps:
-            self.task.prefetch(self.ranks.shard(self.sampler.batch(position, self.plan.batch_size)))
+        """Give the task this rank's share of each batch up to :data:`AHEAD_STEPS` steps on that it has not been
+        given yet (the sampler knows them), so that a task whose inputs are read from storage reads and prepares
+        them while this step and the next run, instead of after them: two steps ahead, one batch's reads
+        overlap the preparation of the one before (one step ahead, both had to fit into one step). Not beyond
+        the budget's last step. ``position``: where the next step's batch starts."""
+        batch = self.plan.batch_size
+        for ahead in range(AHEAD_STEPS):
+            start = position + ahead * batch
+            if start >= self._requested_to and self.state.step + 1 + ahead < self.plan.total_steps:
+                self.task.prefetch(self.ranks.shard(self.sampler.batch(start, batch)))
+                self._requested_to = start + batch
 
     def _read_losses(self) -> None:
         """Add the unread steps' losses to the window, in step order (the same float sum as reading each at its
