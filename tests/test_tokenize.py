@@ -52,6 +52,26 @@ def test_truncation_keeps_leading_particles_and_counts_jets(jets):
     np.testing.assert_array_equal(values, jets["features"][np.argmax(truncated), :fit].astype(np.float16))
 
 
+@pytest.mark.parametrize("max_bytes", [4096, 600])
+def test_native_tokens_are_the_valid_particles_in_order_wherever_the_mask_puts_them(jets, max_bytes):
+    """The splits store each jet's particles first (a prefix mask); a mask with gaps gives the tokens of its
+    valid particles moved to the front in order, truncated alike."""
+    tok = ByteTokenizer(mode="native", dtype="float32", patch_size=16, max_bytes=max_bytes)
+    features, mask = jets["features"], jets["mask"]
+    rng = np.random.default_rng(5)
+    gappy_features, gappy_mask = np.zeros_like(features), np.zeros_like(mask)
+    for j in range(len(mask)):
+        n = int(mask[j].sum())
+        slots = np.sort(rng.choice(mask.shape[1], n, replace=False))  # the same particles, in order, with gaps
+        gappy_features[j, slots], gappy_mask[j, slots] = features[j, :n], True
+    assert not (gappy_mask[:, 1:] <= gappy_mask[:, :-1]).all()
+    tokens, truncated = tok.encode(features, mask)
+    gappy_tokens, gappy_truncated = tok.encode(gappy_features, gappy_mask)
+    np.testing.assert_array_equal(gappy_tokens, tokens)
+    np.testing.assert_array_equal(gappy_truncated, truncated)
+    assert truncated.any() == (max_bytes == 600)
+
+
 @pytest.mark.parametrize("patch_size", [1, 16])
 def test_patches_and_mask(jets, patch_size):
     tok = ByteTokenizer(mode="native", dtype="float16", patch_size=patch_size, max_bytes=1000)
