@@ -35,8 +35,9 @@ class Task(Protocol):
     ``loss`` is the training step's seam: it gets the engine's forward module (the model, or its DDP, DeepSpeed
     or compiled wrapper: call it, not the model), this rank's share of the global batch as row indices of the
     training stream, and runs under the engine's autocast; it returns the mean loss of those rows. ``prefetch``
-    gets this rank's share of the *next* step's batch before ``loss`` runs: a task whose inputs are read from
-    storage queues their reads there, so they overlap this step; it must change nothing else."""
+    gets this rank's share of a batch of the next steps before ``loss`` runs, each batch once and in order, up to
+    ``runner.AHEAD_STEPS`` steps on: a task whose inputs are read from storage reads and prepares them there, in
+    the background, so they overlap the steps before; it must change nothing else."""
 
     name: str  # cell id or backbone id: bars and messages
     identity: dict  # what names the run in checkpoint and failure records, e.g. {"cell_id": ...}
