@@ -80,6 +80,9 @@ PAPER_JETS_PER_SHARD = 27_500  # 11M jets in 400 shards
 VAL_FRACTION, TEST_FRACTION = 0.01, 0.05  # the paper's 10k and 50k per class of 1M
 MODELS = {"particles": "particlenet", "bytes": "bbt_neutron"}
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from other_tree import other_tree  # noqa: E402  (a script: its own folder is not a package)
+
 
 class MemoryPeak(threading.Thread):
     """Peak RssAnon (private memory) and RssFile (mapped file pages) of this process, and the machine's dirty
@@ -630,20 +633,8 @@ def main(argv=None) -> int:
         f"batches for {a.device or 'cpu'}{' (gathered there)' if a.device else ''}; "
         f"GPU training reference {GPU_JETS_PER_S:,} jets/s (ParticleNet w64, H100)"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        a.against_tree = checkout(a.against, Path(tmp) / "against") if a.against else None
-        try:
-            return measure_all(a, classes)
-        finally:
-            if a.against:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(a.against_tree)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-
-def checkout(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    return where
+    with tempfile.TemporaryDirectory() as tmp, other_tree(a.against, Path(tmp) / "against") as a.against_tree:
+        return measure_all(a, classes)
 
 
 def measure_all(a, classes: list[str]) -> int:

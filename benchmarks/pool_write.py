@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_path import ROOT, MemoryPeak, checkout, status_kb  # noqa: E402
+from data_path import ROOT, MemoryPeak, status_kb  # noqa: E402
+from other_tree import other_tree  # noqa: E402
 
 PARTICLE_BRANCHES = ("d0val", "d0err", "dzval", "dzerr", "isElectron", "isMuon", "isNeutralHadron", "isPhoton")
 
@@ -98,27 +99,30 @@ def main(argv=None) -> int:
         write_jets(path, a.jets // a.files + (i < a.jets % a.files), seed=i)
     trees = {"this tree": ROOT}
     try:
-        if a.against:
-            trees[a.against] = checkout(a.against, work / "against")
-        outs = {}
-        for label, tree in trees.items():
-            outs[label] = work / f"out-{len(outs)}"
-            r = run(tree, files, outs[label], a.n_particles)
-            print(
-                f"{label}: {r['jets']} jets, {r['seconds']:.1f} s, {r['anon_gb']:.2f} GB private, "
-                f"{r['mapped_gb']:.2f} GB mapped, {r['dirty_gb']:.2f} GB dirty (machine), {r['disk_gb']:.2f} GB written"
-            )
-        if a.against:
-            names = [f"{n}.npy" for n in ("features", "mask", "vectors")]
-            same, differ, _ = filecmp.cmpfiles(*outs.values(), names, shallow=False)
-            print(f"files identical: {same == names} (differ: {differ})")
+        with other_tree(a.against, work / "against") as against:
+            if against is not None:
+                trees[a.against] = against
+            compare_trees(a, trees, files, work)
     finally:
-        if a.against:
-            remove = ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "against")]
-            subprocess.run(remove, check=False, capture_output=True)
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def compare_trees(a, trees: dict, files: list[Path], work: Path) -> None:
+    """Each tree's writer on ``files``, and whether their files are identical."""
+    outs = {}
+    for label, tree in trees.items():
+        outs[label] = work / f"out-{len(outs)}"
+        r = run(tree, files, outs[label], a.n_particles)
+        print(
+            f"{label}: {r['jets']} jets, {r['seconds']:.1f} s, {r['anon_gb']:.2f} GB private, "
+            f"{r['mapped_gb']:.2f} GB mapped, {r['dirty_gb']:.2f} GB dirty (machine), {r['disk_gb']:.2f} GB written"
+        )
+    if len(outs) > 1:
+        names = [f"{n}.npy" for n in ("features", "mask", "vectors")]
+        same, differ, _ = filecmp.cmpfiles(*outs.values(), names, shallow=False)
+        print(f"files identical: {same == names} (differ: {differ})")
 
 
 if __name__ == "__main__":

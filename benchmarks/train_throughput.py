@@ -50,6 +50,9 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "
 N_JETS = 4096  # jets the batches are drawn from (a permutation per pass, as the training loop's sampler)
 EVAL_JETS = 2200  # jets scored per measurement: the default study's validation set, scored at every evaluation
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from other_tree import other_tree  # noqa: E402  (a script: its own folder is not a package)
+
 
 def study_batch_size() -> int:
     import yaml
@@ -267,12 +270,6 @@ def warmup(results: list[dict]) -> str:
     return f"{statistics.median(costs):.1f}" if costs else "-"
 
 
-def checkout(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    return where
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default=None, help="cpu | cuda (default: both when CUDA is available)")
@@ -310,20 +307,15 @@ def main(argv=None) -> int:
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     splits = None if a.synthetic else (a.splits or str(real_jets(Path(a.data_cache))))
     opts = (["--compile"] if a.compile else []) + (["--buckets", a.buckets] if a.buckets else [])
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, other_tree(a.against, Path(tmp) / "against") as against:
         # variants: tag -> (tree, options); the first is the one the others' ratios are of
         trees = {"this": (ROOT, opts)}
-        if a.against:
-            trees[a.against] = (checkout(a.against, Path(tmp) / "against"), opts)
+        if against is not None:
+            trees[a.against] = (against, opts)
         elif opts:  # the options against this tree's plain eager run
             tag = "+".join(["buckets"] * bool(a.buckets) + ["compile"] * a.compile)
             trees = {tag: (ROOT, opts), "eager": (ROOT, [])}
-        try:
-            return report(a, devices, widths, splits, trees)
-        finally:
-            if a.against:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[a.against][0])],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        return report(a, devices, widths, splits, trees)
 
 
 def report(a, devices, widths, splits, trees: dict) -> int:
