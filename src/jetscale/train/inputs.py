@@ -148,7 +148,7 @@ class SplitInputs:
         return slice(0, bucket_length(int(used[-1]) + 1 if len(used) else 1, buckets, mask.shape[1]))
 
     def prefetch(self, rows: np.ndarray, buckets=None) -> None:
-        """Queue the reads of ``rows``, the training loop's next batch, and its preparation, and return at once.
+        """Queue the reads of ``rows``, a batch the training loop will draw, and its preparation; return at once.
         Two threads, a stage each, so that the two overlap each other across batches and both overlap what runs
         meanwhile (the model's step) instead of following it: one issues the read requests (one
         POSIX_FADV_WILLNEED per row and array, about 5 us each: 8 ms a batch of 512, as long as the reads they
