@@ -94,14 +94,10 @@ class MemoryPeak(threading.Thread):
         self.running = True
 
     def sample(self) -> None:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                self.anon_kb = max(self.anon_kb, int(line.split()[1]))
-            elif line.startswith("RssFile:"):
-                self.file_kb = max(self.file_kb, int(line.split()[1]))
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("Dirty:"):
-                self.dirty_kb = max(self.dirty_kb, int(line.split()[1]))
+        status = proc_values("/proc/self/status", "RssAnon", "RssFile")
+        self.anon_kb = max(self.anon_kb, status["RssAnon"])
+        self.file_kb = max(self.file_kb, status["RssFile"])
+        self.dirty_kb = max(self.dirty_kb, proc_values("/proc/meminfo", "Dirty")["Dirty"])
 
     def run(self) -> None:
         while self.running:
@@ -118,20 +114,24 @@ class MemoryPeak(threading.Thread):
         self.sample()
 
 
+def proc_values(path: str, *fields: str) -> dict[str, int]:
+    """The integer values of ``fields`` in a /proc file of ``name: value [kB]`` lines (0 for a field not there)."""
+    values = dict.fromkeys(fields, 0)
+    for line in Path(path).read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0])
+    return values
+
+
 def status_kb(field: str) -> int:
     """A field of /proc/self/status in kB (RssFile: this process's mapped file pages)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    return proc_values("/proc/self/status", field)[field]
 
 
 def storage_read_bytes() -> int:
     """Bytes this process has had read from storage (page-cache misses, read-ahead included; /proc/self/io)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    return 0
+    return proc_values("/proc/self/io", "read_bytes")["read_bytes"]
 
 
 def drop_cached(directory: Path) -> None:
@@ -257,8 +257,8 @@ def data_path(
     their reads from storage are recorded. The set-up (statistics excluded)
     and ``n_batches`` batches of the training loop's sampler are timed separately. ``device``: batches assembled
     for that device (see the module's notes); None: CPU tensors as before. ``model_ms``: a model step simulated
-    after each batch (the host waits that long, as for a synchronous step); before each batch the next one's rows
-    are handed to ``SplitInputs.prefetch`` as the training loop does, where the tree has it.
+    after each batch (the host waits that long, as for a synchronous step); before each batch the rows of the
+    batches the tree's training loop asks for ahead are handed to ``SplitInputs.prefetch``, where it has it.
     """
     import inspect
 
