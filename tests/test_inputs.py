@@ -388,7 +388,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     asked = fadvise_calls
     rows = np.array([40, 3, 97, 12])
     lazy.prefetch(rows)
-    lazy._ahead[-1][2].result()  # issued by the read-ahead thread
+    lazy._ahead[-1][-1].result()  # issued by the read-ahead thread
     assert_batch_asked_for(asked, padded_splits, rows)
     assert len(asked) == 3 * len(rows)
     asked.clear()
@@ -404,7 +404,7 @@ def test_a_later_batch_of_a_streamed_training_split_is_asked_for_at_once(padded_
     assert asked == []
     monkeypatch.setattr(pages, "rows_cached", lambda arr, rows: True)
     lazy.prefetch(rows)
-    lazy._ahead[-1][2].result()  # done before the patches are undone: no stray request into a later test
+    lazy._ahead[-1][-1].result()  # done before the patches are undone: no stray request into a later test
     assert asked == []
 
 
@@ -420,7 +420,7 @@ def test_the_next_batch_is_asked_for_in_the_slots_its_bucket_reads(padded_splits
     slots = bucket_length(longest, buckets, 64)
     assert slots > longest  # else the bucket would not matter
     lazy.prefetch(rows, buckets)
-    lazy._ahead[-1][2].result()  # issued by the read-ahead thread
+    lazy._ahead[-1][-1].result()  # issued by the read-ahead thread
     assert_batch_asked_for(fadvise_calls, padded_splits, rows, slots)
     fadvise_calls.clear()
     assert lazy.tensors(rows, "cpu", buckets)["x"].shape[-1] == slots
@@ -463,7 +463,7 @@ def test_the_next_batch_is_prepared_by_the_read_ahead_thread(padded_splits, monk
     assert drawn(rows, buckets) == [False]
     later = np.array([5, 77, 31, 60])
     lazy.prefetch(rows, buckets)
-    lazy._ahead[-1][2].result()
+    lazy._ahead[-1][-1].result()
     # the loop asks for step s+1 before it draws step s: s was prepared before, s+1 is now (True)
     assert drawn(rows, buckets, later, buckets) == [True]
     assert drawn(later, buckets) == [] and len(lazy._ahead) == 0  # the later one kept, then taken as prepared

@@ -96,8 +96,8 @@ class SplitInputs:
         self._jet_lengths: np.ndarray | None = None
         self._on_device: dict[torch.device, dict[str, torch.Tensor] | None] = {}
         self._stages: tuple[ThreadPoolExecutor, ...] | None = None  # prefetch()'s reads, then preparation
-        # batches asked for ahead, oldest first: (rows, buckets, their preparation)
-        self._ahead: deque[tuple[np.ndarray, Any, Future]] = deque(maxlen=AHEAD_BATCHES)
+        # batches asked for ahead, oldest first: (rows, the same in file order, buckets, their preparation)
+        self._ahead: deque[tuple[np.ndarray, np.ndarray, Any, Future]] = deque(maxlen=AHEAD_BATCHES)
         if eager:
             self.arrays, self.info = prepare_inputs(
                 name,
@@ -165,9 +165,10 @@ class SplitInputs:
             )
         reads, preparation = self._stages
         rows = np.array(rows)  # a copy, in the batch's order: the caller may reuse its array
-        requested = reads.submit(self._read_ahead, np.sort(rows), buckets)
+        rows_in_file = np.sort(rows)
+        requested = reads.submit(self._read_ahead, rows_in_file, buckets)
         prepared = preparation.submit(self._prepare_read_ahead, rows, buckets, requested)
-        self._ahead.append((rows, buckets, prepared))
+        self._ahead.append((rows, rows_in_file, buckets, prepared))
 
     def _read_ahead(self, rows: np.ndarray, buckets) -> None:
         """(The reads stage) read the mask of ``rows`` (in file order), queue the reads of their features and
@@ -191,9 +192,9 @@ class SplitInputs:
         """The batch of ``rows`` as :meth:`prefetch` prepared it (waiting for it), where it was asked for with
         these rows in this order and these buckets; else None, and whether the rows' reads were asked for
         anyway (the same rows in another order). Batches asked for before it are dropped, later ones kept."""
-        key = np.sort(rows)
-        for i, (ahead_rows, ahead_buckets, preparation) in enumerate(self._ahead):
-            if np.array_equal(np.sort(ahead_rows), key):
+        rows_in_file = np.sort(rows)
+        for i, (ahead_rows, ahead_in_file, ahead_buckets, preparation) in enumerate(self._ahead):
+            if np.array_equal(ahead_in_file, rows_in_file):
                 for _ in range(i + 1):
                     self._ahead.popleft()
                 arrays = preparation.result()
