@@ -6,6 +6,7 @@
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --synthetic --widths "particlenet=64,128"
     python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
     python benchmarks/train_throughput.py --buckets 16,32,48 --compile   # buckets + torch.compile against eager
+    python benchmarks/train_throughput.py --splits results/data/splits --cost-split 2,8,32,128   # per step / per jet
 
 Jets: by default real ones, the first training jets of ``--splits`` or, without it, of a small sample generated and
 split once into ``--data-cache`` (the built-in generator: about 10 s); ``--synthetic`` uses
@@ -27,7 +28,11 @@ padded up to those particle counts, ``training.length_buckets``) and ``--compile
 buckets, one static-shape graph per bucket) are measured against this tree's plain eager run (batches trimmed to
 their longest jet) in the same alternation; ``warm-up s`` is the time of the first pass over the timed batches
 (compiled: every shape they hold gets compiled there, so the timed pass compiles nothing) less that of the timed
-pass: what compiling cost. Speed-ups are claimed from such one-run ratios on a quiet machine
+pass: what compiling cost. ``--cost-split B1,B2,...`` measures each model at those batch sizes instead and splits a
+training step's time into a part per step and a part per jet (a least-squares line through ms/step against batch
+size): the first is what fewer, larger or overhead-free steps could save, the second what only less work per jet
+(fewer or fused passes over the data) can; it prints the jets/s a step with no per-step cost at all would reach.
+Speed-ups are claimed from such one-run ratios on a quiet machine
 (``HEAVY_SLOTS=2 bash /work/heavy.sh ...`` here).
 """
 
@@ -286,6 +291,7 @@ def main(argv=None) -> int:
     p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (warm-up excluded)")
     p.add_argument("--buckets", default=None, help="pad batches up to these particle counts, e.g. 16,32,48")
+    p.add_argument("--cost-split", default=None, metavar="B1,B2,...", help="a step: cost per step, per jet")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
     a.batch_size = a.batch_size or study_batch_size()
@@ -307,6 +313,16 @@ def main(argv=None) -> int:
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     splits = None if a.synthetic else (a.splits or str(real_jets(Path(a.data_cache))))
     opts = (["--compile"] if a.compile else []) + (["--buckets", a.buckets] if a.buckets else [])
+    if a.cost_split:
+        if a.against:
+            p.error("--cost-split measures one tree: leave out --against")
+        try:
+            sizes = sorted({int(b) for b in a.cost_split.split(",")})
+        except ValueError:
+            p.error(f"--cost-split takes batch sizes such as 2,8,32,128, not {a.cost_split!r}")
+        if len(sizes) < 2 or sizes[0] < 1:
+            p.error(f"--cost-split needs at least two positive batch sizes, not {a.cost_split!r}")
+        return cost_report(a, devices, widths, splits, sizes, opts)
     with tempfile.TemporaryDirectory() as tmp, other_tree(a.against, Path(tmp) / "against") as against:
         # variants: tag -> (tree, options); the first is the one the others' ratios are of
         trees = {"this": (ROOT, opts)}
@@ -375,6 +391,53 @@ def report(a, devices, widths, splits, trees: dict) -> int:
             "'of peak' = GFLOP/s / that rate (CPU) or MFU (GPU); scored/s: scoring as an evaluation does "
             f"({EVAL_JETS} jets, eval mode, batches by length); ratio = the first row's jets/s / this row's"
         )
+    return 0
+
+
+def step_cost(batch_sizes, ms_per_step) -> tuple[float, float]:
+    """(ms per step, ms per jet): the least-squares line ms_per_step = per_step + per_jet * batch_size."""
+    import numpy as np
+
+    per_jet, per_step = np.polyfit(np.asarray(batch_sizes, dtype=float), np.asarray(ms_per_step, dtype=float), 1)
+    return float(per_step), float(per_jet)
+
+
+def cost_report(a, devices, widths, splits, sizes: list[int], opts: list[str]) -> int:
+    """Each model at each batch size (median of ``--repeats`` fresh processes); the step split into its cost per
+    step and per jet."""
+    print(
+        f"batch sizes {','.join(map(str, sizes))}; {a.threads} thread(s); "
+        + ("synthetic jets" if splits is None else f"real jets from {splits}") + f"; median of {a.repeats}"
+    )  # fmt: skip
+    head = f"{'model':<12} {'width':>5} {'device':<6} " + " ".join(f"{f'ms@{b}':>8}" for b in sizes)
+    print(head + f" {'ms/step':>8} {'ms/jet':>7} {'step share@' + str(a.batch_size):>14} {'jets/s, no step cost':>20}")
+    study = a.batch_size
+    for device in devices:
+        for name, ws in widths.items():
+            for w in ws:
+                ms = []
+                for b in sizes:
+                    a.batch_size = b
+                    results = [run_one(ROOT, opts, name, w, device, a, splits) for _ in range(a.repeats)]
+                    ok = [r["jets_per_s"] for r in results if isinstance(r, dict)]
+                    if not ok:
+                        print(f"{name:<12} {w:>5} {device:<6} failed at batch {b}: {results[-1]}")
+                        break
+                    ms.append(1e3 * b / statistics.median(ok))
+                a.batch_size = study
+                if len(ms) < len(sizes):
+                    continue
+                per_step, per_jet = step_cost(sizes, ms)
+                share = per_step / (per_step + per_jet * study)
+                print(
+                    f"{name:<12} {w:>5} {device:<6} " + " ".join(f"{m:>8.2f}" for m in ms)
+                    + f" {per_step:>8.2f} {per_jet:>7.3f} {share:>14.0%} {1e3 / per_jet:>20.0f}",
+                    flush=True,
+                )  # fmt: skip
+    print(
+        "ms@B: ms per training step at batch B; ms/step and ms/jet: the line through them (cost per step, per jet); "
+        "step share: the per-step part of a step at the study's batch; jets/s, no step cost: 1000 / (ms/jet)"
+    )
     return 0
 
 

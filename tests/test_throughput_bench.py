@@ -1,0 +1,59 @@
+"""benchmarks/train_throughput.py's split of a training step into a cost per step and a cost per jet."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "train_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_throughput_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_cost_is_the_line_through_the_step_times(bench):
+    per_step, per_jet = bench.step_cost([2, 8, 32, 128], [6.0 + 0.25 * b for b in (2, 8, 32, 128)])
+    assert per_step == pytest.approx(6.0) and per_jet == pytest.approx(0.25)
+    # noisy times: the least-squares line, not the two end points
+    per_step, per_jet = bench.step_cost([1, 2, 3], [1.0, 3.0, 2.0])
+    assert per_step == pytest.approx(1.0) and per_jet == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cost-split", "32"], "at least two positive batch sizes"),
+        (["--cost-split", "2,x"], "batch sizes such as"),
+        (["--cost-split", "2,8", "--against", "HEAD"], "leave out --against"),
+    ],
+)
+def test_cost_split_refuses_bad_arguments_in_one_line(args, message):
+    res = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cost_split_measures_each_batch_size(tmp_path):
+    """A real (tiny) run: one model, two batch sizes, synthetic jets, each in its own process."""
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--cost-split", "2,6", "--synthetic", "--widths", "part=8", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = next(line for line in res.stdout.splitlines() if line.startswith("part "))
+    cells = row.split()
+    ms_at_2, ms_at_6 = float(cells[3]), float(cells[4])
+    assert 0 < ms_at_2 < ms_at_6  # a larger batch takes longer per step
+    assert int(cells[-1]) > 0  # jets/s with no per-step cost
