@@ -53,8 +53,12 @@ def stop_pool(pool) -> None:
 def parallel_map(func, jobs: list, min_jobs: int = 4) -> list:
     """``[func(j) for j in jobs]`` on up to os.cpu_count() forked processes (JETSCALE_FIT_WORKERS overrides).
 
-    Results are identical to the serial loop (every fit is deterministic); falls back to serial where fork is
-    unavailable or for a handful of jobs.
+    The same jobs as the serial loop, in its order; falls back to serial where fork is unavailable or for a handful
+    of jobs. Every fit's status, and an ``ok`` fit's parameters and intervals, come out the same in every run; a fit
+    the data leave unconstrained (a step, a ceiling far out) can differ in the last digits of its optimum and in
+    its bootstrap intervals (and so the comparisons built on it: ΔAIC, the bootstrap fraction) from one run of
+    ``jetscale fit`` to the next, serial too, on one BLAS thread, with a fixed hash seed (measured; the cause is
+    not known: each such fit alone, repeated in one process, gives the same bits).
     """
     import multiprocessing as mp
     import os
