@@ -13,6 +13,7 @@ from jetscale.cli import main
 from jetscale.evaluate.metrics import (
     JOI_CLASSES,
     JOI_FLAVOR_PAIRS,
+    average_ranks,
     confusion_counts,
     flavor_metrics,
     log_loss,
@@ -152,3 +153,20 @@ def test_metrics_cli_rejects_wrong_classes(tmp_path, capsys):
     pd.DataFrame([[1, 0], [0, 1]], index=["x", "y"], columns=["x", "y"]).to_csv(tmp_path / "bad.csv")
     assert main(["metrics", "--confusion", str(tmp_path / "bad.csv")]) == 2
     assert "do not match the classes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 2200])
+def test_average_ranks_are_scipys_rankdata_to_the_bit(n):
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(n)
+    for values in (
+        rng.random(n),
+        rng.integers(0, 5, n).astype(float),  # many ties
+        np.round(rng.random(n), 2) * np.where(rng.random(n) < 0.5, -0.0, 0.0) + rng.integers(0, 3, n),  # ±0 ties
+    ):
+        np.testing.assert_array_equal(average_ranks(values), rankdata(values))
+    if n:
+        with_nan = rng.random(n)
+        with_nan[n // 2] = np.nan
+        assert np.isnan(average_ranks(with_nan)).all() and np.isnan(rankdata(with_nan)).all()

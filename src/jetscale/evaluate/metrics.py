@@ -83,13 +83,27 @@ def log_loss(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return float(per_jet.mean()), err
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values``, tied values sharing their average rank; all NaN if any value is NaN: what
+    ``scipy.stats.rankdata`` gives, to the bit, without importing ``scipy.stats`` (0.4 s of every
+    ``jetscale evaluate``, one per cell)."""
+    values = np.asarray(values, dtype=float).ravel()
+    if np.isnan(values).any():
+        return np.full(values.shape, np.nan)
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of tied values starts
+    bounds = np.append(starts, values.size)
+    ranks = np.empty(values.shape)
+    ranks[order] = np.repeat(0.5 * (bounds[1:] + bounds[:-1] + 1), np.diff(bounds))
+    return ranks
+
+
 def one_vs_rest_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per-class ROC AUC of score_k separating class k from all others (Mann–Whitney U, ties get half credit).
 
     NaN for a class with no positive or no negative jets.
     """
-    from scipy.stats import rankdata
-
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=float)
     out = np.full(scores.shape[1], np.nan)
@@ -98,7 +112,7 @@ def one_vs_rest_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
         n_pos, n_neg = int(positive.sum()), int((~positive).sum())
         if n_pos == 0 or n_neg == 0:
             continue
-        ranks = rankdata(scores[:, k])  # average ranks for ties
+        ranks = average_ranks(scores[:, k])
         u_stat = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
         out[k] = u_stat / (n_pos * n_neg)
     return out
@@ -130,12 +144,10 @@ def flavor_continuous(labels: np.ndarray, scores: np.ndarray, i: int, j: int) ->
 
 def _binary_auc(score: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC (Mann–Whitney U, ties half) of ``score`` for ``positive`` vs the rest; NaN without both."""
-    from scipy.stats import rankdata
-
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = rankdata(score)
+    ranks = average_ranks(score)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
