@@ -411,24 +411,22 @@ def cost_report(a, devices, widths, splits, sizes: list[int], opts: list[str]) -
     )  # fmt: skip
     head = f"{'model':<12} {'width':>5} {'device':<6} " + " ".join(f"{f'ms@{b}':>8}" for b in sizes)
     print(head + f" {'ms/step':>8} {'ms/jet':>7} {'step share@' + str(a.batch_size):>14} {'jets/s, no step cost':>20}")
-    study = a.batch_size
     for device in devices:
         for name, ws in widths.items():
             for w in ws:
                 ms = []
                 for b in sizes:
-                    a.batch_size = b
-                    results = [run_one(ROOT, opts, name, w, device, a, splits) for _ in range(a.repeats)]
+                    at_b = argparse.Namespace(**{**vars(a), "batch_size": b})
+                    results = [run_one(ROOT, opts, name, w, device, at_b, splits) for _ in range(a.repeats)]
                     ok = [r["jets_per_s"] for r in results if isinstance(r, dict)]
                     if not ok:
                         print(f"{name:<12} {w:>5} {device:<6} failed at batch {b}: {results[-1]}")
                         break
                     ms.append(1e3 * b / statistics.median(ok))
-                a.batch_size = study
                 if len(ms) < len(sizes):
                     continue
                 per_step, per_jet = step_cost(sizes, ms)
-                share = per_step / (per_step + per_jet * study)
+                share = per_step / (per_step + per_jet * a.batch_size)
                 print(
                     f"{name:<12} {w:>5} {device:<6} " + " ".join(f"{m:>8.2f}" for m in ms)
                     + f" {per_step:>8.2f} {per_jet:>7.3f} {share:>14.0%} {1e3 / per_jet:>20.0f}",
