@@ -427,9 +427,10 @@ def cost_report(a, devices, widths, splits, sizes: list[int], opts: list[str]) -
                     continue
                 per_step, per_jet = step_cost(sizes, ms)
                 share = per_step / (per_step + per_jet * a.batch_size)
+                ceiling = f"{1e3 / per_jet:.0f}" if per_jet > 0 else "-"  # noisy times can give no positive slope
                 print(
                     f"{name:<12} {w:>5} {device:<6} " + " ".join(f"{m:>8.2f}" for m in ms)
-                    + f" {per_step:>8.2f} {per_jet:>7.3f} {share:>14.0%} {1e3 / per_jet:>20.0f}",
+                    + f" {per_step:>8.2f} {per_jet:>7.3f} {share:>14.0%} {ceiling:>20}",
                     flush=True,
                 )  # fmt: skip
     print(
