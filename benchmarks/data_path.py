@@ -73,7 +73,6 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 GPU_JETS_PER_S = 27_000  # fastest training rate measured so far: ParticleNet w64, bf16, H100 (benchmarks/gpu_check.sh)
 PAPER_POOL = 11_000_000
 PAPER_JETS_PER_SHARD = 27_500  # 11M jets in 400 shards
@@ -81,7 +80,7 @@ VAL_FRACTION, TEST_FRACTION = 0.01, 0.05  # the paper's 10k and 50k per class of
 MODELS = {"particles": "particlenet", "bytes": "bbt_neutron"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from other_tree import other_tree  # noqa: E402  (a script: its own folder is not a package)
+from other_tree import ROOT, other_tree  # noqa: E402  (a script: its own folder is not a package)
 
 
 class MemoryPeak(threading.Thread):

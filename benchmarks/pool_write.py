@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_path import ROOT, MemoryPeak, status_kb  # noqa: E402
-from other_tree import other_tree  # noqa: E402
+from data_path import MemoryPeak, status_kb  # noqa: E402
+from other_tree import ROOT, other_tree  # noqa: E402
 
 PARTICLE_BRANCHES = ("d0val", "d0err", "dzval", "dzerr", "isElectron", "isMuon", "isNeutralHadron", "isPhoton")
 

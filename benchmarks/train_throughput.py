@@ -48,7 +48,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 STUDY_WIDTHS = {"particlenet": (16,), "part": (16,), "bbt_neutron": (32,)}
 BBT_OPTIONS = {"tokenizer": {"mode": "native", "dtype": "float16", "patch_size": 16, "max_bytes": 1024}}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40": 181.0, "A10": 125.0}
@@ -56,7 +55,7 @@ N_JETS = 4096  # jets the batches are drawn from (a permutation per pass, as the
 EVAL_JETS = 2200  # jets scored per measurement: the default study's validation set, scored at every evaluation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from other_tree import other_tree  # noqa: E402  (a script: its own folder is not a package)
+from other_tree import ROOT, other_tree  # noqa: E402  (a script: its own folder is not a package)
 
 
 def study_batch_size() -> int:

@@ -39,6 +39,11 @@ RESIDENT_FRACTION = 0.25
 AHEAD_BATCHES = 4
 
 
+def _slot_bytes(arr: np.ndarray, n_slots: int | None) -> int | None:
+    """Bytes of a row's first ``n_slots`` particle slots of a split's (jets, slots, ...) array; None: the whole row."""
+    return None if n_slots is None else n_slots * arr.strides[1]
+
+
 def prepared_bytes_per_jet(name: str, options, n_particles: int, n_features: int) -> int:
     spec = catalog.get(name)
     return spec.inputs.bytes_per_jet(spec.parse_options(options), n_particles, n_features)
@@ -181,7 +186,7 @@ class SplitInputs:
         n_slots = self._slots_read(np.asarray(mask[rows]), True, buckets).stop
         self._prefetch(rows, ("features", "vectors"), n_slots)
         for key in ("features", "vectors"):
-            populate_rows(self.raw[key], rows, None if n_slots is None else n_slots * self.raw[key].strides[1])
+            populate_rows(self.raw[key], rows, _slot_bytes(self.raw[key], n_slots))
 
     def _prepare_read_ahead(self, rows: np.ndarray, buckets, requested: Future) -> dict[str, np.ndarray]:
         """(The preparation stage) once ``rows`` are read (``requested``), the batch as :meth:`tensors` draws it."""
@@ -214,7 +219,7 @@ class SplitInputs:
         for key in keys:
             arr = self.raw[key]
             if not rows_cached(arr, rows):
-                prefetch_rows(arr, rows, None if n_slots is None else n_slots * arr.strides[1])  # bytes per slot
+                prefetch_rows(arr, rows, _slot_bytes(arr, n_slots))
 
     def _streamed_info(self) -> dict[str, Any]:
         """A streamed split's facts: its size, and where the preparation can drop particles, how many jets it
