@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,22 @@ def test_train_command_fits_a_bdt_cell(splits, tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["cell_id"] == CELL and summary["samples_seen"] is None and out.is_file()
+
+
+def test_a_bdt_cells_process_never_imports_torch(splits, tmp_path):
+    """A fitted cell's job pays for no torch import (~0.8 s of each): the command's process, start to end."""
+    cfg = small_config()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "results": str(tmp_path / "results")}))
+    out = tmp_path / "results" / "runs" / CELL / "metrics.json"
+    args = ["train", "--config", str(config), "--cell", CELL, "--splits", str(splits), "--out", str(out)]
+    probe = (
+        "import sys; from jetscale.cli import main; rc = main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "no torch" and out.is_file()
 
 
 # ------------------------------------------------------------------------ collect -> fits -> report

@@ -51,7 +51,8 @@ from ..inputs.stats import compute_stats
 from ..models.registry import batch_tensors, prepare_inputs
 from ..settings import settings_hash
 from ..train.distributed import EngineOptions
-from ..train.runner import LOG_COLUMNS, CsvLog, Runner, start_process
+from ..train.outputs import LOG_COLUMNS, CsvLog
+from ..train.runner import Runner, start_process
 from ..train.stopping import StoppingPlan, clamped_samples, cosine
 from ..train.task import RunOutcome, RunPlan, TrainState, Validation
 from ..train.tensorboard import tensorboard_sink

@@ -32,6 +32,7 @@ from ..settings import resolve_settings, settings_hash
 from .distributed import EngineOptions, Ranks
 from .history import archive
 from .inputs import SplitInputs, input_transform, load_split_inputs
+from .outputs import loss_and_accuracy, write_predictions
 from .record import MetricsRecord, run_fields, scored_fields
 from .stopping import plan_for
 from .task import RunOutcome, RunPlan, TrainState, Validation
@@ -92,23 +93,6 @@ def predict(model, inputs: SplitInputs, device, autocast, ranks: Ranks | None = 
     if ranks.world == 1:
         probs[order] = probs.copy()
     return ranks.gather_rows(probs, n)
-
-
-def loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
-    return float(-np.log(p).mean()), float((probs.argmax(axis=1) == labels).mean())
-
-
-def write_predictions(
-    path: Path, jet_id: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]
-) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame({"jet_id": jet_id.astype(np.int64), "label": labels.astype(np.int64)})
-    for i, name in enumerate(classes):
-        frame[f"score_{name}"] = probs[:, i].astype(np.float32)
-    with jio.atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
 
 
 # ------------------------------------------------------------------------------------------- the task

@@ -35,6 +35,7 @@ from ..models import catalog
 from ..resources import train_resources
 from ..settings import resolve_settings, settings_hash
 from .history import archive
+from .outputs import CsvLog, loss_and_accuracy, write_predictions
 from .record import MetricsRecord, scored_fields
 
 # metrics.json keys a fitted model has no value for (null): no width, compute budget, parameter count, forward
@@ -63,8 +64,6 @@ def train_fitted(cfg: dict, cell_id: str, splits_dir: str | os.PathLike, out_dir
 
     from ..data.observables import split_observables
     from ..data.splits import load_split
-    from .classifier import loss_and_accuracy, write_predictions
-    from .runner import CsvLog
 
     t_start = time.perf_counter()
     cell = parse_cell_id(cfg, cell_id)

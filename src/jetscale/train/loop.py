@@ -40,9 +40,6 @@ from pathlib import Path
 from .. import paths
 from ..grid import parse_cell_id
 from ..models import catalog
-from .classifier import ClassifierTask
-from .runner import CsvLog, Runner, start_process
-from .tensorboard import tensorboard_sink
 
 
 def train_cell(
@@ -74,6 +71,12 @@ def train_cell(
 
         return train_fitted(cfg, cell_id, splits_dir, out_dir)
     t_start = time.perf_counter()
+    # torch (seconds) only for a network cell: a fitted cell's process never imports it
+    from .classifier import ClassifierTask
+    from .outputs import CsvLog
+    from .runner import Runner, start_process
+    from .tensorboard import tensorboard_sink
+
     out_dir = Path(out_dir)
     task = ClassifierTask(cfg, cell_id, Path(splits_dir), out_dir, backbone=backbone)
     device, ranks = start_process(cfg["training"])

@@ -21,8 +21,6 @@ One run, top to bottom (:meth:`Runner.run`):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import random
 import sys
@@ -43,7 +41,6 @@ from . import checkpoint as ckpt
 from .distributed import Ranks, init_ranks, make_engine, resolve_device
 from .task import RunOutcome, RunPlan, Task, TrainState, Validation
 
-LOG_COLUMNS = ("step", "samples", "loss", "lr", "throughput", "val_loss")
 LOG_EVERY_STEPS = 10
 # the training loop hands the task the batches of the next steps up to this many on (Task.prefetch)
 AHEAD_STEPS = 2
@@ -83,24 +80,6 @@ class RowSink(Protocol):
 
     def add(self, row: dict) -> None: ...
     def close(self, rows: list[dict]) -> None: ...
-
-
-class CsvLog:
-    """The run's CSV log (``train_log.csv``, ``pretrain_log.csv``), rewritten whole and atomically at the end."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...] = LOG_COLUMNS):
-        self.path, self.columns = Path(path), columns
-
-    def add(self, row: dict) -> None:
-        pass
-
-    def close(self, rows: list[dict]) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in self.columns})
-        jio.write_text(self.path, buf.getvalue())
 
 
 def write_failure(out_dir: Path, reason: str, **extra) -> None:
@@ -144,7 +123,7 @@ def seed_everything(seed: int) -> None:
 class Runner:
     """Train ``task`` under ``plan`` in ``out_dir``: :meth:`run` returns the :class:`RunOutcome`.
 
-    ``sinks``: where log rows go besides the state (rank 0 only; e.g. a :class:`CsvLog`).
+    ``sinks``: where log rows go besides the state (rank 0 only; e.g. a :class:`~.outputs.CsvLog`).
     """
 
     def __init__(
@@ -457,7 +436,6 @@ class Runner:
 
 
 __all__ = [
-    "CsvLog",
     "RowSink",
     "RunOutcome",
     "RunPlan",
