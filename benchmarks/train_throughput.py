@@ -6,6 +6,7 @@
     python benchmarks/train_throughput.py --device cuda --batch-size 256 --synthetic --widths "particlenet=64,128"
     python benchmarks/train_throughput.py --engine deepspeed --zero-stage 2 --widths "bbt_neutron=512,768"
     python benchmarks/train_throughput.py --buckets 16,32,48 --compile   # buckets + torch.compile against eager
+    python benchmarks/train_throughput.py --precision bf16               # bf16 autocast against the default
     python benchmarks/train_throughput.py --splits results/data/splits --cost-split 2,8,32,128   # per step / per jet
 
 Jets: by default real ones, the first training jets of ``--splits`` or, without it, of a small sample generated and
@@ -26,14 +27,14 @@ with the device's peak dense bf16 rate (MFU; the peak by device name). FLOPs are
 tree's ``src``; it prints the median of each and their ratio. Without ``--against``, ``--buckets`` (the batches
 padded up to those particle counts, ``training.length_buckets``) and ``--compile`` (``training.compile``; with
 buckets, one static-shape graph per bucket) are measured against this tree's plain eager run (batches trimmed to
-their longest jet) in the same alternation; ``warm-up s`` is the time of the first pass over the timed batches
-(compiled: every shape they hold gets compiled there, so the timed pass compiles nothing) less that of the timed
-pass: what compiling cost. ``--cost-split B1,B2,...`` measures each model at those batch sizes instead and splits a
-training step's time into a part per step and a part per jet (a least-squares line through ms/step against batch
-size): the first is what fewer, larger or overhead-free steps could save, the second what only less work per jet
-(fewer or fused passes over the data) can; it prints the jets/s a step with no per-step cost at all would reach.
-Speed-ups are claimed from such one-run ratios on a quiet machine
-(``HEAVY_SLOTS=2 bash /work/heavy.sh ...`` here).
+their longest jet) in the same alternation, and so is ``--precision fp32|bf16`` (``training.precision``;
+the default, auto, is fp32 on CPU and bf16 autocast on a GPU); ``warm-up s`` is the time of the first pass over
+the timed batches (compiled: every shape they hold gets compiled there, so the timed pass compiles nothing) less
+that of the timed pass: what compiling cost. ``--cost-split B1,B2,...`` measures each model at those batch sizes
+instead and splits a training step's time into a part per step and a part per jet (a least-squares line through
+ms/step against batch size): the first is what fewer, larger or overhead-free steps could save, the second what
+only less work per jet (fewer or fused passes over the data) can; it prints the jets/s a step with no per-step
+cost at all would reach. Speed-ups are claimed from such one-run ratios on a quiet machine.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def measure(
     zero_stage: int = 1,
     compile_model: bool = False,
     buckets: tuple[int, ...] | None = None,
+    precision: str = "auto",
 ) -> dict:
     """One model at one width in this process (the imported ``jetscale`` is whichever tree PYTHONPATH names)."""
     import resource
@@ -162,7 +164,11 @@ def measure(
     # (options an older tree may lack are passed only when set: --against REV measures REV with this code)
     static = {"static_shapes": True} if buckets else {}
     engine_options = EngineOptions(
-        precision="auto", deepspeed=engine == "deepspeed", zero_stage=zero_stage, compile=bool(compile_model), **static
+        precision=precision,
+        deepspeed=engine == "deepspeed",
+        zero_stage=zero_stage,
+        compile=bool(compile_model),
+        **static,
     )
     bucketed = (buckets,) if buckets else ()
     eng = make_engine(
@@ -290,6 +296,7 @@ def main(argv=None) -> int:
     p.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), default=1, help="DeepSpeed ZeRO stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (warm-up excluded)")
     p.add_argument("--buckets", default=None, help="pad batches up to these particle counts, e.g. 16,32,48")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="training.precision")
     p.add_argument("--cost-split", default=None, metavar="B1,B2,...", help="a step: cost per step, per jet")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: model:width:device
     a = p.parse_args(argv)
@@ -298,7 +305,7 @@ def main(argv=None) -> int:
         name, width, device = a.one.split(":")
         buckets = tuple(int(b) for b in a.buckets.split(",")) if a.buckets else None
         r = measure(name, int(width), device, a.batch_size, a.steps, a.threads, a.splits, a.engine, a.zero_stage,
-                    a.compile, buckets)  # fmt: skip
+                    a.compile, buckets, a.precision)  # fmt: skip
         print(json.dumps(r))
         return 0
     widths = dict(STUDY_WIDTHS)
@@ -312,6 +319,7 @@ def main(argv=None) -> int:
     devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     splits = None if a.synthetic else (a.splits or str(real_jets(Path(a.data_cache))))
     opts = (["--compile"] if a.compile else []) + (["--buckets", a.buckets] if a.buckets else [])
+    opts += ["--precision", a.precision] if a.precision != "auto" else []
     if a.cost_split:
         if a.against:
             p.error("--cost-split measures one tree: leave out --against")
@@ -328,7 +336,9 @@ def main(argv=None) -> int:
         if against is not None:
             trees[a.against] = (against, opts)
         elif opts:  # the options against this tree's plain eager run
-            tag = "+".join(["buckets"] * bool(a.buckets) + ["compile"] * a.compile)
+            tag = "+".join(
+                ["buckets"] * bool(a.buckets) + ["compile"] * a.compile + [a.precision] * (a.precision != "auto")
+            )
             trees = {tag: (ROOT, opts), "eager": (ROOT, [])}
         return report(a, devices, widths, splits, trees)
 
@@ -338,6 +348,7 @@ def report(a, devices, widths, splits, trees: dict) -> int:
     print(
         f"engine {a.engine}" + (f" (ZeRO {a.zero_stage})" if a.engine == "deepspeed" else "")
         + (", torch.compile" if a.compile else "") + (f", length buckets {a.buckets}" if a.buckets else "")
+        + (f", precision {a.precision}" if a.precision != "auto" else "")
         + f"; batch {a.batch_size}; {a.threads} thread(s); "
         + ("synthetic jets" if splits is None else f"real jets from {splits}") + f"; median of {a.repeats}"
     )  # fmt: skip

@@ -57,3 +57,18 @@ def test_cost_split_measures_each_batch_size(tmp_path):
     assert cells[:3] == ["part", "8", "cpu"] and len(cells) == 9
     assert float(cells[3]) > 0 and float(cells[4]) > 0
     assert cells[8] == "-" or int(cells[8]) > 0
+
+
+def test_precision_is_measured_against_the_default_in_one_run(tmp_path):
+    """A real (tiny) run: --precision bf16 alongside the default (fp32 on CPU) run of the same tree, one ratio."""
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--precision", "bf16", "--synthetic", "--widths", "part=8", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "precision bf16" in res.stdout.splitlines()[0]
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith("part ")]
+    assert [r[3] for r in rows] == ["bf16", "eager"]  # the variant first, then the plain run its ratio is against
+    assert rows[1][-2].endswith("x,") and float(rows[1][-2].rstrip("x,")) > 0  # train, scoring ratios
