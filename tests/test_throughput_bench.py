@@ -43,16 +43,21 @@ def test_cost_split_refuses_bad_arguments_in_one_line(args, message):
     assert message in res.stderr and "Traceback" not in res.stderr
 
 
-def test_cost_split_measures_each_batch_size(tmp_path):
-    """A real (tiny) run: one model, two batch sizes, synthetic jets, each in its own process."""
+def tiny_run(tmp_path, *args: str) -> list[str]:
+    """The script's output lines for a real (tiny) run: a width-8 ParT, synthetic jets, 2 timed steps."""
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--cost-split", "2,6", "--synthetic", "--widths", "part=8", "--steps", "2"],
+        [sys.executable, str(SCRIPT), *args, "--synthetic", "--widths", "part=8", "--steps", "2"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    row = next(line for line in res.stdout.splitlines() if line.startswith("part "))
+    return res.stdout.splitlines()
+
+
+def test_cost_split_measures_each_batch_size(tmp_path):
+    """One model, two batch sizes, each in its own process."""
+    row = next(line for line in tiny_run(tmp_path, "--cost-split", "2,6") if line.startswith("part "))
     cells = row.split()  # model, width, device, ms@2, ms@6, ms/step, ms/jet, share, jets/s (timings: not compared)
     assert cells[:3] == ["part", "8", "cpu"] and len(cells) == 9
     assert float(cells[3]) > 0 and float(cells[4]) > 0
@@ -60,15 +65,9 @@ def test_cost_split_measures_each_batch_size(tmp_path):
 
 
 def test_precision_is_measured_against_the_default_in_one_run(tmp_path):
-    """A real (tiny) run: --precision bf16 alongside the default (fp32 on CPU) run of the same tree, one ratio."""
-    res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--precision", "bf16", "--synthetic", "--widths", "part=8", "--steps", "2"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "precision bf16" in res.stdout.splitlines()[0]
-    rows = [line.split() for line in res.stdout.splitlines() if line.startswith("part ")]
+    """--precision bf16 alongside the default (fp32 on CPU) run of the same tree, one ratio."""
+    lines = tiny_run(tmp_path, "--precision", "bf16")
+    assert "precision bf16" in lines[0]
+    rows = [line.split() for line in lines if line.startswith("part ")]
     assert [r[3] for r in rows] == ["bf16", "eager"]  # the variant first, then the plain run its ratio is against
     assert rows[1][-2].endswith("x,") and float(rows[1][-2].rstrip("x,")) > 0  # train, scoring ratios

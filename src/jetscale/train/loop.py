@@ -70,13 +70,14 @@ def train_cell(
         from .fitted import train_fitted
 
         return train_fitted(cfg, cell_id, splits_dir, out_dir)
-    t_start = time.perf_counter()
-    # torch (seconds) only for a network cell: a fitted cell's process never imports it
+    # torch (seconds) only for a network cell, a fitted cell's process never imports it; imported before the
+    # run's clock starts, as when this module imported it (wall_time_s is the run's, not the interpreter's)
     from .classifier import ClassifierTask
     from .outputs import CsvLog
     from .runner import Runner, start_process
     from .tensorboard import tensorboard_sink
 
+    t_start = time.perf_counter()
     out_dir = Path(out_dir)
     task = ClassifierTask(cfg, cell_id, Path(splits_dir), out_dir, backbone=backbone)
     device, ranks = start_process(cfg["training"])
