@@ -230,14 +230,18 @@ def test_the_round_cap_is_reported_as_budget(splits, tmp_path):
     assert record["fit"]["rounds"] == 3 and record["stopped_by"] == "budget"
 
 
+def train_command(splits, tmp_path) -> tuple[list[str], Path]:
+    """``jetscale train``'s arguments for the bdt cell of a study written to ``tmp_path``, and its metrics.json."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**small_config(), "results": str(tmp_path / "results")}))
+    out = tmp_path / "results" / "runs" / CELL / "metrics.json"
+    return ["train", "--config", str(config), "--cell", CELL, "--splits", str(splits), "--out", str(out)], out
+
+
 def test_train_command_fits_a_bdt_cell(splits, tmp_path, capsys):
     from jetscale.cli import main
 
-    cfg = small_config()
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**cfg, "results": str(tmp_path / "results")}))
-    out = tmp_path / "results" / "runs" / CELL / "metrics.json"
-    args = ["train", "--config", str(config), "--cell", CELL, "--splits", str(splits), "--out", str(out)]
+    args, out = train_command(splits, tmp_path)
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["cell_id"] == CELL and summary["samples_seen"] is None and out.is_file()
@@ -245,11 +249,7 @@ def test_train_command_fits_a_bdt_cell(splits, tmp_path, capsys):
 
 def test_a_bdt_cells_process_never_imports_torch(splits, tmp_path):
     """A fitted cell's job pays for no torch import (~0.8 s of each): the command's process, start to end."""
-    cfg = small_config()
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**cfg, "results": str(tmp_path / "results")}))
-    out = tmp_path / "results" / "runs" / CELL / "metrics.json"
-    args = ["train", "--config", str(config), "--cell", CELL, "--splits", str(splits), "--out", str(out)]
+    args, out = train_command(splits, tmp_path)
     probe = (
         "import sys; from jetscale.cli import main; rc = main(sys.argv[1:]); "
         "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
